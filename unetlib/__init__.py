@@ -1,0 +1,14 @@
+"""unetlib: U-Net organ segmentation for multi-laser SWIR mouse imaging.
+
+The notebooks and the CLI (``python -m unetlib``) are thin layers over these modules,
+one per stage of the data flow: ``stack`` (reshape an acquisition), ``frames`` (choose
+frames to annotate), ``masks`` (import GIMP masks safely), ``augment`` and ``pipeline``
+(training input), ``model``, ``train``, ``predict``, ``metrics``; plus ``plots``,
+``widgets``, ``synthetic`` (the demo acquisition) and ``config`` (every default).
+"""
+
+from unetlib.errors import InputError, OutputError, ParameterError, UnetlibError
+
+__version__ = "0.1.0"
+
+__all__ = ["InputError", "OutputError", "ParameterError", "UnetlibError", "__version__"]

@@ -1,0 +1,311 @@
+"""Reading and writing images, tables and JSON, dtype-preserving and atomic.
+
+Images are numpy arrays of shape ``(H, W)`` or ``(H, W, C)`` (channel-last) whose dtype
+is the file's own: a 16-bit frame stays ``uint16``, it is never rescaled to 8 bits here.
+Every write goes to a temporary file in the destination folder and is renamed into place,
+so an interrupted run never leaves a truncated file under the final name, and an existing
+file is only replaced when the caller says ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+from PIL import Image, UnidentifiedImageError
+
+from unetlib.errors import InputError, OutputError, describe
+
+PNG_SUFFIXES = (".png",)
+TIFF_SUFFIXES = (".tif", ".tiff")
+PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+IMAGE_SUFFIXES = PILLOW_SUFFIXES + TIFF_SUFFIXES
+
+
+def natural_key(path: str | os.PathLike[str]) -> list[Any]:
+    """Sort key that orders ``2.png`` before ``10.png`` (numbers compared as numbers)."""
+    stem = Path(path).name
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", stem)]
+
+
+def list_images(folder: str | os.PathLike[str]) -> list[Path]:
+    """Return the image files directly inside ``folder``, in natural order.
+
+    Hidden files (GIMP and editors leave ``.`` files behind) and non-image files are
+    ignored. Raises :class:`InputError` when the folder does not exist.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(describe(folder, "folder not found", "Check the path."))
+    files = [p for p in folder.iterdir()
+             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(files, key=natural_key)
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read one 2-D image, keeping its dtype.
+
+    Parameters
+    ----------
+    path : path-like
+        A PNG, JPEG, BMP, GIF or single-image TIFF.
+
+    Returns
+    -------
+    ndarray of shape (H, W) or (H, W, C)
+        ``uint8`` or ``uint16`` as stored (TIFF may also give float). Palette images are
+        expanded to RGB, or RGBA when the palette has transparency.
+
+    Raises
+    ------
+    InputError
+        When the file is missing, unreadable, not an image, or holds more than one image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(describe(path, "file not found", "Check the path."))
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        return _read_tiff_image(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return _pillow_to_array(image)
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise InputError(describe(path, f"not a readable image ({error})",
+                                  "Re-export it as PNG or TIFF.")) from None
+
+
+def _pillow_to_array(image: Image.Image) -> np.ndarray:
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif image.mode in ("LA", "PA"):
+        image = image.convert("RGBA")
+    elif image.mode in ("CMYK", "YCbCr", "HSV", "LAB"):
+        image = image.convert("RGB")
+    elif image.mode == "1":
+        image = image.convert("L")
+    array = np.asarray(image)
+    if image.mode in ("I", "I;16", "I;16B", "I;16L") and array.dtype != np.uint16:
+        # Pillow widens 16-bit PNGs to int32 in some versions; the values fit in uint16.
+        if array.size and (array.min() < 0 or array.max() > np.iinfo(np.uint16).max):
+            return array.astype(np.int32)
+        array = array.astype(np.uint16)
+    return np.array(array)
+
+
+def _read_tiff_image(path: Path) -> np.ndarray:
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            array = series.asarray()
+            axes = series.axes
+    except (tifffile.TiffFileError, ValueError, OSError, IndexError) as error:
+        raise InputError(describe(path, f"not a readable TIFF ({error})",
+                                  "Re-export it as TIFF or PNG.")) from None
+    # Channel axes ("C" channels, "S" samples) go last; other singleton axes are dropped.
+    for axis_name in "CS":
+        if axis_name in axes and array.ndim >= 3:
+            index = axes.index(axis_name)
+            array = np.moveaxis(array, index, -1)
+            axes = axes[:index] + axes[index + 1:] + axis_name
+    keep = [i for i, size in enumerate(array.shape) if size != 1 or i >= array.ndim - 2]
+    array = array.reshape([array.shape[i] for i in keep]) if len(keep) != array.ndim else array
+    if array.ndim == 3 and array.shape[-1] > 4:
+        raise InputError(describe(path, f"holds {array.shape[0]} images (shape {array.shape}), "
+                                  "not one", "Give a single frame; use split-stack for stacks."))
+    if array.ndim not in (2, 3):
+        raise InputError(describe(path, f"has shape {array.shape}, not a single 2-D image",
+                                  "Give a single frame; use split-stack for stacks."))
+    return array
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place when the block succeeds.
+
+    Raises
+    ------
+    OutputError
+        When ``path`` exists and ``overwrite`` is false, or the folder cannot be written.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputError(describe(path, "already exists",
+                                   "Choose another output or pass --force to replace it."))
+    ensure_folder(path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}",
+                                         dir=path.parent)
+    os.close(handle)
+    temporary_path = Path(temporary)
+    try:
+        yield temporary_path
+        os.replace(temporary_path, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary_path.unlink()
+
+
+def ensure_folder(folder: str | os.PathLike[str]) -> Path:
+    """Create ``folder`` (and parents) or raise :class:`OutputError` saying why it can't be."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(describe(folder, f"cannot create the output folder ({error.strerror})",
+                                   "Choose a writable location.")) from None
+    if not os.access(folder, os.W_OK):
+        raise OutputError(describe(folder, "output folder is not writable",
+                                   "Choose a writable location."))
+    return folder
+
+
+def write_image(path: str | os.PathLike[str], image: np.ndarray, *,
+                overwrite: bool = False, compress_level: int = 1) -> Path:
+    """Write ``image`` to ``path`` (PNG or TIFF by suffix) atomically, keeping its dtype.
+
+    PNG takes ``uint8`` with 1, 3 or 4 channels and ``uint16`` with 1 channel; everything
+    else (16-bit colour, 4-channel data that is not RGBA, float) must go to TIFF, which
+    stores any dtype and channel count losslessly.
+
+    Raises
+    ------
+    OutputError
+        When the file exists and ``overwrite`` is false, or it cannot be written.
+    ValueError
+        When the array cannot be stored in the requested format.
+    """
+    path = Path(path)
+    image = np.asarray(image)
+    suffix = path.suffix.lower()
+    if suffix in PNG_SUFFIXES:
+        pil_image = _array_to_pillow(image, path)
+    elif suffix not in TIFF_SUFFIXES:
+        raise ValueError(f"{path}: unsupported image format {suffix!r}; use .png or .tif")
+    try:
+        with atomic_path(path, overwrite=overwrite) as temporary:
+            if suffix in PNG_SUFFIXES:
+                pil_image.save(temporary, format="PNG", compress_level=compress_level)
+            else:
+                _write_tiff(temporary, image)
+    except OutputError:
+        raise
+    except OSError as error:
+        raise OutputError(describe(path, f"cannot be written ({error.strerror or error})",
+                                   "Check free space and permissions.")) from None
+    return path
+
+
+def _array_to_pillow(image: np.ndarray, path: Path) -> Image.Image:
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.dtype == np.uint8 and (image.ndim == 2 or image.shape[-1] in (3, 4)):
+        return Image.fromarray(image)
+    if image.dtype == np.uint16 and image.ndim == 2:
+        return Image.fromarray(image)
+    raise ValueError(f"{path}: a PNG cannot hold {image.dtype} data of shape {image.shape} "
+                     "without loss; write a .tif instead")
+
+
+def _write_tiff(path: Path, image: np.ndarray) -> None:
+    if image.ndim == 3 and image.shape[-1] == 3 and image.dtype in (np.uint8, np.uint16):
+        tifffile.imwrite(path, image, photometric="rgb")
+    elif image.ndim == 3:
+        tifffile.imwrite(path, image, photometric="minisblack", planarconfig="contig",
+                         metadata={"axes": "YXS"})
+    else:
+        tifffile.imwrite(path, image, photometric="minisblack")
+
+
+def write_csv(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]],
+              fieldnames: Sequence[str], *, overwrite: bool = True) -> Path:
+    """Write ``rows`` as CSV with a header, atomically."""
+    path = Path(path)
+    with atomic_path(path, overwrite=overwrite) as temporary:
+        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(fieldnames))
+            writer.writeheader()
+            writer.writerows(rows)
+    return path
+
+
+def read_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
+    """Read a CSV file with a header into a list of dicts."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(describe(path, "file not found", "Check the path."))
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_json(path: str | os.PathLike[str], data: Any, *, overwrite: bool = True) -> Path:
+    """Write ``data`` as indented JSON, atomically."""
+    path = Path(path)
+    with atomic_path(path, overwrite=overwrite) as temporary:
+        temporary.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n",
+                             encoding="utf-8")
+    return path
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file, raising :class:`InputError` when it is missing or malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(describe(path, "file not found", "Check the path."))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise InputError(describe(path, f"is not valid JSON ({error})")) from None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} in JSON")
+
+
+@contextlib.contextmanager
+def staged_folder(destination: str | os.PathLike[str]) -> Iterator[Path]:
+    """Build a folder's contents in a hidden staging folder; move them in on success.
+
+    The staging folder sits beside ``destination`` (same file system, so the final moves
+    are renames). When the block raises, the staging folder is removed and
+    ``destination`` is left exactly as it was: no half-written output.
+
+    Each top-level entry of the staging folder replaces the entry of the same name in
+    ``destination``; callers check beforehand that replacing is allowed.
+    """
+    destination = Path(destination)
+    ensure_folder(destination.parent)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".staging",
+                                        dir=destination.parent))
+    except OSError as error:
+        raise OutputError(describe(destination.parent, f"cannot be written ({error.strerror})",
+                                   "Choose a writable location.")) from None
+    try:
+        yield staging
+        destination_existed = destination.exists()
+        if not destination_existed:
+            os.replace(staging, destination)
+            return
+        for entry in sorted(staging.iterdir()):
+            target = destination / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(entry, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
