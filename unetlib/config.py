@@ -190,3 +190,9 @@ class NormalizeConfig:
         _require(0 <= self.low < self.high <= 100, "low/high", (self.low, self.high),
                  "0 <= low < high <= 100")
         return self
+
+
+# === Masks, augmentation and input pipeline (issue 3) ===================================
+
+
+# === Model, training, prediction and evaluation (issue 4) ===============================
