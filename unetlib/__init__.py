@@ -7,8 +7,9 @@ frames to annotate), ``masks`` (import GIMP masks safely), ``augment`` and ``pip
 ``widgets``, ``synthetic`` (the demo acquisition) and ``config`` (every default).
 """
 
-from unetlib.errors import InputError, OutputError, ParameterError, UnetlibError
+from unetlib.errors import InputError, OutputError, ParameterError, UnetlibError, UnetlibWarning
 
 __version__ = "0.1.0"
 
-__all__ = ["InputError", "OutputError", "ParameterError", "UnetlibError", "__version__"]
+__all__ = ["InputError", "OutputError", "ParameterError", "UnetlibError", "UnetlibWarning",
+           "__version__"]

@@ -33,3 +33,7 @@ def describe(path: str | PathLike[str], problem: str, fix: str = "") -> str:
     if fix:
         message = f"{message.rstrip('.')}. {fix}"
     return message
+
+
+class UnetlibWarning(UserWarning):
+    """Something the user should know that does not stop the step (dropped frames, ...)."""

@@ -158,6 +158,11 @@ def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Ite
 def ensure_folder(folder: str | os.PathLike[str]) -> Path:
     """Create ``folder`` (and parents) or raise :class:`OutputError` saying why it can't be."""
     folder = Path(folder)
+    blocker = next((parent for parent in (folder, *folder.parents)
+                    if parent.exists() and not parent.is_dir()), None)
+    if blocker is not None:
+        raise OutputError(describe(folder, f"cannot create the output folder: {blocker} is a file",
+                                   "Choose an output folder path that is not inside a file."))
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -1,0 +1,174 @@
+"""Choose the frames to annotate and export them into a data folder.
+
+Annotating ~15 frames is the user's most expensive step, so the frames should cover the
+acquisition: either spread evenly in time (``spread``) or chosen to differ most from each
+other (``diverse``: greedy farthest-point sampling on small thumbnails, which catches the
+brightness changes of dye uptake and clearance). The picked frames are written as
+``0.png … n-1`` (16-bit grayscale) or ``0.tif … n-1`` (3/4-channel composites, lossless)
+into ``<data_dir>/train/frames/`` with ``train/frames.csv`` mapping each back to its cycle
+and stack frames, and an 8-bit display-scaled copy in ``train/annotate/`` to draw on in
+GIMP. Existing frames are never overwritten unless ``force`` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from unetlib.config import PickConfig, SplitConfig
+from unetlib.errors import OutputError, ParameterError
+from unetlib.io import write_csv, write_image
+from unetlib.stack import LaserStack, display_scale, load_stack
+
+logger = logging.getLogger(__name__)
+
+FRAMES_FIELDS = ("stem", "file", "cycle", "lasers", "stack_frames")
+THUMBNAIL_STEP = 16
+
+
+@dataclass(frozen=True)
+class PickResult:
+    """What :func:`pick_frames` wrote."""
+
+    frames: list[Path]
+    annotate: list[Path]
+    table: Path
+    cycles: list[int]
+
+
+def frame_lasers(config: PickConfig, split: SplitConfig = SplitConfig()) -> tuple[int, ...]:
+    """The lasers (1-based) that make one exported frame: one laser or a composite."""
+    if config.channels == 1:
+        return (config.laser,)
+    return tuple(split.composite3 if config.channels == 3 else split.composite4)
+
+
+def pick_cycles(stack: LaserStack, config: PickConfig,
+                split: SplitConfig = SplitConfig()) -> list[int]:
+    """Choose ``config.count`` cycles of ``stack`` to annotate.
+
+    Returns
+    -------
+    list of int
+        Cycle indices in increasing order.
+
+    Raises
+    ------
+    ParameterError
+        When fewer cycles are available than asked for.
+    """
+    config.validate()
+    excluded = set(config.exclude)
+    available = [cycle for cycle in range(stack.cycles) if cycle not in excluded]
+    if config.count > len(available):
+        raise ParameterError(f"count={config.count} is invalid: {stack.path} has only "
+                             f"{len(available)} cycles to choose from; pick fewer frames.")
+    if config.method == "spread":
+        positions = np.rint(np.linspace(0, len(available) - 1, config.count)).astype(int)
+        return [available[i] for i in positions]
+    thumbnails = _thumbnails(stack, frame_lasers(config, split), available)
+    chosen = _farthest_points(thumbnails, config.count)
+    return sorted(available[i] for i in chosen)
+
+
+def _thumbnails(stack: LaserStack, lasers: tuple[int, ...], cycles: list[int]) -> np.ndarray:
+    """Sub-sampled frames as vectors, scaled by one global factor so brightness counts."""
+    rows = []
+    for cycle in cycles:
+        frames = [np.asarray(stack.data[cycle, n - 1, ::THUMBNAIL_STEP, ::THUMBNAIL_STEP])
+                  for n in lasers]
+        rows.append(np.concatenate([f.astype(np.float32).ravel() for f in frames]))
+    vectors = np.stack(rows)
+    return vectors / max(float(np.percentile(vectors, 99.8)), 1e-6)
+
+
+def _farthest_points(vectors: np.ndarray, count: int) -> list[int]:
+    """Greedy farthest-point sampling, starting from the first vector (deterministic)."""
+    chosen = [0]
+    distance = np.linalg.norm(vectors - vectors[0], axis=1)
+    while len(chosen) < count:
+        candidate = int(np.argmax(distance))
+        chosen.append(candidate)
+        distance = np.minimum(distance, np.linalg.norm(vectors - vectors[candidate], axis=1))
+    return chosen
+
+
+def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[str],
+                config: PickConfig = PickConfig(), split: SplitConfig = SplitConfig()) -> PickResult:
+    """Pick frames of a stack and export them into ``data_dir`` for annotation (or testing).
+
+    Parameters
+    ----------
+    stack_path : path-like
+        The acquisition (see :func:`unetlib.stack.load_stack`).
+    data_dir : path-like
+        A data folder such as ``data1d/`` or ``data3d/``. ``subset="train"`` writes
+        ``train/frames/<i>.<ext>``, ``train/annotate/<i>.png`` and ``train/frames.csv``;
+        ``subset="test"`` writes ``test/<i>.<ext>`` and ``test/frames.csv``.
+    config : PickConfig
+        How many frames, how to choose them, which laser or composite.
+    split : SplitConfig
+        Laser count, offset and composite lasers of the acquisition.
+
+    Raises
+    ------
+    OutputError
+        When a destination file exists and ``config.force`` is off (nothing is written),
+        or the folder cannot be written (files written so far are removed).
+    """
+    config.validate()
+    split.validate()
+    stack = load_stack(stack_path, split)
+    lasers = frame_lasers(config, split)
+    for number in lasers:
+        if number > stack.lasers:
+            raise ParameterError(f"laser={number} is invalid: {stack.path} has lasers 1 to "
+                                 f"{stack.lasers}.")
+    cycles = pick_cycles(stack, config, split)
+
+    data_dir = Path(data_dir)
+    frames_dir = data_dir / "train" / "frames" if config.subset == "train" else data_dir / "test"
+    annotate_dir = data_dir / "train" / "annotate" if config.subset == "train" else None
+    table = frames_dir.parent / "frames.csv" if config.subset == "train" else frames_dir / "frames.csv"
+    suffix = ".png" if config.channels == 1 else ".tif"
+    targets = [frames_dir / f"{i}{suffix}" for i in range(len(cycles))]
+    previews = [annotate_dir / f"{i}.png" for i in range(len(cycles))] if annotate_dir else []
+    masks_dir = data_dir / "train" / "masks"
+    stale_masks = [path for path in sorted(masks_dir.glob("*")) if config.subset == "train"
+                   and path.stem in {target.stem for target in targets}]
+    _refuse_existing([*targets, *previews, table, *stale_masks], force=config.force)
+
+    written: list[Path] = []
+    rows = []
+    try:
+        for index, cycle in enumerate(cycles):
+            image = stack.composite(cycle, lasers)
+            image = image[..., 0] if image.shape[-1] == 1 else image
+            written.append(write_image(targets[index], image, overwrite=config.force))
+            if previews:
+                written.append(write_image(previews[index], display_scale(image, split.display_percentiles),
+                                           overwrite=config.force))
+            numbers = [int(stack.frame_numbers[cycle, n - 1]) for n in lasers]
+            rows.append({"stem": str(index), "file": targets[index].name, "cycle": cycle,
+                         "lasers": " ".join(map(str, lasers)),
+                         "stack_frames": " ".join(map(str, numbers))})
+        write_csv(table, rows, FRAMES_FIELDS, overwrite=config.force)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    logger.info("picked cycles %s of %s into %s", cycles, stack.path, frames_dir)
+    return PickResult(frames=targets, annotate=previews, table=table, cycles=cycles)
+
+
+def _refuse_existing(paths: list[Path], *, force: bool) -> None:
+    existing = [path for path in paths if path.exists()]
+    if existing and not force:
+        shown = ", ".join(str(path) for path in existing[:3])
+        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+        raise OutputError(f"{shown}{more}: already exist(s); picking would overwrite your frames. "
+                          "Move them away, choose another data folder, or pass --force.")

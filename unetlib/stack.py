@@ -1,0 +1,321 @@
+"""Load a multi-laser TIFF stack, de-interleave its lasers and export frames and composites.
+
+A SWIR acquisition is one TIFF stack whose frames cycle through the lasers: frame ``i``
+was taken with laser ``(i - offset) % lasers``. :func:`load_stack` opens it memory-mapped
+where the file allows (a 510 MB stack is not read into memory) and returns a
+:class:`LaserStack`, a ``(cycles, lasers, H, W)`` view. ImageJ/OME hyperstacks that already
+carry a channel axis are taken as they are. :func:`split_stack` exports per-laser frames
+(bit depth kept), 3-laser composites (8-bit display PNG for GIMP plus lossless TIFF) and
+4-laser composites (TIFF), with a ``manifest.csv`` mapping each file to its stack frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from unetlib.config import SplitConfig
+from unetlib.errors import InputError, OutputError, ParameterError, UnetlibWarning, describe
+from unetlib.io import ensure_folder, staged_folder, write_csv, write_image
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_FIELDS = ("file", "cycle", "lasers", "stack_frames")
+
+
+@dataclass(frozen=True)
+class LaserStack:
+    """A de-interleaved acquisition.
+
+    Attributes
+    ----------
+    path : Path
+        The TIFF file it was read from.
+    data : ndarray of shape (cycles, lasers, H, W)
+        Frames by cycle and laser, a memory-mapped view where the file allows.
+    frame_numbers : ndarray of shape (cycles, lasers), int
+        Index of each frame in the original stack (its page order).
+    dropped : int
+        Frames of a trailing incomplete cycle (and before ``offset``) left out.
+    """
+
+    path: Path
+    data: np.ndarray
+    frame_numbers: np.ndarray
+    dropped: int = 0
+
+    @property
+    def cycles(self) -> int:
+        """Number of complete laser cycles (time points)."""
+        return int(self.data.shape[0])
+
+    @property
+    def lasers(self) -> int:
+        """Number of lasers."""
+        return int(self.data.shape[1])
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        """``(H, W)`` of one frame."""
+        return int(self.data.shape[2]), int(self.data.shape[3])
+
+    def laser(self, number: int) -> np.ndarray:
+        """All frames of laser ``number`` (1-based), shape ``(cycles, H, W)``."""
+        self._check_laser(number)
+        return self.data[:, number - 1]
+
+    def composite(self, cycle: int, lasers: tuple[int, ...]) -> np.ndarray:
+        """The frames of ``lasers`` (1-based) at ``cycle`` as one ``(H, W, len(lasers))`` image."""
+        for number in lasers:
+            self._check_laser(number)
+        return np.stack([self.data[cycle, number - 1] for number in lasers], axis=-1)
+
+    def _check_laser(self, number: int) -> None:
+        if not 1 <= number <= self.lasers:
+            raise ParameterError(f"laser={number} is invalid: {self.path} has lasers 1 to "
+                                 f"{self.lasers}.")
+
+
+def load_stack(path: str | os.PathLike[str], config: SplitConfig = SplitConfig()) -> LaserStack:
+    """Open a TIFF stack and de-interleave its lasers without reading it whole.
+
+    Parameters
+    ----------
+    path : path-like
+        A multi-page TIFF (frames interleaved by laser) or an ImageJ/OME hyperstack with
+        a channel axis (then each channel is a laser and ``config.lasers`` must match).
+    config : SplitConfig
+        ``lasers`` and ``offset`` are used.
+
+    Returns
+    -------
+    LaserStack
+
+    Raises
+    ------
+    InputError
+        Missing file, not a TIFF, a single 2-D image, fewer frames than lasers.
+    ParameterError
+        ``lasers < 1``, or a hyperstack whose channel count differs from ``lasers``.
+    """
+    path = Path(path)
+    try:
+        config.validate()
+    except ParameterError as error:
+        raise ParameterError(f"{path}: {error}") from None
+    array, axes = _open_series(path)
+    if "C" in axes:
+        return _from_hyperstack(path, array, axes, config)
+    spatial = [axis for axis in axes if axis not in "YX"]
+    if array.ndim < 3 or not spatial:
+        raise InputError(describe(path, f"is a single 2-D image (shape {array.shape}), not a stack",
+                                  "Give the multi-page TIFF of the whole acquisition."))
+    if "S" in axes:
+        raise InputError(describe(path, f"holds colour (RGB) frames, axes {axes!r}",
+                                  "Give the camera's single-channel multi-page TIFF."))
+    frames = array.reshape(-1, *array.shape[-2:])
+    return _deinterleave(path, frames, config)
+
+
+def _open_series(path: Path) -> tuple[np.ndarray, str]:
+    """Return the first image series memory-mapped (or via a temporary memmap) and its axes."""
+    if not path.is_file():
+        raise InputError(describe(path, "file not found", "Check the path."))
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes = series.axes
+            shape = series.shape
+    except (tifffile.TiffFileError, ValueError, OSError, IndexError) as error:
+        raise InputError(describe(path, f"is not a TIFF file ({error})",
+                                  "Give a .tif stack exported by the camera software.")) from None
+    try:
+        array = tifffile.memmap(path, mode="r")
+    except (ValueError, OSError):
+        # Compressed or tiled files cannot be mapped: decode once into a temporary memmap
+        # so memory stays small; this is slower than mapping but works for any layout.
+        logger.info("%s is not memory-mappable; decoding it into a temporary file", path)
+        with tifffile.TiffFile(path) as tif:
+            array = tif.series[0].asarray(out="memmap")
+    return array.reshape(shape), axes
+
+
+def _from_hyperstack(path: Path, array: np.ndarray, axes: str, config: SplitConfig) -> LaserStack:
+    channel = axes.index("C")
+    rest = [i for i, axis in enumerate(axes) if axis not in "CYX"]
+    order = rest + [channel, axes.index("Y"), axes.index("X")]
+    data = np.transpose(array, order)
+    channels = data.shape[-3]
+    if channels != config.lasers:
+        raise ParameterError(f"lasers={config.lasers} is invalid: {path} is a hyperstack "
+                             f"with {channels} channels; pass --lasers {channels}.")
+    data = data.reshape(-1, channels, *data.shape[-2:])
+    numbers = np.arange(data.shape[0] * channels).reshape(data.shape[0], channels)
+    return LaserStack(path=path, data=data, frame_numbers=numbers, dropped=0)
+
+
+def _deinterleave(path: Path, frames: np.ndarray, config: SplitConfig) -> LaserStack:
+    lasers, offset = config.lasers, config.offset
+    total = frames.shape[0]
+    usable = total - offset
+    if usable < lasers:
+        raise InputError(describe(
+            path, f"has {total} frames, fewer than the {lasers} lasers of one cycle"
+                  + (f" after skipping {offset}" if offset else ""),
+            "Check --lasers and --offset, or give the whole acquisition."))
+    cycles = usable // lasers
+    dropped = usable - cycles * lasers
+    if dropped:
+        warnings.warn(f"{path}: the last {dropped} frame(s) form an incomplete laser cycle "
+                      f"and were dropped ({cycles} complete cycles of {lasers} lasers kept).",
+                      UnetlibWarning, stacklevel=3)
+    data = frames[offset:offset + cycles * lasers].reshape(cycles, lasers, *frames.shape[-2:])
+    numbers = offset + np.arange(cycles * lasers).reshape(cycles, lasers)
+    return LaserStack(path=path, data=data, frame_numbers=numbers, dropped=dropped + offset)
+
+
+def display_scale(image: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.8)) -> np.ndarray:
+    """Map each channel's low/high percentiles to 0/255: an 8-bit image for viewing and GIMP.
+
+    Only for display and annotation: training reads the lossless frames.
+    """
+    values = np.asarray(image, dtype=np.float32)
+    squeeze = values.ndim == 2
+    if squeeze:
+        values = values[..., np.newaxis]
+    sample = values[::4, ::4]
+    low, high = np.percentile(sample, percentiles, axis=(0, 1))
+    scaled = (values - low) / np.maximum(high - low, 1e-6)
+    result = np.clip(np.rint(scaled * 255.0), 0, 255).astype(np.uint8)
+    return result[..., 0] if squeeze else result
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    """What :func:`split_stack` wrote: the output folder, its manifest and file counts."""
+
+    out_dir: Path
+    manifest: Path
+    counts: dict[str, int]
+    dropped: int
+
+
+def split_stack(stack_path: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                config: SplitConfig = SplitConfig(), *, workers: int = 2,
+                progress: bool = False) -> SplitResult:
+    """De-interleave a stack and export per-laser frames and composites.
+
+    Writes ``laser1/ … laserN/`` (bit depth kept), ``channels3/`` (lasers
+    ``config.composite3``: ``<cycle>.png`` 8-bit display-scaled for annotation and
+    ``<cycle>.tif`` lossless for training) and ``channels4/`` (``<cycle>.tif``; a
+    4-channel PNG would be read as RGBA) when the stack has enough lasers, plus
+    ``manifest.csv``. Files are named by cycle (time point), zero-padded.
+
+    Everything is written into a staging folder and moved into ``out_dir`` only when
+    complete, so a failure leaves no half-written output. Existing outputs are replaced
+    only with ``config.force``.
+
+    Raises
+    ------
+    InputError, ParameterError
+        See :func:`load_stack`.
+    OutputError
+        When the output folder cannot be written, or outputs exist and ``force`` is off.
+    """
+    config.validate()
+    stack = load_stack(stack_path, config)
+    out_dir = Path(out_dir)
+    folders = [f"laser{n}" for n in range(1, stack.lasers + 1)]
+    if stack.lasers >= 3 and max(config.composite3) <= stack.lasers:
+        folders.append("channels3")
+    if stack.lasers >= 4 and max(config.composite4) <= stack.lasers:
+        folders.append("channels4")
+    _check_outputs(out_dir, [*folders, "manifest.csv"], force=config.force)
+
+    width = max(4, len(str(stack.cycles - 1)))
+    names = [f"{cycle:0{width}d}" for cycle in range(stack.cycles)]
+    rows: list[dict[str, object]] = []
+    with staged_folder(out_dir) as staging:
+        for folder in folders:
+            ensure_folder(staging / folder)
+        jobs = _export_jobs(stack, staging, folders, names, config)
+        _run_jobs(jobs, workers=workers, progress=progress, description=f"split {stack.path.name}")
+        for relative, cycle, lasers in (job[3] for job in jobs):
+            numbers = [int(stack.frame_numbers[cycle, n - 1]) for n in lasers]
+            rows.append({"file": relative, "cycle": cycle,
+                         "lasers": " ".join(map(str, lasers)),
+                         "stack_frames": " ".join(map(str, numbers))})
+        rows.sort(key=lambda row: (str(row["file"]).split("/")[0], int(row["cycle"]), str(row["file"])))
+        write_csv(staging / "manifest.csv", rows, MANIFEST_FIELDS)
+    counts = {folder: sum(1 for row in rows if str(row["file"]).startswith(folder + "/"))
+              for folder in folders}
+    logger.info("split %s into %s: %s", stack.path, out_dir, counts)
+    return SplitResult(out_dir=out_dir, manifest=out_dir / "manifest.csv", counts=counts,
+                       dropped=stack.dropped)
+
+
+def _check_outputs(out_dir: Path, entries: list[str], *, force: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(describe(out_dir, "exists and is not a folder",
+                                   "Choose an output folder path."))
+    existing = [name for name in entries if (out_dir / name).exists()]
+    if existing and not force:
+        raise OutputError(describe(out_dir, f"already holds {', '.join(existing)}",
+                                   "Choose another --out or pass --force to replace them."))
+
+
+Job = tuple  # (function, arguments, keyword arguments, (relative path, cycle, lasers))
+
+
+def _export_jobs(stack: LaserStack, staging: Path, folders: list[str], names: list[str],
+                 config: SplitConfig) -> list[Job]:
+    suffix = "." + config.frame_format
+    jobs: list[Job] = []
+    for cycle, name in enumerate(names):
+        for folder in folders:
+            if folder.startswith("laser"):
+                number = int(folder[len("laser"):])
+                relative = f"{folder}/{name}{suffix}"
+                jobs.append((_write_laser_frame, (stack, cycle, number, staging / relative), {},
+                             (relative, cycle, (number,))))
+            elif folder == "channels3":
+                for extension in (".png", ".tif"):
+                    relative = f"{folder}/{name}{extension}"
+                    jobs.append((_write_composite, (stack, cycle, config.composite3, staging / relative),
+                                 {"display": extension == ".png",
+                                  "percentiles": config.display_percentiles},
+                                 (relative, cycle, config.composite3)))
+            else:
+                relative = f"{folder}/{name}.tif"
+                jobs.append((_write_composite, (stack, cycle, config.composite4, staging / relative),
+                             {"display": False, "percentiles": config.display_percentiles},
+                             (relative, cycle, config.composite4)))
+    return jobs
+
+
+def _write_laser_frame(stack: LaserStack, cycle: int, laser: int, path: Path) -> None:
+    write_image(path, np.asarray(stack.data[cycle, laser - 1]))
+
+
+def _write_composite(stack: LaserStack, cycle: int, lasers: tuple[int, ...], path: Path, *,
+                     display: bool, percentiles: tuple[float, float]) -> None:
+    image = stack.composite(cycle, lasers)
+    write_image(path, display_scale(image, percentiles) if display else image)
+
+
+def _run_jobs(jobs: list[Job], *, workers: int, progress: bool, description: str) -> None:
+    """Run export jobs on a small thread pool (PNG/TIFF encoding releases the GIL)."""
+    from tqdm.auto import tqdm
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = [pool.submit(function, *args, **kwargs) for function, args, kwargs, _ in jobs]
+        for future in tqdm(futures, total=len(futures), desc=description, unit="file",
+                           disable=not progress):
+            future.result()
