@@ -169,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s", stream=sys.stderr)
+    previous_showwarning = warnings.showwarning
     warnings.showwarning = _OneLineWarnings()
     try:
         return args.handler(args)
@@ -178,3 +179,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; outputs in progress were discarded", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = previous_showwarning

@@ -195,4 +195,361 @@ class NormalizeConfig:
 # === Masks, augmentation and input pipeline (issue 3) ===================================
 
 
+FILL_MODES = ("reflect", "constant", "nearest", "wrap")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AugmentConfig:
+    """Random geometric and intensity changes applied to training patches (notebook 02).
+
+    One geometric transform is drawn per sample and applied to the image (bilinear) and
+    its mask (nearest neighbour, so it stays binary) together; intensity jitter touches
+    the image only. Every range is symmetric around "no change" and in explicit units.
+    The defaults are the ``"default"`` preset of :func:`unetlib.augment.augment_preset`;
+    ``"original"`` reproduces the Keras 2 recipe and ``"none"`` switches everything off.
+
+    Attributes
+    ----------
+    rotation_degrees : float
+        Rotation angle drawn from ``[-r, r]`` degrees (the original recipe's
+        ``rotation_range=0.2`` was 0.2 degrees, i.e. practically none).
+    shift_fraction : float
+        Shift drawn from ``[-s, s]`` times the patch size, per axis.
+    shear_degrees : float
+        Horizontal shear angle drawn from ``[-s, s]`` degrees.
+    zoom_fraction : float
+        Scale drawn from ``[1 - z, 1 + z]`` (above 1 magnifies).
+    zoom_isotropic : bool
+        One scale for both axes (keeps organ shapes); ``False`` draws height and width
+        scales independently, as Keras's ``zoom_range`` did.
+    horizontal_flip, vertical_flip : bool
+        Mirror left-right / top-bottom with probability 1/2 each.
+    fill_mode : {"reflect", "constant", "nearest", "wrap"}
+        How pixels outside the frame are filled (``constant`` fills 0). The mask is
+        filled the same way as the image, so a mirrored organ is labelled as an organ.
+    brightness : float
+        Offset added to the normalised image, drawn from ``[-b, b]`` (units of the
+        normalised intensity, where the 1st..99.8th percentile span is 1).
+    contrast : float
+        Factor drawn from ``[1 - c, 1 + c]`` applied around each channel's patch mean.
+    gamma : float
+        Exponent drawn log-uniformly from ``[1 / (1 + g), 1 + g]``, applied to the
+        magnitude of each value (sign kept, since normalised values can be negative).
+    noise_std : float
+        Standard deviation of added Gaussian noise, in normalised intensity units.
+    """
+
+    rotation_degrees: float = 15.0
+    shift_fraction: float = 0.1
+    shear_degrees: float = 5.0
+    zoom_fraction: float = 0.1
+    zoom_isotropic: bool = True
+    horizontal_flip: bool = True
+    vertical_flip: bool = True
+    fill_mode: str = "reflect"
+    brightness: float = 0.05
+    contrast: float = 0.1
+    gamma: float = 0.1
+    noise_std: float = 0.0
+
+    def validate(self) -> "AugmentConfig":
+        _require(0 <= self.rotation_degrees <= 180, "rotation_degrees", self.rotation_degrees,
+                 "an angle in degrees between 0 and 180")
+        _require(0 <= self.shift_fraction < 1, "shift_fraction", self.shift_fraction,
+                 "a fraction of the patch size in [0, 1)")
+        _require(0 <= self.shear_degrees < 60, "shear_degrees", self.shear_degrees,
+                 "an angle in degrees in [0, 60)")
+        _require(0 <= self.zoom_fraction < 1, "zoom_fraction", self.zoom_fraction,
+                 "a fraction in [0, 1)")
+        _require(self.fill_mode in FILL_MODES, "fill_mode", self.fill_mode,
+                 "one of " + ", ".join(repr(mode) for mode in FILL_MODES))
+        _require(self.brightness >= 0, "brightness", self.brightness, "an offset >= 0")
+        _require(0 <= self.contrast < 1, "contrast", self.contrast, "a fraction in [0, 1)")
+        _require(0 <= self.gamma < 1, "gamma", self.gamma, "a fraction in [0, 1)")
+        _require(self.noise_std >= 0, "noise_std", self.noise_std, "a standard deviation >= 0")
+        return self
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineConfig:
+    """How training patches and validation tiles are cut from the annotated frames.
+
+    Frames are decoded and normalised once and kept in memory (~15 frames are a few MB);
+    there is therefore no cache or shuffle buffer to tune: every training sample draws
+    its own frame, crop and transform from a seed derived from ``seed`` and its index.
+
+    Attributes
+    ----------
+    patch_size : int
+        Side of the square patches, in pixels; a multiple of 16 so that four 2x2 poolings
+        of the U-Net divide it. Crops never resize, so the aspect ratio is kept; frames
+        smaller than a patch are padded.
+    batch_size : int
+        Patches per batch. 8 patches of 256 x 256 fit a laptop CPU or a small GPU.
+    foreground_share : float
+        Share of training patches centred (with jitter) on a random foreground pixel, so
+        small organs do not vanish into background-only crops; the rest are uniform.
+    foreground_jitter : float
+        Largest offset of such a patch's centre from the chosen foreground pixel, as a
+        fraction of the patch size (at most 0.4, so the pixel stays in the patch).
+    val_fraction : float
+        Share of the frames (whole frames, never augmented copies) kept for validation.
+    seed : int
+        Seed of the train/validation split and of every training sample.
+    """
+
+    patch_size: int = 256
+    batch_size: int = 8
+    foreground_share: float = 0.5
+    foreground_jitter: float = 0.25
+    val_fraction: float = 0.2
+    seed: int = 0
+
+    def validate(self) -> "PipelineConfig":
+        _require(isinstance(self.patch_size, int) and self.patch_size >= 16
+                 and self.patch_size % 16 == 0, "patch_size", self.patch_size,
+                 "a positive multiple of 16 pixels (e.g. 128, 256)")
+        _require(isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size",
+                 self.batch_size, "a whole number of patches >= 1")
+        _require(0 <= self.foreground_share <= 1, "foreground_share", self.foreground_share,
+                 "a share in [0, 1]")
+        _require(0 <= self.foreground_jitter <= 0.4, "foreground_jitter",
+                 self.foreground_jitter, "a fraction of the patch size in [0, 0.4]")
+        _require(0 <= self.val_fraction < 1, "val_fraction", self.val_fraction,
+                 "a share in [0, 1)")
+        _require(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed,
+                 "a whole number >= 0")
+        return self
+
+
 # === Model, training, prediction and evaluation (issue 4) ===============================
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """Architecture and optimiser of a U-Net (see :func:`unetlib.model.build_unet`).
+
+    The defaults are the ``default`` preset: chosen by measurement on the ISBI 2012 data
+    to beat the original (``classic``) recipe's validation Dice in a fraction of its CPU
+    time. ``model_preset("classic")`` reproduces the original network exactly.
+
+    Attributes
+    ----------
+    input_channels : int
+        1 (one laser), 3 or 4 (composites). Training sets it from the data.
+    depth : int
+        Number of 2x2 poolings; frames are padded to a multiple of ``2**depth``.
+    base_filters : int
+        Filters of the first level; each deeper level doubles them.
+    batch_norm : bool
+        Batch normalisation after every 3x3 convolution (before its ReLU).
+    dropout : float
+        Dropout rate applied at the ``dropout_levels`` deepest levels (0 disables it).
+    dropout_levels : int
+        How many of the deepest levels (the bottleneck counts as one) get dropout.
+    upsampling : {"transpose", "upsample"}
+        ``transpose``: 2x2 transposed convolution. ``upsample``: nearest-neighbour
+        up-sampling then a 2x2 convolution with ReLU (the original recipe).
+    head_filters : int
+        Filters of the extra 3x3 ReLU convolution before the 1x1 sigmoid; 0 (default)
+        omits it. The original recipe used 2: with ReLU this layer can die and give
+        all-black predictions, so only ``classic`` keeps it.
+    kernel_initializer : str
+        Keras initializer of the convolutions.
+    optimizer : {"adam", "adamw", "sgd", "rmsprop"}
+        Optimiser used by training.
+    learning_rate : float
+        Optimiser learning rate.
+    """
+
+    input_channels: int = 1
+    depth: int = 4
+    base_filters: int = 16
+    batch_norm: bool = True
+    dropout: float = 0.0
+    dropout_levels: int = 2
+    upsampling: str = "transpose"
+    head_filters: int = 0
+    kernel_initializer: str = "he_normal"
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+
+    def validate(self) -> "ModelConfig":
+        _require(self.input_channels in (1, 3, 4), "input_channels", self.input_channels,
+                 "1, 3 or 4")
+        _require(isinstance(self.depth, int) and 1 <= self.depth <= 6, "depth", self.depth,
+                 "a whole number from 1 to 6")
+        _require(isinstance(self.base_filters, int) and self.base_filters >= 1, "base_filters",
+                 self.base_filters, "a whole number >= 1")
+        _require(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "0 <= dropout < 1")
+        _require(isinstance(self.dropout_levels, int) and self.dropout_levels >= 0,
+                 "dropout_levels", self.dropout_levels, "a whole number >= 0")
+        _require(self.upsampling in ("transpose", "upsample"), "upsampling", self.upsampling,
+                 "'transpose' or 'upsample'")
+        _require(isinstance(self.head_filters, int) and self.head_filters >= 0, "head_filters",
+                 self.head_filters, "a whole number >= 0")
+        _require(self.optimizer in ("adam", "adamw", "sgd", "rmsprop"), "optimizer",
+                 self.optimizer, "'adam', 'adamw', 'sgd' or 'rmsprop'")
+        _require(self.learning_rate > 0, "learning_rate", self.learning_rate, "> 0")
+        return self
+
+
+MODEL_PRESETS: dict[str, ModelConfig] = {
+    # The fast default (measured: see benchmarks/bench_isbi.py and the issue-4 note).
+    "default": ModelConfig(),
+    # zhixuhao/unet, the recipe this project replaces: 64 base filters, 4 poolings, no batch
+    # norm, dropout 0.5 at the two deepest levels, UpSampling2D + 2x2 conv, the 2-filter
+    # ReLU head, 1x1 sigmoid, Adam 1e-4 (31,031,685 parameters for one input channel).
+    "classic": ModelConfig(depth=4, base_filters=64, batch_norm=False, dropout=0.5,
+                           dropout_levels=2, upsampling="upsample", head_filters=2,
+                           learning_rate=1e-4),
+    # A smaller, faster network for quick looks and tests.
+    "small": ModelConfig(depth=3, base_filters=8),
+}
+
+
+def model_preset(name: str, **changes: Any) -> ModelConfig:
+    """Return the named :class:`ModelConfig` preset, with optional field changes.
+
+    ``model_preset("classic", input_channels=3)`` is the original network for RGB input.
+    """
+    _require(name in MODEL_PRESETS, "preset", name, f"one of {sorted(MODEL_PRESETS)}")
+    return dataclasses.replace(MODEL_PRESETS[name], **changes).validate()
+
+
+def _default_pipeline_config() -> Any:
+    # PipelineConfig is defined in the issue-3 section of this module; it is looked up when
+    # a TrainConfig is made, not when this module is imported.
+    return globals()["PipelineConfig"]()
+
+
+def _default_augment_config() -> Any:
+    from unetlib.augment import augment_preset  # augment imports this module: import late
+
+    return augment_preset("default")
+
+
+LOSSES = ("bce", "bce+dice")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Everything a training run uses; stored in the run folder's ``config.json``.
+
+    Attributes
+    ----------
+    model : ModelConfig
+        Architecture and optimiser (``model_preset(...)``); ``input_channels`` is replaced
+        by the data's channel count.
+    normalize : NormalizeConfig
+        Intensity scaling; stored with the run and reused by prediction.
+    pipeline : PipelineConfig
+        Input pipeline (patch size, batch size, ...); ``patch_size`` and ``batch_size``
+        below override its fields of the same name when they are set.
+    augment : AugmentConfig
+        Joint image/mask augmentation (``augment_preset(...)``).
+    epochs : int
+        Number of epochs (the original recipe's 5 by default).
+    steps_per_epoch : int
+        Batches per epoch (patches are random crops, so an "epoch" is this many steps).
+    batch_size, patch_size : int or None
+        Overrides of the pipeline's batch and patch size; None keeps the pipeline's.
+    loss : {"bce", "bce+dice"}
+        Binary cross-entropy, or its sum with the soft Dice loss.
+    val_fraction : float
+        Fraction of the frames held out for validation (at least one frame).
+    seed : int
+        Seed of the split, the weights and the augmentation.
+    deterministic : bool
+        Also enable TensorFlow op determinism (bit-identical reruns, somewhat slower).
+    max_minutes : float or None
+        Time budget; training stops cleanly after the step that spends it, validates,
+        and keeps the best checkpoint.
+    resume : bool
+        Continue an interrupted run in ``out_dir`` from its last checkpoint.
+    force : bool
+        Replace an existing run folder.
+    threshold_grid : tuple of float
+        Thresholds tried when calibrating the decision threshold on the validation frames.
+    verbose : int
+        Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    pipeline: Any = field(default_factory=_default_pipeline_config)
+    augment: Any = field(default_factory=_default_augment_config)
+    epochs: int = 5
+    steps_per_epoch: int = 50
+    batch_size: int | None = None
+    patch_size: int | None = None
+    loss: str = "bce"
+    val_fraction: float = 0.2
+    seed: int = 0
+    deterministic: bool = False
+    max_minutes: float | None = None
+    resume: bool = False
+    force: bool = False
+    threshold_grid: tuple[float, ...] = tuple(round(0.1 + 0.05 * i, 2) for i in range(17))
+    verbose: int = 1
+
+    def validate(self) -> "TrainConfig":
+        self.model.validate()
+        self.normalize.validate()
+        for part in (self.pipeline, self.augment):
+            if hasattr(part, "validate"):
+                part.validate()
+        _require(isinstance(self.epochs, int) and self.epochs >= 1, "epochs", self.epochs,
+                 "a whole number >= 1")
+        _require(isinstance(self.steps_per_epoch, int) and self.steps_per_epoch >= 1,
+                 "steps_per_epoch", self.steps_per_epoch, "a whole number >= 1")
+        _require(self.batch_size is None or (isinstance(self.batch_size, int)
+                                             and self.batch_size >= 1),
+                 "batch_size", self.batch_size, "None or a whole number >= 1")
+        _require(self.patch_size is None or (isinstance(self.patch_size, int)
+                                             and self.patch_size >= 2 ** self.model.depth
+                                             and self.patch_size % 2 ** self.model.depth == 0),
+                 "patch_size", self.patch_size,
+                 f"None or a multiple of 2**depth = {2 ** self.model.depth}")
+        _require(self.loss in LOSSES, "loss", self.loss, f"one of {LOSSES}")
+        _require(0.0 < self.val_fraction < 1.0, "val_fraction", self.val_fraction,
+                 "0 < val_fraction < 1")
+        _require(self.max_minutes is None or self.max_minutes > 0, "max_minutes",
+                 self.max_minutes, "None or > 0")
+        _require(len(self.threshold_grid) >= 1
+                 and all(0.0 < value < 1.0 for value in self.threshold_grid),
+                 "threshold_grid", self.threshold_grid, "thresholds strictly between 0 and 1")
+        _require(self.verbose in (0, 1, 2), "verbose", self.verbose, "0, 1 or 2")
+        return self
+
+
+@dataclass(frozen=True, kw_only=True)
+class PredictConfig:
+    """Sliding-window inference (see :func:`unetlib.predict.predict_probabilities`).
+
+    Attributes
+    ----------
+    tile : int
+        Tile side in pixels (rounded up to a multiple of ``2**depth``); frames no larger
+        than one tile are predicted in a single pass.
+    overlap : int
+        Overlap of neighbouring tiles in pixels; blended with Gaussian weights.
+    batch_size : int
+        Tiles per forward pass.
+    tta : bool
+        Average over horizontal/vertical flips (4 passes).
+    """
+
+    tile: int = 512
+    overlap: int = 64
+    batch_size: int = 4
+    tta: bool = False
+
+    def validate(self) -> "PredictConfig":
+        _require(isinstance(self.tile, int) and self.tile >= 8, "tile", self.tile,
+                 "a whole number of pixels >= 8")
+        _require(isinstance(self.overlap, int) and 0 <= self.overlap < self.tile, "overlap",
+                 self.overlap, f"0 <= overlap < tile ({self.tile})")
+        _require(isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size",
+                 self.batch_size, "a whole number >= 1")
+        return self

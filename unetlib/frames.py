@@ -7,7 +7,8 @@ brightness changes of dye uptake and clearance). The picked frames are written a
 ``0.png … n-1`` (16-bit grayscale) or ``0.tif … n-1`` (3/4-channel composites, lossless)
 into ``<data_dir>/train/frames/`` with ``train/frames.csv`` mapping each back to its cycle
 and stack frames, and an 8-bit display-scaled copy in ``train/annotate/`` to draw on in
-GIMP. Existing frames are never overwritten unless ``force`` is set.
+GIMP. Existing frames are never overwritten unless ``force`` is set; repeating the same
+pick is a no-op, so notebooks can be re-run.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 
 from unetlib.config import PickConfig, SplitConfig
 from unetlib.errors import OutputError, ParameterError
-from unetlib.io import write_csv, write_image
+from unetlib.io import read_csv, write_csv, write_image
 from unetlib.stack import LaserStack, display_scale, load_stack
 
 logger = logging.getLogger(__name__)
@@ -137,13 +138,19 @@ def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[
     suffix = ".png" if config.channels == 1 else ".tif"
     targets = [frames_dir / f"{i}{suffix}" for i in range(len(cycles))]
     previews = [annotate_dir / f"{i}.png" for i in range(len(cycles))] if annotate_dir else []
+    rows = [{"stem": str(index), "file": targets[index].name, "cycle": str(cycle),
+             "lasers": " ".join(map(str, lasers)),
+             "stack_frames": " ".join(str(int(stack.frame_numbers[cycle, n - 1])) for n in lasers)}
+            for index, cycle in enumerate(cycles)]
+    if not config.force and _already_picked(table, rows, [*targets, *previews]):
+        logger.info("%s already holds these frames of %s; nothing to do", frames_dir, stack.path)
+        return PickResult(frames=targets, annotate=previews, table=table, cycles=cycles)
     masks_dir = data_dir / "train" / "masks"
     stale_masks = [path for path in sorted(masks_dir.glob("*")) if config.subset == "train"
                    and path.stem in {target.stem for target in targets}]
     _refuse_existing([*targets, *previews, table, *stale_masks], force=config.force)
 
     written: list[Path] = []
-    rows = []
     try:
         for index, cycle in enumerate(cycles):
             image = stack.composite(cycle, lasers)
@@ -152,10 +159,6 @@ def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[
             if previews:
                 written.append(write_image(previews[index], display_scale(image, split.display_percentiles),
                                            overwrite=config.force))
-            numbers = [int(stack.frame_numbers[cycle, n - 1]) for n in lasers]
-            rows.append({"stem": str(index), "file": targets[index].name, "cycle": cycle,
-                         "lasers": " ".join(map(str, lasers)),
-                         "stack_frames": " ".join(map(str, numbers))})
         write_csv(table, rows, FRAMES_FIELDS, overwrite=config.force)
     except BaseException:
         for path in written:
@@ -163,6 +166,11 @@ def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[
         raise
     logger.info("picked cycles %s of %s into %s", cycles, stack.path, frames_dir)
     return PickResult(frames=targets, annotate=previews, table=table, cycles=cycles)
+
+
+def _already_picked(table: Path, rows: list[dict[str, str]], files: list[Path]) -> bool:
+    """True when a previous run picked exactly these frames (re-running is then a no-op)."""
+    return table.is_file() and read_csv(table) == rows and all(path.is_file() for path in files)
 
 
 def _refuse_existing(paths: list[Path], *, force: bool) -> None:

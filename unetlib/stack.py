@@ -11,6 +11,7 @@ carry a channel axis are taken as they are. :func:`split_stack` exports per-lase
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
@@ -21,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from unetlib.config import SplitConfig
+from unetlib.config import SplitConfig, to_dict
 from unetlib.errors import InputError, OutputError, ParameterError, UnetlibWarning, describe
-from unetlib.io import ensure_folder, staged_folder, write_csv, write_image
+from unetlib.io import (ensure_folder, read_csv, read_json, staged_folder, write_csv, write_image,
+                        write_json)
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +218,9 @@ def split_stack(stack_path: str | os.PathLike[str], out_dir: str | os.PathLike[s
     ``config.composite3``: ``<cycle>.png`` 8-bit display-scaled for annotation and
     ``<cycle>.tif`` lossless for training) and ``channels4/`` (``<cycle>.tif``; a
     4-channel PNG would be read as RGBA) when the stack has enough lasers, plus
-    ``manifest.csv``. Files are named by cycle (time point), zero-padded.
+    ``manifest.csv`` and ``split.json`` (the source file and parameters). Files are named
+    by cycle (time point), zero-padded. Repeating the same split of the same file is a
+    no-op, so notebooks can be re-run.
 
     Everything is written into a staging folder and moved into ``out_dir`` only when
     complete, so a failure leaves no half-written output. Existing outputs are replaced
@@ -229,7 +233,6 @@ def split_stack(stack_path: str | os.PathLike[str], out_dir: str | os.PathLike[s
     OutputError
         When the output folder cannot be written, or outputs exist and ``force`` is off.
     """
-    config.validate()
     stack = load_stack(stack_path, config)
     out_dir = Path(out_dir)
     folders = [f"laser{n}" for n in range(1, stack.lasers + 1)]
@@ -237,28 +240,46 @@ def split_stack(stack_path: str | os.PathLike[str], out_dir: str | os.PathLike[s
         folders.append("channels3")
     if stack.lasers >= 4 and max(config.composite4) <= stack.lasers:
         folders.append("channels4")
-    _check_outputs(out_dir, [*folders, "manifest.csv"], force=config.force)
-
     width = max(4, len(str(stack.cycles - 1)))
     names = [f"{cycle:0{width}d}" for cycle in range(stack.cycles)]
-    rows: list[dict[str, object]] = []
-    with staged_folder(out_dir) as staging:
-        for folder in folders:
-            ensure_folder(staging / folder)
-        jobs = _export_jobs(stack, staging, folders, names, config)
-        _run_jobs(jobs, workers=workers, progress=progress, description=f"split {stack.path.name}")
-        for relative, cycle, lasers in (job[3] for job in jobs):
-            numbers = [int(stack.frame_numbers[cycle, n - 1]) for n in lasers]
-            rows.append({"file": relative, "cycle": cycle,
-                         "lasers": " ".join(map(str, lasers)),
-                         "stack_frames": " ".join(map(str, numbers))})
-        rows.sort(key=lambda row: (str(row["file"]).split("/")[0], int(row["cycle"]), str(row["file"])))
-        write_csv(staging / "manifest.csv", rows, MANIFEST_FIELDS)
+    jobs = _export_jobs(stack, folders, names, config)
+    rows = _manifest_rows(stack, jobs)
+    record = {"stack": str(stack.path.resolve()), "bytes": stack.path.stat().st_size,
+              "modified_ns": stack.path.stat().st_mtime_ns, "config": to_dict(config)}
+    if not config.force and _same_split(out_dir, rows, record):
+        logger.info("%s already holds this split of %s; nothing to do", out_dir, stack.path)
+    else:
+        _check_outputs(out_dir, [*folders, "manifest.csv", "split.json"], force=config.force)
+        with staged_folder(out_dir) as staging:
+            for folder in folders:
+                ensure_folder(staging / folder)
+            _run_jobs(jobs, staging, workers=workers, progress=progress,
+                      description=f"split {stack.path.name}")
+            write_csv(staging / "manifest.csv", rows, MANIFEST_FIELDS)
+            write_json(staging / "split.json", record)
     counts = {folder: sum(1 for row in rows if str(row["file"]).startswith(folder + "/"))
               for folder in folders}
     logger.info("split %s into %s: %s", stack.path, out_dir, counts)
     return SplitResult(out_dir=out_dir, manifest=out_dir / "manifest.csv", counts=counts,
                        dropped=stack.dropped)
+
+
+def _manifest_rows(stack: LaserStack, jobs: list[Job]) -> list[dict[str, str]]:
+    rows = []
+    for relative, cycle, lasers in (job[3] for job in jobs):
+        numbers = [int(stack.frame_numbers[cycle, n - 1]) for n in lasers]
+        rows.append({"file": relative, "cycle": str(cycle), "lasers": " ".join(map(str, lasers)),
+                     "stack_frames": " ".join(map(str, numbers))})
+    rows.sort(key=lambda row: (row["file"].split("/")[0], int(row["cycle"]), row["file"]))
+    return rows
+
+
+def _same_split(out_dir: Path, rows: list[dict[str, str]], record: dict) -> bool:
+    """True when ``out_dir`` already holds exactly this split of this file (a repeated run)."""
+    if not (out_dir / "manifest.csv").is_file() or not (out_dir / "split.json").is_file():
+        return False
+    stored = json.loads(json.dumps(read_json(out_dir / "split.json")))
+    return stored == json.loads(json.dumps(record)) and read_csv(out_dir / "manifest.csv") == rows
 
 
 def _check_outputs(out_dir: Path, entries: list[str], *, force: bool) -> None:
@@ -274,7 +295,7 @@ def _check_outputs(out_dir: Path, entries: list[str], *, force: bool) -> None:
 Job = tuple  # (function, arguments, keyword arguments, (relative path, cycle, lasers))
 
 
-def _export_jobs(stack: LaserStack, staging: Path, folders: list[str], names: list[str],
+def _export_jobs(stack: LaserStack, folders: list[str], names: list[str],
                  config: SplitConfig) -> list[Job]:
     suffix = "." + config.frame_format
     jobs: list[Job] = []
@@ -283,18 +304,18 @@ def _export_jobs(stack: LaserStack, staging: Path, folders: list[str], names: li
             if folder.startswith("laser"):
                 number = int(folder[len("laser"):])
                 relative = f"{folder}/{name}{suffix}"
-                jobs.append((_write_laser_frame, (stack, cycle, number, staging / relative), {},
+                jobs.append((_write_laser_frame, (stack, cycle, number, relative), {},
                              (relative, cycle, (number,))))
             elif folder == "channels3":
                 for extension in (".png", ".tif"):
                     relative = f"{folder}/{name}{extension}"
-                    jobs.append((_write_composite, (stack, cycle, config.composite3, staging / relative),
+                    jobs.append((_write_composite, (stack, cycle, config.composite3, relative),
                                  {"display": extension == ".png",
                                   "percentiles": config.display_percentiles},
                                  (relative, cycle, config.composite3)))
             else:
                 relative = f"{folder}/{name}.tif"
-                jobs.append((_write_composite, (stack, cycle, config.composite4, staging / relative),
+                jobs.append((_write_composite, (stack, cycle, config.composite4, relative),
                              {"display": False, "percentiles": config.display_percentiles},
                              (relative, cycle, config.composite4)))
     return jobs
@@ -310,12 +331,14 @@ def _write_composite(stack: LaserStack, cycle: int, lasers: tuple[int, ...], pat
     write_image(path, display_scale(image, percentiles) if display else image)
 
 
-def _run_jobs(jobs: list[Job], *, workers: int, progress: bool, description: str) -> None:
+def _run_jobs(jobs: list[Job], folder: Path, *, workers: int, progress: bool,
+              description: str) -> None:
     """Run export jobs on a small thread pool (PNG/TIFF encoding releases the GIL)."""
     from tqdm.auto import tqdm
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(function, *args, **kwargs) for function, args, kwargs, _ in jobs]
+        futures = [pool.submit(function, *args[:-1], folder / args[-1], **kwargs)
+                   for function, args, kwargs, _ in jobs]
         for future in tqdm(futures, total=len(futures), desc=description, unit="file",
                            disable=not progress):
             future.result()

@@ -1,0 +1,199 @@
+"""Segmentation metrics: numpy for evaluation, Keras for training.
+
+Pixel accuracy reads 0.99 for a model that predicts nothing when the organ covers 1% of
+the frame, so training logs Dice and IoU of the foreground beside the loss, and
+evaluation reports Dice, IoU, precision and recall per frame.
+
+Conventions
+-----------
+Masks are binary (anything > 0 is foreground for the numpy functions; probabilities are
+thresholded at 0.5 for the Keras metrics). When a ratio's denominator is zero -- the
+prediction and the truth are both empty, or (for precision/recall) there is nothing to
+count -- the value is **1.0 when both masks are empty** (a perfect "nothing here") and
+**0.0 otherwise** (for example precision when nothing is predicted but the truth has
+foreground).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+__all__ = ["DiceMetric", "IoUMetric", "METRIC_NAMES", "bce_dice_loss", "confusion_counts",
+           "dice", "frame_metrics", "get_loss", "iou", "pixel_accuracy", "precision", "recall",
+           "soft_dice_loss", "training_metrics"]
+
+METRIC_NAMES = ("dice", "iou", "precision", "recall", "pixel_accuracy")
+
+
+# --- numpy metrics for evaluation ------------------------------------------------------
+
+def confusion_counts(prediction: np.ndarray, truth: np.ndarray) -> tuple[int, int, int, int]:
+    """Return ``(tp, fp, fn, tn)`` pixel counts of two masks of the same shape (> 0 = fg)."""
+    prediction = np.asarray(prediction)
+    truth = np.asarray(truth)
+    if prediction.shape != truth.shape:
+        # A trailing channel axis of size 1 is harmless; anything else is a real mismatch.
+        prediction, truth = np.squeeze(prediction), np.squeeze(truth)
+        if prediction.shape != truth.shape:
+            raise ValueError(f"prediction shape {prediction.shape} differs from truth shape "
+                             f"{truth.shape}")
+    predicted = prediction > 0
+    actual = truth > 0
+    tp = int(np.count_nonzero(predicted & actual))
+    fp = int(np.count_nonzero(predicted & ~actual))
+    fn = int(np.count_nonzero(~predicted & actual))
+    tn = int(predicted.size - tp - fp - fn)
+    return tp, fp, fn, tn
+
+
+def _ratio(numerator: int, denominator: int, both_empty: bool) -> float:
+    if denominator == 0:
+        return 1.0 if both_empty else 0.0
+    return numerator / denominator
+
+
+def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Dice coefficient ``2|P∩T| / (|P|+|T|)``; 1.0 when both masks are empty."""
+    tp, fp, fn, _ = confusion_counts(prediction, truth)
+    return _ratio(2 * tp, 2 * tp + fp + fn, tp + fp + fn == 0)
+
+
+def iou(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Intersection over union (Jaccard) ``|P∩T| / |P∪T|``; 1.0 when both are empty."""
+    tp, fp, fn, _ = confusion_counts(prediction, truth)
+    return _ratio(tp, tp + fp + fn, tp + fp + fn == 0)
+
+
+def precision(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Fraction of predicted foreground that is true; 1.0 when both masks are empty."""
+    tp, fp, fn, _ = confusion_counts(prediction, truth)
+    return _ratio(tp, tp + fp, tp + fp + fn == 0)
+
+
+def recall(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Fraction of true foreground that is predicted; 1.0 when both masks are empty."""
+    tp, fp, fn, _ = confusion_counts(prediction, truth)
+    return _ratio(tp, tp + fn, tp + fp + fn == 0)
+
+
+def pixel_accuracy(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Fraction of pixels classified correctly (misleading for small organs)."""
+    tp, fp, fn, tn = confusion_counts(prediction, truth)
+    total = tp + fp + fn + tn
+    return (tp + tn) / total if total else 1.0
+
+
+def frame_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """All of :data:`METRIC_NAMES` for one frame, from a single pass over the pixels."""
+    tp, fp, fn, tn = confusion_counts(prediction, truth)
+    both_empty = tp + fp + fn == 0
+    total = tp + fp + fn + tn
+    return {
+        "dice": _ratio(2 * tp, 2 * tp + fp + fn, both_empty),
+        "iou": _ratio(tp, tp + fp + fn, both_empty),
+        "precision": _ratio(tp, tp + fp, both_empty),
+        "recall": _ratio(tp, tp + fn, both_empty),
+        "pixel_accuracy": (tp + tn) / total if total else 1.0,
+    }
+
+
+# --- Keras metrics and losses for training ---------------------------------------------
+
+class _ConfusionMetric(keras.metrics.Metric):
+    """Accumulates thresholded true/false positive and false negative counts over an epoch.
+
+    The score is computed from the totals (not averaged per batch), so small organs in
+    some patches and none in others do not distort it; 1.0 when all counts are zero.
+    """
+
+    def __init__(self, name: str, *, threshold: float = 0.5, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.threshold = float(threshold)
+        self.true_positives = self.add_variable(shape=(), initializer="zeros",
+                                                name="true_positives")
+        self.false_positives = self.add_variable(shape=(), initializer="zeros",
+                                                 name="false_positives")
+        self.false_negatives = self.add_variable(shape=(), initializer="zeros",
+                                                 name="false_negatives")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        predicted = ops.cast(ops.greater_equal(ops.cast(y_pred, "float32"), self.threshold),
+                             "float32")
+        actual = ops.cast(ops.greater_equal(ops.cast(y_true, "float32"), 0.5), "float32")
+        self.true_positives.assign_add(ops.sum(predicted * actual))
+        self.false_positives.assign_add(ops.sum(predicted * (1.0 - actual)))
+        self.false_negatives.assign_add(ops.sum((1.0 - predicted) * actual))
+
+    def reset_state(self):
+        for variable in (self.true_positives, self.false_positives, self.false_negatives):
+            variable.assign(0.0)
+
+    def _score(self, numerator, denominator):
+        return ops.where(denominator > 0, numerator / ops.maximum(denominator, 1.0), 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "threshold": self.threshold}
+
+
+@keras.saving.register_keras_serializable(package="unetlib")
+class DiceMetric(_ConfusionMetric):
+    """Dice of the foreground at ``threshold`` (default 0.5), over all pixels of an epoch."""
+
+    def __init__(self, name: str = "dice", *, threshold: float = 0.5, **kwargs):
+        super().__init__(name=name, threshold=threshold, **kwargs)
+
+    def result(self):
+        tp, fp, fn = self.true_positives, self.false_positives, self.false_negatives
+        return self._score(2.0 * tp, 2.0 * tp + fp + fn)
+
+
+@keras.saving.register_keras_serializable(package="unetlib")
+class IoUMetric(_ConfusionMetric):
+    """Intersection over union of the foreground at ``threshold`` (default 0.5)."""
+
+    def __init__(self, name: str = "iou", *, threshold: float = 0.5, **kwargs):
+        super().__init__(name=name, threshold=threshold, **kwargs)
+
+    def result(self):
+        tp, fp, fn = self.true_positives, self.false_positives, self.false_negatives
+        return self._score(tp, tp + fp + fn)
+
+
+def training_metrics() -> list[keras.metrics.Metric]:
+    """Fresh metrics logged every epoch beside the loss: dice, iou, pixel_accuracy."""
+    return [DiceMetric(), IoUMetric(),
+            keras.metrics.BinaryAccuracy(name="pixel_accuracy", threshold=0.5)]
+
+
+@keras.saving.register_keras_serializable(package="unetlib")
+def soft_dice_loss(y_true, y_pred, smooth: float = 1.0):
+    """``1 - soft Dice`` per sample, from probabilities (differentiable)."""
+    y_true = ops.cast(y_true, "float32")
+    y_pred = ops.cast(y_pred, "float32")
+    axes = tuple(range(1, len(y_pred.shape)))
+    intersection = ops.sum(y_true * y_pred, axis=axes)
+    total = ops.sum(y_true, axis=axes) + ops.sum(y_pred, axis=axes)
+    return 1.0 - (2.0 * intersection + smooth) / (total + smooth)
+
+
+@keras.saving.register_keras_serializable(package="unetlib")
+def bce_dice_loss(y_true, y_pred):
+    """Binary cross-entropy (mean over pixels) plus the soft Dice loss, per sample."""
+    y_true = ops.cast(y_true, "float32")
+    y_pred = ops.cast(y_pred, "float32")
+    bce = ops.mean(keras.losses.binary_crossentropy(y_true, y_pred),
+                   axis=tuple(range(1, len(y_pred.shape) - 1)))
+    return bce + soft_dice_loss(y_true, y_pred)
+
+
+def get_loss(name: str):
+    """Return the Keras loss called ``name`` (``"bce"`` or ``"bce+dice"``)."""
+    if name == "bce":
+        return keras.losses.BinaryCrossentropy(name="bce")
+    if name == "bce+dice":
+        return bce_dice_loss
+    from unetlib.errors import ParameterError
+
+    raise ParameterError(f"loss={name!r} is invalid: expected 'bce' or 'bce+dice'.")
