@@ -94,7 +94,16 @@ def _cmd_pick_frames(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: dict[str, tuple[str, Handler]] = {}
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from unetlib.demo import prepare_demo_data
+
+    result = prepare_demo_data(args.out)
+    print(f"demo stack: {result.stack}")
+    print(f"split: {result.split_dir}")
+    for name, data_dir in result.data_dirs.items():
+        print(f"data{name}: {data_dir} (test truth: {result.truth_dirs[name]})")
+    return 0
+
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stack_options(pick)
     pick.add_argument("--force", action="store_true", help="overwrite existing frames")
     pick.set_defaults(handler=_cmd_pick_frames)
+
+    demo = commands.add_parser(
+        "demo", help="run the whole pipeline on the synthetic demo acquisition",
+        description="Write the synthetic acquisition, split it, pick frames, take the ground "
+                    "truth in place of GIMP masks, and prepare data1d/ and data3d/ under OUT.")
+    demo.add_argument("--out", default="demo", help="output folder (default: demo)")
+    demo.set_defaults(handler=_cmd_demo)
     return parser
 
 

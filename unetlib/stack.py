@@ -68,6 +68,13 @@ class LaserStack:
         """``(H, W)`` of one frame."""
         return int(self.data.shape[2]), int(self.data.shape[3])
 
+    def summary(self) -> str:
+        """One line describing the acquisition, for notebooks and logs."""
+        height, width = self.frame_shape
+        text = (f"{self.path.name}: {self.cycles} cycles x {self.lasers} lasers of "
+                f"{height} x {width} pixels, {self.data.dtype}")
+        return text + (f"; {self.dropped} frame(s) left out" if self.dropped else "")
+
     def laser(self, number: int) -> np.ndarray:
         """All frames of laser ``number`` (1-based), shape ``(cycles, H, W)``."""
         self._check_laser(number)

@@ -249,3 +249,20 @@ def export_truth_masks(truth_path: str | os.PathLike[str], frames_table: str | o
         mask = (np.asarray(labels[frame]) > 0).astype(np.uint8)
         written.append(write_image(Path(masks_dir) / f"{row['stem']}.png", mask, overwrite=overwrite))
     return written
+
+
+def ensure_demo_stack(stack_path: str | os.PathLike[str], demo_dir: str | os.PathLike[str],
+                      config: SyntheticConfig = SyntheticConfig()) -> Path:
+    """Return ``stack_path``, or when it is empty the demo stack in ``demo_dir`` (written once).
+
+    Lets notebooks and the demo run on a bare checkout: with no user stack given, the
+    synthetic acquisition (``stack.tif`` and its ground truth ``truth.tif``) is written
+    the first time and reused afterwards.
+    """
+    if str(stack_path):
+        return Path(stack_path)
+    demo_dir = Path(demo_dir)
+    stack, truth = demo_dir / "stack.tif", demo_dir / "truth.tif"
+    if not (stack.is_file() and truth.is_file()):
+        write_synthetic_stack(stack, config, truth_path=truth, overwrite=True)
+    return stack
