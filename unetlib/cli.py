@@ -94,6 +94,26 @@ def _cmd_pick_frames(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run_notebooks(args: argparse.Namespace) -> int:
+    import yaml
+
+    from unetlib.notebooks import NOTEBOOKS_DIR, find_notebooks, parse_parameter_sets, run_suite
+
+    overrides = {name: yaml.safe_load(value) for name, value in args.parameter}
+    sets = parse_parameter_sets(args.params, overrides)
+    notebooks = find_notebooks(args.notebooks or NOTEBOOKS_DIR, args.only)
+    runs = run_suite(args.out, sets, notebooks=notebooks, kernel_name=args.kernel)
+    failed_sets = sorted({run.set_name for run in runs if run.status == "failed"})
+    for run in runs:
+        print(f"{run.set_name:>12}  {run.notebook:<28} {run.status:<8} {run.seconds:7.1f} s  "
+              f"{run.error or run.output}")
+    print(f"summary: {Path(args.out) / 'summary.csv'}")
+    for name in failed_sets:
+        error = next(run.error for run in runs if run.set_name == name and run.status == "failed")
+        print(f"error: set {name!r} failed in {error}", file=sys.stderr)
+    return min(len(failed_sets), 100)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from unetlib.demo import prepare_demo_data
 
@@ -162,6 +182,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stack_options(pick)
     pick.add_argument("--force", action="store_true", help="overwrite existing frames")
     pick.set_defaults(handler=_cmd_pick_frames)
+
+    notebooks = commands.add_parser(
+        "run-notebooks", help="run the notebook suite headlessly with papermill",
+        description="Execute notebooks/01_* … in order with papermill into OUT/<set>/, with "
+                    "parameters from -p or a YAML file (one mapping, or 'defaults:' plus "
+                    "'sets: {name: {...}}' for several sets), and write OUT/summary.csv. "
+                    "Paths under ../demo are rebased into OUT/<set>/demo. The exit status is "
+                    "the number of parameter sets that failed.")
+    notebooks.add_argument("--out", required=True, help="folder for the executed notebooks")
+    notebooks.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                           metavar=("NAME", "VALUE"), help="set a parameter (YAML value syntax)")
+    notebooks.add_argument("--params", help="YAML file of parameters or parameter sets")
+    notebooks.add_argument("--only", type=lambda t: tuple(t.split(",")), default=(),
+                           metavar="01,02", help="run only notebooks starting with these prefixes")
+    notebooks.add_argument("--notebooks", help="folder of the notebooks (default: the suite)")
+    notebooks.add_argument("--kernel", default="python3", help="Jupyter kernel (default: python3)")
+    notebooks.set_defaults(handler=_cmd_run_notebooks)
 
     demo = commands.add_parser(
         "demo", help="run the whole pipeline on the synthetic demo acquisition",

@@ -100,3 +100,92 @@ def plot_picked(stack: LaserStack, cycles: Sequence[int], laser: int = 1, *,
     for index, (ax, cycle) in enumerate(zip(axes.ravel(), cycles)):
         show_image(ax, stack.data[cycle, laser - 1], f"{index}: cycle {cycle}")
     return figure
+
+
+def plot_pairs(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+               titles: Sequence[str] = (), *, columns: int = 4,
+               panel_inches: float = 1.8) -> Figure:
+    """A grid of frames with their mask outlined in yellow (annotations or augmented pairs)."""
+    count = len(images)
+    columns = max(1, min(columns, count))
+    rows = int(np.ceil(count / columns))
+    aspect = images[0].shape[0] / images[0].shape[1] if count else 1.0
+    figure, axes = new_figure(rows, columns, panel_inches=panel_inches, aspect=aspect)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for index, (ax, image, mask) in enumerate(zip(axes.ravel(), images, masks)):
+        show_image(ax, image, titles[index] if index < len(titles) else "")
+        outline_mask(ax, mask)
+    return figure
+
+
+def plot_history(rows: Sequence[dict], *, title: str = "") -> Figure:
+    """Training curves from ``history.csv`` rows: loss, and Dice/IoU on both splits.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        One dict per epoch with keys such as ``loss``, ``val_loss``, ``dice``,
+        ``val_dice``, ``iou``, ``val_iou`` (strings or numbers).
+    """
+    figure, axes = new_figure(1, 2, panel_inches=3.2, aspect=0.7)
+    epochs = [int(float(row.get("epoch", index))) + 1 for index, row in enumerate(rows)]
+
+    def curve(ax: Axes, key: str, label: str, style: str) -> None:
+        values = [float(row[key]) for row in rows if row.get(key) not in (None, "")]
+        if values:
+            ax.plot(epochs[:len(values)], values, style, label=label, markersize=3)
+
+    for key, style in (("loss", "-o"), ("val_loss", "--o")):
+        curve(axes[0, 0], key, key.replace("_", " "), style)
+    for key, style in (("dice", "-o"), ("val_dice", "--o"), ("iou", "-s"), ("val_iou", "--s")):
+        curve(axes[0, 1], key, key.replace("_", " "), style)
+    axes[0, 0].set_title("loss", fontsize=9)
+    axes[0, 1].set_title("Dice and IoU (threshold 0.5)", fontsize=9)
+    axes[0, 1].set_ylim(0, 1)
+    for ax in axes.ravel():
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    return figure
+
+
+def plot_predictions(images: Sequence[np.ndarray], predictions: Sequence[np.ndarray],
+                     truths: Sequence[np.ndarray | None] = (), titles: Sequence[str] = (), *,
+                     columns: int = 3, panel_inches: float = 2.4) -> Figure:
+    """Frames with the predicted mask outlined in red and, when known, the truth in green."""
+    count = len(images)
+    columns = max(1, min(columns, count))
+    rows = int(np.ceil(count / columns))
+    aspect = images[0].shape[0] / images[0].shape[1] if count else 1.0
+    figure, axes = new_figure(rows, columns, panel_inches=panel_inches, aspect=aspect)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for index, (ax, image, prediction) in enumerate(zip(axes.ravel(), images, predictions)):
+        show_image(ax, image, titles[index] if index < len(titles) else "")
+        truth = truths[index] if index < len(truths) else None
+        if truth is not None:
+            outline_mask(ax, truth, color="lime", linewidth=1.2)
+        outline_mask(ax, np.asarray(prediction) > 0, color="red", linewidth=0.8)
+    figure.suptitle("red: prediction" + (", green: truth" if any(t is not None for t in truths) else ""),
+                    fontsize=9)
+    return figure
+
+
+def plot_frame_scores(rows: Sequence[dict], *, keys: Sequence[str] = ("dice", "iou")) -> Figure:
+    """Per-frame scores as grouped bars (evaluation table rows with a ``stem`` key)."""
+    figure, axes = new_figure(1, 1, panel_inches=4.0, aspect=0.5)
+    ax = axes[0, 0]
+    positions = np.arange(len(rows))
+    width = 0.8 / max(1, len(keys))
+    for offset, key in enumerate(keys):
+        ax.bar(positions + offset * width, [float(row[key]) for row in rows], width, label=key)
+    ax.set_xticks(positions + width * (len(keys) - 1) / 2, [str(row["stem"]) for row in rows],
+                  fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("frame", fontsize=8)
+    ax.legend(fontsize=7, loc="lower right")
+    return figure

@@ -1,0 +1,147 @@
+"""Interactive viewers (ipywidgets) for the notebooks, with static fallbacks.
+
+Each viewer returns an ipywidgets box when a widget-capable front end (JupyterLab,
+Notebook 7, classic Notebook) is connected to the kernel, and a static matplotlib figure
+otherwise, so headless papermill and nbval runs stay clean and reviewable. Set the
+environment variable ``UNETLIB_WIDGETS`` to ``1`` or ``0`` to force either.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from unetlib.io import list_images, read_image
+from unetlib.masks import find_pairs, read_mask
+from unetlib.plots import new_figure, plot_lasers, plot_pairs, plot_predictions, show_image
+from unetlib.stack import LaserStack
+
+STATIC_PANELS = 6
+
+
+def widgets_available() -> bool:
+    """True when a front end that renders ipywidgets is connected to this kernel.
+
+    JupyterLab's and Notebook's widget managers open the ``jupyter.widget.control`` comm
+    as soon as they connect to a kernel; headless executors (papermill, nbval, nbclient)
+    never do. ``UNETLIB_WIDGETS=1``/``0`` overrides the detection.
+    """
+    forced = os.environ.get("UNETLIB_WIDGETS", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        from IPython import get_ipython
+        from ipywidgets import Widget
+    except ImportError:
+        return False
+    if get_ipython() is None or not hasattr(get_ipython(), "kernel"):
+        return False
+    return getattr(Widget, "_control_comm", None) is not None
+
+
+def _viewer(controls: dict, draw: Callable[..., Figure]):
+    """An ipywidgets box: the controls, and an output area redrawn when they change."""
+    import ipywidgets
+    from IPython.display import display
+
+    output = ipywidgets.Output()
+
+    def redraw(**values) -> None:
+        with output:
+            output.clear_output(wait=True)
+            display(draw(**values))
+
+    ipywidgets.interactive_output(redraw, controls)
+    redraw(**{name: control.value for name, control in controls.items()})
+    return ipywidgets.VBox([ipywidgets.HBox(list(controls.values())), output])
+
+
+def frame_browser(stack: LaserStack, *, interactive: bool | None = None):
+    """Browse an acquisition: a cycle slider, a laser selector and contrast limits.
+
+    Returns a widget, or (headless) the figure of every laser at cycle 0.
+    """
+    if not (widgets_available() if interactive is None else interactive):
+        return plot_lasers(stack, 0)
+    import ipywidgets
+
+    controls = {
+        "cycle": ipywidgets.IntSlider(0, 0, stack.cycles - 1, description="cycle"),
+        "laser": ipywidgets.Dropdown(options=list(range(1, stack.lasers + 1)), description="laser"),
+        "limits": ipywidgets.FloatRangeSlider(value=(0.5, 99.8), min=0, max=100, step=0.1,
+                                              description="contrast %"),
+    }
+
+    def draw(cycle: int, laser: int, limits: tuple[float, float]) -> Figure:
+        figure, axes = new_figure(1, 1, panel_inches=5.0,
+                                  aspect=stack.frame_shape[0] / stack.frame_shape[1])
+        show_image(axes[0, 0], stack.data[cycle, laser - 1],
+                   f"cycle {cycle}, laser {laser} (frame {int(stack.frame_numbers[cycle, laser - 1])})",
+                   percentiles=tuple(limits))
+        return figure
+
+    return _viewer(controls, draw)
+
+
+def _pair_images(data_dir: str | os.PathLike[str]) -> tuple[list, list, list]:
+    pairs = find_pairs(data_dir)
+    images = [read_image(frame) for frame, _ in pairs]
+    masks = [read_mask(mask)[0] for _, mask in pairs]
+    return images, masks, [frame.stem for frame, _ in pairs]
+
+
+def mask_viewer(data_dir: str | os.PathLike[str], *, interactive: bool | None = None):
+    """Flip through the annotated pairs of a data folder with the mask outlined.
+
+    Returns a widget, or (headless) a grid of the first pairs.
+    """
+    images, masks, stems = _pair_images(data_dir)
+    if not (widgets_available() if interactive is None else interactive):
+        shown = slice(0, STATIC_PANELS)
+        return plot_pairs(images[shown], masks[shown], stems[shown], columns=3)
+    import ipywidgets
+
+    controls = {"index": ipywidgets.SelectionSlider(options=[(s, i) for i, s in enumerate(stems)],
+                                                    description="frame")}
+
+    def draw(index: int) -> Figure:
+        return plot_pairs([images[index]], [masks[index]], [f"{stems[index]}"], columns=1,
+                          panel_inches=5.0)
+
+    return _viewer(controls, draw)
+
+
+def prediction_viewer(frames_dir: str | os.PathLike[str], results_dir: str | os.PathLike[str],
+                      truth_dir: str | os.PathLike[str] | None = None, *,
+                      interactive: bool | None = None):
+    """Flip through test frames with their predicted masks (and the truth when given)."""
+    frames = list_images(frames_dir)
+    predictions = {path.stem[: -len("_predict")]: path for path in list_images(results_dir)
+                   if path.stem.endswith("_predict")}
+    truths = ({path.stem: path for path in list_images(truth_dir)} if truth_dir else {})
+    frames = [frame for frame in frames if frame.stem in predictions]
+    stems = [frame.stem for frame in frames]
+
+    def load(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        stem = stems[index]
+        truth = read_mask(truths[stem])[0] if stem in truths else None
+        return read_image(frames[index]), read_image(predictions[stem]), truth
+
+    if not (widgets_available() if interactive is None else interactive):
+        loaded = [load(i) for i in range(min(len(stems), STATIC_PANELS))]
+        return plot_predictions([l[0] for l in loaded], [l[1] for l in loaded],
+                                [l[2] for l in loaded], stems[:len(loaded)])
+    import ipywidgets
+
+    controls = {"index": ipywidgets.SelectionSlider(options=[(s, i) for i, s in enumerate(stems)],
+                                                    description="frame")}
+
+    def draw(index: int) -> Figure:
+        image, prediction, truth = load(index)
+        return plot_predictions([image], [prediction], [truth], [stems[index]], columns=1,
+                                panel_inches=5.0)
+
+    return _viewer(controls, draw)
