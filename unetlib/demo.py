@@ -67,13 +67,34 @@ def prepare_demo_data(out_dir: str | os.PathLike[str],
         test = pick_frames(stack, data_dir, PickConfig(count=config.test_count, channels=channels,
                                                        subset="test", exclude=tuple(train.cycles)),
                            split_config)
-        truth = out_dir / "truth.tif"
-        masks_dir = data_dir / "train" / "masks"
-        truth_dir = out_dir / f"truth{name}"
-        export_truth_masks(truth, train.table, masks_dir, overwrite=True)
-        export_truth_masks(truth, test.table, truth_dir, overwrite=True)
+        annotate_from_truth(data_dir, out_dir / "truth.tif")
         result.data_dirs[name] = data_dir
-        result.truth_dirs[name] = truth_dir
+        result.truth_dirs[name] = truth_for_test_frames(data_dir, out_dir / "truth.tif",
+                                                        out_dir / f"truth{name}")
         logger.info("data%s: %d training frames with masks, %d test frames", name,
                     len(train.frames), len(test.frames))
     return result
+
+
+def annotate_from_truth(data_dir: str | os.PathLike[str], truth_path: str | os.PathLike[str]) -> list[Path]:
+    """Demo only: write the ground truth of a data folder's picked frames as its masks.
+
+    Does nothing when ``truth_path`` is empty (real data: the masks come from GIMP), so
+    notebooks can call it unconditionally.
+    """
+    if not str(truth_path):
+        return []
+    data_dir = Path(data_dir)
+    return export_truth_masks(truth_path, data_dir / "train" / "frames.csv", data_dir / "train" / "masks")
+
+
+def truth_for_test_frames(data_dir: str | os.PathLike[str], truth_path: str | os.PathLike[str],
+                          truth_dir: str | os.PathLike[str]) -> Path | None:
+    """Demo only: the true masks of a data folder's test frames, for evaluation.
+
+    Returns ``truth_dir`` (written once), or None when ``truth_path`` is empty.
+    """
+    if not str(truth_path) or not str(truth_dir):
+        return None
+    export_truth_masks(truth_path, Path(data_dir) / "test" / "frames.csv", truth_dir)
+    return Path(truth_dir)

@@ -238,16 +238,21 @@ def export_truth_masks(truth_path: str | os.PathLike[str], frames_table: str | o
     Reads ``frames.csv`` (written by :func:`unetlib.frames.pick_frames`) and, for each
     picked frame, writes ``<stem>.png`` with the organs of its first stack frame as value
     1 -- exactly what GIMP's "Output levels 1" recipe produces -- so the demo exercises
-    the same mask import as real annotations.
+    the same mask import as real annotations. An existing identical mask is left as it
+    is; a different one is only replaced with ``overwrite``.
     """
-    from unetlib.io import read_csv, write_image
+    from unetlib.io import read_csv, read_image, write_image
 
     labels = tifffile.memmap(truth_path, mode="r")
     written = []
     for row in read_csv(frames_table):
         frame = int(row["stack_frames"].split()[0])
         mask = (np.asarray(labels[frame]) > 0).astype(np.uint8)
-        written.append(write_image(Path(masks_dir) / f"{row['stem']}.png", mask, overwrite=overwrite))
+        path = Path(masks_dir) / f"{row['stem']}.png"
+        if path.is_file() and not overwrite and np.array_equal(read_image(path), mask):
+            written.append(path)  # the same mask from an earlier run: nothing to do
+            continue
+        written.append(write_image(path, mask, overwrite=overwrite))
     return written
 
 
