@@ -452,14 +452,12 @@ class TrainConfig:
         Number of epochs (the original recipe's 5 by default).
     steps_per_epoch : int
         Batches per epoch (patches are random crops, so an "epoch" is this many steps).
-    batch_size, patch_size : int or None
-        Overrides of the pipeline's batch and patch size; None keeps the pipeline's.
+    batch_size, patch_size, val_fraction, seed : optional
+        Shortcuts that override the pipeline's fields of the same name; None keeps the
+        pipeline's (:meth:`resolved` folds them in). The seed seeds the split, the
+        weights and the augmentation; at least one frame is held out for validation.
     loss : {"bce", "bce+dice"}
         Binary cross-entropy, or its sum with the soft Dice loss.
-    val_fraction : float
-        Fraction of the frames held out for validation (at least one frame).
-    seed : int
-        Seed of the split, the weights and the augmentation.
     deterministic : bool
         Also enable TensorFlow op determinism (bit-identical reruns, somewhat slower).
     max_minutes : float or None
@@ -484,14 +482,29 @@ class TrainConfig:
     batch_size: int | None = None
     patch_size: int | None = None
     loss: str = "bce"
-    val_fraction: float = 0.2
-    seed: int = 0
+    val_fraction: float | None = None
+    seed: int | None = None
     deterministic: bool = False
     max_minutes: float | None = None
     resume: bool = False
     force: bool = False
     threshold_grid: tuple[float, ...] = tuple(round(0.1 + 0.05 * i, 2) for i in range(17))
     verbose: int = 1
+
+    def resolved(self) -> "TrainConfig":
+        """This config with the shortcut fields folded into ``pipeline`` (and set to None)."""
+        overrides = {name: getattr(self, name)
+                     for name in ("batch_size", "patch_size", "val_fraction", "seed")
+                     if getattr(self, name) is not None}
+        if not overrides:
+            return self
+        return dataclasses.replace(self, pipeline=dataclasses.replace(self.pipeline, **overrides),
+                                   **{name: None for name in overrides})
+
+    @property
+    def effective_seed(self) -> int:
+        """The seed of the run (the shortcut when set, else the pipeline's)."""
+        return self.seed if self.seed is not None else self.pipeline.seed
 
     def validate(self) -> "TrainConfig":
         self.model.validate()
@@ -503,17 +516,17 @@ class TrainConfig:
                  "a whole number >= 1")
         _require(isinstance(self.steps_per_epoch, int) and self.steps_per_epoch >= 1,
                  "steps_per_epoch", self.steps_per_epoch, "a whole number >= 1")
-        _require(self.batch_size is None or (isinstance(self.batch_size, int)
-                                             and self.batch_size >= 1),
-                 "batch_size", self.batch_size, "None or a whole number >= 1")
-        _require(self.patch_size is None or (isinstance(self.patch_size, int)
-                                             and self.patch_size >= 2 ** self.model.depth
-                                             and self.patch_size % 2 ** self.model.depth == 0),
-                 "patch_size", self.patch_size,
-                 f"None or a multiple of 2**depth = {2 ** self.model.depth}")
+        resolved = self.resolved()
+        if resolved is not self:
+            resolved.validate()
+        multiple = 2 ** self.model.depth
+        patch_size = getattr(resolved.pipeline, "patch_size", multiple)
+        _require(patch_size % multiple == 0, "patch_size", patch_size,
+                 f"a multiple of 2**depth = {multiple} for a depth-{self.model.depth} model")
+        val_fraction = getattr(resolved.pipeline, "val_fraction", 0.2)
+        _require(0.0 < val_fraction < 1.0, "val_fraction", val_fraction,
+                 "0 < val_fraction < 1 (training needs validation frames)")
         _require(self.loss in LOSSES, "loss", self.loss, f"one of {LOSSES}")
-        _require(0.0 < self.val_fraction < 1.0, "val_fraction", self.val_fraction,
-                 "0 < val_fraction < 1")
         _require(self.max_minutes is None or self.max_minutes > 0, "max_minutes",
                  self.max_minutes, "None or > 0")
         _require(len(self.threshold_grid) >= 1
@@ -533,7 +546,10 @@ class PredictConfig:
         Tile side in pixels (rounded up to a multiple of ``2**depth``); frames no larger
         than one tile are predicted in a single pass.
     overlap : int
-        Overlap of neighbouring tiles in pixels; blended with Gaussian weights.
+        Minimum overlap of neighbouring tiles in pixels. Each tile discards ``overlap/4``
+        pixels at its inner edges (where it saw zero padding instead of image) and the
+        rest of the overlap is blended with Gaussian weights; when ``overlap/4`` exceeds
+        the network's receptive-field radius, tiling equals a whole-frame pass.
     batch_size : int
         Tiles per forward pass.
     tta : bool
@@ -541,7 +557,7 @@ class PredictConfig:
     """
 
     tile: int = 512
-    overlap: int = 64
+    overlap: int = 128
     batch_size: int = 4
     tta: bool = False
 

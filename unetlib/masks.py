@@ -1,0 +1,603 @@
+"""Import hand-drawn masks safely: normalise them to {0, 1} and check frame/mask pairs.
+
+Masks come out of GIMP and other editors in many encodings: GIMP's "Output levels 1"
+recipe writes foreground = 1 (a nearly black image), others write 0/255, grey with
+anti-aliased edges, coloured strokes (RGB), strokes on a transparent layer (RGBA),
+palette or 16-bit PNG/TIFF. :func:`normalize_mask` turns each into ``uint8`` {0, 1} by
+one documented rule and says which rule decided.
+
+Foreground rule
+---------------
+1. Channels are reduced to one intensity per pixel:
+
+   - ``grey``: a single channel (or RGB with equal channels) is used as is;
+   - ``colour``: RGB with coloured strokes takes the brightest channel, so any colour
+     drawn on black counts;
+   - ``alpha``: RGBA whose visible pixels all have one colour (the colour carries no
+     drawing, e.g. black strokes on a transparent layer) uses the alpha channel;
+   - ``colour-where-opaque``: RGBA whose visible colour varies uses the brightest
+     channel where the pixel is visible and 0 where it is transparent.
+
+   Fully opaque RGBA ignores alpha. Palette images arrive here as RGB/RGBA.
+2. Brighter is foreground. A *level* is a value that fills at least one 3x3 block
+   (a flat region, not an anti-aliased edge).
+
+   - one value: foreground when it is above 0 (all-background or all-foreground);
+   - two values: the higher one is foreground (GIMP's 1, 255, 65535 alike);
+   - more values but at most two levels (anti-aliased edges): foreground is above the
+     midpoint between the two levels;
+   - three or more levels (a label image, one value per organ): foreground is every
+     value above the lowest level. :func:`check_pairs` reports such masks as errors
+     for a binary task.
+
+:func:`check_pairs` reads a data folder's ``train/frames`` and ``train/masks``, collects
+every finding in a :class:`MaskReport` (a table for the CLI and notebooks), and
+:meth:`MaskReport.raise_for_errors` turns the errors into one :class:`InputError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unetlib.errors import InputError, describe
+from unetlib.io import IMAGE_SUFFIXES, natural_key, read_image
+
+logger = logging.getLogger(__name__)
+
+# Files beside the images that are metadata, not annotations (frames.csv, notes).
+METADATA_SUFFIXES = (".csv", ".json", ".txt", ".md", ".yaml", ".yml")
+
+ALL_BACKGROUND_FIX = "Draw the organ with value 1 or 255 (or another colour than the background)."
+
+
+@dataclass(frozen=True)
+class MaskInfo:
+    """How one mask was normalised.
+
+    Attributes
+    ----------
+    source : str
+        The file (or ``"<array>"``) the mask came from.
+    channels : str
+        How channels were reduced: ``grey``, ``colour``, ``alpha`` or
+        ``colour-where-opaque`` (see the module docstring).
+    rule : str
+        The rule that decided foreground, in words (e.g. ``"two values: 1 is foreground"``).
+    threshold : float
+        Foreground is every reduced value strictly above this.
+    values : tuple of numbers
+        Distinct values of the reduced intensity (may be long for anti-aliased masks).
+    levels : tuple of numbers
+        Values that fill at least one 3x3 block; more than two means a label image.
+    foreground_fraction : float
+        Share of pixels that are foreground after normalisation.
+    """
+
+    source: str
+    channels: str
+    rule: str
+    threshold: float
+    values: tuple[Any, ...] = field(repr=False)
+    levels: tuple[Any, ...]
+    foreground_fraction: float
+
+    @property
+    def is_all_background(self) -> bool:
+        """True when no pixel is foreground."""
+        return self.foreground_fraction == 0.0
+
+    @property
+    def is_all_foreground(self) -> bool:
+        """True when every pixel is foreground."""
+        return self.foreground_fraction == 1.0
+
+    @property
+    def is_label_image(self) -> bool:
+        """True when the mask has more than two flat levels (several classes)."""
+        return len(self.levels) > 2
+
+    def describe(self) -> str:
+        """One line for tables and logs: ``"grey; two values: 255 is foreground"``."""
+        return f"{self.channels}; {self.rule}"
+
+
+def format_values(values: Sequence[Any], *, limit: int = 6) -> str:
+    """Format distinct values as ``{0, 1}`` or ``{0, 1, 2, ..., 255} (256 values)``."""
+    items = [str(value) for value in values]
+    if len(items) <= limit:
+        return "{" + ", ".join(items) + "}"
+    return "{" + ", ".join(items[:limit - 1]) + f", ..., {items[-1]}}} ({len(items)} values)"
+
+
+def normalize_mask(mask: np.ndarray, *, source: str | os.PathLike[str] = "<array>"
+                   ) -> tuple[np.ndarray, MaskInfo]:
+    """Turn a mask in any common encoding into ``uint8`` {0, 1} by the documented rule.
+
+    Parameters
+    ----------
+    mask : ndarray of shape (H, W) or (H, W, C) with C in 1..4
+        As read by :func:`unetlib.io.read_image`: grey, grey+alpha, RGB or RGBA, of any
+        integer, boolean or float dtype.
+    source : str or path-like
+        Named in error messages and in the returned info.
+
+    Returns
+    -------
+    mask : ndarray of shape (H, W), uint8
+        1 for foreground, 0 for background.
+    info : MaskInfo
+        Which rule decided foreground, the distinct values and the foreground fraction.
+        An all-background mask is returned, not raised: callers decide (see
+        :func:`read_mask` and :func:`check_pairs`).
+
+    Raises
+    ------
+    InputError
+        When the array is not a 2-D image with 1 to 4 channels.
+    """
+    array = np.asarray(mask)
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] > 4) or array.size == 0:
+        raise InputError(describe(source, f"has shape {array.shape}, not a 2-D mask",
+                                  "Save the mask as a single grey, RGB or RGBA image."))
+    intensity, channels = _reduce_channels(array)
+    values = np.unique(intensity)
+    levels = _flat_levels(intensity) if values.size > 2 else values
+    threshold, rule = _threshold(values, levels)
+    binary = (intensity > threshold).astype(np.uint8)
+    info = MaskInfo(source=str(source), channels=channels, rule=rule, threshold=threshold,
+                    values=tuple(value.item() for value in values),
+                    levels=tuple(value.item() for value in levels),
+                    foreground_fraction=float(binary.mean()))
+    return binary, info
+
+
+def _reduce_channels(array: np.ndarray) -> tuple[np.ndarray, str]:
+    """Return one intensity per pixel and the name of the channel rule used."""
+    if array.ndim == 2:
+        return array, "grey"
+    if array.shape[-1] == 2:
+        # Grey + alpha (TIFF); treat like RGBA with equal colour channels.
+        array = np.concatenate([np.repeat(array[..., :1], 3, axis=-1), array[..., 1:]], axis=-1)
+    colour = array[..., :3]
+    has_alpha = array.shape[-1] == 4
+    alpha = array[..., 3] if has_alpha else None
+    if alpha is not None and alpha.min() != alpha.max():
+        visible = alpha > alpha.min()
+        brightest = colour.max(axis=-1)
+        if brightest[visible].min() == brightest[visible].max():
+            return alpha, "alpha"
+        return np.where(visible, brightest, np.zeros_like(brightest)), "colour-where-opaque"
+    if (colour[..., 0] == colour[..., 1]).all() and (colour[..., 1] == colour[..., 2]).all():
+        return colour[..., 0], "grey"
+    return colour.max(axis=-1), "colour"
+
+
+def _flat_levels(intensity: np.ndarray) -> np.ndarray:
+    """Values that fill at least one 3x3 block (flat regions, not anti-aliased edges)."""
+    if min(intensity.shape) < 3:
+        return np.unique(intensity)
+    centre = intensity[1:-1, 1:-1]
+    flat = np.ones(centre.shape, dtype=bool)
+    height, width = intensity.shape
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            if dy == 1 and dx == 1:
+                continue
+            flat &= intensity[dy:dy + height - 2, dx:dx + width - 2] == centre
+    return np.unique(centre[flat])
+
+
+def _threshold(values: np.ndarray, levels: np.ndarray) -> tuple[float, str]:
+    """Pick the foreground threshold (foreground is strictly above it) and say why."""
+    if values.size == 1:
+        return 0.0, f"one value {values[0].item()}: foreground when above 0"
+    if values.size == 2:
+        return float(values[0]), f"two values: {values[1].item()} is foreground"
+    if levels.size > 2:
+        return float(levels[0]), (f"{levels.size} levels {format_values(levels.tolist())}: "
+                                  f"foreground is every value above {levels[0].item()}")
+    low, high = (levels[0], levels[-1]) if levels.size == 2 else (values[0], values[-1])
+    midpoint = (float(low) + float(high)) / 2
+    return midpoint, (f"anti-aliased, {values.size} values: foreground above {midpoint:g} "
+                      f"(midway between {low.item()} and {high.item()})")
+
+
+def read_mask(path: str | os.PathLike[str]) -> tuple[np.ndarray, MaskInfo]:
+    """Read a mask file and normalise it to {0, 1}.
+
+    Returns
+    -------
+    mask : ndarray of shape (H, W), uint8
+    info : MaskInfo
+
+    Raises
+    ------
+    InputError
+        When the file is missing or unreadable, or the mask is all background after
+        normalisation (training on it would teach the network to predict nothing).
+    """
+    path = Path(path)
+    mask, info = normalize_mask(read_image(path), source=path)
+    if info.is_all_background:
+        raise InputError(_all_background_message(path, info))
+    return mask, info
+
+
+def _all_background_message(path: Path, info: MaskInfo) -> str:
+    return describe(path, "mask is all background after normalisation "
+                          f"(values {format_values(info.values)})", ALL_BACKGROUND_FIX)
+
+
+# ---------------------------------------------------------------------------------------
+# Pairing frames with masks
+# ---------------------------------------------------------------------------------------
+
+
+def train_folders(data_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Return ``(frames_dir, masks_dir)`` of a data folder such as ``data1d/``.
+
+    The folder may also be given as ``data1d/train``.
+    """
+    data_dir = Path(data_dir)
+    train = data_dir / "train"
+    if not (train / "frames").is_dir() and (data_dir / "frames").is_dir():
+        train = data_dir
+    return train / "frames", train / "masks"
+
+
+@dataclass(frozen=True)
+class _Listing:
+    """What a frames or masks folder holds: images by stem, and what is wrong with it."""
+
+    by_stem: dict[str, Path]
+    duplicates: dict[str, list[Path]]
+    not_images: list[Path]
+
+
+def _list_folder(folder: Path) -> _Listing:
+    by_stem: dict[str, Path] = {}
+    duplicates: dict[str, list[Path]] = {}
+    not_images: list[Path] = []
+    for path in sorted(folder.iterdir(), key=natural_key):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        suffix = path.suffix.lower()
+        if suffix in METADATA_SUFFIXES:
+            continue
+        if suffix not in IMAGE_SUFFIXES:
+            not_images.append(path)
+        elif path.stem in by_stem:
+            duplicates.setdefault(path.stem, [by_stem[path.stem]]).append(path)
+        else:
+            by_stem[path.stem] = path
+    return _Listing(by_stem, duplicates, not_images)
+
+
+def find_pairs(data_dir: str | os.PathLike[str]) -> list[tuple[Path, Path]]:
+    """Pair each frame in ``train/frames`` with the mask of the same stem in ``train/masks``.
+
+    Frames and masks may be ``.png``, ``.tif`` or ``.tiff`` (any suffix
+    :func:`unetlib.io.read_image` reads); unpaired files are left out here and reported
+    by :func:`check_pairs`.
+
+    Returns
+    -------
+    list of (frame_path, mask_path)
+        In natural order of the stems (``2`` before ``10``).
+
+    Raises
+    ------
+    InputError
+        When either folder does not exist.
+    """
+    frames_dir, masks_dir = train_folders(data_dir)
+    for folder in (frames_dir, masks_dir):
+        if not folder.is_dir():
+            raise InputError(_missing_folder_message(folder))
+    frames = _list_folder(frames_dir).by_stem
+    masks = _list_folder(masks_dir).by_stem
+    stems = sorted(set(frames) & set(masks), key=natural_key)
+    return [(frames[stem], masks[stem]) for stem in stems]
+
+
+def _missing_folder_message(folder: Path) -> str:
+    return describe(folder, "folder not found",
+                    f"Put the frames in {folder.parent / 'frames'} and their masks, with the "
+                    f"same names, in {folder.parent / 'masks'}.")
+
+
+# ---------------------------------------------------------------------------------------
+# Checking a data folder
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem found in a data folder.
+
+    Attributes
+    ----------
+    level : {"error", "warning"}
+    path : Path
+        The file (or folder) at fault.
+    problem, fix : str
+        What is wrong and what to do.
+    stem : str
+        The pair it belongs to, or ``""`` for folder-level findings.
+    """
+
+    level: str
+    path: Path
+    problem: str
+    fix: str
+    stem: str = ""
+
+    @property
+    def message(self) -> str:
+        """The one-line message: ``<path>: <problem>. <fix>``."""
+        return describe(self.path, self.problem, self.fix)
+
+
+@dataclass(frozen=True)
+class PairRow:
+    """One line of the check table: a frame, its mask and what was found.
+
+    ``height``, ``width``, ``channels``, ``foreground_fraction`` and ``mask_rule`` are
+    ``None`` when the file was missing or could not be read.
+    """
+
+    stem: str
+    frame_path: Path | None
+    mask_path: Path | None
+    height: int | None
+    width: int | None
+    channels: int | None
+    foreground_fraction: float | None
+    mask_rule: str | None
+    status: str
+    notes: str
+
+
+@dataclass(frozen=True)
+class MaskReport:
+    """Every finding of :func:`check_pairs` for one data folder.
+
+    Attributes
+    ----------
+    data_dir : Path
+    rows : tuple of PairRow
+        One per stem found in either folder, in natural order.
+    findings : tuple of Finding
+        Errors and warnings, including folder-level ones (missing folder, no pairs).
+    """
+
+    data_dir: Path
+    rows: tuple[PairRow, ...]
+    findings: tuple[Finding, ...]
+
+    @property
+    def errors(self) -> list[Finding]:
+        """Findings that stop training."""
+        return [finding for finding in self.findings if finding.level == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        """Findings the user should look at but that do not stop training."""
+        return [finding for finding in self.findings if finding.level == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        """True when there are no errors (warnings allowed)."""
+        return not self.errors
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """Rows as dicts (e.g. for ``pandas.DataFrame`` in a notebook)."""
+        return [{"stem": row.stem,
+                 "frame": row.frame_path.name if row.frame_path else "",
+                 "mask": row.mask_path.name if row.mask_path else "",
+                 "height": row.height, "width": row.width, "channels": row.channels,
+                 "foreground_percent": (None if row.foreground_fraction is None
+                                        else round(100 * row.foreground_fraction, 2)),
+                 "mask_rule": row.mask_rule or "", "status": row.status, "notes": row.notes}
+                for row in self.rows]
+
+    def format_table(self) -> str:
+        """The report as a plain-text table with a summary line (what ``check-masks`` prints)."""
+        columns = ("stem", "frame", "mask", "size", "ch", "fg %", "status", "mask rule / notes")
+        lines = [[row["stem"], row["frame"] or "-", row["mask"] or "-",
+                  f"{row['height']}x{row['width']}" if row["height"] is not None else "-",
+                  "-" if row["channels"] is None else str(row["channels"]),
+                  "-" if row["foreground_percent"] is None else f"{row['foreground_percent']:.2f}",
+                  row["status"], "; ".join(part for part in (row["mask_rule"], row["notes"]) if part)]
+                 for row in self.to_dicts()]
+        widths = [max(len(str(cell)) for cell in column) for column in zip(columns, *lines)]
+        text = [_format_line(columns, widths), _format_line(["-" * w for w in widths], widths)]
+        text += [_format_line(line, widths) for line in lines]
+        pairs_ok = sum(row.status != "error" for row in self.rows)
+        text.append(f"{len(self.rows)} stems, {pairs_ok} usable pairs, {len(self.errors)} errors, "
+                    f"{len(self.warnings)} warnings in {self.data_dir}")
+        text += [f"{finding.level}: {finding.message}" for finding in self.findings]
+        return "\n".join(text)
+
+    def raise_for_errors(self) -> list[Finding]:
+        """Raise one :class:`InputError` listing every error; return the warnings otherwise.
+
+        The message has a summary line, then one line per bad file with its fix.
+        """
+        errors = self.errors
+        if errors:
+            lines = [f"{self.data_dir}: {len(errors)} problem(s) with the frames and masks "
+                     "(run `python -m unetlib check-masks` for the table):"]
+            lines += [f"  - {finding.message}" for finding in errors]
+            raise InputError("\n".join(lines))
+        return self.warnings
+
+
+def _format_line(cells: Sequence[Any], widths: Sequence[int]) -> str:
+    return "  ".join(str(cell).ljust(width) for cell, width in zip(cells, widths)).rstrip()
+
+
+def check_pairs(data_dir: str | os.PathLike[str], *, binary: bool = True) -> MaskReport:
+    """Check every frame/mask pair of a data folder and collect all findings.
+
+    Errors: a missing folder; no pairs at all; a frame without a mask or a mask without
+    a frame; two files with the same stem; a file that is not a readable image; a mask
+    whose height and width differ from its frame's; a mask that is all background after
+    normalisation; frames with different channel counts; and, when ``binary`` is true,
+    a mask with more than two levels (a label image). A mask that is all foreground is
+    a warning.
+
+    Parameters
+    ----------
+    data_dir : path-like
+        A data folder such as ``data1d/`` holding ``train/frames`` and ``train/masks``.
+    binary : bool
+        The task is foreground/background; several labels in one mask are an error.
+
+    Returns
+    -------
+    MaskReport
+        Never raises for problems in the data; call :meth:`MaskReport.raise_for_errors`.
+    """
+    data_dir = Path(data_dir)
+    frames_dir, masks_dir = train_folders(data_dir)
+    findings: list[Finding] = []
+    missing = [folder for folder in (frames_dir, masks_dir) if not folder.is_dir()]
+    for folder in missing:
+        findings.append(Finding("error", folder, "folder not found",
+                                _missing_folder_message(folder).split(". ", 1)[-1]))
+    if missing:
+        return MaskReport(data_dir, (), tuple(findings))
+    frames, masks = _list_folder(frames_dir), _list_folder(masks_dir)
+    for listing in (frames, masks):
+        findings += _listing_findings(listing)
+    rows = [_check_stem(stem, frames.by_stem.get(stem), masks.by_stem.get(stem),
+                        frames_dir, masks_dir, binary, findings)
+            for stem in sorted(set(frames.by_stem) | set(masks.by_stem), key=natural_key)]
+    rows = _check_channels(rows, findings)
+    if not any(row.status != "error" for row in rows) and not any(
+            finding.level == "error" and finding.stem for finding in findings):
+        findings.append(Finding("error", frames_dir, "no frame/mask pairs found",
+                                f"Put frames in {frames_dir} and masks with the same names "
+                                f"in {masks_dir}."))
+    report = MaskReport(data_dir, tuple(rows), tuple(findings))
+    logger.info("checked %d pairs in %s: %d errors, %d warnings", len(rows), data_dir,
+                len(report.errors), len(report.warnings))
+    return report
+
+
+def _listing_findings(listing: _Listing) -> list[Finding]:
+    findings = [Finding("error", path, f"is not an image unetlib reads ({path.suffix or 'no suffix'})",
+                        "Export it as PNG or TIFF (GIMP: File > Export As), or move it out "
+                        "of the folder.") for path in listing.not_images]
+    for stem, paths in listing.duplicates.items():
+        names = ", ".join(path.name for path in paths)
+        findings.append(Finding("error", paths[-1], f"shares the name {stem!r} with another file ({names})",
+                                "Keep one file per frame and remove or rename the others.", stem))
+    return findings
+
+
+def _check_stem(stem: str, frame_path: Path | None, mask_path: Path | None, frames_dir: Path,
+                masks_dir: Path, binary: bool, findings: list[Finding]) -> PairRow:
+    """Check one stem and append its findings; return its table row."""
+    new: list[Finding] = []
+    frame_shape = mask_shape = None
+    info = None
+    if frame_path is None:
+        new.append(Finding("error", mask_path, f"has no frame in {frames_dir}",
+                           "Rename the mask to its frame's name, or remove it.", stem))
+    else:
+        try:
+            frame_shape = read_image(frame_path).shape
+        except InputError as error:
+            new.append(Finding("error", frame_path, _problem_of(error, frame_path),
+                               "Re-export the frame as PNG or TIFF.", stem))
+    if mask_path is None:
+        new.append(Finding("error", frame_path, f"has no mask in {masks_dir}",
+                           f"Draw its mask and save it as {masks_dir / (stem + '.png')}, "
+                           "or remove the frame.", stem))
+    else:
+        try:
+            raw = read_image(mask_path)
+            mask_shape = raw.shape
+            _, info = normalize_mask(raw, source=mask_path)
+        except InputError as error:
+            new.append(Finding("error", mask_path, _problem_of(error, mask_path),
+                               "Re-export the mask as PNG (File > Export As in GIMP).", stem))
+    if frame_shape is not None and mask_shape is not None and frame_shape[:2] != mask_shape[:2]:
+        new.append(Finding("error", mask_path,
+                           f"is {mask_shape[0]}x{mask_shape[1]} (height x width) but its frame "
+                           f"{frame_path.name} is {frame_shape[0]}x{frame_shape[1]}",
+                           "Export the mask at the frame's size, without scaling or cropping.",
+                           stem))
+    if info is not None:
+        new += _mask_findings(mask_path, info, stem, binary)
+    findings += new
+    levels = {finding.level for finding in new}
+    status = "error" if "error" in levels else "warning" if "warning" in levels else "ok"
+    height, width = (frame_shape or mask_shape or (None, None))[:2]
+    channels = None if frame_shape is None else (1 if len(frame_shape) == 2 else frame_shape[2])
+    return PairRow(stem=stem, frame_path=frame_path, mask_path=mask_path, height=height,
+                   width=width, channels=channels,
+                   foreground_fraction=None if info is None else info.foreground_fraction,
+                   mask_rule=None if info is None else info.describe(), status=status,
+                   notes="; ".join(finding.problem for finding in new))
+
+
+def _mask_findings(path: Path, info: MaskInfo, stem: str, binary: bool) -> list[Finding]:
+    if info.is_all_background:
+        return [Finding("error", path, "mask is all background after normalisation "
+                                       f"(values {format_values(info.values)})",
+                        ALL_BACKGROUND_FIX, stem)]
+    findings = []
+    if binary and info.is_label_image:
+        findings.append(Finding("error", path,
+                                f"has {len(info.levels)} distinct levels "
+                                f"{format_values(info.levels)}, but the task is binary",
+                                "Give every organ the same value (e.g. 255), or check with "
+                                "binary=False to merge them.", stem))
+    if info.is_all_foreground:
+        findings.append(Finding("warning", path, "mask is all foreground "
+                                                 f"(values {format_values(info.values)})",
+                                "Check it is not inverted: the organ should be the bright "
+                                "part, the background black.", stem))
+    return findings
+
+
+def _problem_of(error: InputError, path: Path) -> str:
+    """The problem part of an InputError message, without the path prefix."""
+    text = str(error)
+    prefix = f"{path}: "
+    problem = text[len(prefix):] if text.startswith(prefix) else text
+    return problem.split(". ", 1)[0]
+
+
+def _check_channels(rows: list[PairRow], findings: list[Finding]) -> list[PairRow]:
+    """All frames must have the same channel count; flag the ones that differ."""
+    counts = [row.channels for row in rows if row.channels is not None]
+    if len(set(counts)) <= 1:
+        return rows
+    usual = max(set(counts), key=counts.count)
+    checked = []
+    for row in rows:
+        if row.channels is None or row.channels == usual:
+            checked.append(row)
+            continue
+        problem = f"has {row.channels} channels but most frames have {usual}"
+        findings.append(Finding("error", row.frame_path, problem,
+                                "Export every frame with the same channels (all grey or all "
+                                "composites).", row.stem))
+        checked.append(PairRow(**{**row.__dict__, "status": "error",
+                                  "notes": "; ".join(filter(None, (row.notes, problem)))}))
+    return checked
