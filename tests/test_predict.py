@@ -1,0 +1,193 @@
+"""Tests of unetlib.predict: tiled inference, folders, stacks, run loading and errors."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tifffile
+
+from unetlib.config import ModelConfig, NormalizeConfig
+from unetlib.errors import InputError, OutputError, ParameterError
+from unetlib.io import read_image, write_image, write_json
+from unetlib.model import build_unet
+from unetlib.predict import (LoadedRun, load_run, load_run_model, overlay_image, predict_folder,
+                             predict_probabilities, validate_threshold)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_session():
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    yield
+    keras.backend.clear_session()
+
+
+def tiny_model(channels: int = 1, depth: int = 1, batch_norm: bool = False) -> keras.Model:
+    return build_unet(ModelConfig(input_channels=channels, depth=depth, base_filters=4,
+                                  batch_norm=batch_norm))
+
+
+def noise(shape, seed=0):
+    return np.random.default_rng(seed).random(shape, dtype=np.float32)
+
+
+@pytest.mark.parametrize("size", [(100, 90), (32, 32), (17, 5), (1, 40)])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_any_frame_size_keeps_resolution(size, channels):
+    model = tiny_model(channels, depth=2)
+    probability = predict_probabilities(model, noise((*size, channels)), tile=32, overlap=16)
+    assert probability.shape == size and probability.dtype == np.float32
+    assert np.all((probability >= 0) & (probability <= 1))
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_tiling_equals_whole_frame_pass(batch_norm):
+    # Depth 1 with 3x3 convolutions: receptive-field radius 9 px <= overlap/4 = 12 px, so
+    # tiles agree with one pass to float precision, hence no seams.
+    model = tiny_model(depth=1, batch_norm=batch_norm)
+    image = noise((100, 90, 1))
+    whole = predict_probabilities(model, image, tile=512)
+    tiled = predict_probabilities(model, image, tile=48, overlap=48 - 2)
+    assert np.abs(tiled - whole).max() < 1e-5
+    tiled_batches = predict_probabilities(model, image, tile=48, overlap=46, batch_size=1)
+    np.testing.assert_allclose(tiled_batches, tiled, atol=1e-6)
+
+
+def test_deeper_model_tiles_are_close_to_whole_frame():
+    model = tiny_model(depth=2, batch_norm=True)
+    image = noise((100, 90, 1))
+    whole = predict_probabilities(model, image, tile=512)
+    tiled = predict_probabilities(model, image, tile=64, overlap=32)
+    assert np.abs(tiled - whole).mean() < 1e-3
+
+
+def test_tta_of_a_symmetric_image_is_symmetric():
+    model = tiny_model()
+    image = noise((32, 32, 1))
+    image = (image + image[:, ::-1] + image[::-1] + image[::-1, ::-1]) / 4
+    probability = predict_probabilities(model, image, tta=True)
+    np.testing.assert_allclose(probability, probability[:, ::-1], atol=1e-5)
+
+
+def test_channel_mismatch():
+    with pytest.raises(InputError, match="1 channel.*expects 3"):
+        predict_probabilities(tiny_model(3), noise((32, 32, 1)))
+
+
+@pytest.mark.parametrize("value", [0, 1, 1.5, -0.1, "half"])
+def test_threshold_must_be_inside_unit_interval(value, tmp_path):
+    with pytest.raises(ParameterError, match="threshold"):
+        validate_threshold(value)
+    write_image(tmp_path / "in" / "0.png", np.zeros((16, 16), np.uint8))
+    with pytest.raises(ParameterError, match="threshold"):
+        predict_folder(tiny_model(), tmp_path / "in", tmp_path / "out", threshold=value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_not_a_model(tmp_path):
+    fake = tmp_path / "model.keras"
+    fake.write_text("not a model")
+    with pytest.raises(InputError, match="not a readable Keras model"):
+        load_run_model(fake)
+    with pytest.raises(InputError, match="not a readable Keras model"):
+        load_run_model(tmp_path)  # run folder: uses its model.keras
+    other = tmp_path / "weights.txt"
+    other.write_text("x")
+    with pytest.raises(InputError, match="not a Keras model file"):
+        load_run_model(other)
+    with pytest.raises(InputError, match="holds no model.keras"):
+        load_run_model(tmp_path / "..")
+    with pytest.raises(InputError, match="not found"):
+        load_run_model(tmp_path / "missing.keras")
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    tiny_model().save(run / "model.keras")
+    write_json(run / "config.json", {"normalize": {"method": "dtype", "low": 1.0, "high": 99.8},
+                                     "threshold": 0.3})
+    return run
+
+
+def test_load_run_reads_normalisation_and_threshold(run_dir):
+    run = load_run(run_dir)
+    assert run.normalize == NormalizeConfig(method="dtype")
+    assert run.threshold == 0.3
+    assert run.model.input_shape == (None, None, None, 1)
+
+
+def test_predict_folder_writes_masks_probabilities_overlays(run_dir, tmp_path):
+    frames = tmp_path / "frames"
+    write_image(frames / "0.png", (noise((40, 30)) * 65535).astype(np.uint16))
+    write_image(frames / "10.tif", (noise((33, 50), 1) * 65535).astype(np.uint16))
+    out = tmp_path / "results"
+    written = predict_folder(run_dir, frames, out, write_probabilities=True, write_overlay=True,
+                             progress=False)
+    assert [path.name for path in written] == [
+        "0_predict.png", "0_prob.tif", "0_overlay.png",
+        "10_predict.png", "10_prob.tif", "10_overlay.png"]
+    mask = read_image(out / "10_predict.png")
+    probability = read_image(out / "10_prob.tif")
+    assert mask.shape == (33, 50) and mask.dtype == np.uint8
+    assert set(np.unique(mask)) <= {0, 255}
+    assert probability.dtype == np.float32 and probability.shape == (33, 50)
+    # The run's calibrated threshold (0.3) was used.
+    np.testing.assert_array_equal(mask == 255, probability >= 0.3)
+    assert read_image(out / "0_overlay.png").shape == (40, 30, 3)
+    # Outputs are never overwritten silently, and nothing is written before that check.
+    with pytest.raises(OutputError, match="already exists"):
+        predict_folder(run_dir, frames, out, progress=False)
+    again = predict_folder(run_dir, frames, out, threshold=0.9, overwrite=True, progress=False)
+    assert len(again) == 2
+
+
+def test_predict_stack(tmp_path):
+    stack = (noise((3, 24, 40)) * 4000).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "mouse.tif", stack)
+    written = predict_folder(tiny_model(), tmp_path / "mouse.tif", tmp_path / "out",
+                             progress=False)
+    assert [path.name for path in written] == ["mouse_0000_predict.png", "mouse_0001_predict.png",
+                                               "mouse_0002_predict.png", "mouse_predict.tif"]
+    masks = tifffile.imread(tmp_path / "out" / "mouse_predict.tif")
+    assert masks.shape == (3, 24, 40) and masks.dtype == np.uint8
+    np.testing.assert_array_equal(masks[1], read_image(tmp_path / "out" / "mouse_0001_predict.png"))
+
+
+def test_predict_folder_channel_mismatch_names_file(tmp_path):
+    write_image(tmp_path / "in" / "0.png", np.zeros((16, 16), np.uint8))
+    with pytest.raises(InputError, match=r"0\.png: has 1 channel\(s\) but the model expects 3"):
+        predict_folder(tiny_model(3), tmp_path / "in", tmp_path / "out", progress=False)
+    rgb = tmp_path / "rgb.tif"
+    tifffile.imwrite(rgb, np.zeros((2, 16, 16, 3), np.uint8), photometric="rgb")
+    with pytest.raises(InputError, match=r"rgb\.tif \(page 0\): has 3 channel\(s\) but the "
+                                         r"model expects 1"):
+        predict_folder(tiny_model(1), rgb, tmp_path / "out2", progress=False)
+
+
+def test_predict_folder_input_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="holds no image files"):
+        predict_folder(tiny_model(), tmp_path / "empty", tmp_path / "out", progress=False)
+    with pytest.raises(InputError, match="not found"):
+        predict_folder(tiny_model(), tmp_path / "missing", tmp_path / "out", progress=False)
+
+
+def test_bare_model_and_loaded_run_defaults(tmp_path):
+    model = tiny_model()
+    write_image(tmp_path / "in" / "a.png", (noise((20, 20)) * 255).astype(np.uint8))
+    run = LoadedRun(model=model, normalize=NormalizeConfig(), threshold=0.5,
+                    model_path=tmp_path, config={})
+    first = predict_folder(model, tmp_path / "in", tmp_path / "o1", progress=False)
+    second = predict_folder(run, tmp_path / "in", tmp_path / "o2", progress=False)
+    np.testing.assert_array_equal(read_image(first[0]), read_image(second[0]))
+
+
+def test_overlay_image():
+    overlay = overlay_image(np.arange(16, dtype=np.uint16).reshape(4, 4),
+                            np.eye(4, dtype=np.uint8))
+    assert overlay.shape == (4, 4, 3) and overlay.dtype == np.uint8
+    assert overlay[0, 0, 0] > overlay[0, 0, 1]  # tinted red on the mask
+    assert overlay[0, 1, 0] == overlay[0, 1, 1]  # gray elsewhere

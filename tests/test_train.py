@@ -1,0 +1,157 @@
+"""Tests of unetlib.train: the run folder, resume, force, time budget, reproducibility."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+from unetlib.augment import augment_preset
+from unetlib.config import ModelConfig, TrainConfig
+from unetlib.errors import InputError, OutputError, ParameterError
+from unetlib.io import read_csv, read_json, write_image
+from unetlib.predict import load_run, predict_folder
+from unetlib.train import calibrate_threshold, train
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_session():
+    keras.backend.clear_session()
+    yield
+    keras.backend.clear_session()
+
+
+def make_data(root, *, count=5, channels=1, seed=0):
+    """64 x 80 uint16 noise frames with a bright ellipse each; the ellipse is the mask."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[:64, :80]
+    for index in range(count):
+        centre_row, centre_col = rng.integers(20, 44), rng.integers(20, 60)
+        mask = (rows - centre_row) ** 2 / 150 + (cols - centre_col) ** 2 / 300 < 1
+        shape = (64, 80) if channels == 1 else (64, 80, channels)
+        frame = rng.random(shape) * 1000 + (mask if channels == 1 else mask[..., None]) * 2500
+        write_image(root / "train" / "frames" / f"{index}.png" if channels == 1 else
+                    root / "train" / "frames" / f"{index}.tif", frame.astype(np.uint16))
+        write_image(root / "train" / "masks" / f"{index}.png", mask.astype(np.uint8))
+    return root
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return make_data(tmp_path_factory.mktemp("data1d"))
+
+
+TINY = TrainConfig(model=ModelConfig(depth=2, base_filters=4, learning_rate=1e-2),
+                   augment=augment_preset("none"), epochs=3, steps_per_epoch=4, patch_size=32,
+                   batch_size=4, val_fraction=0.2, seed=1, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def finished_run(data_dir, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    keras.backend.clear_session()
+    result = train(data_dir, run_dir, TINY)
+    keras.backend.clear_session()
+    return result
+
+
+def copy_run(result, destination):
+    shutil.copytree(result.run_dir, destination)
+    return destination
+
+
+def test_train_writes_a_complete_run_folder(finished_run, data_dir, tmp_path):
+    result = finished_run
+    run_dir = result.run_dir
+    for name in ("model.keras", "last.keras", "config.json", "history.csv", "metrics.json",
+                 "state.json"):
+        assert (run_dir / name).is_file(), name
+    history = read_csv(run_dir / "history.csv")
+    assert len(history) == 3 == result.epochs_completed
+    assert {"loss", "dice", "iou", "pixel_accuracy", "val_loss", "val_dice"} <= set(history[0])
+    assert float(history[-1]["loss"]) < float(history[0]["loss"])
+    config = read_json(run_dir / "config.json")
+    assert config["model"]["input_channels"] == 1
+    assert config["pipeline"]["patch_size"] == 32 and config["pipeline"]["seed"] == 1
+    assert len(config["data"]["fingerprint"]) == 64
+    assert {"tensorflow", "keras", "numpy"} <= set(config["versions"])
+    assert config["normalize"]["method"] == "percentile"
+    metrics = read_json(run_dir / "metrics.json")
+    assert 0 < metrics["threshold"] < 1 and metrics["threshold"] == config["threshold"]
+    assert 1 <= metrics["best_epoch"] <= 3 and not metrics["stopped_by_time_budget"]
+    assert result.threshold == metrics["threshold"]
+    # The run folder is what prediction needs.
+    run = load_run(run_dir)
+    assert run.threshold == result.threshold
+    written = predict_folder(run_dir, data_dir / "train" / "frames", tmp_path / "results",
+                             progress=False)
+    assert len(written) == 5
+
+
+def test_existing_run_is_not_overwritten_without_force(finished_run, data_dir, tmp_path):
+    run_dir = copy_run(finished_run, tmp_path / "run")
+    quick = dataclasses.replace(TINY, epochs=1, steps_per_epoch=1)
+    with pytest.raises(OutputError, match="finished run"):
+        train(data_dir, run_dir, quick)
+    result = train(data_dir, run_dir, dataclasses.replace(quick, force=True))
+    assert result.epochs_completed == 1 and len(read_csv(run_dir / "history.csv")) == 1
+
+
+def test_resume_continues_from_the_last_epoch(finished_run, data_dir, tmp_path):
+    run_dir = copy_run(finished_run, tmp_path / "run")
+    # Simulate an interruption after epoch 3 of 4: the finished marker is not there.
+    (run_dir / "metrics.json").unlink()
+    config = dataclasses.replace(TINY, epochs=4)
+    with pytest.raises(OutputError, match="unfinished run.*resume"):
+        train(data_dir, run_dir, config)
+    result = train(data_dir, run_dir, dataclasses.replace(config, resume=True))
+    assert result.epochs_completed == 4
+    assert [row["epoch"] for row in read_csv(run_dir / "history.csv")] == ["1", "2", "3", "4"]
+    with pytest.raises(OutputError, match="already completed 4 of 4"):
+        train(data_dir, run_dir, dataclasses.replace(config, resume=True))
+    with pytest.raises(InputError, match="no interrupted run"):
+        train(data_dir, tmp_path / "fresh", dataclasses.replace(config, resume=True))
+
+
+def test_time_budget_stops_cleanly(data_dir, tmp_path):
+    result = train(data_dir, tmp_path / "run",
+                   dataclasses.replace(TINY, epochs=50, max_minutes=1e-4))
+    assert result.stopped_by_time_budget and result.epochs_completed == 1
+    assert (tmp_path / "run" / "model.keras").is_file()
+    assert read_json(tmp_path / "run" / "metrics.json")["stopped_by_time_budget"]
+
+
+def test_same_seed_same_weights(finished_run, data_dir, tmp_path):
+    again = train(data_dir, tmp_path / "again", TINY)
+    first = keras.saving.load_model(finished_run.run_dir / "last.keras", compile=False)
+    second = keras.saving.load_model(again.run_dir / "last.keras", compile=False)
+    for one, two in zip(first.get_weights(), second.get_weights()):
+        np.testing.assert_array_equal(one, two)
+    assert again.threshold == finished_run.threshold
+
+
+def test_channels_come_from_the_data(tmp_path):
+    data = make_data(tmp_path / "data3d", count=3, channels=3)
+    result = train(data, tmp_path / "run", dataclasses.replace(TINY, epochs=1,
+                                                               steps_per_epoch=1))
+    assert read_json(result.run_dir / "config.json")["model"]["input_channels"] == 3
+
+
+def test_invalid_config_and_too_little_data(tmp_path):
+    with pytest.raises(ParameterError, match="patch_size"):
+        train(tmp_path, tmp_path / "run", dataclasses.replace(TINY, patch_size=40))
+    with pytest.raises(ParameterError, match="loss"):
+        train(tmp_path, tmp_path / "run", dataclasses.replace(TINY, loss="focal"))
+    data = make_data(tmp_path / "one", count=1)
+    with pytest.raises(InputError, match="1 frame/mask pair"):
+        train(data, tmp_path / "run", TINY)
+
+
+def test_calibrate_threshold():
+    probability = np.array([[0.2, 0.4], [0.6, 0.8]], np.float32)
+    truth = np.array([[0, 1], [1, 1]], np.uint8)
+    threshold, means = calibrate_threshold([probability], [truth], (0.3, 0.5, 0.7))
+    assert threshold == 0.3 and means[0.3] == 1.0 and means[0.5] == pytest.approx(0.8)

@@ -1,0 +1,496 @@
+"""Full-resolution inference: tiled, blended, on single frames, folders and stacks.
+
+Frames are never resized. Each frame is normalised exactly as the training frames were
+(the run's stored :class:`~unetlib.config.NormalizeConfig`), reflect-padded to a multiple
+of ``2**depth`` and cut into overlapping tiles aligned to that multiple; the tiles'
+probabilities are blended with Gaussian weights (high at a tile's centre, low at its
+edges, where the network sees zero padding instead of context; a quarter of the overlap
+at inner tile edges is discarded outright), so there are no seams.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tifffile
+
+from unetlib.config import NormalizeConfig, PredictConfig
+from unetlib.errors import InputError, OutputError, ParameterError, describe
+from unetlib.io import (TIFF_SUFFIXES, atomic_path, ensure_folder, list_images, read_image,
+                        read_json, write_image)
+from unetlib.model import model_depth, model_input_channels
+from unetlib.normalize import normalize_image
+
+# Importing the metrics registers unetlib's custom losses and metrics with Keras, so a
+# compiled run model (``last.keras``) loads too.
+import unetlib.metrics  # noqa: F401  (registration side effect)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["LoadedRun", "load_run", "load_run_model", "overlay_image", "predict_folder",
+           "predict_probabilities", "validate_threshold"]
+
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+DEFAULT_THRESHOLD = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedRun:
+    """A trained model with what prediction needs from its run folder.
+
+    Attributes
+    ----------
+    model : keras.Model
+    normalize : NormalizeConfig
+        How the training frames were scaled (default config when the run stored none).
+    threshold : float
+        Decision threshold calibrated on the validation frames (0.5 when none stored).
+    model_path : Path
+    config : dict
+        The run's ``config.json`` (empty for a bare model file).
+    """
+
+    model: keras.Model
+    normalize: NormalizeConfig
+    threshold: float
+    model_path: Path
+    config: dict
+
+
+def _model_path(path: Path) -> Path:
+    if path.is_dir():
+        candidate = path / "model.keras"
+        if not candidate.is_file():
+            raise InputError(describe(path, "holds no model.keras",
+                                      "Give a run folder written by training, or a .keras file."))
+        return candidate
+    if not path.is_file():
+        raise InputError(describe(path, "model file or run folder not found", "Check the path."))
+    return path
+
+
+def load_run_model(model_path_or_run_dir: str | os.PathLike[str]) -> keras.Model:
+    """Load a Keras model from a ``.keras`` file or a run folder (its ``model.keras``).
+
+    The model is loaded without its optimiser state (inference only).
+
+    Raises
+    ------
+    InputError
+        When the path is missing or the file is not a Keras model.
+    """
+    path = _model_path(Path(model_path_or_run_dir))
+    if path.suffix.lower() not in MODEL_SUFFIXES:
+        raise InputError(describe(path, f"is not a Keras model file (suffix {path.suffix!r})",
+                                  "Give a .keras file saved by training, or its run folder."))
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except (ValueError, OSError, KeyError, TypeError, zipfile.BadZipFile) as error:
+        raise InputError(describe(path, f"is not a readable Keras model ({type(error).__name__}: "
+                                  f"{str(error)[:200]})",
+                                  "Give a .keras file saved by training, or its run folder.")
+                         ) from None
+    if not isinstance(model, keras.Model) or len(model.inputs) != 1:
+        raise InputError(describe(path, "is not a single-input Keras model"))
+    return model
+
+
+def load_run(model_path_or_run_dir: str | os.PathLike[str]) -> LoadedRun:
+    """Load a model and, from its run folder, the normalisation and calibrated threshold."""
+    path = _model_path(Path(model_path_or_run_dir))
+    model = load_run_model(path)
+    config: dict = {}
+    config_path = path.parent / "config.json"
+    if config_path.is_file():
+        config = read_json(config_path)
+    normalize = NormalizeConfig(**config["normalize"]) if "normalize" in config else NormalizeConfig()
+    threshold = config.get("threshold")
+    metrics_path = path.parent / "metrics.json"
+    if threshold is None and metrics_path.is_file():
+        threshold = read_json(metrics_path).get("threshold")
+    threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+    return LoadedRun(model=model, normalize=normalize, threshold=threshold, model_path=path,
+                     config=config)
+
+
+def validate_threshold(threshold: float) -> float:
+    """Return ``threshold`` as float, or raise ParameterError unless ``0 < threshold < 1``."""
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        raise ParameterError(f"threshold={threshold!r} is invalid: expected a number strictly "
+                             "between 0 and 1.") from None
+    if not 0.0 < value < 1.0:
+        raise ParameterError(f"threshold={threshold!r} is invalid: expected a number strictly "
+                             "between 0 and 1.")
+    return value
+
+
+# --- sliding-window inference -----------------------------------------------------------
+
+def _tile_starts(size: int, tile: int, step: int) -> list[int]:
+    """Start offsets of tiles of length ``tile`` covering ``size`` (last one flush right)."""
+    if size <= tile:
+        return [0]
+    starts = list(range(0, size - tile, step))
+    starts.append(size - tile)
+    return starts
+
+
+def _window(length: int, start: int, size: int, margin: int, tiled: bool) -> np.ndarray:
+    """1-D blending weight of the tile at ``start`` (of ``length``) along an axis of ``size``.
+
+    Gaussian (sigma = length/8) when tiles overlap, else flat; and zero within ``margin``
+    pixels of a tile edge that lies inside the frame, where the network saw zero padding
+    instead of the neighbouring image. Edges on the frame border keep their weight, as a
+    whole-frame pass has the same border there.
+    """
+    if not tiled:
+        return np.ones(length, np.float32)
+    centre = (length - 1) / 2.0
+    sigma = length / 8.0
+    weights = np.maximum(np.exp(-0.5 * ((np.arange(length) - centre) / sigma) ** 2), 1e-4)
+    if start > 0:
+        weights[:margin] = 0.0
+    if start + length < size:
+        weights[length - margin:] = 0.0
+    return weights.astype(np.float32)
+
+
+def _pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    pad_h, pad_w = height - image.shape[0], width - image.shape[1]
+    if pad_h == 0 and pad_w == 0:
+        return image
+    # Reflection repeats real image content, which the network handles better than a
+    # constant border; numpy reflects repeatedly when the pad exceeds the image size.
+    mode = "reflect" if min(image.shape[:2]) > 1 else "edge"
+    return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode=mode)
+
+
+def _call(model: keras.Model, batch: np.ndarray) -> np.ndarray:
+    # A direct call runs eagerly: frames of every size need no retracing of a compiled
+    # predict function, and the convolutions dominate the time anyway.
+    return keras.ops.convert_to_numpy(model(batch, training=False))[..., 0]
+
+
+def _forward(model: keras.Model, batch: np.ndarray, tta: bool) -> np.ndarray:
+    """Probabilities (N, h, w) of a batch, optionally averaged over the 4 flips."""
+    if not tta:
+        return _call(model, batch)
+    total = np.zeros(batch.shape[:3], np.float32)
+    for flip_rows in (False, True):
+        for flip_cols in (False, True):
+            axes = [axis for axis, flip in ((1, flip_rows), (2, flip_cols)) if flip]
+            flipped = np.flip(batch, axis=axes) if axes else batch
+            output = _call(model, np.ascontiguousarray(flipped))
+            total += np.flip(output, axis=axes) if axes else output
+    return total / 4.0
+
+
+def predict_probabilities(model: keras.Model, image: np.ndarray, *,
+                          tile: int = PredictConfig.tile, overlap: int = PredictConfig.overlap,
+                          tta: bool = False,
+                          batch_size: int = PredictConfig.batch_size) -> np.ndarray:
+    """Foreground probability of every pixel of one normalised frame.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A fully convolutional U-Net (input ``(None, None, C)``).
+    image : ndarray of shape (H, W, C) or (H, W), float32
+        The frame, already normalised (:func:`unetlib.normalize.normalize_image`). Any size.
+    tile : int
+        Tile side in pixels, rounded up to a multiple of ``2**depth``. A frame that fits in
+        one tile is predicted in a single pass.
+    overlap : int
+        Minimum overlap of neighbouring tiles: a quarter of it is discarded at each inner
+        tile edge, the rest blended with Gaussian weights (see :class:`PredictConfig`).
+    tta : bool
+        Average the predictions of the frame and its 3 flips.
+    batch_size : int
+        Tiles per forward pass.
+
+    Returns
+    -------
+    ndarray of shape (H, W), float32
+        Probabilities in [0, 1], at the frame's own resolution.
+
+    Raises
+    ------
+    InputError
+        When the image's channel count differs from the model's.
+    ParameterError
+        When tile, overlap or batch_size are out of range.
+    """
+    PredictConfig(tile=tile, overlap=overlap, batch_size=batch_size, tta=tta).validate()
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 2:
+        image = image[..., np.newaxis]
+    if image.ndim != 3:
+        raise InputError(f"image must have shape (H, W) or (H, W, C), got {image.shape}")
+    channels = model_input_channels(model)
+    if image.shape[-1] != channels:
+        raise InputError(f"the image has {image.shape[-1]} channel(s) but the model expects "
+                         f"{channels}; give frames like the ones it was trained on.")
+    height, width = image.shape[:2]
+    multiple = 2 ** model_depth(model)
+    tile = math.ceil(tile / multiple) * multiple
+    padded_h = math.ceil(height / multiple) * multiple
+    padded_w = math.ceil(width / multiple) * multiple
+    padded = _pad_to(image, padded_h, padded_w)
+    tile_h, tile_w = min(tile, padded_h), min(tile, padded_w)
+    # Tile starts stay multiples of 2**depth so every tile sees the same pooling grid as a
+    # whole-frame pass would, and interiors of tiles agree exactly with it.
+    step = max(multiple, (tile - overlap) // multiple * multiple)
+    rows = _tile_starts(padded_h, tile_h, step)
+    cols = _tile_starts(padded_w, tile_w, step)
+    # Neighbouring tiles overlap by at least ``overlap``; each discards a quarter of it at
+    # its inner edges, so the blended band is half the overlap wide and never empty.
+    margin = overlap // 4
+    row_windows = {r: _window(tile_h, r, padded_h, margin, len(rows) > 1) for r in rows}
+    col_windows = {c: _window(tile_w, c, padded_w, margin, len(cols) > 1) for c in cols}
+    total = np.zeros((padded_h, padded_w), np.float32)
+    weight_sum = np.zeros((padded_h, padded_w), np.float32)
+    corners = [(row, col) for row in rows for col in cols]
+    for first in range(0, len(corners), batch_size):
+        chunk = corners[first:first + batch_size]
+        batch = np.stack([padded[r:r + tile_h, c:c + tile_w] for r, c in chunk])
+        probabilities = _forward(model, batch, tta)
+        for (r, c), probability in zip(chunk, probabilities):
+            weight = np.outer(row_windows[r], col_windows[c])
+            total[r:r + tile_h, c:c + tile_w] += probability * weight
+            weight_sum[r:r + tile_h, c:c + tile_w] += weight
+    result = total / weight_sum
+    return np.clip(result[:height, :width], 0.0, 1.0).astype(np.float32)
+
+
+# --- folders and stacks -----------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class _Frame:
+    stem: str
+    source: Path
+    index: int | None  # page index within a stack, None for a frame file
+
+
+def _stack_frames(path: Path) -> tuple[np.ndarray, str]:
+    """Return ``(frames (N, H, W[, C]), axes)`` of a multi-image TIFF."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes = series.axes
+            try:
+                array = tifffile.memmap(path, mode="r").reshape(series.shape)
+            except (ValueError, OSError):
+                array = series.asarray()
+    except (tifffile.TiffFileError, ValueError, OSError, IndexError) as error:
+        raise InputError(describe(path, f"is not a readable TIFF ({error})",
+                                  "Give a folder of frames or a TIFF stack.")) from None
+    height, width = array.shape[axes.index("Y")], array.shape[axes.index("X")]
+    if axes.endswith("S"):
+        return array.reshape(-1, height, width, array.shape[-1]), axes
+    if "C" in axes and axes.index("C") == len(axes) - 3:
+        # ImageJ hyperstack ...CYX: one frame per time point holds every channel.
+        array = np.moveaxis(array, -3, -1)
+        return array.reshape(-1, height, width, array.shape[-1]), axes
+    return array.reshape(-1, height, width), axes
+
+
+def _is_stack(path: Path) -> bool:
+    if path.suffix.lower() not in TIFF_SUFFIXES:
+        return False
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            frames = int(np.prod(series.shape)) // (
+                series.shape[series.axes.index("Y")] * series.shape[series.axes.index("X")])
+            samples = series.shape[-1] if series.axes.endswith("S") else 1
+            return frames // samples > 1
+    except (tifffile.TiffFileError, ValueError, OSError, IndexError):
+        return False
+
+
+def overlay_image(image: np.ndarray, mask: np.ndarray, *, alpha: float = 0.4,
+                  percentiles: tuple[float, float] = (0.5, 99.8)) -> np.ndarray:
+    """RGB uint8 picture of a raw frame with the mask tinted red.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W) or (H, W, C)
+        Raw or normalised frame; each channel is contrast-stretched to its percentiles.
+        One channel shows as gray, three or more as RGB (the first three).
+    mask : ndarray of shape (H, W)
+        Foreground where > 0.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 2:
+        image = image[..., np.newaxis]
+    low, high = np.percentile(image, percentiles, axis=(0, 1), keepdims=True)
+    scaled = np.clip((image - low) / np.maximum(high - low, 1e-6), 0.0, 1.0)
+    rgb = np.repeat(scaled, 3, axis=-1) if scaled.shape[-1] < 3 else scaled[..., :3]
+    foreground = np.asarray(mask) > 0
+    if foreground.ndim == 3:
+        foreground = foreground[..., 0]
+    red = np.array([1.0, 0.0, 0.0], np.float32)
+    rgb[foreground] = (1.0 - alpha) * rgb[foreground] + alpha * red
+    return np.round(rgb * 255.0).astype(np.uint8)
+
+
+def _resolve_run(model_or_run: Any) -> LoadedRun:
+    if isinstance(model_or_run, LoadedRun):
+        return model_or_run
+    if isinstance(model_or_run, keras.Model):
+        return LoadedRun(model=model_or_run, normalize=NormalizeConfig(),
+                         threshold=DEFAULT_THRESHOLD, model_path=Path(""), config={})
+    return load_run(model_or_run)
+
+
+def _write_stack(path: Path, masks: np.ndarray, *, overwrite: bool) -> Path:
+    with atomic_path(path, overwrite=overwrite) as temporary:
+        tifffile.imwrite(temporary, masks, photometric="minisblack", metadata={"axes": "QYX"})
+    return path
+
+
+def predict_folder(model_or_run: Any, input_path: str | os.PathLike[str],
+                   out_dir: str | os.PathLike[str], *, threshold: float | None = None,
+                   write_probabilities: bool = False, write_overlay: bool = False,
+                   tta: bool = False, overwrite: bool = False,
+                   predict: PredictConfig = PredictConfig(), progress: bool = True) -> list[Path]:
+    """Segment every frame of a folder, or every page of a TIFF stack.
+
+    Parameters
+    ----------
+    model_or_run : keras.Model, LoadedRun or path
+        A run folder or ``.keras`` file (its stored normalisation and calibrated threshold
+        are used), a :class:`LoadedRun`, or a bare model (default normalisation, 0.5).
+    input_path : path-like
+        A folder of frames (PNG/TIFF/...), a multi-page TIFF stack, or one frame.
+    out_dir : path-like
+        Output folder (created when missing).
+    threshold : float, optional
+        Decision threshold in (0, 1); default: the run's calibrated threshold.
+    write_probabilities : bool
+        Also write ``<stem>_prob.tif`` (float32 probabilities).
+    write_overlay : bool
+        Also write ``<stem>_overlay.png`` (frame with the mask tinted red).
+    tta : bool
+        Test-time flip averaging (4x slower).
+    overwrite : bool
+        Replace existing outputs; otherwise an existing output is an OutputError raised
+        before anything is written.
+    predict : PredictConfig
+        Tile size, overlap and batch size of the sliding window.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    list of Path
+        Every file written: ``<stem>_predict.png`` (uint8 0/255) per frame, then the
+        optional outputs; for a stack also ``<stack stem>_predict.tif`` (all masks).
+
+    Raises
+    ------
+    InputError
+        Missing or empty input, unreadable frame, or a channel count that differs from the
+        model's (the message names the file and both counts).
+    ParameterError
+        Threshold not strictly between 0 and 1.
+    OutputError
+        An output exists and ``overwrite`` is false.
+    """
+    run = _resolve_run(model_or_run)
+    threshold = validate_threshold(run.threshold if threshold is None else threshold)
+    predict = dataclasses.replace(predict, tta=tta or predict.tta).validate()
+    input_path = Path(input_path)
+    out_dir = Path(out_dir)
+    channels = model_input_channels(run.model)
+
+    stack: np.ndarray | None = None
+    if input_path.is_dir():
+        files = list_images(input_path)
+        if not files:
+            raise InputError(describe(input_path, "holds no image files",
+                                      "Put the frames (PNG or TIFF) to segment in it."))
+        frames = [_Frame(stem=file.stem, source=file, index=None) for file in files]
+    elif input_path.is_file() and _is_stack(input_path):
+        stack, _ = _stack_frames(input_path)
+        digits = max(4, len(str(len(stack) - 1)))
+        frames = [_Frame(stem=f"{input_path.stem}_{index:0{digits}d}", source=input_path,
+                         index=index) for index in range(len(stack))]
+    elif input_path.is_file():
+        frames = [_Frame(stem=input_path.stem, source=input_path, index=None)]
+    else:
+        raise InputError(describe(input_path, "not found",
+                                  "Give a folder of frames or a TIFF stack."))
+
+    planned = _planned_outputs(frames, out_dir, write_probabilities, write_overlay)
+    stack_path = out_dir / f"{input_path.stem}_predict.tif" if stack is not None else None
+    if not overwrite:
+        existing = [path for path in planned + ([stack_path] if stack_path else [])
+                    if path.exists()]
+        if existing:
+            raise OutputError(describe(existing[0], f"already exists ({len(existing)} of the "
+                                       "outputs do)", "Choose another output folder or pass "
+                                       "overwrite=True (--force) to replace them."))
+    ensure_folder(out_dir)
+
+    written: list[Path] = []
+    stack_masks = []
+    for frame in _progress(frames, progress, f"predict {input_path.name}"):
+        raw = read_image(frame.source) if stack is None else np.asarray(stack[frame.index])
+        normalised = normalize_image(raw, run.normalize)
+        if normalised.shape[-1] != channels:
+            where = frame.source if frame.index is None else f"{frame.source} (page {frame.index})"
+            raise InputError(describe(where, f"has {normalised.shape[-1]} channel(s) but the "
+                                      f"model expects {channels}",
+                                      "Give frames like the ones the model was trained on "
+                                      "(data1d: 1 channel, data3d: 3)."))
+        probability = predict_probabilities(run.model, normalised, tile=predict.tile,
+                                            overlap=predict.overlap, tta=predict.tta,
+                                            batch_size=predict.batch_size)
+        mask = np.where(probability >= threshold, 255, 0).astype(np.uint8)
+        written.append(write_image(out_dir / f"{frame.stem}_predict.png", mask,
+                                   overwrite=overwrite))
+        if write_probabilities:
+            written.append(write_image(out_dir / f"{frame.stem}_prob.tif", probability,
+                                       overwrite=overwrite))
+        if write_overlay:
+            written.append(write_image(out_dir / f"{frame.stem}_overlay.png",
+                                       overlay_image(raw, mask), overwrite=overwrite))
+        if stack is not None:
+            stack_masks.append(mask)
+    if stack_path is not None:
+        written.append(_write_stack(stack_path, np.stack(stack_masks), overwrite=overwrite))
+    logger.info("predicted %d frame(s) from %s into %s (threshold %.2f)", len(frames),
+                input_path, out_dir, threshold)
+    return written
+
+
+def _planned_outputs(frames: list[_Frame], out_dir: Path, probabilities: bool,
+                     overlay: bool) -> list[Path]:
+    planned = []
+    for frame in frames:
+        planned.append(out_dir / f"{frame.stem}_predict.png")
+        if probabilities:
+            planned.append(out_dir / f"{frame.stem}_prob.tif")
+        if overlay:
+            planned.append(out_dir / f"{frame.stem}_overlay.png")
+    return planned
+
+
+def _progress(items: list, enabled: bool, description: str) -> Iterator:
+    if not enabled:
+        return iter(items)
+    from tqdm.auto import tqdm
+
+    return iter(tqdm(items, desc=description, unit="frame"))

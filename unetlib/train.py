@@ -1,0 +1,417 @@
+"""Train a U-Net on a data folder into a self-describing run folder.
+
+A run folder (``runs/<name>/``) holds everything needed to trust, reuse and continue it:
+
+- ``model.keras``: the weights of the epoch with the best validation Dice;
+- ``last.keras`` and ``state.json``: the latest epoch with its optimiser state, for
+  ``resume=True`` after an interruption;
+- ``config.json``: every parameter (the resolved :class:`~unetlib.config.TrainConfig`,
+  the normalisation prediction must reuse), package versions, the data fingerprint
+  (sha256 over the training files) and the calibrated decision threshold;
+- ``history.csv``: loss, Dice, IoU and pixel accuracy per epoch, training and validation;
+- ``metrics.json``: the best epoch, the calibrated threshold and the per-frame validation
+  scores at that threshold (written last: a run without it did not finish);
+- ``history.png`` when :func:`unetlib.plots.plot_history` exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import logging
+import math
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from unetlib import __version__
+from unetlib.config import ModelConfig, TrainConfig, to_dict
+from unetlib.errors import InputError, OutputError, describe
+from unetlib.io import atomic_path, ensure_folder, read_csv, read_json, write_csv, write_json
+from unetlib.metrics import frame_metrics, get_loss, training_metrics
+from unetlib.model import build_unet, make_optimizer
+from unetlib.predict import predict_probabilities
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RUN_FILES", "TrainResult", "calibrate_threshold", "data_fingerprint", "train"]
+
+RUN_FILES = ("model.keras", "last.keras", "state.json", "config.json", "history.csv",
+             "metrics.json", "history.png")
+HISTORY_FIELDS = ("epoch", "loss", "dice", "iou", "pixel_accuracy", "val_loss", "val_dice",
+                  "val_iou", "val_pixel_accuracy", "learning_rate", "epoch_seconds",
+                  "elapsed_seconds")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` produced.
+
+    Attributes
+    ----------
+    run_dir, model_path : Path
+        The run folder and its best model (``model.keras``).
+    history : list of dict
+        One row per epoch (the rows of ``history.csv``, as numbers).
+    best_epoch : int
+        1-based epoch whose weights are in ``model.keras``.
+    best_val_dice : float
+        Validation Dice (tiles, threshold 0.5) of that epoch.
+    threshold : float
+        Threshold maximising the mean validation Dice over whole frames.
+    val_dice : float
+        Mean per-frame validation Dice at ``threshold``.
+    epochs_completed : int
+    stopped_by_time_budget : bool
+        True when ``max_minutes`` ended training before ``epochs``.
+    seconds : float
+        Wall-clock time of this call.
+    metrics : dict
+        The content of ``metrics.json``.
+    """
+
+    run_dir: Path
+    model_path: Path
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_val_dice: float
+    threshold: float
+    val_dice: float
+    epochs_completed: int
+    stopped_by_time_budget: bool
+    seconds: float
+    metrics: dict[str, Any]
+
+
+# --- run-folder helpers -----------------------------------------------------------------
+
+def data_fingerprint(paths: list[Path], root: Path) -> str:
+    """sha256 over the relative names and bytes of ``paths`` (order-independent)."""
+    digest = hashlib.sha256()
+    for path in sorted(paths, key=lambda p: str(p.relative_to(root)) if p.is_relative_to(root)
+                       else str(p)):
+        name = str(path.relative_to(root)) if path.is_relative_to(root) else path.name
+        digest.update(name.encode("utf-8") + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    import PIL
+    import tifffile
+
+    return {"unetlib": __version__, "python": platform.python_version(),
+            "tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__,
+            "tifffile": tifffile.__version__, "pillow": PIL.__version__,
+            "platform": platform.platform()}
+
+
+def _save_model(model: keras.Model, path: Path) -> None:
+    with atomic_path(path, overwrite=True) as temporary:
+        model.save(temporary)
+
+
+def _check_run_folder(run_dir: Path, config: TrainConfig) -> tuple[dict | None, list[str]]:
+    """Refuse to overwrite a run unless forced; return (saved state when resuming, files
+    that ``force`` will replace). Nothing is deleted here."""
+    present = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if config.resume:
+        if not (run_dir / "last.keras").is_file() or not (run_dir / "state.json").is_file():
+            raise InputError(describe(run_dir, "has no interrupted run to resume (last.keras "
+                                      "and state.json are missing)",
+                                      "Start a new run without resume."))
+        state = read_json(run_dir / "state.json")
+        if state["epochs_completed"] >= config.epochs:
+            raise OutputError(describe(run_dir, f"already completed {state['epochs_completed']} "
+                                       f"of {config.epochs} epochs",
+                                       "Raise epochs to train further, or pass force to "
+                                       "start again."))
+        return state, []
+    if present and not config.force:
+        finished = (run_dir / "metrics.json").exists()
+        raise OutputError(describe(run_dir, ("holds a finished run" if finished else
+                                             "holds an unfinished run") + f" ({', '.join(present)})",
+                                   "Choose another output folder, pass resume to continue it, "
+                                   "or force to replace it." if not finished else
+                                   "Choose another output folder or pass force to replace it."))
+    return None, present
+
+
+def _history_rows(path: Path) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    return [{key: int(float(value)) if key == "epoch" else float(value)
+             for key, value in row.items() if value not in ("", None)}
+            for row in read_csv(path)]
+
+
+# --- callbacks --------------------------------------------------------------------------
+
+class _RunRecorder(keras.callbacks.Callback):
+    """Keeps the best and last checkpoints, history.csv and state.json up to date."""
+
+    def __init__(self, run_dir: Path, history: list[dict[str, float]], state: dict,
+                 started: float, elapsed_before: float, deadline: float | None):
+        super().__init__()
+        self.run_dir = run_dir
+        self.history = history
+        self.state = state
+        self.started = started
+        self.elapsed_before = elapsed_before
+        self.deadline = deadline
+        self.stopped_by_time_budget = False
+        self.epoch_started = started
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            # Keras finishes this epoch's validation and callbacks, then stops.
+            self.stopped_by_time_budget = True
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        now = time.monotonic()
+        row: dict[str, float] = {"epoch": epoch + 1}
+        for name in HISTORY_FIELDS[1:9]:
+            if name in logs:
+                row[name] = float(logs[name])
+        row["learning_rate"] = float(keras.ops.convert_to_numpy(
+            self.model.optimizer.learning_rate))
+        row["epoch_seconds"] = now - self.epoch_started
+        row["elapsed_seconds"] = self.elapsed_before + now - self.started
+        self.history.append(row)
+        val_dice = row.get("val_dice", float("nan"))
+        if not math.isnan(val_dice) and val_dice > self.state["best_val_dice"]:
+            self.state.update(best_val_dice=val_dice, best_epoch=epoch + 1)
+            _save_model(self.model, self.run_dir / "model.keras")
+        elif not (self.run_dir / "model.keras").exists():
+            _save_model(self.model, self.run_dir / "model.keras")
+            self.state.update(best_epoch=epoch + 1)
+        _save_model(self.model, self.run_dir / "last.keras")
+        write_csv(self.run_dir / "history.csv", self.history, HISTORY_FIELDS)
+        self.state.update(epochs_completed=epoch + 1, elapsed_seconds=row["elapsed_seconds"])
+        write_json(self.run_dir / "state.json", self.state)
+
+
+# --- threshold calibration --------------------------------------------------------------
+
+def calibrate_threshold(probabilities: list[np.ndarray], masks: list[np.ndarray],
+                        grid: tuple[float, ...]) -> tuple[float, dict[float, float]]:
+    """Return the threshold of ``grid`` maximising the mean per-frame Dice, and all means.
+
+    Ties keep the threshold closest to 0.5.
+    """
+    means = {}
+    for threshold in grid:
+        scores = [frame_metrics(probability >= threshold, mask)["dice"]
+                  for probability, mask in zip(probabilities, masks)]
+        means[float(threshold)] = float(np.mean(scores))
+    best = max(means, key=lambda t: (round(means[t], 12), -abs(t - 0.5)))
+    return best, means
+
+
+# --- training ---------------------------------------------------------------------------
+
+def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+          config: TrainConfig | None = None) -> TrainResult:
+    """Train a U-Net on ``data_dir``'s ``train/frames`` + ``train/masks`` into ``out_dir``.
+
+    Parameters
+    ----------
+    data_dir : path-like
+        A data folder like ``data1d/`` (or its ``train/``). The channel count of the
+        frames sets the model's input channels.
+    out_dir : path-like
+        The run folder (created). A folder holding a run is never replaced unless
+        ``config.force``; ``config.resume`` continues an interrupted one.
+    config : TrainConfig
+        Every parameter of the run (default: ``TrainConfig()``).
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    InputError
+        Unreadable data, fewer than 2 frame/mask pairs, or (resume) data that changed.
+    OutputError
+        ``out_dir`` holds a run and neither resume nor force was given.
+    ParameterError
+        A config field is out of range.
+
+    Notes
+    -----
+    Same seed and data give the same weights on the same machine with
+    ``deterministic=True`` (this enables TensorFlow op determinism for the whole process).
+    A resumed run continues from the last completed epoch with a new stream of training
+    patches; it is not bit-identical to an uninterrupted run.
+    """
+    from unetlib.pipeline import (load_pairs, make_training_dataset,  # noqa: PLC0415
+                                  make_validation_dataset, split_pairs)
+
+    started = time.monotonic()
+    config = (config or TrainConfig()).validate().resolved()
+    pipeline = config.pipeline
+    seed = pipeline.seed
+    data_dir = Path(data_dir)
+    run_dir = Path(out_dir)
+    deadline = started + 60.0 * config.max_minutes if config.max_minutes else None
+
+    ensure_folder(run_dir)
+    saved_state, replaced = _check_run_folder(run_dir, config)
+
+    pairs = load_pairs(data_dir, normalize=config.normalize)
+    if len(pairs) < 2:
+        raise InputError(describe(data_dir, f"has {len(pairs)} frame/mask pair(s)",
+                                  "Training needs at least 2 (one is kept for validation); "
+                                  "annotate more frames."))
+    channels = int(pairs[0].image.shape[-1])
+    model_config = dataclasses.replace(config.model, input_channels=channels).validate()
+    if saved_state is not None:
+        # The checkpoint fixes the architecture and optimiser; record what it really is.
+        stored_model = ModelConfig(**read_json(run_dir / "config.json")["model"])
+        if stored_model != model_config:
+            logger.warning("resume: keeping the run's model %s, not %s", stored_model,
+                           model_config)
+        model_config = stored_model
+    config = dataclasses.replace(config, model=model_config)
+    files = [path for pair in pairs for path in (pair.frame_path, pair.mask_path)]
+    fingerprint = data_fingerprint(files, data_dir)
+    train_pairs, val_pairs = split_pairs(pairs, val_fraction=pipeline.val_fraction, seed=seed)
+    if not train_pairs or not val_pairs:
+        raise InputError(describe(data_dir, f"{len(pairs)} pairs split into {len(train_pairs)} "
+                                  f"training and {len(val_pairs)} validation frames",
+                                  "Annotate more frames or change val_fraction."))
+
+    if replaced:
+        # Only now that the data is known to be usable: force replaces the old run.
+        logger.warning("force: replacing the run in %s", run_dir)
+        for name in replaced:
+            (run_dir / name).unlink()
+
+    keras.utils.set_random_seed(seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+    if saved_state is not None:
+        stored = read_json(run_dir / "config.json")
+        if stored.get("data", {}).get("fingerprint") != fingerprint:
+            raise InputError(describe(data_dir, "changed since the run in "
+                                      f"{run_dir} started (fingerprint differs)",
+                                      "Start a new run, or pass force to replace this one."))
+        model = keras.saving.load_model(run_dir / "last.keras")
+        initial_epoch = int(saved_state["epochs_completed"])
+        history = _history_rows(run_dir / "history.csv")[:initial_epoch]
+        state = {**saved_state, "finished": False}
+        elapsed_before = float(saved_state.get("elapsed_seconds", 0.0))
+        logger.info("resuming %s at epoch %d", run_dir, initial_epoch + 1)
+    else:
+        model = build_unet(model_config)
+        model.compile(optimizer=make_optimizer(model_config), loss=get_loss(config.loss),
+                      metrics=training_metrics())
+        initial_epoch, history, elapsed_before = 0, [], 0.0
+        state = {"epochs_completed": 0, "best_val_dice": -1.0, "best_epoch": 0,
+                 "elapsed_seconds": 0.0, "finished": False}
+
+    run_config = {
+        "train": to_dict(config),
+        "model": to_dict(model_config),
+        "normalize": to_dict(config.normalize),
+        "pipeline": to_dict(pipeline),
+        "augment": to_dict(config.augment),
+        "data": {"data_dir": str(data_dir.resolve()), "fingerprint": fingerprint,
+                 "pairs": len(pairs), "channels": channels,
+                 "train_stems": [pair.stem for pair in train_pairs],
+                 "val_stems": [pair.stem for pair in val_pairs]},
+        "versions": _versions(),
+        "devices": [device.name for device in tf.config.list_physical_devices()],
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "parameters": int(model.count_params()),
+        "threshold": None,
+    }
+    if saved_state is not None:
+        run_config["created"] = read_json(run_dir / "config.json").get("created")
+    write_json(run_dir / "config.json", run_config)
+
+    # A resumed run draws a fresh patch stream, not the one its first epochs already saw.
+    train_dataset = make_training_dataset(train_pairs, pipeline, config.augment,
+                                          seed=seed + initial_epoch)
+    val_dataset = make_validation_dataset(val_pairs, pipeline)
+    recorder = _RunRecorder(run_dir, history, state, started, elapsed_before, deadline)
+    logger.info("training %s (%d parameters) on %d frames, validating on %d", model.name,
+                model.count_params(), len(train_pairs), len(val_pairs))
+    model.fit(train_dataset, epochs=config.epochs, initial_epoch=initial_epoch,
+              steps_per_epoch=config.steps_per_epoch, validation_data=val_dataset,
+              callbacks=[recorder], verbose=config.verbose, shuffle=False)
+
+    # Calibrate the decision threshold on whole validation frames with the best weights.
+    best_model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    probabilities = [predict_probabilities(best_model, pair.image) for pair in val_pairs]
+    masks = [pair.mask[..., 0] for pair in val_pairs]
+    threshold, dice_by_threshold = calibrate_threshold(probabilities, masks,
+                                                       config.threshold_grid)
+    per_frame = [{"stem": pair.stem, **frame_metrics(probability >= threshold, mask)}
+                 for pair, probability, mask in zip(val_pairs, probabilities, masks)]
+    mean = {name: float(np.mean([row[name] for row in per_frame]))
+            for name in ("dice", "iou", "precision", "recall", "pixel_accuracy")}
+    seconds = time.monotonic() - started
+    stopped = recorder.stopped_by_time_budget and state["epochs_completed"] < config.epochs
+    metrics = {
+        "best_epoch": state["best_epoch"],
+        "best_val_dice_tiles": state["best_val_dice"],
+        "threshold": threshold,
+        "val_dice_at_threshold": mean["dice"],
+        "val_dice_at_0.5": dice_by_threshold.get(0.5),
+        "val_mean": mean,
+        "val_frames": per_frame,
+        "dice_by_threshold": {f"{t:.2f}": value for t, value in dice_by_threshold.items()},
+        "epochs_completed": state["epochs_completed"],
+        "stopped_by_time_budget": stopped,
+        "train_seconds": state["elapsed_seconds"],
+        "seconds_this_call": seconds,
+        "samples_per_second": _samples_per_second(history, config),
+    }
+    run_config["threshold"] = threshold
+    write_json(run_dir / "config.json", run_config)
+    state["finished"] = True
+    write_json(run_dir / "state.json", state)
+    _write_history_plot(run_dir / "history.png", history)
+    write_json(run_dir / "metrics.json", metrics)
+    logger.info("run %s: best epoch %d, validation Dice %.4f at threshold %.2f", run_dir,
+                state["best_epoch"], mean["dice"], threshold)
+    return TrainResult(run_dir=run_dir, model_path=run_dir / "model.keras", history=history,
+                       best_epoch=state["best_epoch"], best_val_dice=state["best_val_dice"],
+                       threshold=threshold, val_dice=mean["dice"],
+                       epochs_completed=state["epochs_completed"],
+                       stopped_by_time_budget=stopped, seconds=seconds, metrics=metrics)
+
+
+def _samples_per_second(history: list[dict[str, float]], config: TrainConfig) -> float | None:
+    # The first epoch includes graph tracing; use the later ones when there are any.
+    rows = history[1:] or history
+    seconds = sum(row.get("epoch_seconds", 0.0) for row in rows)
+    if not seconds:
+        return None
+    return len(rows) * config.steps_per_epoch * config.pipeline.batch_size / seconds
+
+
+def _write_history_plot(path: Path, history: list[dict[str, float]]) -> None:
+    """Hook: draw history.png with unetlib.plots.plot_history when that function exists."""
+    try:
+        from unetlib.plots import plot_history  # noqa: PLC0415
+    except ImportError:
+        return
+    figure = plot_history(history)
+    with atomic_path(path, overwrite=True) as temporary:
+        figure.savefig(temporary, format="png")
