@@ -1,5 +1,7 @@
 """The CLI: help for every command, one-line errors without tracebacks, real outputs."""
 
+import json
+import shutil
 import subprocess
 import sys
 
@@ -9,6 +11,7 @@ import tifffile
 
 from unetlib.cli import build_parser, main
 from unetlib.config import SyntheticConfig
+from unetlib.io import read_image, write_image
 from unetlib.synthetic import write_synthetic_stack
 
 
@@ -87,3 +90,103 @@ def test_demo_stack_split_and_pick_from_the_command_line(tmp_path):
     different = run_cli("pick-frames", str(tmp_path / "demo" / "stack.tif"), "--count", "2",
                         "--out", str(tmp_path / "data3d"), "--channels", "3")
     assert different.returncode == 2 and "--force" in different.stderr
+
+
+def write_data_folder(root, count=4, size=(48, 64)):
+    """A data folder of uint16 frames with a bright disc each and its 0/1 mask."""
+    rng = np.random.default_rng(0)
+    rows, cols = np.mgrid[:size[0], :size[1]]
+    for index in range(count):
+        disc = (rows - 20 - index) ** 2 + (cols - 30) ** 2 < 100
+        frame = (rng.random(size) * 800 + disc * 3000).astype(np.uint16)
+        write_image(root / "train" / "frames" / f"{index}.png", frame)
+        write_image(root / "train" / "masks" / f"{index}.png", disc.astype(np.uint8))
+        write_image(root / "test" / f"{index}.png", frame)
+        write_image(root / "truth" / f"{index}.png", disc.astype(np.uint8) * 255)
+    return root
+
+
+def test_check_train_predict_evaluate_from_the_command_line(tmp_path):
+    data = write_data_folder(tmp_path / "data1d")
+    check = run_cli("check-masks", str(data))
+    assert check.returncode == 0, check.stderr
+    assert "4 stems, 4 usable pairs, 0 errors, 0 warnings" in check.stdout
+
+    run = tmp_path / "runs" / "tiny"
+    train = run_cli("-q", "train", str(data), "--out", str(run), "--preset", "small",
+                    "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "2",
+                    "--patch-size", "32", "--val-fraction", "0.25")
+    assert train.returncode == 0, train.stderr
+    assert "trained 2 epoch(s)" in train.stdout
+    assert {"model.keras", "config.json", "history.csv", "history.png", "metrics.json"} <= {
+        path.name for path in run.iterdir()}
+    again = run_cli("-q", "train", str(data), "--out", str(run), "--preset", "small",
+                    "--epochs", "3", "--steps-per-epoch", "2", "--batch-size", "2",
+                    "--patch-size", "32", "--val-fraction", "0.25")
+    assert again.returncode == 2 and "holds a finished run" in again.stderr
+    assert "Traceback" not in again.stderr
+
+    predict = run_cli("-q", "predict", str(run), str(data / "test"), "--out",
+                      str(data / "results"), "--overlay")
+    assert predict.returncode == 0, predict.stderr
+    assert "4 mask(s)" in predict.stdout
+    masks = sorted(path.name for path in (data / "results").glob("*_predict.png"))
+    assert masks == [f"{index}_predict.png" for index in range(4)]
+    assert read_image(data / "results" / "0_predict.png").shape == (48, 64)
+
+    evaluate = run_cli("evaluate", str(data / "results"), str(data / "truth"), "--json",
+                       str(tmp_path / "scores.json"))
+    assert evaluate.returncode == 0, evaluate.stderr
+    assert "mean (4)" in evaluate.stdout
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert [row["stem"] for row in scores["frames"]] == ["0", "1", "2", "3"]
+    assert set(scores["mean"]) == {"dice", "iou", "precision", "recall", "pixel_accuracy"}
+
+
+def test_check_masks_reports_errors_with_non_zero_exit(tmp_path):
+    data = write_data_folder(tmp_path / "data1d", count=2)
+    (data / "train" / "masks" / "1.png").unlink()
+    write_image(data / "train" / "masks" / "0.png", np.zeros((48, 64), np.uint8), overwrite=True)
+    result = run_cli("check-masks", str(data))
+    assert result.returncode == 2
+    assert "all background" in result.stdout and "1.png" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("case", ["not-a-model", "empty-input", "threshold", "no-masks",
+                                  "channels"])
+def test_train_and_predict_bad_input_is_one_line(tmp_path, case):
+    data = write_data_folder(tmp_path / "data1d", count=2)
+    model = tmp_path / "model.keras"
+    if case == "not-a-model":
+        model.write_text("not a model")
+        args = ("predict", str(model), str(data / "test"), "--out", str(tmp_path / "out"))
+        expected = f"error: {model}: is not a readable Keras model"
+    else:
+        from unetlib.config import model_preset
+        from unetlib.model import build_unet
+
+        channels = 3 if case == "channels" else 1
+        build_unet(model_preset("small", input_channels=channels)).save(model)
+        if case == "empty-input":
+            (tmp_path / "empty").mkdir()
+            args = ("predict", str(model), str(tmp_path / "empty"), "--out", str(tmp_path / "out"))
+            expected = "holds no image files"
+        elif case == "threshold":
+            args = ("predict", str(model), str(data / "test"), "--out", str(tmp_path / "out"),
+                    "--threshold", "1.5")
+            expected = "threshold=1.5 is invalid"
+        elif case == "channels":
+            args = ("predict", str(model), str(data / "test"), "--out", str(tmp_path / "out"))
+            expected = "has 1 channel(s) but the model expects 3"
+        else:
+            shutil.rmtree(data / "train" / "masks")
+            args = ("train", str(data), "--out", str(tmp_path / "run"))
+            expected = "masks: folder not found"
+    result = run_cli("-q", *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert expected in result.stderr and lines[-1].startswith("error: ")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert not (tmp_path / "run").exists()

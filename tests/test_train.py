@@ -155,3 +155,17 @@ def test_calibrate_threshold():
     truth = np.array([[0, 1], [1, 1]], np.uint8)
     threshold, means = calibrate_threshold([probability], [truth], (0.3, 0.5, 0.7))
     assert threshold == 0.3 and means[0.3] == 1.0 and means[0.5] == pytest.approx(0.8)
+
+
+def test_identical_finished_run_is_reused_not_retrained(finished_run, data_dir):
+    before = (finished_run.run_dir / "model.keras").stat().st_mtime_ns
+    again = train(data_dir, finished_run.run_dir, TINY)
+    assert (finished_run.run_dir / "model.keras").stat().st_mtime_ns == before
+    assert again.threshold == finished_run.threshold
+    assert again.best_epoch == finished_run.best_epoch
+    assert again.history == [pytest.approx(row) for row in finished_run.history]
+
+
+def test_changed_parameters_do_not_reuse_a_finished_run(finished_run, data_dir):
+    with pytest.raises(OutputError, match="finished run"):
+        train(data_dir, finished_run.run_dir, dataclasses.replace(TINY, epochs=4))

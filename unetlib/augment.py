@@ -15,57 +15,19 @@ of the patch size (see :class:`~unetlib.config.AugmentConfig`).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 
 import tensorflow as tf
 
-from unetlib.config import AugmentConfig
+from unetlib.config import AUGMENT_PRESETS, AugmentConfig, augment_preset, preset_names
 from unetlib.errors import ParameterError
+
+__all__ = ["AUGMENT_PRESETS", "augment_pair", "augment_preset", "jitter_intensity",
+           "preset_names", "random_linear", "sampling_transform", "transform_pair"]
 
 # ImageProjectiveTransformV3 spells the fill modes in capitals.
 _FILL_MODES = {"reflect": "REFLECT", "constant": "CONSTANT", "nearest": "NEAREST", "wrap": "WRAP"}
-
-# The Keras 2 recipe: ImageDataGenerator(rotation_range=0.2, width_shift_range=0.05,
-# height_shift_range=0.05, shear_range=0.05, zoom_range=0.05, horizontal_flip=True,
-# fill_mode="nearest"). Keras read rotation and shear in degrees and drew the two zoom
-# factors independently; it had no intensity jitter.
-_PRESETS = {
-    "default": AugmentConfig(),
-    "original": AugmentConfig(rotation_degrees=0.2, shift_fraction=0.05, shear_degrees=0.05,
-                              zoom_fraction=0.05, zoom_isotropic=False, horizontal_flip=True,
-                              vertical_flip=False, fill_mode="nearest", brightness=0.0,
-                              contrast=0.0, gamma=0.0, noise_std=0.0),
-    "none": AugmentConfig(rotation_degrees=0.0, shift_fraction=0.0, shear_degrees=0.0,
-                          zoom_fraction=0.0, horizontal_flip=False, vertical_flip=False,
-                          brightness=0.0, contrast=0.0, gamma=0.0, noise_std=0.0),
-}
-
-
-def augment_preset(name: str, **changes: object) -> AugmentConfig:
-    """Return a named augmentation setting, optionally with some fields changed.
-
-    Parameters
-    ----------
-    name : {"default", "original", "none"}
-        ``default``: organ-sized changes (15 degrees rotation, 10 % shift and zoom, 5
-        degrees shear, both flips, reflect fill, mild intensity jitter). ``original``:
-        the Keras 2 recipe (0.2 degrees rotation, 5 % shift and zoom, 0.05 degrees shear,
-        horizontal flip, nearest fill). ``none``: the patch as cropped.
-    **changes
-        Fields to override, e.g. ``augment_preset("default", noise_std=0.02)``.
-    """
-    if name not in _PRESETS:
-        raise ParameterError(f"augment preset {name!r} is unknown: expected one of "
-                             + ", ".join(repr(key) for key in _PRESETS) + ".")
-    return dataclasses.replace(_PRESETS[name], **changes).validate()
-
-
-def preset_names() -> list[str]:
-    """Names accepted by :func:`augment_preset`."""
-    return list(_PRESETS)
-
 
 def random_linear(config: AugmentConfig, *, seed: tf.Tensor) -> tf.Tensor:
     """Draw the linear part (rotation, shear, zoom, flips) of one transform.

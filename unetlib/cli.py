@@ -114,16 +114,99 @@ def _cmd_run_notebooks(args: argparse.Namespace) -> int:
     return min(len(failed_sets), 100)
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from unetlib.demo import prepare_demo_data
+def _cmd_check_masks(args: argparse.Namespace) -> int:
+    from unetlib.errors import InputError, describe
+    from unetlib.masks import check_pairs
 
-    result = prepare_demo_data(args.out)
-    print(f"demo stack: {result.stack}")
-    print(f"split: {result.split_dir}")
-    for name, data_dir in result.data_dirs.items():
-        print(f"data{name}: {data_dir} (test truth: {result.truth_dirs[name]})")
+    if not Path(args.data_dir).is_dir():
+        raise InputError(describe(args.data_dir, "folder not found",
+                                  "Give a data folder such as data1d (with train/frames and "
+                                  "train/masks)."))
+    report = check_pairs(args.data_dir, binary=not args.allow_labels)
+    print(report.format_table())
+    if report.errors:
+        print(f"error: {len(report.errors)} problem(s) in {args.data_dir}: fix the files "
+              "listed above, then run check-masks again", file=sys.stderr)
+        return EXIT_ERROR
     return 0
 
+
+def _train_config(args: argparse.Namespace):
+    from unetlib.config import TrainConfig, augment_preset, model_preset
+
+    model_changes = {} if args.lr is None else {"learning_rate": args.lr}
+    given = {name: getattr(args, name) for name in
+             ("epochs", "steps_per_epoch", "batch_size", "patch_size", "loss", "val_fraction",
+              "seed", "max_minutes") if getattr(args, name) is not None}
+    config = TrainConfig(model=model_preset(args.preset, **model_changes),
+                         augment=augment_preset(args.augment), resume=args.resume,
+                         force=args.force, deterministic=args.deterministic,
+                         verbose=0 if args.quiet else 1, **given)
+    return config
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from unetlib.train import train
+
+    result = train(args.data_dir, args.out, _train_config(args))
+    budget = " (stopped by --max-minutes)" if result.stopped_by_time_budget else ""
+    print(f"trained {result.epochs_completed} epoch(s){budget}; best epoch {result.best_epoch}")
+    print(f"validation Dice {result.val_dice:.4f} at threshold {result.threshold:.2f} "
+          f"(calibrated on the validation frames)")
+    print(f"run: {result.run_dir} (model.keras, config.json, history.csv, history.png, "
+          "metrics.json)")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from unetlib.config import PredictConfig
+    from unetlib.predict import load_run, predict_folder
+
+    run = load_run(args.model)
+    predict = PredictConfig(tile=args.tile, overlap=args.overlap, tta=args.tta)
+    written = predict_folder(run, args.input, args.out, threshold=args.threshold,
+                             write_probabilities=args.probabilities,
+                             write_overlay=args.overlay, overwrite=args.force,
+                             predict=predict, progress=not args.quiet)
+    masks = [path for path in written if path.name.endswith("_predict.png")]
+    threshold = run.threshold if args.threshold is None else args.threshold
+    print(f"{len(masks)} mask(s) at threshold {threshold:.2f} in {args.out}")
+    for path in written:
+        if not path.name.endswith("_predict.png"):
+            print(f"also wrote {path}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from unetlib.evaluate import evaluate_folders
+    from unetlib.io import write_json
+
+    report = evaluate_folders(args.pred_dir, args.truth_dir)
+    print(report.to_text())
+    if args.json:
+        write_json(args.json, report.to_dict())
+        print(f"json: {args.json}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from unetlib.demo import DemoConfig, run_demo
+
+    config = DemoConfig()
+    result = run_demo(args.out, config)
+    print(f"demo stack: {result.stack} (ground truth beside it)")
+    print(f"split: {result.split_dir}")
+    for name, run_name in (("1d", "gray1d"), ("3d", "rgb3d")):
+        print(f"data{name}: {result.data_dirs[name]}  model: {result.run_dirs[name]}  "
+              f"masks: {result.results_dirs[name]}  ({result.seconds[run_name]:.0f} s)")
+    verdicts = [f"data{name} {dice:.3f}" for name, dice in result.test_dice.items()]
+    target = config.target_dice
+    print(f"test Dice vs ground truth: {', '.join(verdicts)} (target >= {target:.2f})")
+    worst = min(result.test_dice.values())
+    if worst < target:
+        print(f"warning: test Dice {worst:.3f} is below the demo target {target:.2f}",
+              file=sys.stderr)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,10 +283,103 @@ def build_parser() -> argparse.ArgumentParser:
     notebooks.add_argument("--kernel", default="python3", help="Jupyter kernel (default: python3)")
     notebooks.set_defaults(handler=_cmd_run_notebooks)
 
+    check = commands.add_parser(
+        "check-masks", help="check annotated frames and masks before training",
+        description="Pair DATA_DIR/train/frames with DATA_DIR/train/masks by file stem and "
+                    "print one line per pair: size, channels, foreground %% and the rule that "
+                    "decided foreground. Exit status 2 when any pair has an error (unpaired "
+                    "file, size mismatch, unreadable file, all-background or non-binary mask).")
+    check.add_argument("data_dir", help="a data folder such as data1d or data3d")
+    check.add_argument("--allow-labels", action="store_true",
+                       help="accept masks with more than two levels (every value above the "
+                            "background is foreground)")
+    check.set_defaults(handler=_cmd_check_masks)
+
+    from unetlib.config import LOSSES, MODEL_PRESETS, PipelineConfig, TrainConfig, preset_names
+
+    train_defaults, pipeline_defaults = TrainConfig(), PipelineConfig()
+    train = commands.add_parser(
+        "train", help="train a U-Net on a data folder's annotated frames",
+        description="Train a U-Net on DATA_DIR/train/frames + masks (channels come from the "
+                    "frames) into the run folder OUT: model.keras (best validation Dice), "
+                    "last.keras, config.json, history.csv, history.png, metrics.json. An "
+                    "identical finished run is reused; a different one is never replaced "
+                    "without --force.")
+    train.add_argument("data_dir", help="a data folder such as data1d or data3d")
+    train.add_argument("--out", required=True, help="run folder, e.g. runs/gray1d")
+    train.add_argument("--epochs", type=int,
+                       help=f"epochs (default: {train_defaults.epochs})")
+    train.add_argument("--steps-per-epoch", type=int,
+                       help=f"batches per epoch (default: {train_defaults.steps_per_epoch})")
+    train.add_argument("--batch-size", type=int,
+                       help=f"patches per batch (default: {pipeline_defaults.batch_size})")
+    train.add_argument("--patch-size", type=int,
+                       help=f"patch side in pixels, a multiple of 16 "
+                            f"(default: {pipeline_defaults.patch_size})")
+    train.add_argument("--preset", choices=sorted(MODEL_PRESETS), default="default",
+                       help="network: default (fast, measured), classic (the original "
+                            "recipe), small (quick looks) (default: default)")
+    train.add_argument("--augment", choices=preset_names(), default="default",
+                       help="augmentation preset; original = the Keras 2 recipe's settings "
+                            "(default: default)")
+    train.add_argument("--loss", choices=LOSSES, help=f"loss (default: {train_defaults.loss})")
+    train.add_argument("--lr", type=float, help="learning rate (default: the preset's)")
+    train.add_argument("--val-fraction", type=float,
+                       help=f"share of frames held out for validation "
+                            f"(default: {pipeline_defaults.val_fraction})")
+    train.add_argument("--seed", type=int, help=f"random seed (default: {pipeline_defaults.seed})")
+    train.add_argument("--max-minutes", type=float,
+                       help="stop cleanly after this many minutes, keeping the best model")
+    train.add_argument("--deterministic", action="store_true",
+                       help="bit-identical re-runs on this machine (somewhat slower)")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    train.add_argument("--force", action="store_true", help="replace an existing run")
+    train.set_defaults(handler=_cmd_train)
+
+    from unetlib.config import PredictConfig
+
+    predict_defaults = PredictConfig()
+    predict = commands.add_parser(
+        "predict", help="segment frames or a TIFF stack with a trained model",
+        description="Segment every frame of INPUT (a folder of frames, one frame, or a "
+                    "multi-page TIFF stack) at full resolution with overlapping tiles, and "
+                    "write OUT/<stem>_predict.png (0/255); for a stack also one multi-page "
+                    "mask TIFF. Frames are normalised as the model's training frames were.")
+    predict.add_argument("model", help="a run folder (uses its model.keras) or a .keras file")
+    predict.add_argument("input", help="folder of frames, a frame, or a TIFF stack")
+    predict.add_argument("--out", required=True, help="output folder, e.g. data1d/results")
+    predict.add_argument("--threshold", type=float,
+                         help="decision threshold in (0, 1) (default: the run's, calibrated "
+                              "on its validation frames)")
+    predict.add_argument("--tta", action="store_true",
+                         help="average over flips (4x slower, slightly smoother)")
+    predict.add_argument("--probabilities", action="store_true",
+                         help="also write <stem>_prob.tif (float32)")
+    predict.add_argument("--overlay", action="store_true",
+                         help="also write <stem>_overlay.png (mask tinted on the frame)")
+    predict.add_argument("--tile", type=int, default=predict_defaults.tile,
+                         help=f"tile side in pixels (default: {predict_defaults.tile})")
+    predict.add_argument("--overlap", type=int, default=predict_defaults.overlap,
+                         help=f"tile overlap in pixels (default: {predict_defaults.overlap})")
+    predict.add_argument("--force", action="store_true", help="replace existing outputs")
+    predict.set_defaults(handler=_cmd_predict)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="score predicted masks against ground truth",
+        description="Pair each PRED_DIR/<stem>_predict.png with TRUTH_DIR/<stem>.* (any mask "
+                    "encoding check-masks accepts) and print Dice, IoU, precision, recall and "
+                    "pixel accuracy per frame and their mean; unpaired files are listed.")
+    evaluate.add_argument("pred_dir", help="folder of <stem>_predict.png files")
+    evaluate.add_argument("truth_dir", help="folder of truth masks named <stem>.png/.tif")
+    evaluate.add_argument("--json", help="also write the scores to this JSON file")
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
     demo = commands.add_parser(
         "demo", help="run the whole pipeline on the synthetic demo acquisition",
         description="Write the synthetic acquisition, split it, pick frames, take the ground "
-                    "truth in place of GIMP masks, and prepare data1d/ and data3d/ under OUT.")
+                    "truth in place of GIMP masks, train a grayscale (data1d) and an RGB "
+                    "(data3d) U-Net, predict the held-out frames into dataXd/results and print "
+                    "their Dice against the ground truth. Finished steps are reused.")
     demo.add_argument("--out", default="demo", help="output folder (default: demo)")
     demo.set_defaults(handler=_cmd_demo)
     return parser

@@ -27,7 +27,8 @@ def _conv_block(x, filters: int, config: ModelConfig, name: str):
             # The bias is redundant before batch normalisation's own shift.
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False,
                               kernel_initializer=config.kernel_initializer, name=conv_name)(x)
-            x = layers.BatchNormalization(name=f"{name}_bn{index}")(x)
+            x = layers.BatchNormalization(momentum=config.batch_norm_momentum,
+                                          name=f"{name}_bn{index}")(x)
             x = layers.Activation("relu", name=f"{name}_relu{index}")(x)
         else:
             x = layers.Conv2D(filters, 3, padding="same", activation="relu",

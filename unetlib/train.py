@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
+import json
 import logging
 import math
 import os
@@ -35,13 +36,15 @@ from unetlib import __version__
 from unetlib.config import ModelConfig, TrainConfig, to_dict
 from unetlib.errors import InputError, OutputError, describe
 from unetlib.io import atomic_path, ensure_folder, read_csv, read_json, write_csv, write_json
+from unetlib.masks import find_pairs
 from unetlib.metrics import frame_metrics, get_loss, training_metrics
 from unetlib.model import build_unet, make_optimizer
 from unetlib.predict import predict_probabilities
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RUN_FILES", "TrainResult", "calibrate_threshold", "data_fingerprint", "train"]
+__all__ = ["RUN_FILES", "TrainResult", "calibrate_threshold", "data_fingerprint", "load_result",
+           "train"]
 
 RUN_FILES = ("model.keras", "last.keras", "state.json", "config.json", "history.csv",
              "metrics.json", "history.png")
@@ -116,6 +119,53 @@ def _versions() -> dict[str, str]:
 def _save_model(model: keras.Model, path: Path) -> None:
     with atomic_path(path, overwrite=True) as temporary:
         model.save(temporary)
+
+
+# Fields that change how a run is carried out or reported, not what it computes.
+_NOT_PART_OF_REQUEST = ("verbose", "force", "resume")
+
+
+def _request(config: TrainConfig, fingerprint: str) -> dict[str, Any]:
+    """What a run was asked to compute: the resolved config (minus how it is run) and the
+    data fingerprint. Two calls with equal requests produce equivalent runs."""
+    settings = {key: value for key, value in to_dict(config).items()
+                if key not in _NOT_PART_OF_REQUEST}
+    # Through JSON, so tuples compare equal to the lists read back from config.json.
+    return json.loads(json.dumps({"config": settings, "fingerprint": fingerprint}))
+
+
+def _same_finished_run(run_dir: Path, request: dict[str, Any]) -> bool:
+    """True when ``run_dir`` holds a finished run made from exactly ``request``."""
+    if not (run_dir / "metrics.json").is_file() or not (run_dir / "config.json").is_file():
+        return False
+    try:
+        return read_json(run_dir / "config.json").get("request") == request
+    except InputError:
+        return False
+
+
+def load_result(run_dir: str | os.PathLike[str]) -> TrainResult:
+    """Read a finished run folder back as a :class:`TrainResult` (no training).
+
+    Raises
+    ------
+    InputError
+        When the folder holds no finished run (``metrics.json`` missing).
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "metrics.json").is_file():
+        raise InputError(describe(run_dir, "holds no finished training run (metrics.json is "
+                                  "missing)", "Train into it first, or resume it."))
+    metrics = read_json(run_dir / "metrics.json")
+    return TrainResult(run_dir=run_dir, model_path=run_dir / "model.keras",
+                       history=_history_rows(run_dir / "history.csv"),
+                       best_epoch=int(metrics["best_epoch"]),
+                       best_val_dice=float(metrics["best_val_dice_tiles"]),
+                       threshold=float(metrics["threshold"]),
+                       val_dice=float(metrics["val_dice_at_threshold"]),
+                       epochs_completed=int(metrics["epochs_completed"]),
+                       stopped_by_time_budget=bool(metrics["stopped_by_time_budget"]),
+                       seconds=0.0, metrics=metrics)
 
 
 def _check_run_folder(run_dir: Path, config: TrainConfig) -> tuple[dict | None, list[str]]:
@@ -252,6 +302,10 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
 
     Notes
     -----
+    A folder that already holds a finished run of the same request (parameters other
+    than ``verbose``/``force``/``resume``, and a data fingerprint) is returned as it is,
+    without training: re-running a notebook is cheap and never replaces a run.
+
     Same seed and data give the same weights on the same machine with
     ``deterministic=True`` (this enables TensorFlow op determinism for the whole process).
     A resumed run continues from the last completed epoch with a new stream of training
@@ -268,7 +322,14 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     run_dir = Path(out_dir)
     deadline = started + 60.0 * config.max_minutes if config.max_minutes else None
 
+    fingerprint = data_fingerprint([path for pair in find_pairs(data_dir) for path in pair],
+                                   data_dir)
     ensure_folder(run_dir)
+    request = _request(config, fingerprint)
+    if not config.force and not config.resume and _same_finished_run(run_dir, request):
+        logger.info("%s already holds this run (same parameters and data): reusing it",
+                    run_dir)
+        return load_result(run_dir)
     saved_state, replaced = _check_run_folder(run_dir, config)
 
     pairs = load_pairs(data_dir, normalize=config.normalize)
@@ -286,8 +347,6 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                            model_config)
         model_config = stored_model
     config = dataclasses.replace(config, model=model_config)
-    files = [path for pair in pairs for path in (pair.frame_path, pair.mask_path)]
-    fingerprint = data_fingerprint(files, data_dir)
     train_pairs, val_pairs = split_pairs(pairs, val_fraction=pipeline.val_fraction, seed=seed)
     if not train_pairs or not val_pairs:
         raise InputError(describe(data_dir, f"{len(pairs)} pairs split into {len(train_pairs)} "
@@ -339,6 +398,7 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "parameters": int(model.count_params()),
         "threshold": None,
+        "request": request,
     }
     if saved_state is not None:
         run_config["created"] = read_json(run_dir / "config.json").get("created")
