@@ -7,7 +7,7 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo
 
-.PHONY: venv demo test test-fast benchmark notebooks clean
+.PHONY: venv demo test test-fast benchmark notebooks run-notebooks clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PYTHON) || $(PYTHON_BASE) -m venv $(VENV)
@@ -20,14 +20,25 @@ venv: $(STAMP)
 demo: $(STAMP)  ## the whole pipeline on the synthetic demo acquisition
 	$(PYTHON) -m unetlib demo --out $(DEMO_DIR)
 
-test: $(STAMP)  ## unit tests, headless notebook runs and nbval regression
+NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
+
+test: $(STAMP)  ## unit tests, headless notebook runs, then nbval on the committed notebooks
 	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest $(NBVAL) notebooks/
 
 test-fast: $(STAMP)  ## skip the slow tests
 	$(PYTHON) -m pytest -m "not slow"
 
-benchmark: $(STAMP)
+notebooks: $(STAMP)  ## rebuild the notebooks from tools/build_notebooks.py with demo outputs
+	$(PYTHON) tools/build_notebooks.py --execute
+
+run-notebooks: $(STAMP)  ## the suite headless into out/notebooks (PARAMS=sets.yaml for sets)
+	$(PYTHON) -m unetlib run-notebooks --out out/notebooks $(if $(PARAMS),--params $(PARAMS))
+
+benchmark: $(STAMP)  ## split, pipeline and training/prediction speed
 	$(PYTHON) benchmarks/bench_split.py
+	$(PYTHON) benchmarks/bench_pipeline.py
+	$(PYTHON) benchmarks/bench_train.py
 
 clean:
 	rm -rf $(DEMO_DIR) runs .pytest_cache

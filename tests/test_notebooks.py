@@ -1,32 +1,143 @@
-"""Every notebook runs headlessly under papermill with small parameters."""
+"""The notebook suite: headless papermill runs, batch parameter sets, nbval regression.
 
+The committed notebooks themselves are re-executed and compared by nbval as part of the
+test command (``pytest --nbval-lax notebooks/``); the tests here run them with tiny
+parameters and check what they write, and show that nbval catches a changed output.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import nbformat
 import papermill
 import pytest
+import yaml
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+from unetlib.notebooks import find_notebooks, notebook_parameters
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+SUITE = ["01_reshaping.ipynb", "02_augmentation.ipynb", "03_train_grayscale.ipynb",
+         "04_train_rgb.ipynb"]
+
+# Small enough for a few seconds per notebook, big enough to exercise every step.
+TINY = {"demo_cycles": 6, "pick_count": 4, "test_count": 2, "preset": "small", "epochs": 1,
+        "steps_per_epoch": 2, "batch_size": 2, "patch_size": 64, "preview_count": 2}
 
 
-def run_notebook(name: str, output_dir: Path, **parameters) -> Path:
-    """Execute ``notebooks/<name>`` with papermill, from the notebooks folder as users do."""
-    output = output_dir / name
-    papermill.execute_notebook(str(NOTEBOOKS / name), str(output), parameters=parameters,
-                               cwd=str(NOTEBOOKS), kernel_name="python3", progress_bar=False)
-    return output
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "unetlib", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=900)
 
 
-def test_01_reshaping_runs_on_the_demo_stack(tmp_path):
-    run_notebook("01_reshaping.ipynb", tmp_path, demo_dir=str(tmp_path / "demo"), demo_cycles=6,
-                 split_dir=str(tmp_path / "split"), pick_count=3, test_count=2,
-                 data1d_dir=str(tmp_path / "data1d"), data3d_dir=str(tmp_path / "data3d"))
-    assert len(list((tmp_path / "split" / "laser2").iterdir())) == 6
-    assert sorted(p.name for p in (tmp_path / "data1d" / "train" / "frames").iterdir()) == ["0.png", "1.png", "2.png"]
-    assert sorted(p.name for p in (tmp_path / "data3d" / "test").glob("*.tif")) == ["0.tif", "1.tif"]
-    # A second run with the same parameters changes nothing and does not fail.
-    stamp = (tmp_path / "data1d" / "train" / "frames" / "0.png").stat().st_mtime_ns
-    (tmp_path / "again").mkdir()
-    run_notebook("01_reshaping.ipynb", tmp_path / "again", demo_dir=str(tmp_path / "demo"),
-                 demo_cycles=6, split_dir=str(tmp_path / "split"), pick_count=3, test_count=2,
-                 data1d_dir=str(tmp_path / "data1d"), data3d_dir=str(tmp_path / "data3d"))
-    assert (tmp_path / "data1d" / "train" / "frames" / "0.png").stat().st_mtime_ns == stamp
+def test_the_suite_is_complete_and_in_order():
+    assert [path.name for path in find_notebooks(NOTEBOOKS)] == SUITE
+
+
+@pytest.mark.parametrize("name", SUITE)
+def test_notebooks_are_thin_with_one_commented_parameters_cell(name):
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    assert notebook.cells[0].cell_type == "markdown" and notebook.cells[0].source.startswith("# ")
+    tagged = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    for line in tagged[0].source.splitlines():
+        assert " = " in line and "  # " in line, f"parameter without a comment: {line!r}"
+    code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
+    assert "def " not in code and "class " not in code and "lambda" not in code
+    assert notebook.metadata.kernelspec.name == "python3"
+    # Every parameter is a plain literal papermill can override.
+    assert all(spec is not None for spec in notebook_parameters(NOTEBOOKS / name).values())
+
+
+def test_stored_outputs_are_small_enough_to_review():
+    for name in SUITE:
+        size = (NOTEBOOKS / name).stat().st_size
+        assert size < 400_000, f"{name} stores {size} bytes of output"
+
+
+def test_run_notebooks_with_two_parameter_sets_and_one_failing(tmp_path):
+    params = tmp_path / "sets.yaml"
+    params.write_text(yaml.safe_dump({
+        "defaults": TINY,
+        "sets": {"small": {}, "broken": {"stack_path": str(tmp_path / "missing.tif")}},
+    }))
+    out = tmp_path / "out"
+    result = run_cli("run-notebooks", "--out", str(out), "--params", str(params))
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "error: set 'broken' failed in 01_reshaping.ipynb, cell" in result.stderr
+    assert "missing.tif" in result.stderr
+
+    with open(out / "summary.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    status = {(row["set"], row["notebook"]): row["status"] for row in rows}
+    assert all(status[("small", name)] == "ok" for name in SUITE)
+    assert status[("broken", SUITE[0])] == "failed"
+    assert all(status[("broken", name)] == "skipped" for name in SUITE[1:])
+    trained = next(row for row in rows if row["notebook"] == SUITE[2] and row["set"] == "small")
+    assert float(trained["epochs"]) == 1 and 0.0 <= float(trained["test_dice"]) <= 1.0
+
+    # Everything the small set wrote lives in its own folder, never beside the sources.
+    demo = out / "small" / "demo"
+    assert sorted(p.name for p in (demo / "data1d" / "results").glob("*_predict.png")) == [
+        "0_predict.png", "1_predict.png"]
+    assert (demo / "runs" / "rgb3d" / "model.keras").is_file()
+    assert [p.name for p in sorted((out / "small").glob("*.ipynb"))] == SUITE
+    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == SUITE
+
+
+def test_rerunning_a_training_notebook_reuses_the_finished_run(tmp_path):
+    parameters = {**TINY, "demo_truth": "", "truth1d_dir": ""}
+    data = tmp_path / "data1d"
+    papermill.execute_notebook(str(NOTEBOOKS / SUITE[0]), str(tmp_path / "01.ipynb"),
+                               parameters={key: value for key, value in {
+                                   **TINY, "demo_dir": str(tmp_path / "demo"),
+                                   "split_dir": str(tmp_path / "split"),
+                                   "data1d_dir": str(data),
+                                   "data3d_dir": str(tmp_path / "data3d")}.items()
+                                   if key in notebook_parameters(NOTEBOOKS / SUITE[0])},
+                               cwd=str(NOTEBOOKS), progress_bar=False)
+    # Real data: the masks come from the user; here the demo truth stands in once.
+    from unetlib.demo import annotate_from_truth
+
+    annotate_from_truth(data, tmp_path / "demo" / "truth.tif")
+    run = {**{key: value for key, value in parameters.items()
+              if key in notebook_parameters(NOTEBOOKS / SUITE[2])},
+           "data1d_dir": str(data), "gray_run_dir": str(tmp_path / "run")}
+    papermill.execute_notebook(str(NOTEBOOKS / SUITE[2]), str(tmp_path / "03a.ipynb"),
+                               parameters=run, cwd=str(NOTEBOOKS), progress_bar=False)
+    stamp = (tmp_path / "run" / "model.keras").stat().st_mtime_ns
+    executed = papermill.execute_notebook(str(NOTEBOOKS / SUITE[2]), str(tmp_path / "03b.ipynb"),
+                                          parameters=run, cwd=str(NOTEBOOKS), progress_bar=False)
+    assert (tmp_path / "run" / "model.keras").stat().st_mtime_ns == stamp
+    outputs = json.dumps([cell.get("outputs", []) for cell in executed.cells])
+    assert "no truth masks: nothing to score" in outputs
+
+
+def test_nbval_fails_when_a_checked_output_changes(tmp_path):
+    """Copy notebook 01 with its stored outputs, edit one checked output, run nbval."""
+    copy_dir = tmp_path / "notebooks"
+    copy_dir.mkdir()
+    shutil.copy(NOTEBOOKS / "nbval_sanitize.cfg", copy_dir)
+    notebook = nbformat.read(NOTEBOOKS / SUITE[0], as_version=4)
+    checked = [cell for cell in notebook.cells
+               if "nbval-check-output" in cell.metadata.get("tags", []) and cell.get("outputs")]
+    assert len(checked) >= 3, "notebook 01 must be committed with checked outputs"
+    target = next(cell for cell in checked if "laser1" in json.dumps(cell.outputs))
+    target.outputs[0]["text"] = target.outputs[0]["text"].replace("laser1: 30 files",
+                                                                  "laser1: 29 files")
+    nbformat.write(notebook, copy_dir / SUITE[0])
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--nbval-lax",
+         "--nbval-current-env", "--nbval-sanitize-with", str(copy_dir / "nbval_sanitize.cfg"),
+         "-o", "addopts=", "-o", "filterwarnings=", str(copy_dir / SUITE[0])],
+        capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    summary = result.stdout.strip().splitlines()[-1]
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "1 failed" in summary and " passed" in summary, summary
+    assert "laser1: 29 files" in result.stdout

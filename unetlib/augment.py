@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import tensorflow as tf
+from unetlib._tensorflow import tf
 
 from unetlib.config import AUGMENT_PRESETS, AugmentConfig, augment_preset, preset_names
 from unetlib.errors import ParameterError

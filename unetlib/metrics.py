@@ -16,7 +16,7 @@ foreground).
 
 from __future__ import annotations
 
-import keras
+from unetlib._tensorflow import keras
 import numpy as np
 from keras import ops
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-import keras
+from unetlib._tensorflow import keras
 from keras import layers
 
 from unetlib.config import MODEL_PRESETS, ModelConfig, model_preset

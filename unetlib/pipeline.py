@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
+from unetlib._tensorflow import tf
 
 from unetlib.augment import augment_pair
 from unetlib.config import AugmentConfig, NormalizeConfig, PipelineConfig

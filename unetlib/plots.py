@@ -129,7 +129,9 @@ def plot_history(rows: Sequence[dict], *, title: str = "") -> Figure:
         ``val_dice``, ``iou``, ``val_iou`` (strings or numbers).
     """
     figure, axes = new_figure(1, 2, panel_inches=3.2, aspect=0.7)
-    epochs = [int(float(row.get("epoch", index))) + 1 for index, row in enumerate(rows)]
+    # history.csv counts epochs from 1; rows without the column are numbered likewise.
+    epochs = [int(float(row["epoch"])) if "epoch" in row else index + 1
+              for index, row in enumerate(rows)]
 
     def curve(ax: Axes, key: str, label: str, style: str) -> None:
         values = [float(row[key]) for row in rows if row.get(key) not in (None, "")]
@@ -145,6 +147,7 @@ def plot_history(rows: Sequence[dict], *, title: str = "") -> Figure:
     axes[0, 1].set_ylim(0, 1)
     for ax in axes.ravel():
         ax.set_xlabel("epoch", fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.tick_params(labelsize=7)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)

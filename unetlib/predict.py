@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import keras
+from unetlib._tensorflow import keras
 import numpy as np
 import tifffile
 

@@ -286,7 +286,12 @@ def _same_split(out_dir: Path, rows: list[dict[str, str]], record: dict) -> bool
     if not (out_dir / "manifest.csv").is_file() or not (out_dir / "split.json").is_file():
         return False
     stored = json.loads(json.dumps(read_json(out_dir / "split.json")))
-    return stored == json.loads(json.dumps(record)) and read_csv(out_dir / "manifest.csv") == rows
+    current = json.loads(json.dumps(record))
+    # The same file moved or reached by another path (a copied project) is the same source:
+    # compare its name, size and modification time, not where it lives.
+    for entry in (stored, current):
+        entry["stack"] = Path(str(entry.get("stack", ""))).name
+    return stored == current and read_csv(out_dir / "manifest.csv") == rows
 
 
 def _check_outputs(out_dir: Path, entries: list[str], *, force: bool) -> None:

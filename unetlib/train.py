@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import keras
+from unetlib._tensorflow import keras
 import numpy as np
-import tensorflow as tf
+from unetlib._tensorflow import tf
 
 from unetlib import __version__
 from unetlib.config import ModelConfig, TrainConfig, to_dict

@@ -1,0 +1,38 @@
+"""Figures: built without pyplot, small, and showing the data they are given."""
+
+import numpy as np
+
+from unetlib.plots import DPI, plot_frame_scores, plot_history, plot_pairs, plot_predictions
+
+
+def test_history_plot_uses_the_epoch_numbers_of_history_csv():
+    rows = [{"epoch": "1", "loss": "0.5", "val_loss": "0.6", "dice": "0.7", "val_dice": "0.6"},
+            {"epoch": "2", "loss": "0.3", "val_loss": "0.4", "dice": "0.8", "val_dice": "0.7"},
+            {"epoch": "3", "loss": "0.2", "val_loss": "0.3", "dice": "0.9", "val_dice": "0.8"}]
+    figure = plot_history(rows)
+    loss_axes, dice_axes = figure.axes[:2]
+    lines = {line.get_label(): line for line in loss_axes.lines + dice_axes.lines}
+    assert list(lines["loss"].get_xdata()) == [1, 2, 3]
+    assert list(lines["val dice"].get_ydata()) == [0.6, 0.7, 0.8]
+    assert dice_axes.get_ylim() == (0.0, 1.0)
+
+
+def test_pairs_and_predictions_outline_masks_at_modest_size():
+    images = [np.random.default_rng(i).random((40, 50)) for i in range(3)]
+    masks = [np.zeros((40, 50), np.uint8) for _ in range(3)]
+    for mask in masks:
+        mask[10:20, 10:30] = 1
+    figure = plot_pairs(images, masks, ["a", "b", "c"], columns=2)
+    assert [ax.get_title() for ax in figure.axes[:3]] == ["a", "b", "c"]
+    width, height = figure.get_size_inches() * DPI
+    assert width <= 800 and height <= 800
+    predictions = plot_predictions(images, [m * 255 for m in masks], masks, ["a", "b", "c"])
+    assert predictions.get_suptitle() == "red: prediction, green: truth"
+    assert len(predictions.axes[0].collections) == 2  # truth and prediction outlines
+
+
+def test_frame_scores_bars_match_the_rows():
+    rows = [{"stem": "0", "dice": 0.9, "iou": 0.8}, {"stem": "1", "dice": 0.5, "iou": 0.4}]
+    figure = plot_frame_scores(rows)
+    heights = sorted(round(patch.get_height(), 3) for patch in figure.axes[0].patches)
+    assert heights == [0.4, 0.5, 0.8, 0.9]

@@ -1,0 +1,362 @@
+"""Write the suite's notebooks from the cell sources below, optionally executing them.
+
+The notebooks are the product's face, so their sources are kept here, reviewable as
+plain Python strings, and regenerated rather than hand-edited as JSON:
+
+    .venv/bin/python tools/build_notebooks.py            # sources only, no outputs
+    .venv/bin/python tools/build_notebooks.py --execute  # and store a demo run's outputs
+
+``--execute`` runs each notebook in ``notebooks/`` (as a user would, on the demo data in
+``../demo``) and saves it with its outputs, which nbval then guards (``make test``).
+Cells tagged ``nbval-check-output`` have deterministic output that nbval compares; the
+rest (timings, trained metrics, figures) are executed but not compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+CHECK = "nbval-check-output"
+PARAMETERS = "parameters"
+
+NB01 = [
+    ("md", """
+# 01 · Reshaping a multi-laser stack
+
+A SWIR acquisition is one TIFF stack whose frames cycle through the lasers (frame *i* was
+taken with laser *i* mod 4). This notebook
+
+1. opens the stack memory-mapped and de-interleaves the lasers,
+2. lets you browse the frames, and shows a 3-laser composite and each laser's brightness
+   over time,
+3. exports per-laser frames (`laser1/ … laser4/`, bit depth kept), composites
+   (`channels3/`: 8-bit PNG to look at + lossless TIFF; `channels4/`: TIFF) and `manifest.csv`,
+4. picks frames far apart in time for annotation into `data1d/` (one laser) and `data3d/`
+   (composite), plus a few held-out test frames.
+
+**Needs:** a TIFF stack. With `stack_path = ""` it runs on the synthetic demo acquisition.
+**Next:** draw masks in GIMP on `train/annotate/<i>.png`, save them as `train/masks/<i>.png`,
+then run `02_augmentation`. Re-running with the same parameters is safe: nothing is overwritten.
+"""),
+    ("code", """
+%matplotlib inline
+%config InlineBackend.figure_formats = ["jpeg"]  # photos of noisy frames: a fraction of the PNG size
+from unetlib.config import PickConfig, SplitConfig, SyntheticConfig
+from unetlib.frames import pick_frames
+from unetlib.plots import plot_composite, plot_laser_means, plot_picked
+from unetlib.stack import load_stack, split_stack
+from unetlib.synthetic import ensure_demo_stack
+from unetlib.widgets import frame_browser
+"""),
+    ("code", """
+stack_path = ""                  # acquisition TIFF to reshape; empty: the synthetic demo stack
+demo_dir = "../demo"             # where the demo stack is written when stack_path is empty
+demo_cycles = 30                 # laser cycles of the demo stack (4 frames each)
+lasers = 4                       # number of lasers the stack cycles through
+offset = 0                       # index of the first frame taken with laser 1
+split_dir = "../demo/split"      # output folder of laser1/..., channels3/, channels4/
+show_cycle = 0                   # cycle (time point) shown in the composite figure
+pick_count = 15                  # frames to pick for annotation
+test_count = 5                   # held-out frames to pick for testing (0: none)
+pick_method = "spread"           # "spread" (even in time) or "diverse" (most different)
+pick_laser = 1                   # laser of the grayscale frames (data1d), 1-based
+data1d_dir = "../demo/data1d"    # grayscale data folder receiving picked frames
+data3d_dir = "../demo/data3d"    # 3-channel data folder receiving picked composites
+force = False                    # replace earlier, different outputs (re-runs never need it)
+""", PARAMETERS),
+    ("code", """
+split_config = SplitConfig(lasers=lasers, offset=offset, force=force)
+stack = load_stack(ensure_demo_stack(stack_path, demo_dir, SyntheticConfig(cycles=demo_cycles)), split_config)
+print(stack.summary())
+""", CHECK),
+    ("md", "Browse the frames: cycle slider, laser selector and contrast limits (a static figure when run headless)."),
+    ("code", """
+frame_browser(stack)
+"""),
+    ("code", """
+plot_composite(stack, show_cycle, split_config.composite3)
+"""),
+    ("code", """
+plot_laser_means(stack)
+"""),
+    ("code", """
+split = split_stack(stack.path, split_dir, split_config)
+for folder, count in split.counts.items():
+    print(f"{folder}: {count} files")
+""", CHECK),
+    ("code", """
+picked = {}
+for data_dir, channels in ((data1d_dir, 1), (data3d_dir, 3)):
+    train = pick_frames(stack.path, data_dir, PickConfig(count=pick_count, method=pick_method, channels=channels,
+                                                           laser=pick_laser, force=force), split_config)
+    picked[data_dir] = train.cycles
+    if test_count:
+        pick_frames(stack.path, data_dir, PickConfig(count=test_count, channels=channels, laser=pick_laser,
+                                                     subset="test", exclude=tuple(train.cycles), force=force), split_config)
+    print(f"{data_dir}: train cycles {train.cycles}")
+""", CHECK),
+    ("code", """
+plot_picked(stack, picked[data1d_dir], pick_laser)
+"""),
+]
+
+NB02 = [
+    ("md", """
+# 02 · Checking masks and augmenting
+
+The annotated frames are checked before anything trains on them: every frame in
+`train/frames` needs a mask with the same name in `train/masks`, of the same size, that is
+binary and not empty. Masks may come from GIMP in any encoding (value 1, 0/255, colour,
+alpha, palette, 16-bit); the table says which rule decided the foreground.
+
+Then one random transform (rotation, shift, shear, zoom, flips) is applied to each image
+*and* its mask, patches are cut so that a share of them contains the organ, and a batch
+is drawn from the same tf.data pipeline training uses.
+
+**Needs:** `data1d/` and `data3d/` with `train/frames` and `train/masks` (notebook 01, then
+GIMP). In the demo, the ground truth stands in for the GIMP masks (`demo_truth`).
+**Next:** `03_train_grayscale` and `04_train_rgb`.
+"""),
+    ("code", """
+%matplotlib inline
+%config InlineBackend.figure_formats = ["jpeg"]  # photos of noisy frames: a fraction of the PNG size
+import dataclasses
+
+from unetlib.config import PipelineConfig, augment_preset, to_dict
+from unetlib.demo import annotate_from_truth
+from unetlib.masks import check_pairs
+from unetlib.notebooks import publish_summary
+from unetlib.pipeline import load_pairs, make_training_dataset, split_pairs, take_samples, to_display, write_augmented_pairs
+from unetlib.plots import plot_pairs
+from unetlib.widgets import mask_viewer
+"""),
+    ("code", """
+data1d_dir = "../demo/data1d"      # grayscale data folder (train/frames + train/masks)
+data3d_dir = "../demo/data3d"      # 3-channel data folder (train/frames + train/masks)
+demo_truth = "../demo/truth.tif"   # demo only: ground truth used as masks; "" for real data
+augment = "default"                # augmentation preset: "default", "original" (Keras 2 recipe) or "none"
+patch_size = 256                   # side of the training patches, pixels (multiple of 16)
+batch_size = 8                     # patches per batch
+foreground_share = 0.5             # share of patches centred on the organ, 0..1
+val_fraction = 0.2                 # share of frames held out for validation
+seed = 0                           # seed of the split and of the augmentation
+preview_count = 8                  # augmented pairs shown in the preview grid
+aug_dir = ""                       # write preview_count augmented pairs here (e.g. "../demo/data1d/train/aug"); "" skips
+""", PARAMETERS),
+    ("code", """
+for data_dir in (data1d_dir, data3d_dir):
+    annotate_from_truth(data_dir, demo_truth)
+reports = {data_dir: check_pairs(data_dir) for data_dir in (data1d_dir, data3d_dir)}
+print(reports[data1d_dir].format_table())
+""", CHECK),
+    ("code", """
+print(reports[data3d_dir].format_table())
+""", CHECK),
+    ("md", "Flip through the annotated pairs, mask outlined in yellow (a static grid when run headless)."),
+    ("code", """
+for report in reports.values():
+    report.raise_for_errors()
+mask_viewer(data1d_dir)
+"""),
+    ("code", """
+pipeline = PipelineConfig(patch_size=patch_size, batch_size=batch_size, foreground_share=foreground_share,
+                          val_fraction=val_fraction, seed=seed)
+augment_config = augment_preset(augment)
+pairs = load_pairs(data1d_dir)
+train_pairs, val_pairs = split_pairs(pairs, val_fraction=val_fraction, seed=seed)
+print(f"{len(pairs)} pairs: training {[p.stem for p in train_pairs]}, validation {[p.stem for p in val_pairs]}")
+print(f"augmentation '{augment}': {to_dict(augment_config)}")
+""", CHECK),
+    ("md", "Augmented training patches as the network sees them, with their masks outlined."),
+    ("code", """
+images, masks = take_samples(train_pairs, pipeline, augment_config, count=preview_count)
+plot_pairs([to_display(image) for image in images], masks[..., 0], columns=4, panel_inches=1.6)
+"""),
+    ("code", """
+shapes = {}
+for data_dir in (data1d_dir, data3d_dir):
+    train_set = split_pairs(load_pairs(data_dir), val_fraction=val_fraction, seed=seed)[0]
+    batch_images, batch_masks = next(iter(make_training_dataset(train_set, pipeline, augment_config)))
+    shapes[data_dir] = batch_images.shape[-1]
+    print(f"{data_dir}: images {tuple(batch_images.shape)} {batch_images.dtype.name}, "
+          f"masks {tuple(batch_masks.shape)} {batch_masks.dtype.name} with values {sorted(set(batch_masks.numpy().ravel().tolist()))}")
+""", CHECK),
+    ("code", """
+if aug_dir:
+    written = write_augmented_pairs(train_pairs, aug_dir, pipeline, augment_config, count=preview_count)
+    print(f"wrote {len(written)} augmented pairs to {aug_dir}")
+"""),
+    ("code", """
+publish_summary({"pairs_1d": len(reports[data1d_dir].rows), "pairs_3d": len(reports[data3d_dir].rows),
+                 "mask_errors": sum(len(r.errors) for r in reports.values()),
+                 "mask_warnings": sum(len(r.warnings) for r in reports.values())})
+""", CHECK),
+]
+
+
+def _train_notebook(kind: str) -> list:
+    gray = kind == "1d"
+    title = "03 · Training on grayscale frames" if gray else "04 · Training on RGB composites"
+    data_name, data_default, run_prefix = (("data1d_dir", "../demo/data1d", "gray") if gray
+                                           else ("data3d_dir", "../demo/data3d", "rgb"))
+    run_name = f"{run_prefix}_run_dir"
+    run_default = f"../demo/runs/{run_prefix}{kind}"
+    truth_name = f"truth{kind}_dir"
+    truth_default = f"../demo/truth{kind}"
+    results_name = f"results{kind}_dir"
+    what = ("one laser per frame (`data1d/`, 1 channel)" if gray
+            else "3-laser composites (`data3d/`, 3 channels)")
+    return [
+        ("md", f"""
+# {title}
+
+Trains a U-Net on {what}: sigmoid output, binary cross-entropy, 5 epochs by default.
+Patches are cut from the full-resolution frames (no resizing); whole frames are held out
+for validation, where Dice and IoU are logged every epoch and the decision threshold is
+calibrated. The run folder keeps the best model, every parameter, the history and the
+metrics; re-running with the same parameters reuses the finished run.
+
+The held-out test frames are then segmented at full resolution (overlapping tiles, no
+seams) into `results/` and, when ground truth is known (the demo), scored honestly:
+Dice, IoU, precision and recall per frame, not just pixel accuracy.
+
+**Needs:** checked frames and masks (notebook 02). **Command line:** `python -m unetlib
+train`, `predict`, `evaluate` do the same.
+"""),
+        ("code", """
+%matplotlib inline
+%config InlineBackend.figure_formats = ["jpeg"]  # photos of noisy frames: a fraction of the PNG size
+import os
+
+from unetlib.config import TrainConfig, augment_preset, model_preset
+from unetlib.demo import annotate_from_truth, truth_for_test_frames
+from unetlib.evaluate import evaluate_folders
+from unetlib.notebooks import publish_summary
+from unetlib.plots import plot_frame_scores, plot_history
+from unetlib.predict import predict_folder
+from unetlib.train import train
+from unetlib.widgets import prediction_viewer
+"""),
+        ("code", "\n".join([
+            f'{data_name} = "{data_default}"'.ljust(35) + "# data folder: train/frames, train/masks, test/",
+            f'{run_name} = "{run_default}"'.ljust(35) + "# run folder (model.keras, config.json, history, metrics)",
+            f'{results_name} = ""'.ljust(35) + '# predicted masks; "": <data folder>/results',
+        ]) + """
+demo_truth = "../demo/truth.tif"   # demo only: ground truth used as masks; "" for real data
+""" + f'{truth_name} = "{truth_default}"'.ljust(35) + """# truth masks of the test frames, for scoring; "" if none
+preset = "default"                 # network: "default" (fast), "classic" (original recipe), "small"
+augment = "default"                # augmentation preset: "default", "original" or "none"
+loss = "bce"                       # "bce" (binary cross-entropy) or "bce+dice"
+epochs = 5                         # training epochs
+steps_per_epoch = 15               # batches per epoch
+batch_size = 8                     # patches per batch
+patch_size = 256                   # patch side, pixels (multiple of 16)
+val_fraction = 0.2                 # share of frames held out for validation
+seed = 0                           # seed of split, weights and augmentation
+max_minutes = 0                    # stop after this many minutes, keeping the best model; 0: no limit
+threshold = 0                      # decision threshold in (0, 1); 0: the one calibrated on validation frames
+tta = False                        # average predictions over flips (4x slower)
+force = False                      # replace an existing, different run in the run folder
+""", PARAMETERS),
+        ("code", f"""
+annotate_from_truth({data_name}, demo_truth)
+truth_for_test_frames({data_name}, demo_truth, {truth_name} if demo_truth else "")
+config = TrainConfig(model=model_preset(preset), augment=augment_preset(augment), loss=loss, epochs=epochs,
+                     steps_per_epoch=steps_per_epoch, batch_size=batch_size, patch_size=patch_size,
+                     val_fraction=val_fraction, seed=seed, max_minutes=max_minutes or None, force=force, verbose=2)
+result = train({data_name}, {run_name}, config)
+print(f"{{result.epochs_completed}} epochs, best {{result.best_epoch}}: validation Dice {{result.val_dice:.3f}} "
+      f"at threshold {{result.threshold:.2f}}")
+"""),
+        ("code", """
+plot_history(result.history)
+"""),
+        ("code", f"""
+results_dir = {results_name} or os.path.join({data_name}, "results")
+written = predict_folder(result.run_dir, os.path.join({data_name}, "test"), results_dir,
+                         threshold=threshold or None, tta=tta, overwrite=True, progress=False)
+print(sorted(os.path.basename(path) for path in written))
+""", CHECK),
+        ("md", "Test frames with the predicted mask (red) and, when known, the truth (green); a static grid when run headless."),
+        ("code", f"""
+prediction_viewer(os.path.join({data_name}, "test"), results_dir, {truth_name} or None)
+"""),
+        ("code", f"""
+report = evaluate_folders(results_dir, {truth_name}) if {truth_name} else None
+print(report.to_text() if report else "no truth masks: nothing to score")
+"""),
+        ("code", """
+plot_frame_scores(report.frames, keys=("dice", "iou", "precision", "recall")) if report else None
+"""),
+        ("code", """
+print(sorted(report.mean) if report else [])
+""", CHECK),
+        ("code", """
+publish_summary({"val_dice": round(result.val_dice, 4), "threshold": result.threshold,
+                 "epochs": result.epochs_completed, "test_frames": len(written),
+                 **({f"test_{key}": round(value, 4) for key, value in report.mean.items()} if report else {})})
+"""),
+    ]
+
+
+SUITE = {
+    "01_reshaping.ipynb": NB01,
+    "02_augmentation.ipynb": NB02,
+    "03_train_grayscale.ipynb": _train_notebook("1d"),
+    "04_train_rgb.ipynb": _train_notebook("3d"),
+}
+
+
+def build(cells: list) -> nbformat.NotebookNode:
+    """A notebook from ``(kind, source, *tags)`` tuples, with stable cell ids."""
+    notebook = new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
+                                       "language": "python"}
+    notebook.metadata["language_info"] = {"name": "python"}
+    for index, (kind, source, *tags) in enumerate(cells):
+        cell = (new_markdown_cell if kind == "md" else new_code_cell)(source.strip("\n"))
+        if tags:
+            cell.metadata["tags"] = list(tags)
+        cell["id"] = f"c{index:02d}"
+        notebook.cells.append(cell)
+    return notebook
+
+
+def execute(notebook: nbformat.NotebookNode, timeout: int = 1800) -> nbformat.NotebookNode:
+    """Run a notebook from the notebooks folder and drop run-specific metadata."""
+    from nbclient import NotebookClient
+
+    NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    for cell in notebook.cells:
+        cell.metadata.pop("execution", None)
+    notebook.metadata.pop("widgets", None)
+    notebook.metadata["language_info"] = {"name": "python"}
+    return notebook
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="notebooks to write (default: all), e.g. 02")
+    parser.add_argument("--execute", action="store_true", help="run them and store the outputs")
+    args = parser.parse_args(argv)
+    for name, cells in SUITE.items():
+        if args.names and not any(name.startswith(prefix) for prefix in args.names):
+            continue
+        notebook = build(cells)
+        if args.execute:
+            print(f"executing {name} ...", flush=True)
+            notebook = execute(notebook)
+        nbformat.write(notebook, NOTEBOOKS / name)
+        print(f"wrote {NOTEBOOKS / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
