@@ -1,0 +1,128 @@
+"""Joint augmentation: one transform for image and mask, binary masks, seeded draws."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from unetlib.augment import augment_pair, augment_preset, jitter_intensity
+from unetlib.config import AugmentConfig
+from unetlib.errors import ParameterError
+from unetlib._tensorflow import tf
+
+STRONG = AugmentConfig(rotation_degrees=40.0, shift_fraction=0.15, shear_degrees=15.0,
+                       zoom_fraction=0.3, horizontal_flip=True, vertical_flip=True,
+                       fill_mode="reflect", brightness=0.0, contrast=0.0, gamma=0.0,
+                       noise_std=0.0)
+
+
+def blobs(size=(96, 128)) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth image of two off-centre blobs and the mask derived from it (image > 0.5).
+
+    Asymmetric on purpose, so a flip or rotation applied to only one of them shows.
+    """
+    rows, cols = np.mgrid[:size[0], :size[1]].astype(np.float32)
+    image = (np.exp(-((rows - 30) ** 2 + (cols - 40) ** 2) / 300.0)
+             + 0.9 * np.exp(-((rows - 65) ** 2 + (cols - 95) ** 2) / 120.0))
+    image = image[..., None].astype(np.float32)
+    return image, (image > 0.5).astype(np.uint8)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_transformed_mask_stays_binary_and_aligned_with_its_image(seed):
+    image, mask = blobs()
+    out_image, out_mask = augment_pair(image, mask, STRONG, seed=tf.constant([seed, 7]))
+    out_image, out_mask = out_image.numpy(), out_mask.numpy()
+    assert out_mask.dtype == np.uint8 and out_image.shape == image.shape
+    assert set(np.unique(out_mask)) <= {0, 1}
+    # The mask moved with its image: thresholding the transformed image gives the
+    # transformed mask except along the outline (bilinear vs nearest sampling).
+    agreement = np.mean((out_image > 0.5) == (out_mask > 0))
+    assert agreement > 0.985
+    # ... and the transform was not the identity.
+    assert np.mean(out_mask != mask) > 0.01
+
+
+def test_a_mask_transformed_alone_would_not_align():
+    """The alignment check above fails when image and mask get different transforms."""
+    image, mask = blobs()
+    out_image, _ = augment_pair(image, mask, STRONG, seed=tf.constant([1, 7]))
+    _, other_mask = augment_pair(image, mask, STRONG, seed=tf.constant([2, 7]))
+    assert np.mean((out_image.numpy() > 0.5) == (other_mask.numpy() > 0)) < 0.985
+
+
+def test_same_seed_same_result_different_seed_different_result():
+    image, mask = blobs()
+    config = augment_preset("default")
+    first = augment_pair(image, mask, config, seed=tf.constant([3, 4]))
+    again = augment_pair(image, mask, config, seed=tf.constant([3, 4]))
+    other = augment_pair(image, mask, config, seed=tf.constant([5, 4]))
+    np.testing.assert_array_equal(first[0].numpy(), again[0].numpy())
+    np.testing.assert_array_equal(first[1].numpy(), again[1].numpy())
+    assert not np.array_equal(first[0].numpy(), other[0].numpy())
+
+
+def test_none_preset_returns_the_crop_unchanged():
+    image, mask = blobs()
+    out_image, out_mask = augment_pair(image, mask, augment_preset("none"),
+                                       seed=tf.constant([0, 0]))
+    np.testing.assert_allclose(out_image.numpy(), image, atol=1e-5)
+    np.testing.assert_array_equal(out_mask.numpy(), mask)
+
+
+def test_centre_and_output_size_cut_a_patch_from_the_full_frame():
+    image, mask = blobs()
+    patch, patch_mask = augment_pair(image, mask, augment_preset("none"),
+                                     seed=tf.constant([0, 0]), output_size=(32, 32),
+                                     centre=tf.constant([30.0 - 0.5, 40.0 - 0.5]))
+    np.testing.assert_allclose(patch.numpy(), image[14:46, 24:56], atol=1e-5)
+    np.testing.assert_array_equal(patch_mask.numpy(), mask[14:46, 24:56])
+
+
+def test_original_preset_is_the_keras2_recipe_in_explicit_units():
+    original = augment_preset("original")
+    assert original.rotation_degrees == 0.2  # rotation_range=0.2 was read as degrees
+    assert (original.shift_fraction, original.shear_degrees, original.zoom_fraction) == (
+        0.05, 0.05, 0.05)
+    assert original.horizontal_flip and not original.vertical_flip
+    assert original.fill_mode == "nearest" and not original.zoom_isotropic
+    assert (original.brightness, original.contrast, original.gamma, original.noise_std) == (
+        0, 0, 0, 0)
+
+
+def test_runs_in_graph_mode_inside_tf_data():
+    image, mask = blobs()
+    dataset = tf.data.Dataset.range(4).map(
+        lambda index: augment_pair(image, mask, STRONG,
+                                   seed=tf.stack([tf.cast(index, tf.int64), tf.constant(1, tf.int64)])))
+    results = list(dataset)
+    assert len(results) == 4
+    eager = augment_pair(image, mask, STRONG, seed=tf.constant([2, 1]))
+    np.testing.assert_allclose(results[2][0].numpy(), eager[0].numpy(), atol=1e-5)
+    np.testing.assert_array_equal(results[2][1].numpy(), eager[1].numpy())
+
+
+def test_intensity_jitter_changes_the_image_only():
+    image, mask = blobs()
+    config = dataclasses.replace(augment_preset("none"), brightness=0.2, contrast=0.3,
+                                 gamma=0.3, noise_std=0.05)
+    out_image, out_mask = augment_pair(image, mask, config, seed=tf.constant([9, 9]))
+    np.testing.assert_array_equal(out_mask.numpy(), mask)
+    assert np.abs(out_image.numpy() - image).mean() > 0.01
+    unchanged = jitter_intensity(tf.constant(image), augment_preset("none"), seed=tf.constant([9, 9]))
+    np.testing.assert_array_equal(unchanged.numpy(), image)
+
+
+@pytest.mark.parametrize("field, value", [("rotation_degrees", -1.0), ("shift_fraction", 1.0),
+                                          ("zoom_fraction", 1.5), ("fill_mode", "mirror"),
+                                          ("contrast", 2.0), ("noise_std", -0.1)])
+def test_out_of_range_settings_are_refused(field, value):
+    with pytest.raises(ParameterError, match=field):
+        augment_preset("default", **{field: value})
+
+
+def test_unknown_preset_names_the_choices():
+    with pytest.raises(ParameterError, match="'default', 'original', 'none'"):
+        augment_preset("heavy")

@@ -1,0 +1,162 @@
+"""The tf.data input pipeline: shapes, binary masks, seeds, splits, padding, foreground."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from unetlib.config import NormalizeConfig, PipelineConfig, augment_preset
+from unetlib.errors import InputError, OutputError
+from unetlib.io import read_image, write_image
+from unetlib.pipeline import (load_pairs, make_training_dataset, make_validation_dataset,
+                              split_pairs, take_samples, tile_starts, validation_tiles,
+                              write_augmented_pairs)
+
+SMALL = PipelineConfig(patch_size=32, batch_size=4, seed=3)
+
+
+def make_folder(root, *, channels=1, count=4, size=(60, 80), organ_radius=12, dtype=np.uint16,
+                seed=0):
+    """Frames with a bright disc (the organ) on noise, and the disc's 0/1 mask."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[:size[0], :size[1]]
+    peak = np.iinfo(dtype).max // 2
+    for index in range(count):
+        centre = rng.integers(organ_radius, np.array(size) - organ_radius)
+        disc = (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 < organ_radius ** 2
+        frame = rng.random(size) * peak * 0.2 + disc * peak * 0.7
+        if channels > 1:
+            frame = np.stack([frame * (1 - 0.2 * c) for c in range(channels)], axis=-1)
+        suffix = ".png" if channels == 1 else ".tif"
+        write_image(root / "train" / "frames" / f"{index}{suffix}", frame.astype(dtype))
+        write_image(root / "train" / "masks" / f"{index}.png", disc.astype(np.uint8) * 255)
+    return root
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_batches_have_the_right_shapes_dtypes_and_binary_masks(tmp_path, channels):
+    pairs = load_pairs(make_folder(tmp_path / "data", channels=channels))
+    assert [pair.image.shape for pair in pairs] == [(60, 80, channels)] * 4
+    assert all(pair.image.dtype == np.float32 and pair.mask.dtype == np.uint8 for pair in pairs)
+    images, masks = next(iter(make_training_dataset(pairs, SMALL, augment_preset("default"))))
+    assert images.shape == (4, 32, 32, channels) and images.dtype.name == "float32"
+    assert masks.shape == (4, 32, 32, 1) and masks.dtype.name == "float32"
+    assert set(np.unique(masks.numpy())) <= {0.0, 1.0}
+    val_images, val_masks = next(iter(make_validation_dataset(pairs, SMALL)))
+    assert val_images.shape[1:] == (32, 32, channels) and val_masks.shape[1:] == (32, 32, 1)
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    return load_pairs(make_folder(tmp_path_factory.mktemp("data")))
+
+
+def first_batches(pairs, pipeline, count=2, seed=None):
+    dataset = make_training_dataset(pairs, pipeline, augment_preset("default"), seed=seed)
+    return [(images.numpy(), masks.numpy()) for images, masks in dataset.take(count)]
+
+
+def test_same_seed_same_batches_different_seed_different_batches(pairs):
+    first = first_batches(pairs, SMALL)
+    again = first_batches(pairs, SMALL)
+    other = first_batches(pairs, dataclasses.replace(SMALL, seed=4))
+    for (images, masks), (images_again, masks_again) in zip(first, again):
+        np.testing.assert_array_equal(images, images_again)
+        np.testing.assert_array_equal(masks, masks_again)
+    assert not np.array_equal(first[0][0], other[0][0])
+    assert not np.array_equal(first[0][0], first[1][0])  # the stream moves on
+    np.testing.assert_array_equal(first_batches(pairs, SMALL, seed=4)[0][0], other[0][0])
+
+
+def test_split_is_by_whole_frame_reproducible_and_complete(pairs):
+    train, val = split_pairs(pairs, val_fraction=0.25, seed=0)
+    assert len(val) == 1 and len(train) == 3
+    assert {p.stem for p in train} | {p.stem for p in val} == {p.stem for p in pairs}
+    assert not {p.stem for p in train} & {p.stem for p in val}
+    again = split_pairs(pairs, val_fraction=0.25, seed=0)
+    assert [p.stem for p in again[1]] == [p.stem for p in val]
+    assert {tuple(p.stem for p in split_pairs(pairs, val_fraction=0.25, seed=s)[1])
+            for s in range(10)} != {tuple(p.stem for p in val)}
+    # At least one frame is held out, and at least one is kept for training.
+    assert len(split_pairs(pairs, val_fraction=0.01, seed=0)[1]) == 1
+    assert len(split_pairs(pairs, val_fraction=0.99, seed=0)[0]) == 1
+
+
+def test_frames_smaller_than_the_patch_are_padded_not_resized(tmp_path):
+    pairs = load_pairs(make_folder(tmp_path / "small", size=(40, 50), organ_radius=8))
+    pipeline = PipelineConfig(patch_size=64, batch_size=2, seed=0)
+    images, masks = next(iter(make_training_dataset(pairs, pipeline, augment_preset("none"))))
+    assert images.shape == (2, 64, 64, 1)
+    tiles, tile_masks = validation_tiles(pairs[:1], 64)
+    assert tiles.shape == (1, 64, 64, 1)
+    # The frame sits unscaled in the top-left corner of its padded tile.
+    np.testing.assert_array_equal(tiles[0, :40, :50], pairs[0].image)
+    np.testing.assert_array_equal(tile_masks[0, :40, :50], pairs[0].mask)
+
+
+def test_foreground_share_keeps_small_organs_in_the_patches(tmp_path):
+    pairs = load_pairs(make_folder(tmp_path / "tiny", size=(200, 200), organ_radius=4))
+    always = dataclasses.replace(SMALL, foreground_share=1.0, batch_size=1)
+    never = dataclasses.replace(SMALL, foreground_share=0.0, batch_size=1)
+    _, masks_on = take_samples(pairs, always, augment_preset("none"), count=24)
+    _, masks_off = take_samples(pairs, never, augment_preset("none"), count=24)
+    with_organ_on = np.mean(masks_on.reshape(24, -1).max(axis=1) > 0)
+    with_organ_off = np.mean(masks_off.reshape(24, -1).max(axis=1) > 0)
+    assert with_organ_on == 1.0
+    assert with_organ_off < 0.5
+
+
+def test_8_and_16_bit_frames_of_one_scene_look_the_same_to_the_network(tmp_path):
+    scene = make_folder(tmp_path / "sixteen", dtype=np.uint16)
+    eight = tmp_path / "eight"
+    for path in sorted((scene / "train" / "frames").iterdir()):
+        frame = read_image(path)
+        write_image(eight / "train" / "frames" / path.name, (frame / 257).astype(np.uint8))
+    for path in sorted((scene / "train" / "masks").iterdir()):
+        write_image(eight / "train" / "masks" / path.name, read_image(path))
+    for a, b in zip(load_pairs(scene), load_pairs(eight)):
+        assert np.abs(a.image - b.image).max() < 0.02
+    # The "dtype" method keeps absolute intensity instead: 8-bit and 16-bit then agree too.
+    dtype = NormalizeConfig(method="dtype")
+    assert np.abs(load_pairs(scene, normalize=dtype)[0].image
+                  - load_pairs(eight, normalize=dtype)[0].image).max() < 0.01
+
+
+def test_a_folder_with_an_empty_mask_is_refused(tmp_path):
+    data = make_folder(tmp_path / "data")
+    write_image(data / "train" / "masks" / "2.png", np.zeros((60, 80), np.uint8), overwrite=True)
+    with pytest.raises(InputError, match=r"2\.png: mask is all background"):
+        load_pairs(data)
+
+
+def test_validation_tiles_cover_every_frame():
+    assert tile_starts(100, 32) == [0, 23, 45, 68]
+    assert tile_starts(32, 32) == [0] and tile_starts(20, 32) == [0]
+    for length in range(33, 300, 7):
+        starts = tile_starts(length, 32)
+        assert starts[0] == 0 and starts[-1] == length - 32
+        assert all(b - a <= 32 for a, b in zip(starts, starts[1:]))
+
+
+def test_validation_dataset_is_fixed(pairs):
+    first = [images.numpy() for images, _ in make_validation_dataset(pairs, SMALL)]
+    again = [images.numpy() for images, _ in make_validation_dataset(pairs, SMALL)]
+    assert sum(len(batch) for batch in first) == 4 * len(tile_starts(60, 32)) * len(tile_starts(80, 32))
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_write_augmented_pairs_and_refuse_to_overwrite(pairs, tmp_path):
+    out = tmp_path / "aug"
+    written = write_augmented_pairs(pairs, out, SMALL, augment_preset("default"), count=3)
+    assert [path.name for path in written] == ["0.png", "1.png", "2.png"]
+    masks = sorted((out / "masks").iterdir())
+    assert len(masks) == 3
+    assert set(np.unique(read_image(masks[0]))) <= {0, 255}
+    assert read_image(out / "images" / "0.png").shape == (32, 32)
+    with pytest.raises(OutputError, match="already holds augmented pairs"):
+        write_augmented_pairs(pairs, out, SMALL, augment_preset("default"), count=3)
+    write_augmented_pairs(pairs, out, SMALL, augment_preset("default"), count=2, force=True)
+    assert len(list((out / "masks").iterdir())) == 2
