@@ -22,7 +22,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
+from unetlib._tensorflow import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from unetlib.config import model_preset  # noqa: E402
