@@ -7,7 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from unetlib.augment import augment_pair, augment_preset, jitter_intensity
+from unetlib.augment import (augment_pair, augment_preset, jitter_intensity, random_linear,
+                             sampling_transform, transform_pair)
 from unetlib.config import AugmentConfig
 from unetlib.errors import ParameterError
 from unetlib._tensorflow import tf
@@ -43,6 +44,55 @@ def test_transformed_mask_stays_binary_and_aligned_with_its_image(seed):
     assert agreement > 0.985
     # ... and the transform was not the identity.
     assert np.mean(out_mask != mask) > 0.01
+
+
+@pytest.mark.parametrize("fill_mode", ["constant", "nearest", "wrap"])
+def test_every_fill_mode_fills_image_and_mask_alike(fill_mode):
+    image, mask = blobs()
+    config = dataclasses.replace(STRONG, fill_mode=fill_mode, zoom_fraction=0.5)
+    for seed in range(3):
+        out_image, out_mask = augment_pair(image, mask, config, seed=tf.constant([seed, 11]))
+        out_image, out_mask = out_image.numpy(), out_mask.numpy()
+        assert set(np.unique(out_mask)) <= {0, 1}
+        assert np.mean((out_image > 0.5) == (out_mask > 0)) > 0.985
+
+
+def test_shift_and_flips_move_image_and_mask_by_whole_pixels():
+    """The coordinate conventions: (row, column) shifts, x flips columns, y flips rows."""
+    image, mask = blobs((20, 30))
+    image = image + np.arange(30, dtype=np.float32)[None, :, None] / 100  # no symmetry
+    centre = tf.constant([9.5, 14.5])
+    size = (20, 30)
+    everything = (slice(None), slice(None))
+    cases = [  # (linear, shift, input region, output region it lands on)
+        (np.eye(2), [3.0, 5.0], np.s_[3:, 5:], np.s_[:-3, :-5]),
+        (np.diag([-1.0, 1.0]), [0.0, 0.0], np.s_[:, ::-1], everything),
+        (np.diag([1.0, -1.0]), [0.0, 0.0], np.s_[::-1, :], everything)]
+    for linear, shift, source, target in cases:
+        transform = sampling_transform(tf.constant(linear, tf.float32), input_centre=centre,
+                                       output_size=size, shift=tf.constant(shift))
+        out_image, out_mask = transform_pair(tf.constant(image), tf.constant(mask), transform,
+                                             output_size=size, fill_mode="constant")
+        np.testing.assert_allclose(out_image.numpy()[target], image[source], atol=1e-5)
+        np.testing.assert_array_equal(out_mask.numpy()[target], mask[source])
+
+
+def test_a_flip_only_config_gives_the_crop_or_its_exact_mirror():
+    image, mask = blobs()
+    config = dataclasses.replace(augment_preset("none"), horizontal_flip=True)
+    outcomes = set()
+    for seed in range(8):
+        out_image, out_mask = augment_pair(image, mask, config, seed=tf.constant([seed, 0]))
+        mirrored = np.allclose(out_image.numpy(), image[:, ::-1], atol=1e-5)
+        assert mirrored or np.allclose(out_image.numpy(), image, atol=1e-5)
+        np.testing.assert_array_equal(out_mask.numpy(), mask[:, ::-1] if mirrored else mask)
+        outcomes.add(mirrored)
+    assert outcomes == {True, False}
+
+
+def test_no_augmentation_draws_the_identity():
+    linear = random_linear(augment_preset("none"), seed=tf.constant([1, 2], tf.int64))
+    np.testing.assert_array_equal(linear.numpy(), np.eye(2))
 
 
 def test_a_mask_transformed_alone_would_not_align():
@@ -104,6 +154,22 @@ def test_runs_in_graph_mode_inside_tf_data():
     np.testing.assert_array_equal(results[2][1].numpy(), eager[1].numpy())
 
 
+def test_runs_inside_tf_function():
+    image, mask = blobs()
+
+    @tf.function
+    def augment(seed):
+        return augment_pair(image, mask, STRONG, seed=seed)
+
+    traced = augment(tf.constant([4, 2], tf.int64))
+    eager = augment_pair(image, mask, STRONG, seed=tf.constant([4, 2]))
+    np.testing.assert_allclose(traced[0].numpy(), eager[0].numpy(), atol=1e-5)
+    np.testing.assert_array_equal(traced[1].numpy(), eager[1].numpy())
+    assert traced[1].dtype == tf.uint8
+    assert not np.array_equal(augment(tf.constant([5, 2], tf.int64))[1].numpy(),
+                              traced[1].numpy())
+
+
 def test_intensity_jitter_changes_the_image_only():
     image, mask = blobs()
     config = dataclasses.replace(augment_preset("none"), brightness=0.2, contrast=0.3,
@@ -121,6 +187,22 @@ def test_intensity_jitter_changes_the_image_only():
 def test_out_of_range_settings_are_refused(field, value):
     with pytest.raises(ParameterError, match=field):
         augment_preset("default", **{field: value})
+
+
+def test_invalid_settings_built_directly_are_refused_by_validate():
+    with pytest.raises(ParameterError, match="shear_degrees=75"):
+        AugmentConfig(shear_degrees=75.0).validate()
+    with pytest.raises(ParameterError, match="gamma=1.0"):
+        dataclasses.replace(augment_preset("original"), gamma=1.0).validate()
+    assert augment_preset("none").validate() == augment_preset("none")
+
+
+def test_transform_pair_refuses_an_unknown_fill_mode():
+    image, mask = blobs((16, 16))
+    transform = sampling_transform(tf.eye(2), input_centre=tf.constant([7.5, 7.5]),
+                                   output_size=(16, 16))
+    with pytest.raises(ParameterError, match="fill_mode='mirror'"):
+        transform_pair(image, mask, transform, output_size=(16, 16), fill_mode="mirror")
 
 
 def test_unknown_preset_names_the_choices():

@@ -66,7 +66,20 @@ def png_16bit(path):
 
 
 def tiff_16bit(path):
+    tifffile.imwrite(path, organ().astype(np.uint16) * 65535)
+    return path
+
+
+def tiff_16bit_dim(path):
     tifffile.imwrite(path, organ().astype(np.uint16) * 1000)
+    return path
+
+
+def palette_transparent(path):
+    """GIMP indexed export of strokes on a transparent layer: index 0 is transparent."""
+    image = Image.fromarray(organ(), mode="L").convert("P")
+    image.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
+    image.save(path, transparency=0)
     return path
 
 
@@ -78,7 +91,9 @@ VARIANTS = {
     "rgba.png": (rgba_transparent_layer, "alpha", "two values: 255 is foreground"),
     "palette.png": (palette, "colour", "two values: 255 is foreground"),
     "png16.png": (png_16bit, "grey", "two values: 65535 is foreground"),
-    "tiff16.tif": (tiff_16bit, "grey", "two values: 1000 is foreground"),
+    "tiff16.tif": (tiff_16bit, "grey", "two values: 65535 is foreground"),
+    "tiff16_dim.tif": (tiff_16bit_dim, "grey", "two values: 1000 is foreground"),
+    "palette_transparent.png": (palette_transparent, "alpha", "two values: 255 is foreground"),
 }
 
 
@@ -94,6 +109,61 @@ def test_every_mask_encoding_normalises_to_the_organ(tmp_path, name):
     assert info.foreground_fraction == pytest.approx(organ().mean())
 
 
+def test_anti_aliased_edges_are_not_levels_and_split_at_the_midpoint(tmp_path):
+    mask, info = read_mask(anti_aliased(tmp_path / "soft.png"))
+    assert info.values == (0, 60, 200, 255)
+    assert info.levels == (0, 255) and not info.is_label_image
+    assert info.threshold == 127.5
+    assert info.describe() == ("grey; anti-aliased, 4 values: foreground above 127.5 "
+                               "(midway between 0 and 255)")
+    np.testing.assert_array_equal(mask, organ())
+
+
+def test_rgba_with_anti_aliased_alpha_uses_the_alpha_midpoint():
+    rows, cols = np.mgrid[:H, :W]
+    distance = np.sqrt(((rows - 12) / 8.0) ** 2 + ((cols - 15) / 11.0) ** 2)
+    rgba = np.zeros((H, W, 4), np.uint8)
+    rgba[..., 3] = (np.clip((1.0 - distance) * 8 + 0.5, 0, 1) * 255).astype(np.uint8)
+    mask, info = normalize_mask(rgba)
+    assert info.channels == "alpha" and info.threshold == 127.5
+    assert len(info.values) > 3 and info.levels == (0, 255)
+    np.testing.assert_array_equal(mask, organ())
+
+
+def test_fully_opaque_rgba_ignores_alpha_and_grey_rgb_is_grey():
+    rgba = np.zeros((H, W, 4), np.uint8)
+    rgba[..., 3] = 255
+    rgba[organ() > 0, :3] = 255
+    mask, info = normalize_mask(rgba)
+    assert info.channels == "grey"
+    np.testing.assert_array_equal(mask, organ())
+    mask, info = normalize_mask(np.repeat(organ()[..., None] * 255, 3, axis=-1))
+    assert info.channels == "grey"
+    np.testing.assert_array_equal(mask, organ())
+
+
+@pytest.mark.parametrize("array", [organ().astype(bool), organ().astype(np.float32) * 0.7,
+                                   organ()[..., None] * 255])
+def test_bool_float_and_single_channel_arrays(array):
+    mask, info = normalize_mask(array)
+    assert mask.dtype == np.uint8 and mask.shape == (H, W)
+    np.testing.assert_array_equal(mask, organ())
+    assert info.source == "<array>"
+
+
+def test_one_value_masks_are_all_background_or_all_foreground():
+    _, empty = normalize_mask(np.zeros((H, W), np.uint8))
+    assert empty.is_all_background and not empty.is_all_foreground
+    assert empty.rule == "one value 0: foreground when above 0"
+    full, info = normalize_mask(np.full((H, W), 255, np.uint8))
+    assert info.is_all_foreground and full.all()
+
+
+def test_not_a_2d_mask_is_an_input_error():
+    with pytest.raises(InputError, match=r"<array>: has shape \(2, 3, 4, 5\), not a 2-D mask"):
+        normalize_mask(np.zeros((2, 3, 4, 5), np.uint8))
+
+
 def test_rgba_with_coloured_strokes_uses_colour_where_visible():
     rgba = np.zeros((H, W, 4), np.uint8)
     rgba[organ() > 0] = (0, 200, 0, 255)
@@ -103,12 +173,20 @@ def test_rgba_with_coloured_strokes_uses_colour_where_visible():
     assert mask[organ() > 0].all()
 
 
+def three_organs() -> np.ndarray:
+    """A label image: three organs with the values 1, 2 and 3 on background 0."""
+    labels = np.zeros((H, W), np.uint8)
+    labels[2:8, 2:9] = 1
+    labels[10:18, 4:12] = 2
+    labels[12:21, 18:29] = 3
+    return labels
+
+
 def test_label_image_is_reported_as_more_than_two_levels():
-    labels = organ() * 1
-    labels[:, :5] = 2  # a second organ with another value
-    mask, info = normalize_mask(labels)
-    assert info.is_label_image and len(info.levels) == 3
-    assert mask[:, :5].all() and mask[organ() > 0].all()
+    mask, info = normalize_mask(three_organs())
+    assert info.is_label_image and info.levels == (0, 1, 2, 3)
+    assert info.rule == "4 levels {0, 1, 2, 3}: foreground is every value above 0"
+    np.testing.assert_array_equal(mask, three_organs() > 0)
 
 
 def write_pair(data, stem, frame, mask, *, frame_suffix=".png", mask_suffix=".png"):
@@ -117,12 +195,23 @@ def write_pair(data, stem, frame, mask, *, frame_suffix=".png", mask_suffix=".pn
         write_image(data / "train" / "masks" / f"{stem}{mask_suffix}", mask)
 
 
+def square(side: int) -> np.ndarray:
+    """A {0, 1} mask with a ``side`` x ``side`` organ: foreground share side**2 / (H * W)."""
+    mask = np.zeros((H, W), np.uint8)
+    mask[3:3 + side, 5:5 + side] = 1
+    return mask
+
+
+# One organ size per stem, each encoded differently, so each row's share is its own.
+GOOD_MASKS = {"0": square(4), "1": organ(), "2": square(10) * 255}
+
+
 @pytest.fixture
 def good_folder(tmp_path):
     data = tmp_path / "data1d"
     frame = (np.random.default_rng(0).random((H, W)) * 4000).astype(np.uint16)
-    for stem in ("0", "1", "2"):
-        write_pair(data, stem, frame, organ())
+    for stem, mask in GOOD_MASKS.items():
+        write_pair(data, stem, frame, mask)
     return data
 
 
@@ -130,12 +219,23 @@ def test_a_good_folder_has_a_row_per_pair_with_its_foreground_share(good_folder)
     report = check_pairs(good_folder)
     assert report.ok and not report.findings
     assert [row.stem for row in report.rows] == ["0", "1", "2"]
-    expected = round(100 * organ().mean(), 2)
-    assert [row["foreground_percent"] for row in report.to_dicts()] == [expected] * 3
+    shares = [16 / (H * W), float(organ().mean()), 100 / (H * W)]
+    assert [row.foreground_fraction for row in report.rows] == pytest.approx(shares)
+    assert [(row.height, row.width, row.channels, row.status) for row in report.rows] == [
+        (H, W, 1, "ok")] * 3
+    assert [row.mask_rule for row in report.rows] == [
+        "grey; two values: 1 is foreground", "grey; two values: 1 is foreground",
+        "grey; two values: 255 is foreground"]
+    expected = [round(100 * share, 2) for share in shares]
+    assert [row["foreground_percent"] for row in report.to_dicts()] == expected
     table = report.format_table()
     assert "3 stems, 3 usable pairs, 0 errors, 0 warnings" in table
-    assert f"{expected:.2f}" in table
-    assert len(find_pairs(good_folder)) == 3
+    lines = {line.split()[0]: line for line in table.splitlines()[2:5]}
+    for stem, percent in zip(("0", "1", "2"), expected):
+        assert f" {percent:.2f} " in lines[stem]
+    assert find_pairs(good_folder) == [
+        (good_folder / "train" / "frames" / f"{stem}.png",
+         good_folder / "train" / "masks" / f"{stem}.png") for stem in ("0", "1", "2")]
 
 
 def corrupt(case, data):
@@ -160,20 +260,24 @@ def corrupt(case, data):
         write_image(masks / "1.png", np.zeros((H, W), np.uint8), overwrite=True)
         return masks / "1.png", "mask is all background after normalisation"
     if case == "label-image":
-        labels = organ() * 1
-        labels[:, :6] = 2
-        write_image(masks / "1.png", labels.astype(np.uint8), overwrite=True)
-        return masks / "1.png", "has 3 distinct levels {0, 1, 2}, but the task is binary"
+        write_image(masks / "1.png", three_organs(), overwrite=True)
+        return masks / "1.png", "has 4 distinct levels {0, 1, 2, 3}, but the task is binary"
     if case == "no-masks-folder":
         for path in masks.iterdir():
             path.unlink()
         masks.rmdir()
         return masks, "folder not found"
+    if case == "no-frames-folder":
+        for path in frames.iterdir():
+            path.unlink()
+        frames.rmdir()
+        return frames, "folder not found"
     raise AssertionError(case)
 
 
 ERROR_CASES = ["frame-without-mask", "mask-without-frame", "size-mismatch", "not-an-image",
-               "unknown-file-type", "all-background", "label-image", "no-masks-folder"]
+               "unknown-file-type", "all-background", "label-image", "no-masks-folder",
+               "no-frames-folder"]
 
 
 @pytest.mark.parametrize("case", ERROR_CASES)
@@ -182,24 +286,42 @@ def test_each_problem_is_an_error_naming_the_file(good_folder, case):
     report = check_pairs(good_folder)
     assert not report.ok
     messages = [finding.message for finding in report.errors]
-    assert any(message.startswith(f"{path}: ") and problem in message for message in messages), messages
+    assert len(messages) == 1, messages  # one problem, one error: nothing reported twice
+    assert messages[0].startswith(f"{path}: ") and problem in messages[0], messages
+    if report.errors[0].stem:
+        assert {row.stem: row.status for row in report.rows}[report.errors[0].stem] == "error"
     with pytest.raises(InputError) as raised:
         report.raise_for_errors()
     assert str(path) in str(raised.value) and problem in str(raised.value)
 
 
 def test_all_errors_are_listed_at_once(good_folder):
-    corrupt("frame-without-mask", good_folder)
-    corrupt("all-background", good_folder)  # 1.png is recreated as an empty mask...
-    (good_folder / "train" / "frames" / "0.png").rename(good_folder / "train" / "frames" / "9.png")
+    frames, masks = good_folder / "train" / "frames", good_folder / "train" / "masks"
+    (frames / "0.png").rename(frames / "9.png")
+    corrupt("all-background", good_folder)
+    wrong_size = np.zeros((H + 2, W), np.uint8)
+    wrong_size[5:10, 5:10] = 255
+    write_image(masks / "2.png", wrong_size, overwrite=True)
+    corrupt("unknown-file-type", good_folder)
     report = check_pairs(good_folder)
+    expected = [(frames / "9.png", "has no mask in"), (masks / "0.png", "has no frame in"),
+                (masks / "1.png", "mask is all background"),
+                (masks / "2.png", f"is {H + 2}x{W} (height x width)"),
+                (masks / "notes.docx", "is not an image unetlib reads")]
+    assert len(report.errors) == len(expected)
+    for path, problem in expected:
+        assert any(f.path == path and f.problem.startswith(problem) for f in report.errors), path
+    assert not report.warnings
     with pytest.raises(InputError) as raised:
         report.raise_for_errors()
     text = str(raised.value)
-    assert f"{len(report.errors)} problem(s)" in text.splitlines()[0]
-    assert len(report.errors) >= 3
-    assert "9.png: has no mask" in text and "0.png: has no frame" in text
-    assert "mask is all background" in text
+    assert text.splitlines()[0].startswith(f"{good_folder}: 5 problem(s)")
+    assert len(text.splitlines()) == 6
+    for path, problem in expected:
+        assert any(line.startswith(f"  - {path}: {problem}") for line in text.splitlines()), path
+    table = report.format_table()
+    assert "4 stems, 0 usable pairs, 5 errors, 0 warnings" in table
+    assert [row.status for row in report.rows] == ["error"] * 4
 
 
 def test_label_image_is_accepted_when_not_binary(good_folder):

@@ -3,8 +3,9 @@
 The notebooks and the CLI (``python -m unetlib``) are thin layers over these modules,
 one per stage of the data flow: ``stack`` (reshape an acquisition), ``frames`` (choose
 frames to annotate), ``masks`` (import GIMP masks safely), ``augment`` and ``pipeline``
-(training input), ``model``, ``train``, ``predict``, ``metrics``; plus ``plots``,
-``widgets``, ``synthetic`` (the demo acquisition) and ``config`` (every default).
+(training input), ``model``, ``train``, ``predict``, ``evaluate``, ``metrics``; plus
+``io``, ``plots``, ``widgets``, ``notebooks`` (papermill batch runs), ``synthetic`` and
+``demo`` (the demo acquisition and ``make demo``) and ``config`` (every default).
 """
 
 from unetlib.errors import InputError, OutputError, ParameterError, UnetlibError, UnetlibWarning

@@ -171,6 +171,7 @@ def augment_pair(image: tf.Tensor, mask: tf.Tensor, config: AugmentConfig, *, se
     image : tf.Tensor of shape (*output_size, C), float32
     mask : tf.Tensor of shape (*output_size, 1), same dtype as ``mask``
     """
+    config.validate()
     image = tf.convert_to_tensor(image, tf.float32)
     mask = tf.convert_to_tensor(mask)
     if output_size is None:

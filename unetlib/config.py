@@ -332,7 +332,9 @@ class PipelineConfig:
         small organs do not vanish into background-only crops; the rest are uniform.
     foreground_jitter : float
         Largest offset of such a patch's centre from the chosen foreground pixel, as a
-        fraction of the patch size (at most 0.4, so the pixel stays in the patch).
+        fraction of the patch size (at most 0.4). The augmentation's shift adds up to
+        ``shift_fraction`` more; while the two sum to less than 0.5 (0.25 + 0.1 by
+        default) the chosen pixel stays inside the patch.
     val_fraction : float
         Share of the frames (whole frames, never augmented copies) kept for validation.
     seed : int
