@@ -208,3 +208,9 @@ def test_transform_pair_refuses_an_unknown_fill_mode():
 def test_unknown_preset_names_the_choices():
     with pytest.raises(ParameterError, match="'default', 'original', 'none'"):
         augment_preset("heavy")
+
+
+def test_augment_pair_refuses_an_invalid_config_built_directly():
+    image, mask = blobs()
+    with pytest.raises(ParameterError, match="zoom_fraction"):
+        augment_pair(image, mask, AugmentConfig(zoom_fraction=1.5), seed=tf.constant([0, 0]))
