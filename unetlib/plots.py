@@ -29,6 +29,22 @@ def new_figure(rows: int, columns: int, *, panel_inches: float = PANEL_INCHES,
     return figure, axes
 
 
+def image_grid(count: int, columns: int, *, panel_inches: float,
+               frame_shape: Sequence[int] | None = None) -> tuple[Figure, list[Axes]]:
+    """A figure of ``count`` image panels, ``columns`` wide, axes off, sized by frame aspect.
+
+    Returns the figure and the first ``count`` axes in reading order (spare panels of the
+    last row stay blank).
+    """
+    columns = max(1, min(columns, count))
+    rows = max(1, int(np.ceil(count / columns)))
+    aspect = frame_shape[0] / frame_shape[1] if frame_shape is not None else 1.0
+    figure, axes = new_figure(rows, columns, panel_inches=panel_inches, aspect=aspect)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    return figure, list(axes.ravel()[:count])
+
+
 def show_image(ax: Axes, image: np.ndarray, title: str = "", *,
                percentiles: tuple[float, float] = (0.5, 99.8)) -> Axes:
     """Draw a frame (any dtype, 1 or 3 channels) display-scaled, without ticks."""
@@ -92,12 +108,9 @@ def plot_laser_means(stack: LaserStack) -> Figure:
 def plot_picked(stack: LaserStack, cycles: Sequence[int], laser: int = 1, *,
                 columns: int = 5) -> Figure:
     """Thumbnails of the picked cycles of one laser."""
-    rows = int(np.ceil(len(cycles) / columns))
-    aspect = stack.frame_shape[0] / stack.frame_shape[1]
-    figure, axes = new_figure(rows, columns, panel_inches=1.6, aspect=aspect)
-    for ax in axes.ravel():
-        ax.set_axis_off()
-    for index, (ax, cycle) in enumerate(zip(axes.ravel(), cycles)):
+    figure, axes = image_grid(len(cycles), columns, panel_inches=1.6,
+                              frame_shape=stack.frame_shape)
+    for index, (ax, cycle) in enumerate(zip(axes, cycles)):
         show_image(ax, stack.data[cycle, laser - 1], f"{index}: cycle {cycle}")
     return figure
 
@@ -106,14 +119,9 @@ def plot_pairs(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
                titles: Sequence[str] = (), *, columns: int = 4,
                panel_inches: float = 1.8) -> Figure:
     """A grid of frames with their mask outlined in yellow (annotations or augmented pairs)."""
-    count = len(images)
-    columns = max(1, min(columns, count))
-    rows = int(np.ceil(count / columns))
-    aspect = images[0].shape[0] / images[0].shape[1] if count else 1.0
-    figure, axes = new_figure(rows, columns, panel_inches=panel_inches, aspect=aspect)
-    for ax in axes.ravel():
-        ax.set_axis_off()
-    for index, (ax, image, mask) in enumerate(zip(axes.ravel(), images, masks)):
+    figure, axes = image_grid(len(images), columns, panel_inches=panel_inches,
+                              frame_shape=images[0].shape if len(images) else None)
+    for index, (ax, image, mask) in enumerate(zip(axes, images, masks)):
         show_image(ax, image, titles[index] if index < len(titles) else "")
         outline_mask(ax, mask)
     return figure
@@ -160,14 +168,9 @@ def plot_predictions(images: Sequence[np.ndarray], predictions: Sequence[np.ndar
                      truths: Sequence[np.ndarray | None] = (), titles: Sequence[str] = (), *,
                      columns: int = 3, panel_inches: float = 2.4) -> Figure:
     """Frames with the predicted mask outlined in red and, when known, the truth in green."""
-    count = len(images)
-    columns = max(1, min(columns, count))
-    rows = int(np.ceil(count / columns))
-    aspect = images[0].shape[0] / images[0].shape[1] if count else 1.0
-    figure, axes = new_figure(rows, columns, panel_inches=panel_inches, aspect=aspect)
-    for ax in axes.ravel():
-        ax.set_axis_off()
-    for index, (ax, image, prediction) in enumerate(zip(axes.ravel(), images, predictions)):
+    figure, axes = image_grid(len(images), columns, panel_inches=panel_inches,
+                              frame_shape=images[0].shape if len(images) else None)
+    for index, (ax, image, prediction) in enumerate(zip(axes, images, predictions)):
         show_image(ax, image, titles[index] if index < len(titles) else "")
         truth = truths[index] if index < len(truths) else None
         if truth is not None:
