@@ -244,12 +244,12 @@ from unetlib.train import train
 from unetlib.widgets import prediction_viewer
 """),
         ("code", "\n".join([
-            f'{data_name} = "{data_default}"'.ljust(35) + "# data folder: train/frames, train/masks, test/",
-            f'{run_name} = "{run_default}"'.ljust(35) + "# run folder (model.keras, config.json, history, metrics)",
-            f'{results_name} = ""'.ljust(35) + '# predicted masks; "": <data folder>/results',
+            f'{data_name} = "{data_default}"'.ljust(33) + "  # data folder: train/frames, train/masks, test/",
+            f'{run_name} = "{run_default}"'.ljust(33) + "  # run folder (model.keras, config.json, history, metrics)",
+            f'{results_name} = ""'.ljust(33) + '  # predicted masks; "": <data folder>/results',
         ]) + """
 demo_truth = "../demo/truth.tif"   # demo only: ground truth used as masks; "" for real data
-""" + f'{truth_name} = "{truth_default}"'.ljust(35) + """# truth masks of the test frames, for scoring; "" if none
+""" + f'{truth_name} = "{truth_default}"'.ljust(33) + """  # truth masks of the test frames, for scoring; "" if none
 preset = "default"                 # network: "default" (fast), "classic" (original recipe), "small"
 augment = "default"                # augmentation preset: "default", "original" or "none"
 loss = "bce"                       # "bce" (binary cross-entropy) or "bce+dice"
