@@ -266,23 +266,6 @@ def build_parser() -> argparse.ArgumentParser:
     pick.add_argument("--force", action="store_true", help="overwrite existing frames")
     pick.set_defaults(handler=_cmd_pick_frames)
 
-    notebooks = commands.add_parser(
-        "run-notebooks", help="run the notebook suite headlessly with papermill",
-        description="Execute notebooks/01_* … in order with papermill into OUT/<set>/, with "
-                    "parameters from -p or a YAML file (one mapping, or 'defaults:' plus "
-                    "'sets: {name: {...}}' for several sets), and write OUT/summary.csv. "
-                    "Paths under ../demo are rebased into OUT/<set>/demo. The exit status is "
-                    "the number of parameter sets that failed.")
-    notebooks.add_argument("--out", required=True, help="folder for the executed notebooks")
-    notebooks.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
-                           metavar=("NAME", "VALUE"), help="set a parameter (YAML value syntax)")
-    notebooks.add_argument("--params", help="YAML file of parameters or parameter sets")
-    notebooks.add_argument("--only", type=lambda t: tuple(t.split(",")), default=(),
-                           metavar="01,02", help="run only notebooks starting with these prefixes")
-    notebooks.add_argument("--notebooks", help="folder of the notebooks (default: the suite)")
-    notebooks.add_argument("--kernel", default="python3", help="Jupyter kernel (default: python3)")
-    notebooks.set_defaults(handler=_cmd_run_notebooks)
-
     check = commands.add_parser(
         "check-masks", help="check annotated frames and masks before training",
         description="Pair DATA_DIR/train/frames with DATA_DIR/train/masks by file stem and "
@@ -373,6 +356,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("truth_dir", help="folder of truth masks named <stem>.png/.tif")
     evaluate.add_argument("--json", help="also write the scores to this JSON file")
     evaluate.set_defaults(handler=_cmd_evaluate)
+
+    notebooks = commands.add_parser(
+        "run-notebooks", help="run the notebook suite headlessly with papermill",
+        description="Execute notebooks/01_* … in order with papermill into OUT/<set>/, with "
+                    "parameters from -p or a YAML file (one mapping, or 'defaults:' plus "
+                    "'sets: {name: {...}}' for several sets), and write OUT/summary.csv. "
+                    "Paths under ../demo are rebased into OUT/<set>/demo. The exit status is "
+                    "the number of parameter sets that failed.")
+    notebooks.add_argument("--out", required=True, help="folder for the executed notebooks")
+    notebooks.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                           metavar=("NAME", "VALUE"), help="set a parameter (YAML value syntax)")
+    notebooks.add_argument("--params", help="YAML file of parameters or parameter sets")
+    notebooks.add_argument("--only", type=lambda t: tuple(t.split(",")), default=(),
+                           metavar="01,02", help="run only notebooks starting with these prefixes")
+    notebooks.add_argument("--notebooks", help="folder of the notebooks (default: the suite)")
+    notebooks.add_argument("--kernel", default="python3", help="Jupyter kernel (default: python3)")
+    notebooks.set_defaults(handler=_cmd_run_notebooks)
 
     demo = commands.add_parser(
         "demo", help="run the whole pipeline on the synthetic demo acquisition",

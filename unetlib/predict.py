@@ -442,19 +442,16 @@ def predict_folder(model_or_run: Any, input_path: str | os.PathLike[str],
             raise OutputError(describe(existing[0], f"already exists ({len(existing)} of the "
                                        "outputs do)", "Choose another output folder or pass "
                                        "overwrite=True (--force) to replace them."))
+    first = read_image(frames[0].source) if stack is None else np.asarray(stack[0])
+    _check_channels(first, channels, frames[0])
     ensure_folder(out_dir)
 
     written: list[Path] = []
     stack_masks = []
     for frame in _progress(frames, progress, f"predict {input_path.name}"):
         raw = read_image(frame.source) if stack is None else np.asarray(stack[frame.index])
+        _check_channels(raw, channels, frame)
         normalised = normalize_image(raw, run.normalize)
-        if normalised.shape[-1] != channels:
-            where = frame.source if frame.index is None else f"{frame.source} (page {frame.index})"
-            raise InputError(describe(where, f"has {normalised.shape[-1]} channel(s) but the "
-                                      f"model expects {channels}",
-                                      "Give frames like the ones the model was trained on "
-                                      "(data1d: 1 channel, data3d: 3)."))
         probability = predict_probabilities(run.model, normalised, tile=predict.tile,
                                             overlap=predict.overlap, tta=predict.tta,
                                             batch_size=predict.batch_size)
@@ -474,6 +471,16 @@ def predict_folder(model_or_run: Any, input_path: str | os.PathLike[str],
     logger.info("predicted %d frame(s) from %s into %s (threshold %.2f)", len(frames),
                 input_path, out_dir, threshold)
     return written
+
+
+def _check_channels(raw: np.ndarray, channels: int, frame: _Frame) -> None:
+    """Raise InputError naming the frame when its channel count is not the model's."""
+    found = 1 if raw.ndim == 2 else raw.shape[-1]
+    if found != channels:
+        where = frame.source if frame.index is None else f"{frame.source} (page {frame.index})"
+        raise InputError(describe(where, f"has {found} channel(s) but the model expects "
+                                  f"{channels}", "Give frames like the ones the model was "
+                                  "trained on (data1d: 1 channel, data3d: 3)."))
 
 
 def _planned_outputs(frames: list[_Frame], out_dir: Path, probabilities: bool,
