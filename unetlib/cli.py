@@ -209,28 +209,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every sub-command (also used to test ``--help``)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m unetlib",
-        description="U-Net organ segmentation for multi-laser SWIR mouse stacks.")
-    parser.add_argument("--version", action="version", version=f"unetlib {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only print warnings and errors")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_demo_stack(commands) -> None:
+    """Declare the ``demo-stack`` command and its arguments."""
     demo_stack = commands.add_parser(
         "demo-stack", help="write the synthetic demo acquisition and its ground truth",
         description="Write a deterministic synthetic 4-laser mouse stack (uint16, interleaved) "
                     "as OUT/stack.tif and its organ labels as OUT/truth.tif.")
+    from unetlib.config import SyntheticConfig
+
+    defaults = SyntheticConfig()
     demo_stack.add_argument("--out", default="demo", help="output folder (default: demo)")
-    demo_stack.add_argument("--cycles", type=int, default=30, help="laser cycles (default: 30)")
-    demo_stack.add_argument("--lasers", type=int, default=4, help="lasers (default: 4)")
-    demo_stack.add_argument("--height", type=int, default=508, help="frame height (default: 508)")
-    demo_stack.add_argument("--width", type=int, default=636, help="frame width (default: 636)")
-    demo_stack.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    for option, meaning in (("cycles", "laser cycles"), ("lasers", "lasers"),
+                            ("height", "frame height"), ("width", "frame width"),
+                            ("seed", "random seed")):
+        value = getattr(defaults, option)
+        demo_stack.add_argument(f"--{option}", type=int, default=value,
+                                help=f"{meaning} (default: {value})")
     demo_stack.add_argument("--force", action="store_true", help="replace existing files")
     demo_stack.set_defaults(handler=_cmd_demo_stack)
 
+
+def _add_split_stack(commands) -> None:
+    """Declare the ``split-stack`` command and its arguments."""
     split = commands.add_parser(
         "split-stack", help="de-interleave lasers; export per-laser frames and composites",
         description="Split a multi-laser TIFF stack into OUT/laser1..N (bit depth kept), "
@@ -245,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--force", action="store_true", help="replace existing output folders")
     split.set_defaults(handler=_cmd_split_stack)
 
+
+def _add_pick_frames(commands) -> None:
+    """Declare the ``pick-frames`` command and its arguments."""
     pick = commands.add_parser(
         "pick-frames", help="choose frames to annotate and export them into a data folder",
         description="Choose COUNT frames far apart and write them as 0..COUNT-1 into "
@@ -266,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     pick.add_argument("--force", action="store_true", help="overwrite existing frames")
     pick.set_defaults(handler=_cmd_pick_frames)
 
+
+def _add_check_masks(commands) -> None:
+    """Declare the ``check-masks`` command and its arguments."""
     check = commands.add_parser(
         "check-masks", help="check annotated frames and masks before training",
         description="Pair DATA_DIR/train/frames with DATA_DIR/train/masks by file stem and "
@@ -278,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "background is foreground)")
     check.set_defaults(handler=_cmd_check_masks)
 
+
+def _add_train(commands) -> None:
+    """Declare the ``train`` command and its arguments."""
     from unetlib.config import LOSSES, MODEL_PRESETS, PipelineConfig, TrainConfig, preset_names
 
     train_defaults, pipeline_defaults = TrainConfig(), PipelineConfig()
@@ -319,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--force", action="store_true", help="replace an existing run")
     train.set_defaults(handler=_cmd_train)
 
+
+def _add_predict(commands) -> None:
+    """Declare the ``predict`` command and its arguments."""
     from unetlib.config import PredictConfig
 
     predict_defaults = PredictConfig()
@@ -347,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--force", action="store_true", help="replace existing outputs")
     predict.set_defaults(handler=_cmd_predict)
 
+
+def _add_evaluate(commands) -> None:
+    """Declare the ``evaluate`` command and its arguments."""
     evaluate = commands.add_parser(
         "evaluate", help="score predicted masks against ground truth",
         description="Pair each PRED_DIR/<stem>_predict.png with TRUTH_DIR/<stem>.* (any mask "
@@ -357,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", help="also write the scores to this JSON file")
     evaluate.set_defaults(handler=_cmd_evaluate)
 
+
+def _add_run_notebooks(commands) -> None:
+    """Declare the ``run-notebooks`` command and its arguments."""
     notebooks = commands.add_parser(
         "run-notebooks", help="run the notebook suite headlessly with papermill",
         description="Execute notebooks/01_* … in order with papermill into OUT/<set>/, with "
@@ -374,6 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     notebooks.add_argument("--kernel", default="python3", help="Jupyter kernel (default: python3)")
     notebooks.set_defaults(handler=_cmd_run_notebooks)
 
+
+def _add_demo(commands) -> None:
+    """Declare the ``demo`` command and its arguments."""
     demo = commands.add_parser(
         "demo", help="run the whole pipeline on the synthetic demo acquisition",
         description="Write the synthetic acquisition, split it, pick frames, take the ground "
@@ -382,6 +403,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "their Dice against the ground truth. Finished steps are reused.")
     demo.add_argument("--out", default="demo", help="output folder (default: demo)")
     demo.set_defaults(handler=_cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every sub-command (also used to test ``--help``)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m unetlib",
+        description="U-Net organ segmentation for multi-laser SWIR mouse stacks.")
+    parser.add_argument("--version", action="version", version=f"unetlib {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only print warnings and errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_demo_stack, _add_split_stack, _add_pick_frames, _add_check_masks,
+                _add_train, _add_predict, _add_evaluate, _add_run_notebooks, _add_demo):
+        add(commands)
     return parser
 
 
