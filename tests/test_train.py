@@ -110,8 +110,12 @@ def test_resume_continues_from_the_last_epoch(finished_run, data_dir, tmp_path):
     result = train(data_dir, run_dir, dataclasses.replace(config, resume=True))
     assert result.epochs_completed == 4
     assert [row["epoch"] for row in read_csv(run_dir / "history.csv")] == ["1", "2", "3", "4"]
-    with pytest.raises(OutputError, match="already completed 4 of 4"):
+    finished_model = (run_dir / "model.keras").read_bytes()
+    with pytest.raises(OutputError, match="finished run; resuming it would replace"):
         train(data_dir, run_dir, dataclasses.replace(config, resume=True))
+    assert (run_dir / "model.keras").read_bytes() == finished_model
+    with pytest.raises(OutputError, match="already completed 4 of 4"):
+        train(data_dir, run_dir, dataclasses.replace(config, resume=True, force=True))
     with pytest.raises(InputError, match="no interrupted run"):
         train(data_dir, tmp_path / "fresh", dataclasses.replace(config, resume=True))
 

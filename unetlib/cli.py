@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from unetlib import __version__
-from unetlib.errors import UnetlibError
+from unetlib.errors import Interrupted, UnetlibError
 
 EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -179,12 +181,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from unetlib.evaluate import evaluate_folders
-    from unetlib.io import write_json
+    from unetlib.io import check_output_file, write_json
 
+    if args.json:
+        # Refuse before the work, not after it: the scores go nowhere a user's file is.
+        check_output_file(args.json, overwrite=args.force)
     report = evaluate_folders(args.pred_dir, args.truth_dir)
     print(report.to_text())
     if args.json:
-        write_json(args.json, report.to_dict())
+        write_json(args.json, report.to_dict(), overwrite=args.force)
         print(f"json: {args.json}")
     return 0
 
@@ -241,7 +246,8 @@ def _add_split_stack(commands) -> None:
     _add_stack_options(split)
     split.add_argument("--format", choices=("png", "tif"), default="png",
                        help="per-laser frame format, both 16-bit lossless (default: png)")
-    split.add_argument("--workers", type=int, default=2, help="writer threads (default: 2)")
+    split.add_argument("--workers", type=int, default=2,
+                       help="writer threads, 1 to 32 (default: 2)")
     split.add_argument("--force", action="store_true", help="replace existing output folders")
     split.set_defaults(handler=_cmd_split_stack)
 
@@ -369,7 +375,9 @@ def _add_evaluate(commands) -> None:
                     "pixel accuracy per frame and their mean; unpaired files are listed.")
     evaluate.add_argument("pred_dir", help="folder of <stem>_predict.png files")
     evaluate.add_argument("truth_dir", help="folder of truth masks named <stem>.png/.tif")
-    evaluate.add_argument("--json", help="also write the scores to this JSON file")
+    evaluate.add_argument("--json", help="also write the scores to this JSON file (a new file; "
+                                         "an existing one only with --force)")
+    evaluate.add_argument("--force", action="store_true", help="replace an existing --json file")
     evaluate.set_defaults(handler=_cmd_evaluate)
 
 
@@ -426,21 +434,57 @@ class _OneLineWarnings:
         print(f"warning: {message}", file=sys.stderr)
 
 
+_PYTHON_PARAMETER = re.compile(r"\b([a-z][a-z0-9_]*)=('[^']*'|\S+?) is invalid")
+
+
+def cli_message(message: str, parser: argparse.ArgumentParser) -> str:
+    """Name the command's own flags in a library message: ``patch_size=100000 is invalid``
+    becomes ``--patch-size 100000 is invalid`` when the command has ``--patch-size``."""
+    options = set(parser._option_string_actions)
+
+    def as_flag(match: re.Match) -> str:
+        flag = "--" + match.group(1).replace("_", "-")
+        return f"{flag} {match.group(2).strip(chr(39))} is invalid" if flag in options \
+            else match.group(0)
+
+    return _PYTHON_PARAMETER.sub(as_flag, message)
+
+
+def _error(message: str) -> None:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; return the exit status (0 success, 2 expected error)."""
+    """Run the CLI; return the exit status (0 success, 2 expected error, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    command_parser = next(action for action in parser._actions
+                          if action.dest == "command").choices[args.command]
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s", stream=sys.stderr)
     previous_showwarning = warnings.showwarning
     warnings.showwarning = _OneLineWarnings()
     try:
         return args.handler(args)
+    except Interrupted as error:
+        _error(cli_message(str(error), command_parser))
+        return EXIT_INTERRUPTED
     except UnetlibError as error:
-        print(f"error: {error}", file=sys.stderr)
+        _error(cli_message(str(error), command_parser))
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("error: interrupted; outputs in progress were discarded", file=sys.stderr)
-        return 130
+        _error("interrupted; the file being written was discarded, finished outputs are kept. "
+               "Run the same command again to finish (add --force where it asks).")
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        _error(f"{args.command} ran out of memory. Use smaller settings (batch size, patch or "
+               "tile size), or close other programs.")
+        return EXIT_ERROR
+    except OSError as error:
+        # Disk full, permission denied, a vanished network share: the environment, not a
+        # bug; one line naming the file, like every other expected failure.
+        where = error.filename or args.command
+        _error(f"{where}: {error.strerror or error}. Check free space, permissions and the path.")
+        return EXIT_ERROR
     finally:
         warnings.showwarning = previous_showwarning

@@ -24,7 +24,15 @@ class OutputError(UnetlibError, OSError):
 
 
 class ParameterError(UnetlibError, ValueError):
-    """A parameter is outside its valid range."""
+    """A parameter is outside its valid range.
+
+    Messages start with ``name=value is invalid`` (the Python name); the CLI rewrites that
+    to its own flag (``--patch-size 100000 is invalid``).
+    """
+
+
+class Interrupted(UnetlibError):
+    """The user interrupted a step (Ctrl-C); the message says what was kept and how to go on."""
 
 
 def describe(path: str | PathLike[str], problem: str, fix: str = "") -> str:

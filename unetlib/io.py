@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
+import logging
 import os
 import re
 import shutil
@@ -30,6 +32,9 @@ PNG_SUFFIXES = (".png",)
 TIFF_SUFFIXES = (".tif", ".tiff")
 PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 IMAGE_SUFFIXES = PILLOW_SUFFIXES + TIFF_SUFFIXES
+# A single frame larger than this is not a frame (a stack, or a corrupt header that would
+# make the reader allocate it): refused before reading. 2 GB is a 32k x 32k 16-bit image.
+MAX_IMAGE_BYTES = 2 * 1024 ** 3
 
 
 def natural_key(path: str | os.PathLike[str]) -> list[Any]:
@@ -50,6 +55,17 @@ def list_images(folder: str | os.PathLike[str]) -> list[Path]:
     files = [p for p in folder.iterdir()
              if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES]
     return sorted(files, key=natural_key)
+
+
+def missing_file_error(path: str | os.PathLike[str]) -> InputError:
+    """The error for a path that is not a readable file: missing, a folder, or a broken link."""
+    path = Path(path)
+    if path.is_dir():
+        return InputError(describe(path, "is a folder, not a file", "Give the path of a file."))
+    if path.is_symlink():
+        return InputError(describe(path, "is a broken symbolic link (its target is missing, or "
+                                   "it points to itself)", "Replace it with the real file."))
+    return InputError(describe(path, "file not found", "Check the path."))
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
@@ -73,14 +89,17 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(describe(path, "file not found", "Check the path."))
+        raise missing_file_error(path)
     if path.suffix.lower() in TIFF_SUFFIXES:
         return _read_tiff_image(path)
     try:
         with Image.open(path) as image:
             image.load()
             return _pillow_to_array(image)
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+    except Image.DecompressionBombError as error:
+        raise InputError(describe(path, f"is too large to be a frame ({error})",
+                                  "Give a single frame of the acquisition.")) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise InputError(describe(path, f"not a readable image ({error})",
                                   "Re-export it as PNG or TIFF.")) from None
 
@@ -104,14 +123,23 @@ def _pillow_to_array(image: Image.Image) -> np.ndarray:
 
 
 def _read_tiff_image(path: Path) -> np.ndarray:
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            array = series.asarray()
-            axes = series.axes
-    except (tifffile.TiffFileError, ValueError, OSError, IndexError) as error:
-        raise InputError(describe(path, f"not a readable TIFF ({error})",
-                                  "Re-export it as TIFF or PNG.")) from None
+    with tifffile_problems() as problems:
+        try:
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                if series.nbytes > MAX_IMAGE_BYTES:
+                    raise InputError(describe(path, f"holds {series.nbytes / 1e9:.1f} GB of "
+                                              f"image data (shape {series.shape})",
+                                              "Give a single frame; use split-stack for stacks."))
+                array = series.asarray()
+                axes = series.axes
+        except (tifffile.TiffFileError, ValueError, OSError, IndexError) as error:
+            if problems:
+                raise damaged_tiff_error(path, problems[0]) from None
+            raise InputError(describe(path, f"not a readable TIFF ({error})",
+                                      "Re-export it as TIFF or PNG.")) from None
+    if problems:
+        raise damaged_tiff_error(path, problems[0])
     # Channel axes ("C" channels, "S" samples) go last; other singleton axes are dropped.
     for axis_name in "CS":
         if axis_name in axes and array.ndim >= 3:
@@ -129,27 +157,136 @@ def _read_tiff_image(path: Path) -> np.ndarray:
     return array
 
 
+PART_MARKER = ".part"
+STAGING_SUFFIX = ".staging"
+
+
+def process_umask() -> int:
+    """The process's file-creation mask, read without changing it where the OS allows.
+
+    ``os.umask`` can only be read by setting it, which is not thread-safe; Linux reports
+    it in ``/proc/self/status``.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def give_normal_permissions(path: str | os.PathLike[str]) -> None:
+    """Set the permissions a plain ``open()`` or ``mkdir()`` would have given ``path``.
+
+    Temporary files and folders are created private (0600 / 0700); renamed into place as
+    they are, colleagues could not read the results. Final outputs follow the umask.
+    """
+    path = Path(path)
+    mode = 0o777 if path.is_dir() else 0o666
+    os.chmod(path, mode & ~process_umask())
+
+
+def write_error(path: str | os.PathLike[str], error: OSError) -> OutputError:
+    """The one-line :class:`OutputError` for an ``OSError`` raised while writing ``path``."""
+    reason = error.strerror or str(error) or type(error).__name__
+    if error.errno == errno.ENOSPC:
+        fix = "Free disk space (or choose an output on another disk) and run the step again."
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "Choose a writable location, or ask for write permission."
+    else:
+        fix = "Check free space and permissions."
+    return OutputError(describe(path, f"cannot be written ({reason})", fix))
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def tifffile_problems() -> Iterator[list[str]]:
+    """Collect what tifffile logs about a damaged file instead of letting it print.
+
+    tifffile reports truncated or corrupt files (``invalid page offset``, a series that
+    fails to reshape) by logging and carrying on with what it could read; callers turn a
+    non-empty list into one clear error naming the file.
+    """
+    tiff_logger = logging.getLogger("tifffile")
+    handler = _Collect()
+    previous = tiff_logger.propagate
+    tiff_logger.addHandler(handler)
+    tiff_logger.propagate = False
+    try:
+        yield handler.messages
+    finally:
+        tiff_logger.removeHandler(handler)
+        tiff_logger.propagate = previous
+
+
+def damaged_tiff_error(path: Path, problem: str) -> InputError:
+    """The error for a TIFF that tifffile can only partly read (truncated copy, bad IFD)."""
+    problem = re.sub(r"^<[^>]*>\s*", "", problem)
+    size = path.stat().st_size if path.exists() else 0
+    return InputError(describe(path, f"is damaged or truncated ({problem}; {size} bytes on disk)",
+                               "Copy it again from the acquisition computer and check that the "
+                               "copy finished."))
+
+
+def check_output_file(path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Return ``path`` if a file may be written there, else raise :class:`OutputError`.
+
+    A folder is never a file's destination, and an existing file is only replaced with
+    ``overwrite``: call this before long work whose result goes to ``path``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(describe(path, "is a folder, not a file",
+                                   "Give a file name for this output."))
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise OutputError(describe(path, "already exists",
+                                   "Choose another output or pass --force to replace it."))
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place when the block succeeds.
 
+    The temporary file is hidden (``.<name>.<random>.part<suffix>``: the suffix is kept so
+    writers that choose a format by suffix still work) and removed when the block fails;
+    one left by a killed process is found by :func:`unetlib.locking.remove_leftovers`.
+    The final file gets the permissions a normal write would give.
+
     Raises
     ------
     OutputError
-        When ``path`` exists and ``overwrite`` is false, or the folder cannot be written.
+        When ``path`` is a folder, exists and ``overwrite`` is false, or cannot be written
+        (no space, no permission: every ``OSError`` of the block becomes one).
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputError(describe(path, "already exists",
-                                   "Choose another output or pass --force to replace it."))
+    path = check_output_file(path, overwrite=overwrite)
     ensure_folder(path.parent)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}",
-                                         dir=path.parent)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.",
+                                             suffix=f"{PART_MARKER}{path.suffix}", dir=path.parent)
+    except OSError as error:
+        raise write_error(path, error) from None
     os.close(handle)
     temporary_path = Path(temporary)
     try:
         yield temporary_path
+        give_normal_permissions(temporary_path)
         os.replace(temporary_path, path)
+    except OutputError:
+        raise
+    except OSError as error:
+        raise write_error(path, error) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             temporary_path.unlink()
@@ -196,17 +333,11 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray, *,
         pil_image = _array_to_pillow(image, path)
     elif suffix not in TIFF_SUFFIXES:
         raise ValueError(f"{path}: unsupported image format {suffix!r}; use .png or .tif")
-    try:
-        with atomic_path(path, overwrite=overwrite) as temporary:
-            if suffix in PNG_SUFFIXES:
-                pil_image.save(temporary, format="PNG", compress_level=compress_level)
-            else:
-                _write_tiff(temporary, image)
-    except OutputError:
-        raise
-    except OSError as error:
-        raise OutputError(describe(path, f"cannot be written ({error.strerror or error})",
-                                   "Check free space and permissions.")) from None
+    with atomic_path(path, overwrite=overwrite) as temporary:
+        if suffix in PNG_SUFFIXES:
+            pil_image.save(temporary, format="PNG", compress_level=compress_level)
+        else:
+            _write_tiff(temporary, image)
     return path
 
 
@@ -232,8 +363,9 @@ def _write_tiff(path: Path, image: np.ndarray) -> None:
 
 
 def write_csv(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]],
-              fieldnames: Sequence[str], *, overwrite: bool = True) -> Path:
-    """Write ``rows`` as CSV with a header, atomically."""
+              fieldnames: Sequence[str], *, overwrite: bool = False) -> Path:
+    """Write ``rows`` as CSV with a header, atomically (an existing file only with
+    ``overwrite``)."""
     path = Path(path)
     with atomic_path(path, overwrite=overwrite) as temporary:
         with open(temporary, "w", newline="", encoding="utf-8") as handle:
@@ -247,13 +379,14 @@ def read_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
     """Read a CSV file with a header into a list of dicts."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(describe(path, "file not found", "Check the path."))
+        raise missing_file_error(path)
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
 
 
-def write_json(path: str | os.PathLike[str], data: Any, *, overwrite: bool = True) -> Path:
-    """Write ``data`` as indented JSON, atomically."""
+def write_json(path: str | os.PathLike[str], data: Any, *, overwrite: bool = False) -> Path:
+    """Write ``data`` as indented JSON, atomically (an existing file only with
+    ``overwrite``)."""
     path = Path(path)
     with atomic_path(path, overwrite=overwrite) as temporary:
         temporary.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n",
@@ -265,10 +398,10 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     """Read a JSON file, raising :class:`InputError` when it is missing or malformed."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(describe(path, "file not found", "Check the path."))
+        raise missing_file_error(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(describe(path, f"is not valid JSON ({error})")) from None
 
 
@@ -286,31 +419,36 @@ def _json_default(value: Any) -> Any:
 def staged_folder(destination: str | os.PathLike[str]) -> Iterator[Path]:
     """Build a folder's contents in a hidden staging folder; move them in on success.
 
-    The staging folder sits beside ``destination`` (same file system, so the final moves
-    are renames). When the block raises, the staging folder is removed and
+    The staging folder (``.<random>.staging``) sits inside ``destination``, so the final
+    moves are renames on one file system and a staging folder left by a killed process is
+    found by :func:`unetlib.locking.remove_leftovers` when the next run locks the folder.
+    When the block raises, the staging folder is removed and every existing entry of
     ``destination`` is left exactly as it was: no half-written output.
 
     Each top-level entry of the staging folder replaces the entry of the same name in
     ``destination``; callers check beforehand that replacing is allowed.
     """
-    destination = Path(destination)
-    ensure_folder(destination.parent)
+    created = not Path(destination).exists()
+    destination = ensure_folder(destination)
     try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".staging",
-                                        dir=destination.parent))
+        staging = Path(tempfile.mkdtemp(prefix=".", suffix=STAGING_SUFFIX, dir=destination))
     except OSError as error:
-        raise OutputError(describe(destination.parent, f"cannot be written ({error.strerror})",
-                                   "Choose a writable location.")) from None
+        raise write_error(destination, error) from None
+    completed = False
     try:
         yield staging
-        destination_existed = destination.exists()
-        if not destination_existed:
-            os.replace(staging, destination)
-            return
         for entry in sorted(staging.iterdir()):
             target = destination / entry.name
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
             os.replace(entry, target)
+        completed = True
+    except OutputError:
+        raise
+    except OSError as error:
+        raise write_error(destination, error) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if created and not completed:
+            with contextlib.suppress(OSError):
+                destination.rmdir()  # only when nothing else was put there meanwhile

@@ -48,11 +48,17 @@ import numpy as np
 
 from unetlib.errors import InputError, describe
 from unetlib.io import IMAGE_SUFFIXES, natural_key, read_image
+from unetlib.normalize import non_finite_pixels
 
 logger = logging.getLogger(__name__)
 
 # Files beside the images that are metadata, not annotations (frames.csv, notes).
 METADATA_SUFFIXES = (".csv", ".json", ".txt", ".md", ".yaml", ".yml")
+# Files that operating systems and editors leave in any folder (hidden ``.`` files, like
+# macOS's .DS_Store, are skipped too), and editor backups ending in ``~``.
+SYSTEM_FILES = ("thumbs.db", "ehthumbs.db", "desktop.ini")
+# GIMP's own project format: fine beside the exported mask of the same name.
+PROJECT_SUFFIXES = (".xcf",)
 
 ALL_BACKGROUND_FIX = "Draw the organ with value 1 or 255 (or another colour than the background)."
 
@@ -265,23 +271,34 @@ class _Listing:
     not_images: list[Path]
 
 
+def _is_ignored(path: Path) -> bool:
+    name = path.name.lower()
+    return (path.name.startswith(".") or name in SYSTEM_FILES or name.endswith("~")
+            or path.suffix.lower() in METADATA_SUFFIXES)
+
+
 def _list_folder(folder: Path) -> _Listing:
     by_stem: dict[str, Path] = {}
     duplicates: dict[str, list[Path]] = {}
     not_images: list[Path] = []
+    projects: list[Path] = []
     for path in sorted(folder.iterdir(), key=natural_key):
-        if not path.is_file() or path.name.startswith("."):
+        # A broken link stays in the listing: reading it then says what is wrong with it.
+        broken_link = path.is_symlink() and not path.exists()
+        if _is_ignored(path) or not (path.is_file() or broken_link):
             continue
         suffix = path.suffix.lower()
-        if suffix in METADATA_SUFFIXES:
-            continue
-        if suffix not in IMAGE_SUFFIXES:
+        if suffix in PROJECT_SUFFIXES:
+            projects.append(path)
+        elif suffix not in IMAGE_SUFFIXES:
             not_images.append(path)
         elif path.stem in by_stem:
             duplicates.setdefault(path.stem, [by_stem[path.stem]]).append(path)
         else:
             by_stem[path.stem] = path
-    return _Listing(by_stem, duplicates, not_images)
+    # A GIMP project is only a problem when its exported image is missing.
+    not_images += [path for path in projects if path.stem not in by_stem]
+    return _Listing(by_stem, duplicates, sorted(not_images, key=natural_key))
 
 
 def find_pairs(data_dir: str | os.PathLike[str]) -> list[tuple[Path, Path]]:
@@ -501,6 +518,7 @@ def _listing_findings(listing: _Listing) -> list[Finding]:
     findings = [Finding("error", path, f"is not an image unetlib reads ({path.suffix or 'no suffix'})",
                         "Export it as PNG or TIFF (GIMP: File > Export As), or move it out "
                         "of the folder.") for path in listing.not_images]
+
     for stem, paths in listing.duplicates.items():
         names = ", ".join(path.name for path in paths)
         findings.append(Finding("error", paths[-1], f"shares the name {stem!r} with another file ({names})",
@@ -519,10 +537,18 @@ def _check_stem(stem: str, frame_path: Path | None, mask_path: Path | None, fram
                            "Rename the mask to its frame's name, or remove it.", stem))
     else:
         try:
-            frame_shape = read_image(frame_path).shape
+            frame = read_image(frame_path)
+            frame_shape = frame.shape
         except InputError as error:
             new.append(Finding("error", frame_path, _problem_of(error, frame_path),
                                "Re-export the frame as PNG or TIFF.", stem))
+        else:
+            bad = non_finite_pixels(frame)
+            if bad is not None:
+                new.append(Finding("error", frame_path, f"has {int(bad.sum())} pixel(s) that are "
+                                   "NaN or infinite", "Replace them (e.g. with their neighbours' "
+                                   "values) and save the frame again, or pick another frame.",
+                                   stem))
     if mask_path is None:
         new.append(Finding("error", frame_path, f"has no mask in {masks_dir}",
                            f"Draw its mask and save it as {masks_dir / (stem + '.png')}, "
@@ -566,7 +592,7 @@ def _mask_findings(path: Path, info: MaskInfo, stem: str, binary: bool) -> list[
                                 f"has {len(info.levels)} distinct levels "
                                 f"{format_values(info.levels)}, but the task is binary",
                                 "Give every organ the same value (e.g. 255), or check with "
-                                "binary=False to merge them.", stem))
+                                "--allow-labels to merge them into one foreground.", stem))
     if info.is_all_foreground:
         findings.append(Finding("warning", path, "mask is all foreground "
                                                  f"(values {format_values(info.values)})",

@@ -12,6 +12,36 @@ import numpy as np
 from unetlib.config import NormalizeConfig
 
 
+def non_finite_pixels(image: np.ndarray) -> np.ndarray | None:
+    """Boolean ``(H, W)`` map of pixels that are NaN or infinite in any channel, or None.
+
+    Integer frames cannot hold such values, so they are never scanned.
+    """
+    image = np.asarray(image)
+    if not np.issubdtype(image.dtype, np.floating):
+        return None
+    bad = ~np.isfinite(image)
+    if bad.ndim == 3:
+        bad = bad.any(axis=-1)
+    return bad if bad.any() else None
+
+
+def fill_non_finite(image: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """A copy of ``image`` whose ``bad`` pixels hold each channel's median of the rest.
+
+    Percentiles, the network's convolutions and every mean would otherwise turn a single
+    NaN (a dead pixel, a failed flat-field division) into NaN everywhere.
+    """
+    filled = np.array(image, dtype=np.float32)
+    if filled.ndim == 2:
+        filled[bad] = np.median(filled[~bad])
+        return filled
+    for channel in range(filled.shape[-1]):
+        values = filled[..., channel]
+        values[bad] = np.median(values[~bad])
+    return filled
+
+
 def normalize_image(image: np.ndarray, config: NormalizeConfig = NormalizeConfig()) -> np.ndarray:
     """Scale one image to float32 with a channel axis.
 

@@ -213,4 +213,5 @@ def write_summary(path: Path, runs: Sequence[NotebookRun]) -> Path:
     rows = [{"set": run.set_name, "notebook": run.notebook, "status": run.status,
              "seconds": f"{run.seconds:.1f}", "error": run.error,
              "output": str(run.output or ""), **run.summary} for run in runs]
-    return write_csv(path, rows, ["set", "notebook", "status", "seconds", *keys, "error", "output"])
+    return write_csv(path, rows, ["set", "notebook", "status", "seconds", *keys, "error", "output"],
+                     overwrite=True)

@@ -26,7 +26,7 @@ from unetlib._tensorflow import tf
 
 from unetlib.augment import augment_pair
 from unetlib.config import AugmentConfig, NormalizeConfig, PipelineConfig
-from unetlib.errors import InputError, OutputError, describe
+from unetlib.errors import InputError, OutputError, ParameterError, describe
 from unetlib.io import read_image, staged_folder, write_image
 from unetlib.masks import check_pairs, read_mask
 from unetlib.normalize import normalize_image
@@ -232,6 +232,7 @@ def make_training_dataset(pairs: Sequence[Pair], pipeline: PipelineConfig = Pipe
         raise InputError(describe(pairs[0].frame_path.parent, f"frames have different channel "
                                   f"counts {sorted(channels)}", "Use one kind of frame per "
                                   "data folder (data1d: grayscale, data3d: 3 channels)."))
+    check_patch_size(pairs, pipeline.patch_size)
     bank = _frame_bank(pairs, pipeline.patch_size, augment.fill_mode)
     sample = _sample_fn(bank, pipeline, augment, pipeline.seed if seed is None else seed)
     options = tf.data.Options()
@@ -241,6 +242,36 @@ def make_training_dataset(pairs: Sequence[Pair], pipeline: PipelineConfig = Pipe
             .batch(pipeline.batch_size, drop_remainder=True)
             .prefetch(tf.data.AUTOTUNE)
             .with_options(options))
+
+
+def largest_useful_patch(pairs: Sequence[Pair], multiple: int = 16) -> int:
+    """The smallest multiple of ``multiple`` that covers the largest frame of ``pairs`` whole.
+
+    A larger patch adds nothing but padding, and memory that grows with its square.
+    """
+    side = max(max(pair.image.shape[:2]) for pair in pairs)
+    return math.ceil(side / multiple) * multiple
+
+
+def check_patch_size(pairs: Sequence[Pair], patch_size: int) -> None:
+    """Refuse a patch larger than the frames can fill, before anything is padded to it.
+
+    Raises
+    ------
+    ParameterError
+        Naming the frames' folder, their largest size and the largest useful patch.
+    """
+    if not pairs:
+        return
+    limit = largest_useful_patch(pairs)
+    if patch_size > limit:
+        largest = max(pairs, key=lambda pair: max(pair.image.shape[:2]))
+        height, width = largest.image.shape[:2]
+        raise ParameterError(describe(
+            largest.frame_path.parent, f"patch_size={patch_size} is invalid: the largest frame "
+            f"here ({largest.frame_path.name}) is {height} x {width} pixels (height x width), "
+            f"so a patch of {limit} already covers it whole",
+            f"Use a patch size of at most {limit}."))
 
 
 def tile_starts(length: int, tile: int) -> list[int]:
@@ -262,6 +293,7 @@ def validation_tiles(pairs: Sequence[Pair], patch_size: int) -> tuple[np.ndarray
     images : ndarray (T, P, P, C), float32
     masks : ndarray (T, P, P, 1), float32
     """
+    check_patch_size(pairs, patch_size)
     images, masks = [], []
     for pair in pairs:
         image = _pad_to(pair.image, patch_size, patch_size, "symmetric")

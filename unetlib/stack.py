@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,12 +25,16 @@ import tifffile
 
 from unetlib.config import SplitConfig, to_dict
 from unetlib.errors import InputError, OutputError, ParameterError, UnetlibWarning, describe
-from unetlib.io import (ensure_folder, read_csv, read_json, staged_folder, write_csv, write_image,
+from unetlib.io import (damaged_tiff_error, ensure_folder, missing_file_error, read_csv,
+                        read_json, staged_folder, tifffile_problems, write_csv, write_image,
                         write_json)
+from unetlib.locking import output_lock
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_FIELDS = ("file", "cycle", "lasers", "stack_frames")
+# More writer threads than this only add contention on a laptop's disk.
+MAX_WORKERS = 32
 
 
 @dataclass(frozen=True)
@@ -119,7 +124,7 @@ def load_stack(path: str | os.PathLike[str], config: SplitConfig = SplitConfig()
         config.validate()
     except ParameterError as error:
         raise ParameterError(f"{path}: {error}") from None
-    array, axes = _open_series(path)
+    array, axes = open_tiff_series(path)
     if "C" in axes:
         return _from_hyperstack(path, array, axes, config)
     spatial = [axis for axis in axes if axis not in "YX"]
@@ -133,26 +138,53 @@ def load_stack(path: str | os.PathLike[str], config: SplitConfig = SplitConfig()
     return _deinterleave(path, frames, config)
 
 
-def _open_series(path: Path) -> tuple[np.ndarray, str]:
-    """Return the first image series memory-mapped (or via a temporary memmap) and its axes."""
+def open_tiff_series(path: str | os.PathLike[str]) -> tuple[np.ndarray, str]:
+    """Return a TIFF's first image series, memory-mapped, and its axes: the one stack reader.
+
+    Uncompressed files are mapped (nothing is read until used); compressed or tiled ones
+    are decoded once into a temporary memory-mapped file, so memory stays small either
+    way. Prediction and quantification read stacks through this function too.
+
+    Raises
+    ------
+    InputError
+        When the file is missing, not a TIFF, or truncated/damaged (a partial copy is
+        refused outright: its missing frames would otherwise read as zeros or crash
+        halfway through an export).
+    """
+    path = Path(path)
     if not path.is_file():
-        raise InputError(describe(path, "file not found", "Check the path."))
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            axes = series.axes
-            shape = series.shape
-    except (tifffile.TiffFileError, ValueError, OSError, IndexError) as error:
-        raise InputError(describe(path, f"is not a TIFF file ({error})",
-                                  "Give a .tif stack exported by the camera software.")) from None
-    try:
-        array = tifffile.memmap(path, mode="r")
-    except (ValueError, OSError):
-        # Compressed or tiled files cannot be mapped: decode once into a temporary memmap
-        # so memory stays small; this is slower than mapping but works for any layout.
-        logger.info("%s is not memory-mappable; decoding it into a temporary file", path)
-        with tifffile.TiffFile(path) as tif:
-            array = tif.series[0].asarray(out="memmap")
+        raise missing_file_error(path)
+    with tifffile_problems() as problems:
+        try:
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                axes = series.axes
+                shape = series.shape
+        except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError) as error:
+            if problems:
+                raise damaged_tiff_error(path, problems[0]) from None
+            raise InputError(describe(path, f"is not a TIFF file ({error})",
+                                      "Give a .tif stack exported by the camera software.")
+                             ) from None
+        if problems:
+            raise damaged_tiff_error(path, problems[0])
+        try:
+            array = tifffile.memmap(path, mode="r")
+        except (ValueError, OSError) as error:
+            if "larger than file size" in str(error) or "greater than file size" in str(error):
+                raise damaged_tiff_error(path, "the image data ends before the last frame"
+                                         ) from None
+            # Compressed or tiled files cannot be mapped: decode once into a temporary memmap
+            # so memory stays small; this is slower than mapping but works for any layout.
+            logger.info("%s is not memory-mappable; decoding it into a temporary file", path)
+            try:
+                with tifffile.TiffFile(path) as tif:
+                    array = tif.series[0].asarray(out="memmap")
+            except (tifffile.TiffFileError, ValueError, OSError, IndexError) as error:
+                raise damaged_tiff_error(path, str(error)) from None
+        if problems:
+            raise damaged_tiff_error(path, problems[0])
     return array.reshape(shape), axes
 
 
@@ -240,6 +272,9 @@ def split_stack(stack_path: str | os.PathLike[str], out_dir: str | os.PathLike[s
     OutputError
         When the output folder cannot be written, or outputs exist and ``force`` is off.
     """
+    if not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise ParameterError(f"workers={workers!r} is invalid: expected a whole number of writer "
+                             f"threads from 1 to {MAX_WORKERS}.")
     stack = load_stack(stack_path, config)
     out_dir = Path(out_dir)
     folders = [f"laser{n}" for n in range(1, stack.lasers + 1)]
@@ -253,22 +288,46 @@ def split_stack(stack_path: str | os.PathLike[str], out_dir: str | os.PathLike[s
     rows = _manifest_rows(stack, jobs)
     record = {"stack": str(stack.path.resolve()), "bytes": stack.path.stat().st_size,
               "modified_ns": stack.path.stat().st_mtime_ns, "config": to_dict(config)}
-    if not config.force and _same_split(out_dir, rows, record):
-        logger.info("%s already holds this split of %s; nothing to do", out_dir, stack.path)
-    else:
-        _check_outputs(out_dir, [*folders, "manifest.csv", "split.json"], force=config.force)
-        with staged_folder(out_dir) as staging:
-            for folder in folders:
-                ensure_folder(staging / folder)
-            _run_jobs(jobs, staging, workers=workers, progress=progress,
-                      description=f"split {stack.path.name}")
-            write_csv(staging / "manifest.csv", rows, MANIFEST_FIELDS)
-            write_json(staging / "split.json", record)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(describe(out_dir, "exists and is not a folder",
+                                   "Choose an output folder path."))
+    with output_lock(out_dir):
+        if not config.force and _same_split(out_dir, rows, record):
+            logger.info("%s already holds this split of %s; nothing to do", out_dir, stack.path)
+        else:
+            _check_outputs(out_dir, [*folders, "manifest.csv", "split.json"], force=config.force)
+            # With force, folders of the previous split that this one does not write (a
+            # 4-laser split redone with 2 lasers) go too, or they would sit beside a manifest
+            # that no longer lists them.
+            stale = [name for name in _split_folders(out_dir) if name not in folders]
+            with staged_folder(out_dir) as staging:
+                for folder in folders:
+                    ensure_folder(staging / folder)
+                _run_jobs(jobs, staging, workers=workers, progress=progress,
+                          description=f"split {stack.path.name}")
+                write_csv(staging / "manifest.csv", rows, MANIFEST_FIELDS)
+                write_json(staging / "split.json", record)
+            for name in stale:
+                shutil.rmtree(out_dir / name, ignore_errors=True)
+                logger.info("removed %s of the previous split", out_dir / name)
     counts = {folder: sum(1 for row in rows if str(row["file"]).startswith(folder + "/"))
               for folder in folders}
     logger.info("split %s into %s: %s", stack.path, out_dir, counts)
     return SplitResult(out_dir=out_dir, manifest=out_dir / "manifest.csv", counts=counts,
                        dropped=stack.dropped)
+
+
+def _split_folders(out_dir: Path) -> list[str]:
+    """The folders a previous split recorded in ``out_dir/manifest.csv`` (none without one)."""
+    manifest = out_dir / "manifest.csv"
+    if not manifest.is_file():
+        return []
+    try:
+        rows = read_csv(manifest)
+    except (InputError, UnicodeDecodeError):
+        return []
+    names = {str(row.get("file", "")).split("/")[0] for row in rows}
+    return sorted(name for name in names if name and (out_dir / name).is_dir())
 
 
 def _manifest_rows(stack: LaserStack, jobs: list[Job]) -> list[dict[str, str]]:
@@ -295,9 +354,6 @@ def _same_split(out_dir: Path, rows: list[dict[str, str]], record: dict) -> bool
 
 
 def _check_outputs(out_dir: Path, entries: list[str], *, force: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(describe(out_dir, "exists and is not a folder",
-                                   "Choose an output folder path."))
     existing = [name for name in entries if (out_dir / name).exists()]
     if existing and not force:
         raise OutputError(describe(out_dir, f"already holds {', '.join(existing)}",
@@ -348,9 +404,13 @@ def _run_jobs(jobs: list[Job], folder: Path, *, workers: int, progress: bool,
     """Run export jobs on a small thread pool (PNG/TIFF encoding releases the GIL)."""
     from tqdm.auto import tqdm
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
         futures = [pool.submit(function, *args[:-1], folder / args[-1], **kwargs)
                    for function, args, kwargs, _ in jobs]
         for future in tqdm(futures, total=len(futures), desc=description, unit="file",
                            disable=not progress):
             future.result()
+    finally:
+        # On Ctrl-C or a failed write, drop the queued jobs instead of finishing them all.
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -16,6 +16,7 @@ A run folder (``runs/<name>/``) holds everything needed to trust, reuse and cont
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -33,13 +34,15 @@ import numpy as np
 from unetlib._tensorflow import tf
 
 from unetlib import __version__
-from unetlib.config import ModelConfig, TrainConfig, to_dict
-from unetlib.errors import InputError, OutputError, describe
-from unetlib.io import atomic_path, ensure_folder, read_csv, read_json, write_csv, write_json
+from unetlib.config import ModelConfig, PipelineConfig, TrainConfig, to_dict
+from unetlib.errors import InputError, Interrupted, OutputError, describe
+from unetlib.io import atomic_path, read_csv, read_json, write_csv, write_json
+from unetlib.locking import output_lock
 from unetlib.masks import find_pairs
 from unetlib.metrics import frame_metrics, get_loss, training_metrics
 from unetlib.model import build_unet, make_optimizer
 from unetlib.predict import predict_probabilities
+from unetlib.resources import require_memory, training_memory_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -170,27 +173,45 @@ def load_result(run_dir: str | os.PathLike[str]) -> TrainResult:
 
 def _check_run_folder(run_dir: Path, config: TrainConfig) -> tuple[dict | None, list[str]]:
     """Refuse to overwrite a run unless forced; return (saved state when resuming, files
-    that ``force`` will replace). Nothing is deleted here."""
+    that will be replaced). Nothing is deleted here.
+
+    A folder whose run never completed an epoch (killed during the first one) holds
+    nothing worth keeping: it is started again without ``--force``.
+    """
     present = [name for name in RUN_FILES if (run_dir / name).exists()]
+    finished = (run_dir / "metrics.json").exists()
+    resumable = (run_dir / "last.keras").is_file() and (run_dir / "state.json").is_file()
     if config.resume:
-        if not (run_dir / "last.keras").is_file() or not (run_dir / "state.json").is_file():
+        if not resumable:
+            if present:
+                logger.warning("%s: the previous run stopped before its first epoch ended; "
+                               "nothing to resume, starting it again", run_dir)
+                return None, present
             raise InputError(describe(run_dir, "has no interrupted run to resume (last.keras "
                                       "and state.json are missing)",
-                                      "Start a new run without resume."))
+                                      "Start a new run without --resume."))
         state = read_json(run_dir / "state.json")
+        if finished and not config.force:
+            raise OutputError(describe(run_dir, "holds a finished run; resuming it would "
+                                       "replace its model.keras",
+                                       "Train into another --out, or add --force (with more "
+                                       "--epochs) to train this run further."))
         if state["epochs_completed"] >= config.epochs:
             raise OutputError(describe(run_dir, f"already completed {state['epochs_completed']} "
                                        f"of {config.epochs} epochs",
-                                       "Raise epochs to train further, or pass force to "
-                                       "start again."))
+                                       "Raise --epochs to train further, or use --force "
+                                       "without --resume to start again."))
         return state, []
+    if present and not config.force and not (resumable or finished):
+        logger.warning("%s: the previous run stopped before its first epoch ended; starting "
+                       "it again", run_dir)
+        return None, present
     if present and not config.force:
-        finished = (run_dir / "metrics.json").exists()
         raise OutputError(describe(run_dir, ("holds a finished run" if finished else
                                              "holds an unfinished run") + f" ({', '.join(present)})",
-                                   "Choose another output folder, pass resume to continue it, "
-                                   "or force to replace it." if not finished else
-                                   "Choose another output folder or pass force to replace it."))
+                                   "Choose another --out, continue it with --resume, or pass "
+                                   "--force to replace it." if not finished else
+                                   "Choose another --out or pass --force to replace it."))
     return None, present
 
 
@@ -248,9 +269,9 @@ class _RunRecorder(keras.callbacks.Callback):
             _save_model(self.model, self.run_dir / "model.keras")
             self.state.update(best_epoch=epoch + 1)
         _save_model(self.model, self.run_dir / "last.keras")
-        write_csv(self.run_dir / "history.csv", self.history, HISTORY_FIELDS)
+        write_csv(self.run_dir / "history.csv", self.history, HISTORY_FIELDS, overwrite=True)
         self.state.update(epochs_completed=epoch + 1, elapsed_seconds=row["elapsed_seconds"])
-        write_json(self.run_dir / "state.json", self.state)
+        write_json(self.run_dir / "state.json", self.state, overwrite=True)
 
 
 # --- threshold calibration --------------------------------------------------------------
@@ -310,26 +331,66 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     ``deterministic=True`` (this enables TensorFlow op determinism for the whole process).
     A resumed run continues from the last completed epoch with a new stream of training
     patches; it is not bit-identical to an uninterrupted run.
-    """
-    from unetlib.pipeline import (load_pairs, make_training_dataset,  # noqa: PLC0415
-                                  make_validation_dataset, split_pairs)
 
+    Only one process trains into a run folder at a time (:func:`unetlib.locking.output_lock`);
+    Ctrl-C raises :class:`~unetlib.errors.Interrupted` saying what was kept.
+    """
     started = time.monotonic()
     config = (config or TrainConfig()).validate().resolved()
     pipeline = config.pipeline
-    seed = pipeline.seed
     data_dir = Path(data_dir)
     run_dir = Path(out_dir)
     deadline = started + 60.0 * config.max_minutes if config.max_minutes else None
 
     fingerprint = data_fingerprint([path for pair in find_pairs(data_dir) for path in pair],
                                    data_dir)
-    ensure_folder(run_dir)
     request = _request(config, fingerprint)
     if not config.force and not config.resume and _same_finished_run(run_dir, request):
         logger.info("%s already holds this run (same parameters and data): reusing it",
                     run_dir)
         return load_result(run_dir)
+    patch, batch = pipeline.patch_size, pipeline.batch_size
+    require_memory(training_memory_bytes(config.model, patch_size=patch, batch_size=batch),
+                   data_dir, f"training on batches of {batch} patches of {patch} x {patch} pixels",
+                   "Use a smaller --patch-size or --batch-size (defaults: "
+                   f"{PipelineConfig().patch_size} and {PipelineConfig().batch_size}).")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OutputError(describe(run_dir, "exists and is not a folder",
+                                   "Give a run folder path for --out."))
+    with output_lock(run_dir):
+        try:
+            return _train_locked(data_dir, run_dir, config, fingerprint, request, started,
+                                 deadline)
+        except KeyboardInterrupt:
+            raise _interrupted(run_dir) from None
+
+
+def _interrupted(run_dir: Path) -> Interrupted:
+    """Say what an interrupted training kept, and how to go on from there."""
+    state_path = run_dir / "state.json"
+    done = 0
+    if state_path.is_file():
+        with contextlib.suppress(InputError, KeyError, TypeError, ValueError):
+            done = int(read_json(state_path)["epochs_completed"])
+    if done:
+        return Interrupted(describe(run_dir, f"training interrupted after {done} complete "
+                                    "epoch(s); the run is kept (model.keras holds its best "
+                                    "epoch so far)", "Continue it with the same command plus "
+                                    "--resume."))
+    return Interrupted(describe(run_dir, "training interrupted during its first epoch; nothing "
+                                "was worth keeping", "Run the same command again to start "
+                                "over."))
+
+
+def _train_locked(data_dir: Path, run_dir: Path, config: TrainConfig, fingerprint: str,
+                  request: dict[str, Any], started: float,
+                  deadline: float | None) -> TrainResult:
+    """The part of :func:`train` that runs while holding the run folder's lock."""
+    from unetlib.pipeline import (load_pairs, make_training_dataset,  # noqa: PLC0415
+                                  make_validation_dataset, split_pairs)
+
+    pipeline = config.pipeline
+    seed = pipeline.seed
     saved_state, replaced = _check_run_folder(run_dir, config)
 
     pairs = load_pairs(data_dir, normalize=config.normalize)
@@ -351,7 +412,7 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     if not train_pairs or not val_pairs:
         raise InputError(describe(data_dir, f"{len(pairs)} pairs split into {len(train_pairs)} "
                                   f"training and {len(val_pairs)} validation frames",
-                                  "Annotate more frames or change val_fraction."))
+                                  "Annotate more frames or change --val-fraction."))
 
     if replaced:
         # Only now that the data is known to be usable: force replaces the old run.
@@ -368,7 +429,7 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         if stored.get("data", {}).get("fingerprint") != fingerprint:
             raise InputError(describe(data_dir, "changed since the run in "
                                       f"{run_dir} started (fingerprint differs)",
-                                      "Start a new run, or pass force to replace this one."))
+                                      "Start a new run, or pass --force to replace this one."))
         model = keras.saving.load_model(run_dir / "last.keras")
         initial_epoch = int(saved_state["epochs_completed"])
         history = _history_rows(run_dir / "history.csv")[:initial_epoch]
@@ -402,7 +463,7 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     }
     if saved_state is not None:
         run_config["created"] = read_json(run_dir / "config.json").get("created")
-    write_json(run_dir / "config.json", run_config)
+    write_json(run_dir / "config.json", run_config, overwrite=True)
 
     # A resumed run draws a fresh patch stream, not the one its first epochs already saw.
     train_dataset = make_training_dataset(train_pairs, pipeline, config.augment,
@@ -411,9 +472,14 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     recorder = _RunRecorder(run_dir, history, state, started, elapsed_before, deadline)
     logger.info("training %s (%d parameters) on %d frames, validating on %d", model.name,
                 model.count_params(), len(train_pairs), len(val_pairs))
-    model.fit(train_dataset, epochs=config.epochs, initial_epoch=initial_epoch,
-              steps_per_epoch=config.steps_per_epoch, validation_data=val_dataset,
-              callbacks=[recorder], verbose=config.verbose, shuffle=False)
+    try:
+        model.fit(train_dataset, epochs=config.epochs, initial_epoch=initial_epoch,
+                  steps_per_epoch=config.steps_per_epoch, validation_data=val_dataset,
+                  callbacks=[recorder], verbose=config.verbose, shuffle=False)
+    except OutputError as error:
+        # Checkpoints are written atomically: the last complete epoch is still intact.
+        raise OutputError(f"{error} The run in {run_dir} keeps its last complete epoch "
+                          f"({state['epochs_completed']}); continue it with --resume.") from None
 
     # Calibrate the decision threshold on whole validation frames with the best weights.
     best_model = keras.saving.load_model(run_dir / "model.keras", compile=False)
@@ -443,11 +509,11 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         "samples_per_second": _samples_per_second(history, config),
     }
     run_config["threshold"] = threshold
-    write_json(run_dir / "config.json", run_config)
+    write_json(run_dir / "config.json", run_config, overwrite=True)
     state["finished"] = True
-    write_json(run_dir / "state.json", state)
+    write_json(run_dir / "state.json", state, overwrite=True)
     _write_history_plot(run_dir / "history.png", history)
-    write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / "metrics.json", metrics, overwrite=True)
     logger.info("run %s: best epoch %d, validation Dice %.4f at threshold %.2f", run_dir,
                 state["best_epoch"], mean["dice"], threshold)
     return TrainResult(run_dir=run_dir, model_path=run_dir / "model.keras", history=history,
