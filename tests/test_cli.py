@@ -49,7 +49,7 @@ def test_expected_error_is_one_line_without_traceback(tmp_path):
     ("text", (), "is not a TIFF file"),
     (np.zeros((8, 8), np.uint16), (), "single 2-D image"),
     (np.zeros((2, 8, 8), np.uint16), (), "fewer than the 4 lasers"),
-    (np.zeros((8, 8, 8), np.uint16), ("--lasers", "0"), "lasers=0 is invalid"),
+    (np.zeros((8, 8, 8), np.uint16), ("--lasers", "0"), "--lasers 0 is invalid"),
 ])
 def test_bad_input_exits_non_zero_naming_the_file(tmp_path, capsys, content, args, message):
     path = tmp_path / "in.tif"
@@ -175,7 +175,7 @@ def test_train_and_predict_bad_input_is_one_line(tmp_path, case):
         elif case == "threshold":
             args = ("predict", str(model), str(data / "test"), "--out", str(tmp_path / "out"),
                     "--threshold", "1.5")
-            expected = "threshold=1.5 is invalid"
+            expected = "--threshold 1.5 is invalid"
         elif case == "channels":
             args = ("predict", str(model), str(data / "test"), "--out", str(tmp_path / "out"))
             expected = "has 1 channel(s) but the model expects 3"

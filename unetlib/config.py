@@ -149,10 +149,15 @@ class SyntheticConfig:
     offset_counts: int = 200
 
     def validate(self) -> "SyntheticConfig":
-        _require(self.cycles >= 1, "cycles", self.cycles, ">= 1")
-        _require(self.lasers >= 1, "lasers", self.lasers, ">= 1")
-        _require(self.height >= 32 and self.width >= 32, "height/width",
-                 (self.height, self.width), "at least 32 x 32 pixels")
+        _require(isinstance(self.cycles, int) and 1 <= self.cycles <= 100_000, "cycles",
+                 self.cycles, "a whole number from 1 to 100000")
+        _require(isinstance(self.lasers, int) and 1 <= self.lasers <= 16, "lasers", self.lasers,
+                 "a whole number from 1 to 16")
+        # A frame is rendered whole in memory (several float copies): keep it camera-sized.
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            _require(isinstance(value, int) and 32 <= value <= 4096, name, value,
+                     "a whole number of pixels from 32 to 4096")
         return self
 
 

@@ -13,21 +13,26 @@ pick is a no-op, so notebooks can be re-run.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from unetlib.config import PickConfig, SplitConfig
-from unetlib.errors import OutputError, ParameterError
-from unetlib.io import read_csv, write_csv, write_image
+from unetlib.errors import InputError, OutputError, ParameterError, UnetlibWarning
+from unetlib.io import ensure_folder, file_sha256, read_csv, read_image, write_csv, write_image
+from unetlib.locking import output_lock
 from unetlib.stack import LaserStack, display_scale, load_stack
 
 logger = logging.getLogger(__name__)
 
-FRAMES_FIELDS = ("stem", "file", "cycle", "lasers", "stack_frames")
+# ``sha256`` is the written frame's content: check-masks refuses a frame that changed since
+# it was picked, as its mask was drawn on another image.
+FRAMES_FIELDS = ("stem", "file", "cycle", "lasers", "stack_frames", "stack", "sha256")
 THUMBNAIL_STEP = 16
 
 
@@ -135,42 +140,97 @@ def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[
     frames_dir = data_dir / "train" / "frames" if config.subset == "train" else data_dir / "test"
     annotate_dir = data_dir / "train" / "annotate" if config.subset == "train" else None
     table = frames_dir.parent / "frames.csv" if config.subset == "train" else frames_dir / "frames.csv"
+    masks_dir = data_dir / "train" / "masks"
     suffix = ".png" if config.channels == 1 else ".tif"
     targets = [frames_dir / f"{i}{suffix}" for i in range(len(cycles))]
     previews = [annotate_dir / f"{i}.png" for i in range(len(cycles))] if annotate_dir else []
+    images = []
+    for cycle in cycles:
+        image = stack.composite(cycle, lasers)
+        images.append(image[..., 0] if image.shape[-1] == 1 else image)
     rows = [{"stem": str(index), "file": targets[index].name, "cycle": str(cycle),
              "lasers": " ".join(map(str, lasers)),
-             "stack_frames": " ".join(str(int(stack.frame_numbers[cycle, n - 1])) for n in lasers)}
+             "stack_frames": " ".join(str(int(stack.frame_numbers[cycle, n - 1])) for n in lasers),
+             "stack": stack.path.name, "sha256": ""}
             for index, cycle in enumerate(cycles)]
-    if not config.force and _already_picked(table, rows, [*targets, *previews]):
+    unchanged = [_holds(target, image) for target, image in zip(targets, images)]
+    if not config.force and all(unchanged) and _already_picked(table, rows, previews):
         logger.info("%s already holds these frames of %s; nothing to do", frames_dir, stack.path)
         return PickResult(frames=targets, annotate=previews, table=table, cycles=cycles)
-    masks_dir = data_dir / "train" / "masks"
-    stale_masks = [path for path in sorted(masks_dir.glob("*")) if config.subset == "train"
-                   and path.stem in {target.stem for target in targets}]
-    _refuse_existing([*targets, *previews, table, *stale_masks], force=config.force)
+    # A mask belongs to the frame it was drawn on: where a frame changes, its mask goes too.
+    orphaned = [mask for target, same in zip(targets, unchanged) if not same
+                for mask in _masks_of(masks_dir, target.stem)] if config.subset == "train" else []
+    _refuse_existing([*targets, *previews, table, *orphaned], force=config.force)
 
-    written: list[Path] = []
-    try:
-        for index, cycle in enumerate(cycles):
-            image = stack.composite(cycle, lasers)
-            image = image[..., 0] if image.shape[-1] == 1 else image
-            written.append(write_image(targets[index], image, overwrite=config.force))
-            if previews:
-                written.append(write_image(previews[index], display_scale(image, split.display_percentiles),
-                                           overwrite=config.force))
-        write_csv(table, rows, FRAMES_FIELDS, overwrite=config.force)
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
+    with output_lock(data_dir):
+        if orphaned:
+            _move_aside(orphaned, masks_dir)
+        written: list[Path] = []
+        try:
+            for index, image in enumerate(images):
+                written.append(write_image(targets[index], image, overwrite=config.force))
+                rows[index]["sha256"] = file_sha256(targets[index])
+                if previews:
+                    written.append(write_image(previews[index],
+                                               display_scale(image, split.display_percentiles),
+                                               overwrite=config.force))
+            write_csv(table, rows + _other_rows(table, rows, frames_dir), FRAMES_FIELDS,
+                      overwrite=config.force)
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
     logger.info("picked cycles %s of %s into %s", cycles, stack.path, frames_dir)
     return PickResult(frames=targets, annotate=previews, table=table, cycles=cycles)
 
 
+def _holds(path: Path, image: np.ndarray) -> bool:
+    """True when ``path`` already holds exactly ``image``."""
+    if not path.is_file():
+        return False
+    try:
+        return np.array_equal(read_image(path), image)
+    except InputError:
+        return False
+
+
+def _masks_of(masks_dir: Path, stem: str) -> list[Path]:
+    if not masks_dir.is_dir():
+        return []
+    return [path for path in sorted(masks_dir.iterdir())
+            if path.stem == stem and not path.name.startswith(".")]
+
+
+def _move_aside(masks: list[Path], masks_dir: Path) -> Path:
+    """Move masks whose frames are being replaced into a dated folder beside ``masks/``."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    aside = ensure_folder(masks_dir.parent / f"masks_replaced_{stamp}")
+    for mask in masks:
+        os.replace(mask, aside / mask.name)
+    warnings.warn(f"{masks_dir}: moved {len(masks)} mask(s) ({', '.join(m.name for m in masks[:5])}"
+                  f"{' ...' if len(masks) > 5 else ''}) to {aside}: their frames were replaced by "
+                  "other cycles, so those masks no longer match. Draw new masks for them.",
+                  UnetlibWarning, stacklevel=3)
+    return aside
+
+
+def _other_rows(table: Path, rows: list[dict[str, str]], frames_dir: Path) -> list[dict[str, str]]:
+    """Rows of ``table`` for earlier frames this pick leaves in place (stems beyond its count)."""
+    if not table.is_file():
+        return []
+    stems = {row["stem"] for row in rows}
+    return [{key: row.get(key, "") for key in FRAMES_FIELDS} for row in read_csv(table)
+            if row.get("stem") not in stems and (frames_dir / str(row.get("file"))).is_file()]
+
+
 def _already_picked(table: Path, rows: list[dict[str, str]], files: list[Path]) -> bool:
     """True when a previous run picked exactly these frames (re-running is then a no-op)."""
-    return table.is_file() and read_csv(table) == rows and all(path.is_file() for path in files)
+    if not table.is_file() or not all(path.is_file() for path in files):
+        return False
+    identity = ("stem", "file", "cycle", "lasers", "stack_frames")
+    stored = read_csv(table)
+    return [{key: row.get(key) for key in identity} for row in stored] == [
+        {key: row[key] for key in identity} for row in rows]
 
 
 def _refuse_existing(paths: list[Path], *, force: bool) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -373,6 +374,15 @@ def write_csv(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]],
             writer.writeheader()
             writer.writerows(rows)
     return path
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes (how ``frames.csv`` remembers each picked frame)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:

@@ -37,6 +37,7 @@ every finding in a :class:`MaskReport` (a table for the CLI and notebooks), and
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 from collections.abc import Sequence
@@ -47,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from unetlib.errors import InputError, describe
-from unetlib.io import IMAGE_SUFFIXES, natural_key, read_image
+from unetlib.io import IMAGE_SUFFIXES, file_sha256, natural_key, read_csv, read_image
 from unetlib.normalize import non_finite_pixels
 
 logger = logging.getLogger(__name__)
@@ -499,9 +500,15 @@ def check_pairs(data_dir: str | os.PathLike[str], *, binary: bool = True) -> Mas
     frames, masks = _list_folder(frames_dir), _list_folder(masks_dir)
     for listing in (frames, masks):
         findings += _listing_findings(listing)
+    changed = _changed_frames(frames_dir, frames.by_stem, masks.by_stem)
+    findings += changed
     rows = [_check_stem(stem, frames.by_stem.get(stem), masks.by_stem.get(stem),
                         frames_dir, masks_dir, binary, findings)
             for stem in sorted(set(frames.by_stem) | set(masks.by_stem), key=natural_key)]
+    problems = {finding.stem: finding.problem for finding in changed}
+    rows = [PairRow(**{**row.__dict__, "status": "error", "notes": "; ".join(
+        filter(None, (problems[row.stem], row.notes)))}) if row.stem in problems else row
+        for row in rows]
     rows = _check_channels(rows, findings)
     if not any(row.status != "error" for row in rows) and not any(
             finding.level == "error" and finding.stem for finding in findings):
@@ -512,6 +519,32 @@ def check_pairs(data_dir: str | os.PathLike[str], *, binary: bool = True) -> Mas
     logger.info("checked %d pairs in %s: %d errors, %d warnings", len(rows), data_dir,
                 len(report.errors), len(report.warnings))
     return report
+
+
+def _changed_frames(frames_dir: Path, frames: dict[str, Path],
+                    masks: dict[str, Path]) -> list[Finding]:
+    """Frames whose content differs from what ``frames.csv`` recorded when they were picked.
+
+    Their masks were drawn on another image (the frame was replaced afterwards), so the
+    pair would teach the network a wrong outline.
+    """
+    table = frames_dir.parent / "frames.csv"
+    if not table.is_file():
+        return []
+    try:
+        recorded = {row.get("stem"): row.get("sha256") for row in read_csv(table)}
+    except (InputError, UnicodeDecodeError, csv.Error):
+        return []
+    findings = []
+    for stem, path in frames.items():
+        expected = recorded.get(stem)
+        if expected and stem in masks and file_sha256(path) != expected:
+            findings.append(Finding(
+                "error", path, f"changed since it was picked ({table.name} records another "
+                "image), so its mask may have been drawn on a different frame",
+                f"Restore the picked frame, or draw the mask again on this one and clear its "
+                f"sha256 in {table}.", stem))
+    return findings
 
 
 def _listing_findings(listing: _Listing) -> list[Finding]:

@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import math
 import os
+import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,11 +25,13 @@ import numpy as np
 import tifffile
 
 from unetlib.config import NormalizeConfig, PredictConfig
-from unetlib.errors import InputError, OutputError, ParameterError, describe
-from unetlib.io import (TIFF_SUFFIXES, atomic_path, ensure_folder, list_images, read_image,
+from unetlib.errors import InputError, OutputError, ParameterError, UnetlibWarning, describe
+from unetlib.io import (TIFF_SUFFIXES, atomic_path, list_images, missing_file_error, read_image,
                         read_json, write_image)
+from unetlib.locking import output_lock
 from unetlib.model import model_depth, model_input_channels
-from unetlib.normalize import normalize_image
+from unetlib.normalize import fill_non_finite, non_finite_pixels, normalize_image
+from unetlib.stack import open_tiff_series
 
 # Importing the metrics registers unetlib's custom losses and metrics with Keras, so a
 # compiled run model (``last.keras``) loads too.
@@ -41,6 +44,9 @@ __all__ = ["LoadedRun", "load_run", "load_run_model", "overlay_image", "predict_
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 DEFAULT_THRESHOLD = 0.5
+# Stems of what predict_folder writes; a folder predicted into itself must not feed them
+# back as frames on the next run (0_predict_predict.png).
+OUTPUT_ENDINGS = ("_predict", "_prob", "_overlay")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +63,8 @@ class LoadedRun:
     model_path : Path
     config : dict
         The run's ``config.json`` (empty for a bare model file).
+    calibrated : bool
+        Whether ``threshold`` was calibrated by a finished training run.
     """
 
     model: keras.Model
@@ -64,6 +72,7 @@ class LoadedRun:
     threshold: float
     model_path: Path
     config: dict
+    calibrated: bool = False
 
 
 def _model_path(path: Path) -> Path:
@@ -117,9 +126,10 @@ def load_run(model_path_or_run_dir: str | os.PathLike[str]) -> LoadedRun:
     metrics_path = path.parent / "metrics.json"
     if threshold is None and metrics_path.is_file():
         threshold = read_json(metrics_path).get("threshold")
+    calibrated = threshold is not None
     threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
     return LoadedRun(model=model, normalize=normalize, threshold=threshold, model_path=path,
-                     config=config)
+                     config=config, calibrated=calibrated)
 
 
 def validate_threshold(threshold: float) -> float:
@@ -282,41 +292,26 @@ class _Frame:
     index: int | None  # page index within a stack, None for a frame file
 
 
-def _stack_frames(path: Path) -> tuple[np.ndarray, str]:
-    """Return ``(frames (N, H, W[, C]), axes)`` of a multi-image TIFF."""
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            axes = series.axes
-            try:
-                array = tifffile.memmap(path, mode="r").reshape(series.shape)
-            except (ValueError, OSError):
-                array = series.asarray()
-    except (tifffile.TiffFileError, ValueError, OSError, IndexError) as error:
-        raise InputError(describe(path, f"is not a readable TIFF ({error})",
-                                  "Give a folder of frames or a TIFF stack.")) from None
+def _stack_frames(path: Path) -> np.ndarray:
+    """Every frame of a TIFF as ``(N, H, W)`` or ``(N, H, W, C)``, memory-mapped.
+
+    Read through :func:`unetlib.stack.open_tiff_series`, the one stack reader, so a
+    truncated or damaged stack is refused the same way everywhere.
+    """
+    array, axes = open_tiff_series(path)
     height, width = array.shape[axes.index("Y")], array.shape[axes.index("X")]
     if axes.endswith("S"):
-        return array.reshape(-1, height, width, array.shape[-1]), axes
+        return array.reshape(-1, height, width, array.shape[-1])
     if "C" in axes and axes.index("C") == len(axes) - 3:
         # ImageJ hyperstack ...CYX: one frame per time point holds every channel.
         array = np.moveaxis(array, -3, -1)
-        return array.reshape(-1, height, width, array.shape[-1]), axes
-    return array.reshape(-1, height, width), axes
+        return array.reshape(-1, height, width, array.shape[-1])
+    return array.reshape(-1, height, width)
 
 
-def _is_stack(path: Path) -> bool:
-    if path.suffix.lower() not in TIFF_SUFFIXES:
-        return False
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            frames = int(np.prod(series.shape)) // (
-                series.shape[series.axes.index("Y")] * series.shape[series.axes.index("X")])
-            samples = series.shape[-1] if series.axes.endswith("S") else 1
-            return frames // samples > 1
-    except (tifffile.TiffFileError, ValueError, OSError, IndexError):
-        return False
+def is_prediction_output(path: Path) -> bool:
+    """True for files prediction writes (``<stem>_predict.png`` ...): never inputs."""
+    return path.stem.endswith(OUTPUT_ENDINGS)
 
 
 def overlay_image(image: np.ndarray, mask: np.ndarray, *, alpha: float = 0.4,
@@ -409,6 +404,10 @@ def predict_folder(model_or_run: Any, input_path: str | os.PathLike[str],
         An output exists and ``overwrite`` is false.
     """
     run = _resolve_run(model_or_run)
+    if threshold is None and run.config and not run.calibrated:
+        warnings.warn(f"{run.model_path.parent}: this run did not finish (no metrics.json), so its "
+                      f"threshold was never calibrated; using {DEFAULT_THRESHOLD}. Finish it "
+                      "with train --resume, or pass --threshold.", UnetlibWarning, stacklevel=2)
     threshold = validate_threshold(run.threshold if threshold is None else threshold)
     predict = dataclasses.replace(predict, tta=tta or predict.tta).validate()
     input_path = Path(input_path)
@@ -417,60 +416,91 @@ def predict_folder(model_or_run: Any, input_path: str | os.PathLike[str],
 
     stack: np.ndarray | None = None
     if input_path.is_dir():
-        files = list_images(input_path)
+        listed = list_images(input_path)
+        files = [file for file in listed if not is_prediction_output(file)]
+        if len(files) < len(listed):
+            logger.info("%s: left out %d earlier prediction output(s) (*_predict, *_prob, "
+                        "*_overlay)", input_path, len(listed) - len(files))
         if not files:
-            raise InputError(describe(input_path, "holds no image files",
-                                      "Put the frames (PNG or TIFF) to segment in it."))
+            raise InputError(describe(input_path, "holds no image files" + (
+                " other than prediction outputs" if listed else ""),
+                "Put the frames (PNG or TIFF) to segment in it."))
         frames = [_Frame(stem=file.stem, source=file, index=None) for file in files]
-    elif input_path.is_file() and _is_stack(input_path):
-        stack, _ = _stack_frames(input_path)
+    elif input_path.is_file() and input_path.suffix.lower() in TIFF_SUFFIXES \
+            and len(pages := _stack_frames(input_path)) > 1:
+        stack = pages
         digits = max(4, len(str(len(stack) - 1)))
         frames = [_Frame(stem=f"{input_path.stem}_{index:0{digits}d}", source=input_path,
                          index=index) for index in range(len(stack))]
     elif input_path.is_file():
         frames = [_Frame(stem=input_path.stem, source=input_path, index=None)]
     else:
-        raise InputError(describe(input_path, "not found",
-                                  "Give a folder of frames or a TIFF stack."))
+        raise missing_file_error(input_path) if input_path.is_symlink() else InputError(
+            describe(input_path, "not found", "Give a folder of frames or a TIFF stack."))
 
     planned = _planned_outputs(frames, out_dir, write_probabilities, write_overlay)
     stack_path = out_dir / f"{input_path.stem}_predict.tif" if stack is not None else None
-    if not overwrite:
-        existing = [path for path in planned + ([stack_path] if stack_path else [])
-                    if path.exists()]
-        if existing:
-            raise OutputError(describe(existing[0], f"already exists ({len(existing)} of the "
-                                       "outputs do)", "Choose another output folder or pass "
-                                       "overwrite=True (--force) to replace them."))
     first = read_image(frames[0].source) if stack is None else np.asarray(stack[0])
     _check_channels(first, channels, frames[0])
-    ensure_folder(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(describe(out_dir, "exists and is not a folder",
+                                   "Give an output folder for --out."))
 
-    written: list[Path] = []
-    stack_masks = []
-    for frame in _progress(frames, progress, f"predict {input_path.name}"):
-        raw = read_image(frame.source) if stack is None else np.asarray(stack[frame.index])
-        _check_channels(raw, channels, frame)
-        normalised = normalize_image(raw, run.normalize)
-        probability = predict_probabilities(run.model, normalised, tile=predict.tile,
-                                            overlap=predict.overlap, tta=predict.tta,
-                                            batch_size=predict.batch_size)
-        mask = np.where(probability >= threshold, 255, 0).astype(np.uint8)
-        written.append(write_image(out_dir / f"{frame.stem}_predict.png", mask,
-                                   overwrite=overwrite))
-        if write_probabilities:
-            written.append(write_image(out_dir / f"{frame.stem}_prob.tif", probability,
+    with output_lock(out_dir):
+        if not overwrite:
+            existing = [path for path in planned + ([stack_path] if stack_path else [])
+                        if path.exists()]
+            if existing:
+                raise OutputError(describe(existing[0], f"already exists ({len(existing)} of "
+                                           "the outputs do)", "Choose another output folder or "
+                                           "pass --force to replace them."))
+        written: list[Path] = []
+        stack_masks = []
+        for frame in _progress(frames, progress, f"predict {input_path.name}"):
+            raw = read_image(frame.source) if stack is None else np.asarray(stack[frame.index])
+            _check_channels(raw, channels, frame)
+            raw, bad = _finite(raw, frame)
+            normalised = normalize_image(raw, run.normalize)
+            probability = predict_probabilities(run.model, normalised, tile=predict.tile,
+                                                overlap=predict.overlap, tta=predict.tta,
+                                                batch_size=predict.batch_size)
+            mask = np.where(probability >= threshold, 255, 0).astype(np.uint8)
+            if bad is not None:
+                mask[bad] = 0
+            written.append(write_image(out_dir / f"{frame.stem}_predict.png", mask,
                                        overwrite=overwrite))
-        if write_overlay:
-            written.append(write_image(out_dir / f"{frame.stem}_overlay.png",
-                                       overlay_image(raw, mask), overwrite=overwrite))
-        if stack is not None:
-            stack_masks.append(mask)
-    if stack_path is not None:
-        written.append(_write_stack(stack_path, np.stack(stack_masks), overwrite=overwrite))
+            if write_probabilities:
+                written.append(write_image(out_dir / f"{frame.stem}_prob.tif", probability,
+                                           overwrite=overwrite))
+            if write_overlay:
+                written.append(write_image(out_dir / f"{frame.stem}_overlay.png",
+                                           overlay_image(raw, mask), overwrite=overwrite))
+            if stack is not None:
+                stack_masks.append(mask)
+        if stack_path is not None:
+            written.append(_write_stack(stack_path, np.stack(stack_masks), overwrite=overwrite))
     logger.info("predicted %d frame(s) from %s into %s (threshold %.2f)", len(frames),
                 input_path, out_dir, threshold)
     return written
+
+
+def _finite(raw: np.ndarray, frame: _Frame) -> tuple[np.ndarray, np.ndarray | None]:
+    """The frame with NaN/infinite pixels filled for the network, and where they were.
+
+    Those pixels are background in the mask, and a warning names the frame: one dead
+    pixel must neither blank the whole mask nor pass unnoticed.
+    """
+    bad = non_finite_pixels(raw)
+    if bad is None:
+        return raw, None
+    where = frame.source if frame.index is None else f"{frame.source} (page {frame.index})"
+    if bad.all():
+        raise InputError(describe(where, "has no finite pixels (all NaN or infinite)",
+                                  "Check the frame's export; there is nothing to segment."))
+    warnings.warn(f"{where}: {int(bad.sum())} pixel(s) are NaN or infinite; they were filled "
+                  "with the frame's median for the network and are background in the mask.",
+                  UnetlibWarning, stacklevel=3)
+    return fill_non_finite(raw, bad), bad
 
 
 def _check_channels(raw: np.ndarray, channels: int, frame: _Frame) -> None:

@@ -26,6 +26,7 @@ import tifffile
 from unetlib.config import SyntheticConfig
 from unetlib.errors import OutputError, describe
 from unetlib.io import atomic_path
+from unetlib.resources import require_disk
 
 logger = logging.getLogger(__name__)
 
@@ -167,8 +168,12 @@ def make_synthetic_stack(config: SyntheticConfig = SyntheticConfig()) -> Synthet
     which streams frames to disk.
     """
     config.validate()
-    scene = _Scene(config)
     count = config.cycles * config.lasers
+    needed = count * config.height * config.width * (2 + (1 if truth is not None else 0))
+    require_disk(needed, stack_path.parent, f"a synthetic stack of {count} frames of "
+                 f"{config.height} x {config.width} pixels",
+                 "Ask for fewer --cycles or smaller frames, or write it to another disk.")
+    scene = _Scene(config)
     frames = np.empty((count, config.height, config.width), dtype=np.uint16)
     labels = np.empty((count, config.height, config.width), dtype=np.uint8)
     for index in range(count):
@@ -205,8 +210,12 @@ def write_synthetic_stack(stack_path: str | os.PathLike[str],
         if path is not None and path.exists() and not overwrite:
             raise OutputError(describe(path, "already exists",
                                        "Choose another output or pass --force to replace it."))
-    scene = _Scene(config)
     count = config.cycles * config.lasers
+    needed = count * config.height * config.width * (2 + (1 if truth is not None else 0))
+    require_disk(needed, stack_path.parent, f"a synthetic stack of {count} frames of "
+                 f"{config.height} x {config.width} pixels",
+                 "Ask for fewer --cycles or smaller frames, or write it to another disk.")
+    scene = _Scene(config)
     with atomic_path(stack_path, overwrite=overwrite) as stack_tmp:
         if truth is None:
             _stream(scene, count, stack_tmp, None)
