@@ -71,8 +71,11 @@ def pick_cycles(stack: LaserStack, config: PickConfig,
     excluded = set(config.exclude)
     available = [cycle for cycle in range(stack.cycles) if cycle not in excluded]
     if config.count > len(available):
-        raise ParameterError(f"count={config.count} is invalid: {stack.path} has only "
-                             f"{len(available)} cycles to choose from; pick fewer frames.")
+        left = (f"only {len(available)} of its {stack.cycles} cycles are left after excluding "
+                f"{len(excluded & set(range(stack.cycles)))}" if excluded else
+                f"it has only {stack.cycles} cycles")
+        raise ParameterError(f"{stack.path}: count={config.count} is invalid: {left}; pick "
+                             "fewer frames" + (" or exclude fewer cycles." if excluded else "."))
     if config.method == "spread":
         positions = np.rint(np.linspace(0, len(available) - 1, config.count)).astype(int)
         return [available[i] for i in positions]

@@ -285,8 +285,10 @@ def _list_folder(folder: Path) -> _Listing:
     projects: list[Path] = []
     for path in sorted(folder.iterdir(), key=natural_key):
         # A broken link stays in the listing: reading it then says what is wrong with it.
-        broken_link = path.is_symlink() and not path.exists()
-        if _is_ignored(path) or not (path.is_file() or broken_link):
+        # So does a folder named like an image: reading it says it is a folder.
+        misplaced = (path.is_symlink() and not path.exists()) or (
+            path.is_dir() and path.suffix.lower() in IMAGE_SUFFIXES)
+        if _is_ignored(path) or not (path.is_file() or misplaced):
             continue
         suffix = path.suffix.lower()
         if suffix in PROJECT_SUFFIXES:

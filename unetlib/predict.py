@@ -440,8 +440,11 @@ def predict_folder(model_or_run: Any, input_path: str | os.PathLike[str],
 
     planned = _planned_outputs(frames, out_dir, write_probabilities, write_overlay)
     stack_path = out_dir / f"{input_path.stem}_predict.tif" if stack is not None else None
-    first = read_image(frames[0].source) if stack is None else np.asarray(stack[0])
-    _check_channels(first, channels, frames[0])
+    # Every frame is read once before the first is predicted (decoding costs ~1 % of
+    # predicting), so a bad file half-way through a folder leaves no partial results.
+    for frame in frames if stack is None else frames[:1]:
+        raw = read_image(frame.source) if stack is None else np.asarray(stack[0])
+        _check_channels(raw, channels, frame)
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(describe(out_dir, "exists and is not a folder",
                                    "Give an output folder for --out."))

@@ -278,10 +278,15 @@ def split_stack(stack_path: str | os.PathLike[str], out_dir: str | os.PathLike[s
     stack = load_stack(stack_path, config)
     out_dir = Path(out_dir)
     folders = [f"laser{n}" for n in range(1, stack.lasers + 1)]
-    if stack.lasers >= 3 and max(config.composite3) <= stack.lasers:
-        folders.append("channels3")
-    if stack.lasers >= 4 and max(config.composite4) <= stack.lasers:
-        folders.append("channels4")
+    # Composites need 3 (4) lasers; a stack with fewer simply has none, but naming a laser
+    # the stack does not have is a mistake to report, not to skip.
+    for name, lasers, size in (("composite3", config.composite3, 3),
+                               ("composite4", config.composite4, 4)):
+        if stack.lasers >= size and max(lasers) > stack.lasers:
+            raise ParameterError(f"{stack.path}: {name}={','.join(map(str, lasers))} is invalid: "
+                                 f"the stack has lasers 1 to {stack.lasers}.")
+        if stack.lasers >= size:
+            folders.append(f"channels{size}")
     width = max(4, len(str(stack.cycles - 1)))
     names = [f"{cycle:0{width}d}" for cycle in range(stack.cycles)]
     jobs = _export_jobs(stack, folders, names, config)
