@@ -323,7 +323,7 @@ def _add_train(commands) -> None:
     train.add_argument("--loss", choices=LOSSES, help=f"loss (default: {train_defaults.loss})")
     train.add_argument("--lr", type=float, help="learning rate (default: the preset's)")
     train.add_argument("--val-fraction", type=float,
-                       help=f"share of frames held out for validation "
+                       help=f"share of frames held out for validation, 0 < F < 1 "
                             f"(default: {pipeline_defaults.val_fraction})")
     train.add_argument("--seed", type=int, help=f"random seed (default: {pipeline_defaults.seed})")
     train.add_argument("--max-minutes", type=float,

@@ -570,6 +570,11 @@ class TrainConfig:
                  "a whole number >= 1")
         _require(isinstance(self.steps_per_epoch, int) and self.steps_per_epoch >= 1,
                  "steps_per_epoch", self.steps_per_epoch, "a whole number >= 1")
+        # Checked before the pipeline's own (wider) range, so training states one range.
+        val_fraction = self.val_fraction if self.val_fraction is not None else getattr(
+            self.pipeline, "val_fraction", 0.2)
+        _require(0.0 < val_fraction < 1.0, "val_fraction", val_fraction,
+                 "0 < val_fraction < 1 (training needs validation frames)")
         resolved = self.resolved()
         if resolved is not self:
             resolved.validate()
@@ -577,9 +582,6 @@ class TrainConfig:
         patch_size = getattr(resolved.pipeline, "patch_size", multiple)
         _require(patch_size % multiple == 0, "patch_size", patch_size,
                  f"a multiple of 2**depth = {multiple} for a depth-{self.model.depth} model")
-        val_fraction = getattr(resolved.pipeline, "val_fraction", 0.2)
-        _require(0.0 < val_fraction < 1.0, "val_fraction", val_fraction,
-                 "0 < val_fraction < 1 (training needs validation frames)")
         _require(self.loss in LOSSES, "loss", self.loss, f"one of {LOSSES}")
         _require(self.max_minutes is None or self.max_minutes > 0, "max_minutes",
                  self.max_minutes, "None or > 0")

@@ -112,9 +112,9 @@ def evaluate_folders(pred_dir: str | os.PathLike[str],
         prediction = _read_binary(predictions[stem])
         truth = _read_binary(truths[stem])
         if prediction.shape != truth.shape:
-            raise InputError(describe(predictions[stem], f"is {prediction.shape[1]}x"
-                                      f"{prediction.shape[0]} pixels but its truth "
-                                      f"{truths[stem]} is {truth.shape[1]}x{truth.shape[0]}",
+            raise InputError(describe(predictions[stem], f"is {prediction.shape[0]}x"
+                                      f"{prediction.shape[1]} (height x width) but its truth "
+                                      f"{truths[stem]} is {truth.shape[0]}x{truth.shape[1]}",
                                       "Predict at full resolution from the original frames."))
         frames.append({"stem": stem, "prediction": predictions[stem], "truth": truths[stem],
                        **frame_metrics(prediction, truth)})

@@ -349,11 +349,6 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         logger.info("%s already holds this run (same parameters and data): reusing it",
                     run_dir)
         return load_result(run_dir)
-    patch, batch = pipeline.patch_size, pipeline.batch_size
-    require_memory(training_memory_bytes(config.model, patch_size=patch, batch_size=batch),
-                   data_dir, f"training on batches of {batch} patches of {patch} x {patch} pixels",
-                   "Use a smaller --patch-size or --batch-size (defaults: "
-                   f"{PipelineConfig().patch_size} and {PipelineConfig().batch_size}).")
     if run_dir.exists() and not run_dir.is_dir():
         raise OutputError(describe(run_dir, "exists and is not a folder",
                                    "Give a run folder path for --out."))
@@ -386,8 +381,8 @@ def _train_locked(data_dir: Path, run_dir: Path, config: TrainConfig, fingerprin
                   request: dict[str, Any], started: float,
                   deadline: float | None) -> TrainResult:
     """The part of :func:`train` that runs while holding the run folder's lock."""
-    from unetlib.pipeline import (load_pairs, make_training_dataset,  # noqa: PLC0415
-                                  make_validation_dataset, split_pairs)
+    from unetlib.pipeline import (check_patch_size, load_pairs,  # noqa: PLC0415
+                                  make_training_dataset, make_validation_dataset, split_pairs)
 
     pipeline = config.pipeline
     seed = pipeline.seed
@@ -398,6 +393,13 @@ def _train_locked(data_dir: Path, run_dir: Path, config: TrainConfig, fingerprin
         raise InputError(describe(data_dir, f"has {len(pairs)} frame/mask pair(s)",
                                   "Training needs at least 2 (one is kept for validation); "
                                   "annotate more frames."))
+    # Sizes a typo can make absurd are refused here, before anything is allocated or written.
+    patch, batch = pipeline.patch_size, pipeline.batch_size
+    check_patch_size(pairs, patch)
+    require_memory(training_memory_bytes(config.model, patch_size=patch, batch_size=batch),
+                   data_dir, f"training on batches of {batch} patches of {patch} x {patch} pixels",
+                   "Use a smaller --patch-size or --batch-size (defaults: "
+                   f"{PipelineConfig().patch_size} and {PipelineConfig().batch_size}).")
     channels = int(pairs[0].image.shape[-1])
     model_config = dataclasses.replace(config.model, input_channels=channels).validate()
     if saved_state is not None:
