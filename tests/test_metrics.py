@@ -118,5 +118,5 @@ def test_evaluate_folders_errors(tmp_path):
     with pytest.raises(InputError, match="none of its 1 predictions"):
         evaluate_folders(tmp_path / "pred", tmp_path / "truth")
     write_image(tmp_path / "pred" / "0_predict.png", np.zeros((5, 4), np.uint8))
-    with pytest.raises(InputError, match="4x5 pixels"):
+    with pytest.raises(InputError, match=r"is 5x4 \(height x width\)"):
         evaluate_folders(tmp_path / "pred", tmp_path / "truth")

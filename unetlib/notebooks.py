@@ -24,6 +24,7 @@ from typing import Any
 
 from unetlib.errors import InputError, ParameterError, describe
 from unetlib.io import ensure_folder, natural_key, write_csv
+from unetlib.locking import output_lock
 
 logger = logging.getLogger(__name__)
 
@@ -141,11 +142,8 @@ def run_suite(out_dir: str | os.PathLike[str], parameter_sets: Mapping[str, Mapp
     A failing cell stops the rest of that set (later notebooks read what earlier ones
     wrote) and is reported with the notebook and cell; other sets still run.
     """
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
     notebooks = list(notebooks) if notebooks is not None else find_notebooks()
-    out_dir = ensure_folder(out_dir).resolve()
+    out_dir = Path(out_dir).resolve()
     if out_dir in {nb.parent.resolve() for nb in notebooks}:
         raise ParameterError(f"--out {out_dir} is the notebooks' own folder: executed copies "
                              "would replace the source notebooks; choose another folder.")
@@ -155,40 +153,54 @@ def run_suite(out_dir: str | os.PathLike[str], parameter_sets: Mapping[str, Mapp
     if unknown:
         raise ParameterError(f"parameter(s) {', '.join(sorted(unknown))} are not declared by any "
                              f"notebook in {notebooks[0].parent}; check the spelling.")
+    # One suite run per output folder: two would overwrite each other's executed copies.
+    with output_lock(out_dir):
+        runs: list[NotebookRun] = []
+        for set_name, values in parameter_sets.items():
+            runs += _run_set(set_name, values, ensure_folder(out_dir / set_name), notebooks,
+                             declared, kernel_name=kernel_name, progress=progress)
+        write_summary(out_dir / "summary.csv", runs)
+    return runs
+
+
+def _run_set(set_name: str, values: Mapping[str, Any], set_dir: Path, notebooks: Sequence[Path],
+             declared: Mapping[Path, Mapping[str, Any]], *, kernel_name: str,
+             progress: bool) -> list[NotebookRun]:
+    """Execute the notebooks in order for one parameter set; stop the set at a failure."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
     runs: list[NotebookRun] = []
-    for set_name, values in parameter_sets.items():
-        set_dir = ensure_folder(out_dir / set_name)
-        failed = False
-        for notebook in notebooks:
-            if failed:
-                runs.append(NotebookRun(set_name, notebook.name, "skipped", 0.0, None,
-                                        "an earlier notebook of this set failed"))
-                continue
-            parameters = {}
-            for name, default in declared[notebook].items():
-                rebased = _rebase(str(default), set_dir / "demo")
-                if rebased is not None:
-                    parameters[name] = rebased
-                if name in values:
-                    parameters[name] = values[name]
-            output = set_dir / notebook.name
-            logger.info("[%s] running %s", set_name, notebook.name)
-            start = time.perf_counter()
-            try:
-                papermill.execute_notebook(str(notebook), str(output), parameters=parameters,
-                                           cwd=str(notebook.parent), kernel_name=kernel_name,
-                                           progress_bar=progress)
-            except PapermillExecutionError as error:
-                failed = True
-                message = (f"{notebook.name}, cell {error.exec_count or error.cell_index}: "
-                           f"{error.ename}: {str(error.evalue).splitlines()[0] if error.evalue else ''}")
-                logger.error("[%s] failed: %s (executed copy: %s)", set_name, message, output)
-                runs.append(NotebookRun(set_name, notebook.name, "failed",
-                                        time.perf_counter() - start, output, message))
-                continue
-            runs.append(NotebookRun(set_name, notebook.name, "ok", time.perf_counter() - start,
-                                    output, summary=read_summary(output)))
-    write_summary(out_dir / "summary.csv", runs)
+    failed = False
+    for notebook in notebooks:
+        if failed:
+            runs.append(NotebookRun(set_name, notebook.name, "skipped", 0.0, None,
+                                    "an earlier notebook of this set failed"))
+            continue
+        parameters = {}
+        for name, default in declared[notebook].items():
+            rebased = _rebase(str(default), set_dir / "demo")
+            if rebased is not None:
+                parameters[name] = rebased
+            if name in values:
+                parameters[name] = values[name]
+        output = set_dir / notebook.name
+        logger.info("[%s] running %s", set_name, notebook.name)
+        start = time.perf_counter()
+        try:
+            papermill.execute_notebook(str(notebook), str(output), parameters=parameters,
+                                       cwd=str(notebook.parent), kernel_name=kernel_name,
+                                       progress_bar=progress)
+        except PapermillExecutionError as error:
+            failed = True
+            message = (f"{notebook.name}, cell {error.exec_count or error.cell_index}: "
+                       f"{error.ename}: {str(error.evalue).splitlines()[0] if error.evalue else ''}")
+            logger.error("[%s] failed: %s (executed copy: %s)", set_name, message, output)
+            runs.append(NotebookRun(set_name, notebook.name, "failed",
+                                    time.perf_counter() - start, output, message))
+            continue
+        runs.append(NotebookRun(set_name, notebook.name, "ok", time.perf_counter() - start,
+                                output, summary=read_summary(output)))
     return runs
 
 

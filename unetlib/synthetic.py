@@ -26,7 +26,7 @@ import tifffile
 from unetlib.config import SyntheticConfig
 from unetlib.errors import OutputError, describe
 from unetlib.io import atomic_path
-from unetlib.resources import require_disk
+from unetlib.resources import require_disk, require_memory
 
 logger = logging.getLogger(__name__)
 
@@ -169,10 +169,10 @@ def make_synthetic_stack(config: SyntheticConfig = SyntheticConfig()) -> Synthet
     """
     config.validate()
     count = config.cycles * config.lasers
-    needed = count * config.height * config.width * (2 + (1 if truth is not None else 0))
-    require_disk(needed, stack_path.parent, f"a synthetic stack of {count} frames of "
-                 f"{config.height} x {config.width} pixels",
-                 "Ask for fewer --cycles or smaller frames, or write it to another disk.")
+    require_memory(count * config.height * config.width * 3, "make_synthetic_stack",
+                   f"a synthetic stack of {count} frames of {config.height} x {config.width} "
+                   "pixels", "Ask for fewer cycles or smaller frames, or stream it to disk "
+                   "with write_synthetic_stack.")
     scene = _Scene(config)
     frames = np.empty((count, config.height, config.width), dtype=np.uint16)
     labels = np.empty((count, config.height, config.width), dtype=np.uint8)
