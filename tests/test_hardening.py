@@ -30,7 +30,7 @@ from unetlib.masks import check_pairs
 from unetlib.model import build_unet
 from unetlib.predict import load_run, predict_folder
 from unetlib.resources import training_memory_bytes
-from unetlib.stack import split_stack
+from unetlib.stack import display_scale, split_stack
 from unetlib.synthetic import write_synthetic_stack
 from unetlib.train import train
 
@@ -171,6 +171,16 @@ def test_3_prediction_masks_out_non_finite_pixels_and_says_so(tmp_path):
     assert not mask[10:12, 10:14].any()
     # Away from the bad pixels the mask is what the clean frame gives, not blank.
     assert np.mean(mask == clean_mask) > 0.9
+
+
+def test_3_display_copies_of_float_frames_with_nan_stay_readable():
+    frame = np.random.default_rng(2).random((40, 40, 3)).astype(np.float32) * 1000
+    frame[3, 3, 1], frame[7, 9] = np.nan, np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "invalid value encountered in cast"
+        display = display_scale(frame)
+    assert display.dtype == np.uint8 and display[3, 3, 1] == 0 and (display[7, 9] == 0).all()
+    assert display[..., 0].max() == 255  # the other pixels keep their contrast
 
 
 # --- 4. evaluate --json never replaces a file unasked --------------------------------

@@ -91,7 +91,8 @@ def _thumbnails(stack: LaserStack, lasers: tuple[int, ...], cycles: list[int]) -
         frames = [np.asarray(stack.data[cycle, n - 1, ::THUMBNAIL_STEP, ::THUMBNAIL_STEP])
                   for n in lasers]
         rows.append(np.concatenate([f.astype(np.float32).ravel() for f in frames]))
-    vectors = np.stack(rows)
+    # NaN or infinite pixels (float stacks) count as 0 so distances stay comparable.
+    vectors = np.nan_to_num(np.stack(rows), nan=0.0, posinf=0.0, neginf=0.0)
     return vectors / max(float(np.percentile(vectors, 99.8)), 1e-6)
 
 

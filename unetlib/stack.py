@@ -231,8 +231,14 @@ def display_scale(image: np.ndarray, percentiles: tuple[float, float] = (0.5, 99
     squeeze = values.ndim == 2
     if squeeze:
         values = values[..., np.newaxis]
-    sample = values[::4, ::4]
-    low, high = np.percentile(sample, percentiles, axis=(0, 1))
+    finite = np.isfinite(values)
+    if not finite.all():
+        # NaN or infinite pixels (float TIFFs) show as black; the rest keeps its contrast.
+        sample = np.where(finite, values, np.nan)[::4, ::4]
+        low, high = np.nan_to_num(np.nanpercentile(sample, percentiles, axis=(0, 1)))
+        values = np.where(finite, values, low)
+    else:
+        low, high = np.percentile(values[::4, ::4], percentiles, axis=(0, 1))
     scaled = (values - low) / np.maximum(high - low, 1e-6)
     result = np.clip(np.rint(scaled * 255.0), 0, 255).astype(np.uint8)
     return result[..., 0] if squeeze else result
