@@ -26,7 +26,7 @@ from unetlib.errors import InputError, OutputError, ParameterError, UnetlibWarni
 from unetlib.frames import pick_frames
 from unetlib.io import process_umask, read_csv, read_image, write_image, write_json
 from unetlib.locking import LOCK_NAME, find_leftovers, output_lock
-from unetlib.masks import check_pairs
+from unetlib.dataset import check_pairs
 from unetlib.model import build_unet
 from unetlib.predict import load_run, predict_folder
 from unetlib.resources import training_memory_bytes

@@ -1,4 +1,4 @@
-"""Mask import: every encoding GIMP and other editors write, and every folder problem."""
+"""Mask encodings: every encoding GIMP and other editors write becomes the same {0, 1} mask."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from PIL import Image
 
 from unetlib.errors import InputError
 from unetlib.io import write_image
-from unetlib.masks import check_pairs, find_pairs, normalize_mask, read_mask
+from unetlib.masks import normalize_mask, read_mask
 
 H, W = 24, 32
 
@@ -187,164 +187,6 @@ def test_label_image_is_reported_as_more_than_two_levels():
     assert info.is_label_image and info.levels == (0, 1, 2, 3)
     assert info.rule == "4 levels {0, 1, 2, 3}: foreground is every value above 0"
     np.testing.assert_array_equal(mask, three_organs() > 0)
-
-
-def write_pair(data, stem, frame, mask, *, frame_suffix=".png", mask_suffix=".png"):
-    write_image(data / "train" / "frames" / f"{stem}{frame_suffix}", frame)
-    if mask is not None:
-        write_image(data / "train" / "masks" / f"{stem}{mask_suffix}", mask)
-
-
-def square(side: int) -> np.ndarray:
-    """A {0, 1} mask with a ``side`` x ``side`` organ: foreground share side**2 / (H * W)."""
-    mask = np.zeros((H, W), np.uint8)
-    mask[3:3 + side, 5:5 + side] = 1
-    return mask
-
-
-# One organ size per stem, each encoded differently, so each row's share is its own.
-GOOD_MASKS = {"0": square(4), "1": organ(), "2": square(10) * 255}
-
-
-@pytest.fixture
-def good_folder(tmp_path):
-    data = tmp_path / "data1d"
-    frame = (np.random.default_rng(0).random((H, W)) * 4000).astype(np.uint16)
-    for stem, mask in GOOD_MASKS.items():
-        write_pair(data, stem, frame, mask)
-    return data
-
-
-def test_a_good_folder_has_a_row_per_pair_with_its_foreground_share(good_folder):
-    report = check_pairs(good_folder)
-    assert report.ok and not report.findings
-    assert [row.stem for row in report.rows] == ["0", "1", "2"]
-    shares = [16 / (H * W), float(organ().mean()), 100 / (H * W)]
-    assert [row.foreground_fraction for row in report.rows] == pytest.approx(shares)
-    assert [(row.height, row.width, row.channels, row.status) for row in report.rows] == [
-        (H, W, 1, "ok")] * 3
-    assert [row.mask_rule for row in report.rows] == [
-        "grey; two values: 1 is foreground", "grey; two values: 1 is foreground",
-        "grey; two values: 255 is foreground"]
-    expected = [round(100 * share, 2) for share in shares]
-    assert [row["foreground_percent"] for row in report.to_dicts()] == expected
-    table = report.format_table()
-    assert "3 stems, 3 usable pairs, 0 errors, 0 warnings" in table
-    lines = {line.split()[0]: line for line in table.splitlines()[2:5]}
-    for stem, percent in zip(("0", "1", "2"), expected):
-        assert f" {percent:.2f} " in lines[stem]
-    assert find_pairs(good_folder) == [
-        (good_folder / "train" / "frames" / f"{stem}.png",
-         good_folder / "train" / "masks" / f"{stem}.png") for stem in ("0", "1", "2")]
-
-
-def corrupt(case, data):
-    """Damage a good folder in one way; return (file named in the error, problem text)."""
-    frames, masks = data / "train" / "frames", data / "train" / "masks"
-    if case == "frame-without-mask":
-        (masks / "1.png").unlink()
-        return frames / "1.png", "has no mask in"
-    if case == "mask-without-frame":
-        (frames / "2.png").unlink()
-        return masks / "2.png", "has no frame in"
-    if case == "size-mismatch":
-        write_image(masks / "1.png", np.ones((H + 2, W), np.uint8), overwrite=True)
-        return masks / "1.png", f"is {H + 2}x{W} (height x width) but its frame 1.png is {H}x{W}"
-    if case == "not-an-image":
-        (masks / "1.png").write_text("this is not a PNG")
-        return masks / "1.png", "not a readable image"
-    if case == "unknown-file-type":
-        (masks / "notes.docx").write_text("x")
-        return masks / "notes.docx", "is not an image unetlib reads (.docx)"
-    if case == "all-background":
-        write_image(masks / "1.png", np.zeros((H, W), np.uint8), overwrite=True)
-        return masks / "1.png", "mask is all background after normalisation"
-    if case == "label-image":
-        write_image(masks / "1.png", three_organs(), overwrite=True)
-        return masks / "1.png", "has 4 distinct levels {0, 1, 2, 3}, but the task is binary"
-    if case == "no-masks-folder":
-        for path in masks.iterdir():
-            path.unlink()
-        masks.rmdir()
-        return masks, "folder not found"
-    if case == "no-frames-folder":
-        for path in frames.iterdir():
-            path.unlink()
-        frames.rmdir()
-        return frames, "folder not found"
-    raise AssertionError(case)
-
-
-ERROR_CASES = ["frame-without-mask", "mask-without-frame", "size-mismatch", "not-an-image",
-               "unknown-file-type", "all-background", "label-image", "no-masks-folder",
-               "no-frames-folder"]
-
-
-@pytest.mark.parametrize("case", ERROR_CASES)
-def test_each_problem_is_an_error_naming_the_file(good_folder, case):
-    path, problem = corrupt(case, good_folder)
-    report = check_pairs(good_folder)
-    assert not report.ok
-    messages = [finding.message for finding in report.errors]
-    assert len(messages) == 1, messages  # one problem, one error: nothing reported twice
-    assert messages[0].startswith(f"{path}: ") and problem in messages[0], messages
-    if report.errors[0].stem:
-        assert {row.stem: row.status for row in report.rows}[report.errors[0].stem] == "error"
-    with pytest.raises(InputError) as raised:
-        report.raise_for_errors()
-    assert str(path) in str(raised.value) and problem in str(raised.value)
-
-
-def test_all_errors_are_listed_at_once(good_folder):
-    frames, masks = good_folder / "train" / "frames", good_folder / "train" / "masks"
-    (frames / "0.png").rename(frames / "9.png")
-    corrupt("all-background", good_folder)
-    wrong_size = np.zeros((H + 2, W), np.uint8)
-    wrong_size[5:10, 5:10] = 255
-    write_image(masks / "2.png", wrong_size, overwrite=True)
-    corrupt("unknown-file-type", good_folder)
-    report = check_pairs(good_folder)
-    expected = [(frames / "9.png", "has no mask in"), (masks / "0.png", "has no frame in"),
-                (masks / "1.png", "mask is all background"),
-                (masks / "2.png", f"is {H + 2}x{W} (height x width)"),
-                (masks / "notes.docx", "is not an image unetlib reads")]
-    assert len(report.errors) == len(expected)
-    for path, problem in expected:
-        assert any(f.path == path and f.problem.startswith(problem) for f in report.errors), path
-    assert not report.warnings
-    with pytest.raises(InputError) as raised:
-        report.raise_for_errors()
-    text = str(raised.value)
-    assert text.splitlines()[0].startswith(f"{good_folder}: 5 problem(s)")
-    assert len(text.splitlines()) == 6
-    for path, problem in expected:
-        assert any(line.startswith(f"  - {path}: {problem}") for line in text.splitlines()), path
-    table = report.format_table()
-    assert "4 stems, 0 usable pairs, 5 errors, 0 warnings" in table
-    assert [row.status for row in report.rows] == ["error"] * 4
-
-
-def test_label_image_is_accepted_when_not_binary(good_folder):
-    corrupt("label-image", good_folder)
-    assert check_pairs(good_folder, binary=False).ok
-
-
-def test_all_foreground_mask_is_a_warning_not_an_error(good_folder):
-    write_image(good_folder / "train" / "masks" / "1.png", np.full((H, W), 255, np.uint8),
-                overwrite=True)
-    report = check_pairs(good_folder)
-    assert report.ok
-    assert [finding.path.name for finding in report.warnings] == ["1.png"]
-    assert "all foreground" in report.warnings[0].problem
-    assert report.raise_for_errors() == report.warnings
-    assert [row.status for row in report.rows] == ["ok", "warning", "ok"]
-
-
-def test_frames_with_different_channel_counts_are_an_error(good_folder):
-    write_image(good_folder / "train" / "frames" / "3.tif", np.zeros((H, W, 3), np.uint16))
-    write_image(good_folder / "train" / "masks" / "3.png", organ())
-    report = check_pairs(good_folder)
-    assert any("has 3 channels but most frames have 1" in f.problem for f in report.errors)
 
 
 def test_read_mask_refuses_an_empty_mask(tmp_path):

@@ -130,7 +130,7 @@ import dataclasses
 
 from unetlib.config import PipelineConfig, augment_preset, to_dict
 from unetlib.demo import annotate_from_truth
-from unetlib.masks import check_pairs
+from unetlib.dataset import check_pairs
 from unetlib.notebooks import publish_summary
 from unetlib.pipeline import load_pairs, make_training_dataset, split_pairs, take_samples, to_display, write_augmented_pairs
 from unetlib.plots import plot_pairs

@@ -118,7 +118,7 @@ def _cmd_run_notebooks(args: argparse.Namespace) -> int:
 
 def _cmd_check_masks(args: argparse.Namespace) -> int:
     from unetlib.errors import InputError, describe
-    from unetlib.masks import check_pairs
+    from unetlib.dataset import check_pairs
 
     if not Path(args.data_dir).is_dir():
         raise InputError(describe(args.data_dir, "folder not found",

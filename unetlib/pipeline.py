@@ -28,7 +28,8 @@ from unetlib.augment import augment_pair
 from unetlib.config import AugmentConfig, NormalizeConfig, PipelineConfig
 from unetlib.errors import InputError, OutputError, ParameterError, describe
 from unetlib.io import read_image, staged_folder, write_image
-from unetlib.masks import check_pairs, read_mask
+from unetlib.dataset import check_pairs
+from unetlib.masks import read_mask
 from unetlib.normalize import normalize_image
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def load_pairs(data_dir: str | os.PathLike[str], *,
     Raises
     ------
     InputError
-        When :func:`unetlib.masks.check_pairs` finds any error (unpaired file, size
+        When :func:`unetlib.dataset.check_pairs` finds any error (unpaired file, size
         mismatch, unreadable file, empty or non-binary mask, mixed channel counts); the
         message lists every one. Warnings (e.g. an all-foreground mask) are logged.
     """

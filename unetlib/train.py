@@ -38,7 +38,7 @@ from unetlib.config import ModelConfig, PipelineConfig, TrainConfig, to_dict
 from unetlib.errors import InputError, Interrupted, OutputError, describe
 from unetlib.io import atomic_path, read_csv, read_json, write_csv, write_json
 from unetlib.locking import output_lock
-from unetlib.masks import find_pairs
+from unetlib.dataset import find_pairs
 from unetlib.metrics import frame_metrics, get_loss, training_metrics
 from unetlib.model import build_unet, make_optimizer
 from unetlib.predict import predict_probabilities

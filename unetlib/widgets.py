@@ -15,7 +15,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from unetlib.io import list_images, read_image
-from unetlib.masks import find_pairs, read_mask
+from unetlib.dataset import find_pairs
+from unetlib.masks import read_mask
 from unetlib.plots import new_figure, plot_lasers, plot_pairs, plot_predictions, show_image
 from unetlib.stack import LaserStack
 
