@@ -214,3 +214,19 @@ def test_augment_pair_refuses_an_invalid_config_built_directly():
     image, mask = blobs()
     with pytest.raises(ParameterError, match="zoom_fraction"):
         augment_pair(image, mask, AugmentConfig(zoom_fraction=1.5), seed=tf.constant([0, 0]))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_label_values_survive_augmentation_intact(seed):
+    """Organ classes are resampled nearest-neighbour: no value appears that was not there,
+    and every organ keeps roughly its area."""
+    image, _ = blobs()
+    labels = np.zeros(image.shape[:2] + (1,), np.uint8)
+    labels[10:40, 10:50], labels[50:80, 70:120], labels[60:70, 20:30] = 1, 2, 5
+    out_image, out_labels = augment_pair(image, labels, STRONG, seed=tf.constant([seed, 3]))
+    out_labels = out_labels.numpy()
+    assert out_labels.dtype == np.uint8
+    assert set(np.unique(out_labels)) <= {0, 1, 2, 5}
+    for value in (1, 2, 5):
+        area = (labels == value).sum()
+        assert (out_labels == value).sum() < 2.5 * area

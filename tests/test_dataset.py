@@ -169,3 +169,71 @@ def test_frames_with_different_channel_counts_are_an_error(good_folder):
     write_image(good_folder / "train" / "masks" / "3.png", organ())
     report = check_pairs(good_folder)
     assert any("has 3 channels but most frames have 1" in f.problem for f in report.errors)
+
+
+# --- several organs (organs.csv) ------------------------------------------------------------
+
+def organ_folder(tmp_path, masks):
+    """A data folder with organs.csv and one frame per mask of ``masks`` (stem -> values)."""
+    data = tmp_path / "data"
+    (data).mkdir()
+    (data / "organs.csv").write_text("value,name\n1,liver\n2,kidney\n3,spleen\n")
+    for stem, values in masks.items():
+        write_pair(data, stem, np.full((H, W), 500, np.uint16), values)
+    return data
+
+
+def organs_at(*present) -> np.ndarray:
+    values = np.zeros((H, W), np.uint8)
+    boxes = {1: (slice(2, 10), slice(2, 12)), 2: (slice(12, 20), slice(2, 8)),
+             3: (slice(4, 6), slice(20, 22))}
+    for value in present:
+        values[boxes[value]] = value
+    return values
+
+
+def test_check_reports_each_organs_frames_share_and_absences(tmp_path):
+    data = organ_folder(tmp_path, {"0": organs_at(1, 2, 3), "1": organs_at(1, 2),
+                                   "2": organs_at(1, 2, 3)})
+    report = check_pairs(data)
+    assert report.ok
+    summary = {row["organ"]: row for row in report.organ_summary()}
+    assert [summary[name]["frames"] for name in ("liver", "kidney", "spleen")] == [3, 3, 2]
+    assert summary["liver"]["pixel_percent"] == pytest.approx(100 * 3 * 80 / (3 * H * W), abs=1e-3)
+    assert summary["spleen"]["missing_in"] == ["1"]
+    assert [finding.message for finding in report.warnings] == [
+        f"{data / 'organs.csv'}: spleen is missing from frame(s) 1. Fine if it is out of view "
+        "there; otherwise draw it."]
+    table = report.format_table()
+    assert "labels (values): liver, kidney, spleen" in table and "spleen  3  2" in table
+
+
+def test_an_organ_in_fewer_than_two_frames_is_flagged(tmp_path):
+    report = check_pairs(organ_folder(tmp_path, {"0": organs_at(1, 3), "1": organs_at(1)}))
+    assert report.ok  # a warning: training can go on
+    assert any("spleen (value 3) appears in 1 mask(s), too few" in finding.message
+               for finding in report.warnings)
+    assert any("kidney (value 2) appears in 0 mask(s)" in finding.message
+               for finding in report.warnings)
+
+
+def test_unknown_values_and_empty_label_masks_are_errors_naming_the_mask(tmp_path):
+    wrong = organs_at(1)
+    wrong[0, 0] = 9
+    data = organ_folder(tmp_path, {"0": organs_at(1, 2), "1": wrong,
+                                   "2": np.zeros((H, W), np.uint8)})
+    report = check_pairs(data)
+    messages = {finding.path.name: finding.message for finding in report.errors}
+    assert "has value(s) 9 (1 px) that organs.csv does not list" in messages["1.png"]
+    assert "has no organ of organs.csv (all background)" in messages["2.png"]
+    assert {row.stem: row.status for row in report.rows} == {"0": "ok", "1": "error",
+                                                             "2": "error"}
+
+
+def test_a_broken_organ_table_is_one_error_naming_it(tmp_path):
+    data = organ_folder(tmp_path, {"0": organs_at(1)})
+    (data / "organs.csv").write_text("value,name\n1,liver\n1,kidney\n")
+    report = check_pairs(data)
+    assert [finding.message for finding in report.errors] == [
+        f"{data / 'organs.csv'}: line 3: value 1 is listed twice. Give each organ its own value "
+        "and name."]

@@ -193,3 +193,97 @@ def test_read_mask_refuses_an_empty_mask(tmp_path):
     path = save_png(tmp_path / "empty.png", np.zeros((H, W), np.uint8))
     with pytest.raises(InputError, match="all background"):
         read_mask(path)
+
+
+# --- label masks (several organs, organs.csv) ------------------------------------------
+
+from unetlib.masks import read_labels  # noqa: E402
+from unetlib.organs import read_organ_table  # noqa: E402
+
+ORGAN_TABLE = "value,name,color\n1,liver,#ff0000\n2,kidney,#00ff00\n7,spleen,#0000ff\n"
+
+
+@pytest.fixture
+def organ_table(tmp_path):
+    (tmp_path / "organs.csv").write_text(ORGAN_TABLE)
+    return read_organ_table(tmp_path / "organs.csv")
+
+
+def organ_values() -> np.ndarray:
+    """Three organs with values 1, 2 and 7 on background 0."""
+    values = np.zeros((H, W), np.uint8)
+    values[2:8, 2:10], values[12:20, 4:12], values[5:15, 20:28] = 1, 2, 7
+    return values
+
+
+def expected_classes() -> np.ndarray:
+    return np.choose(np.searchsorted([0, 1, 2, 7], organ_values()), [0, 1, 2, 3]).astype(np.uint8)
+
+
+def label_variants(tmp_path):
+    values = organ_values()
+    colours = {0: (0, 0, 0), 1: (255, 0, 0), 2: (0, 255, 0), 7: (0, 0, 255)}
+    rgb = np.zeros((H, W, 3), np.uint8)
+    for value, colour in colours.items():
+        rgb[values == value] = colour
+    rgba = np.concatenate([rgb, np.where(values[..., None] > 0, 255, 0).astype(np.uint8)], -1)
+    rgba[values == 0, :3] = (12, 34, 56)  # colour under transparent pixels is ignored
+    palette = Image.fromarray(values, mode="P")
+    palette.putpalette([40, 40, 40, 200, 10, 10, 10, 200, 10] + [90] * 759)  # any colours
+    variants = {"8-bit values": values, "16-bit values": values.astype(np.uint16),
+                "grey RGB": np.repeat(values[..., None], 3, axis=-1), "RGB colours": rgb,
+                "RGBA colours": rgba}
+    paths = {}
+    for name, array in variants.items():
+        paths[name] = tmp_path / f"{name}.png"
+        save_png(paths[name], array)
+    paths["16-bit TIFF"] = tmp_path / "values.tif"
+    tifffile.imwrite(paths["16-bit TIFF"], values.astype(np.uint16))
+    paths["GIMP palette"] = tmp_path / "palette.png"
+    palette.save(paths["GIMP palette"])
+    return paths
+
+
+@pytest.mark.parametrize("name", ["8-bit values", "16-bit values", "grey RGB", "RGB colours",
+                                  "RGBA colours", "16-bit TIFF", "GIMP palette"])
+def test_every_label_encoding_gives_the_same_classes(tmp_path, organ_table, name):
+    path = label_variants(tmp_path)[name]
+    classes, info = read_labels(path, organ_table)
+    assert classes.dtype == np.uint8
+    np.testing.assert_array_equal(classes, expected_classes())
+    assert info.organ_classes == [1, 2, 3]
+    assert info.counts == tuple(int((expected_classes() == k).sum()) for k in range(4))
+    assert info.encoding == {"RGB colours": "colour", "RGBA colours": "colour",
+                             "GIMP palette": "palette index"}.get(name, "values")
+
+
+def test_a_value_not_in_the_table_is_refused_naming_file_and_value(tmp_path, organ_table):
+    values = organ_values()
+    values[0, 0:3] = 5
+    path = tmp_path / "mask.png"
+    save_png(path, values)
+    with pytest.raises(InputError) as raised:
+        read_labels(path, organ_table)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: has value(s) 5 (3 px) that organs.csv does not list")
+    assert "it lists 1, 2, 7" in message and "Add those organs" in message
+
+
+def test_a_colour_not_in_the_table_is_refused_naming_it(tmp_path, organ_table):
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[3:6, 3:6] = (255, 0, 0)
+    rgb[10, 10] = (128, 0, 0)  # an anti-aliased edge pixel
+    path = tmp_path / "mask.png"
+    save_png(path, rgb)
+    with pytest.raises(InputError, match=r"has colour\(s\) #800000 \(1 px\)"):
+        read_labels(path, organ_table)
+
+
+def test_a_colour_mask_needs_colours_in_the_table(tmp_path):
+    (tmp_path / "organs.csv").write_text("value,name\n1,liver\n")
+    table = read_organ_table(tmp_path / "organs.csv")
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[3:6, 3:6] = (255, 0, 0)
+    save_png(tmp_path / "mask.png", rgb)
+    with pytest.raises(InputError, match="colour mask but organs.csv gives no colours"):
+        read_labels(tmp_path / "mask.png", table)

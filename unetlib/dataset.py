@@ -21,8 +21,10 @@ from typing import Any
 
 from unetlib.errors import InputError, describe
 from unetlib.io import IMAGE_SUFFIXES, file_sha256, natural_key, read_csv, read_image
-from unetlib.masks import ALL_BACKGROUND_FIX, MaskInfo, format_values, normalize_mask
+from unetlib.masks import (ALL_BACKGROUND_FIX, LabelInfo, MaskInfo, format_values, normalize_mask,
+                           read_labels)
 from unetlib.normalize import non_finite_pixels
+from unetlib.organs import ORGANS_FILE, OrganTable, organ_table_path, read_organ_table
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +165,8 @@ class PairRow:
     """One line of the check table: a frame, its mask and what was found.
 
     ``height``, ``width``, ``channels``, ``foreground_fraction`` and ``mask_rule`` are
-    ``None`` when the file was missing or could not be read.
+    ``None`` when the file was missing or could not be read. ``organ_pixels`` (label
+    masks only) counts the pixels of each class, background first.
     """
 
     stem: str
@@ -176,6 +179,7 @@ class PairRow:
     mask_rule: str | None
     status: str
     notes: str
+    organ_pixels: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -194,6 +198,23 @@ class MaskReport:
     data_dir: Path
     rows: tuple[PairRow, ...]
     findings: tuple[Finding, ...]
+    organs: OrganTable | None = None
+
+    def organ_summary(self) -> list[dict[str, Any]]:
+        """Per organ: its value, in how many (readable) masks it appears, its pixel share.
+
+        Empty for a binary data folder (no ``organs.csv``).
+        """
+        if self.organs is None:
+            return []
+        counted = [row.organ_pixels for row in self.rows if row.organ_pixels is not None]
+        total = sum(sum(counts) for counts in counted) or 1
+        return [{"organ": organ.name, "value": organ.value,
+                 "frames": sum(1 for counts in counted if counts[klass]),
+                 "pixel_percent": round(100 * sum(counts[klass] for counts in counted) / total, 3),
+                 "missing_in": [row.stem for row in self.rows
+                                if row.organ_pixels is not None and not row.organ_pixels[klass]]}
+                for klass, organ in enumerate(self.organs.organs, start=1)]
 
     @property
     def errors(self) -> list[Finding]:
@@ -233,6 +254,14 @@ class MaskReport:
         widths = [max(len(str(cell)) for cell in column) for column in zip(columns, *lines)]
         text = [_format_line(columns, widths), _format_line(["-" * w for w in widths], widths)]
         text += [_format_line(line, widths) for line in lines]
+        if self.organs is not None:
+            text += ["", "organ  value  frames  pixel %  missing in"]
+            for organ in self.organ_summary():
+                missing = ", ".join(organ["missing_in"][:8]) + (
+                    " ..." if len(organ["missing_in"]) > 8 else "")
+                text.append(f"{organ['organ']}  {organ['value']}  {organ['frames']}  "
+                            f"{organ['pixel_percent']:.2f}  {missing or '-'}")
+            text.append("")
         pairs_ok = sum(row.status != "error" for row in self.rows)
         text.append(f"{len(self.rows)} stems, {pairs_ok} usable pairs, {len(self.errors)} errors, "
                     f"{len(self.warnings)} warnings in {self.data_dir}")
@@ -288,13 +317,20 @@ def check_pairs(data_dir: str | os.PathLike[str], *, binary: bool = True) -> Mas
                                 _missing_folder_message(folder).split(". ", 1)[-1]))
     if missing:
         return MaskReport(data_dir, (), tuple(findings))
+    table_path = organ_table_path(data_dir)
+    try:
+        organs = None if table_path is None else read_organ_table(table_path)
+    except InputError as error:
+        problem = _problem_of(error, table_path)
+        fix = str(error).split(f"{problem}. ", 1)[-1]
+        return MaskReport(data_dir, (), (Finding("error", table_path, problem, fix),))
     frames, masks = _list_folder(frames_dir), _list_folder(masks_dir)
     for listing in (frames, masks):
         findings += _listing_findings(listing)
     changed = _changed_frames(frames_dir, frames.by_stem, masks.by_stem)
     findings += changed
     rows = [_check_stem(stem, frames.by_stem.get(stem), masks.by_stem.get(stem),
-                        frames_dir, masks_dir, binary, findings)
+                        frames_dir, masks_dir, binary, findings, organs)
             for stem in sorted(set(frames.by_stem) | set(masks.by_stem), key=natural_key)]
     problems = {finding.stem: finding.problem for finding in changed}
     rows = [PairRow(**{**row.__dict__, "status": "error", "notes": "; ".join(
@@ -306,7 +342,9 @@ def check_pairs(data_dir: str | os.PathLike[str], *, binary: bool = True) -> Mas
         findings.append(Finding("error", frames_dir, "no frame/mask pairs found",
                                 f"Put frames in {frames_dir} and masks with the same names "
                                 f"in {masks_dir}."))
-    report = MaskReport(data_dir, tuple(rows), tuple(findings))
+    report = MaskReport(data_dir, tuple(rows), tuple(findings), organs)
+    report = MaskReport(data_dir, report.rows, (*report.findings, *_organ_findings(report)),
+                        organs)
     logger.info("checked %d pairs in %s: %d errors, %d warnings", len(rows), data_dir,
                 len(report.errors), len(report.warnings))
     return report
@@ -338,6 +376,24 @@ def _changed_frames(frames_dir: Path, frames: dict[str, Path],
     return findings
 
 
+def _organ_findings(report: MaskReport) -> list[Finding]:
+    """Warnings per organ: missing from some frames (it may be out of view), or seen in
+    fewer than 2 (too few to both train and validate it)."""
+    findings = []
+    table = organ_table_path(report.data_dir) or report.data_dir / ORGANS_FILE
+    for organ in report.organ_summary():
+        if organ["frames"] < 2:
+            findings.append(Finding("warning", table, f"{organ['organ']} (value {organ['value']}) "
+                                    f"appears in {organ['frames']} mask(s), too few to train and "
+                                    "validate it", "Annotate it in more frames, or remove it "
+                                    "from organs.csv."))
+        elif organ["missing_in"]:
+            findings.append(Finding("warning", table, f"{organ['organ']} is missing from "
+                                    f"frame(s) {', '.join(organ['missing_in'])}",
+                                    "Fine if it is out of view there; otherwise draw it."))
+    return findings
+
+
 def _listing_findings(listing: _Listing) -> list[Finding]:
     findings = [Finding("error", path, f"is not an image unetlib reads ({path.suffix or 'no suffix'})",
                         "Export it as PNG or TIFF (GIMP: File > Export As), or move it out "
@@ -351,11 +407,13 @@ def _listing_findings(listing: _Listing) -> list[Finding]:
 
 
 def _check_stem(stem: str, frame_path: Path | None, mask_path: Path | None, frames_dir: Path,
-                masks_dir: Path, binary: bool, findings: list[Finding]) -> PairRow:
+                masks_dir: Path, binary: bool, findings: list[Finding],
+                organs: OrganTable | None = None) -> PairRow:
     """Check one stem and append its findings; return its table row."""
     new: list[Finding] = []
     frame_shape = mask_shape = None
     info = None
+    labels: LabelInfo | None = None
     if frame_path is None:
         new.append(Finding("error", mask_path, f"has no frame in {frames_dir}",
                            "Rename the mask to its frame's name, or remove it.", stem))
@@ -379,9 +437,13 @@ def _check_stem(stem: str, frame_path: Path | None, mask_path: Path | None, fram
                            "or remove the frame.", stem))
     else:
         try:
-            raw = read_image(mask_path)
-            mask_shape = raw.shape
-            _, info = normalize_mask(raw, source=mask_path)
+            if organs is None:
+                raw = read_image(mask_path)
+                mask_shape = raw.shape
+                _, info = normalize_mask(raw, source=mask_path)
+            else:
+                classes, labels = read_labels(mask_path, organs)
+                mask_shape = classes.shape
         except InputError as error:
             new.append(Finding("error", mask_path, _problem_of(error, mask_path),
                                "Re-export the mask as PNG (File > Export As in GIMP).", stem))
@@ -393,16 +455,26 @@ def _check_stem(stem: str, frame_path: Path | None, mask_path: Path | None, fram
                            stem))
     if info is not None:
         new += _mask_findings(mask_path, info, stem, binary)
+    if labels is not None and not labels.organ_classes:
+        new.append(Finding("error", mask_path, "mask has no organ of organs.csv (all background)",
+                           ALL_BACKGROUND_FIX, stem))
     findings += new
     levels = {finding.level for finding in new}
     status = "error" if "error" in levels else "warning" if "warning" in levels else "ok"
     height, width = (frame_shape or mask_shape or (None, None))[:2]
     channels = None if frame_shape is None else (1 if len(frame_shape) == 2 else frame_shape[2])
+    if labels is not None:
+        foreground = 1.0 - labels.counts[0] / max(1, sum(labels.counts))
+        rule = f"labels ({labels.encoding}): " + ", ".join(
+            organs.organs[klass - 1].name for klass in labels.organ_classes)
+    else:
+        foreground = None if info is None else info.foreground_fraction
+        rule = None if info is None else info.describe()
     return PairRow(stem=stem, frame_path=frame_path, mask_path=mask_path, height=height,
-                   width=width, channels=channels,
-                   foreground_fraction=None if info is None else info.foreground_fraction,
-                   mask_rule=None if info is None else info.describe(), status=status,
-                   notes="; ".join(finding.problem for finding in new))
+                   width=width, channels=channels, foreground_fraction=foreground,
+                   mask_rule=rule, status=status,
+                   notes="; ".join(finding.problem for finding in new),
+                   organ_pixels=None if labels is None else labels.counts)
 
 
 def _mask_findings(path: Path, info: MaskInfo, stem: str, binary: bool) -> list[Finding]:

@@ -40,12 +40,15 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from unetlib.errors import InputError, describe
 from unetlib.io import read_image
+
+if TYPE_CHECKING:
+    from unetlib.organs import OrganTable
 
 
 ALL_BACKGROUND_FIX = "Draw the organ with value 1 or 255 (or another colour than the background)."
@@ -231,3 +234,147 @@ def read_mask(path: str | os.PathLike[str]) -> tuple[np.ndarray, MaskInfo]:
 def _all_background_message(path: Path, info: MaskInfo) -> str:
     return describe(path, "mask is all background after normalisation "
                           f"(values {format_values(info.values)})", ALL_BACKGROUND_FIX)
+
+
+# ---------------------------------------------------------------------------------------
+# Label masks: several organs, named in organs.csv
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabelInfo:
+    """How a label mask was read, and how many pixels each class has.
+
+    Attributes
+    ----------
+    encoding : {"values", "palette index", "colour"}
+        Pixel values are organ values; a palette PNG's index is the value; or RGB
+        colours are matched to the ``color`` column of ``organs.csv``.
+    counts : tuple of int
+        Pixels per class, background first (class ``k`` is the table's ``k``-th organ).
+    """
+
+    encoding: str
+    counts: tuple[int, ...]
+
+    @property
+    def organ_classes(self) -> list[int]:
+        """Classes (1-based) of the organs present in the mask."""
+        return [index for index, count in enumerate(self.counts) if index and count]
+
+
+def read_labels(path: str | os.PathLike[str], table: "OrganTable") -> tuple[np.ndarray, LabelInfo]:
+    """Read a label mask as a class map: 0 background, ``k`` the table's ``k``-th organ.
+
+    Accepts single-channel integer masks (8/16-bit PNG or TIFF) whose values are organ
+    values, GIMP indexed (palette) PNGs whose palette index is the value, grey RGB, and
+    RGB/RGBA colour masks whose colours are the table's ``color`` column (black, or
+    transparent, is background).
+
+    Returns
+    -------
+    classes : ndarray of shape (H, W), uint8
+    info : LabelInfo
+
+    Raises
+    ------
+    InputError
+        Naming the file, the values or colours that ``organs.csv`` does not list, and
+        the fix.
+    """
+    path = Path(path)
+    indices = _palette_indices(path)
+    if indices is not None:
+        return _classes_from_values(indices, table, path, "palette index")
+    array = read_image(path)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        rgb = array[..., :3]
+        grey = bool(np.all(rgb == rgb[..., :1]))
+        opaque = array.shape[-1] == 3 or bool(np.all(array[..., 3] == array[..., 3].flat[0]))
+        if grey and opaque:
+            return _classes_from_values(rgb[..., 0], table, path, "values")
+        return _classes_from_colours(array, table, path)
+    if array.ndim != 2:
+        raise InputError(describe(path, f"has shape {array.shape}, not a 2-D label mask",
+                                  "Export one single-channel (or RGB colour) mask per frame."))
+    return _classes_from_values(array, table, path, "values")
+
+
+def _palette_indices(path: Path) -> np.ndarray | None:
+    """The index image of a palette PNG (GIMP "Indexed" mode), else None."""
+    from PIL import Image
+
+    if path.suffix.lower() != ".png" or not path.is_file():
+        return None
+    try:
+        with Image.open(path) as image:
+            if image.mode != "P":
+                return None
+            return np.array(image)
+    except (OSError, ValueError, SyntaxError):
+        return None  # read_image reports the problem with its own message
+
+
+def _classes_from_values(values: np.ndarray, table: "OrganTable", path: Path,
+                         encoding: str) -> tuple[np.ndarray, LabelInfo]:
+    values = np.asarray(values)
+    if np.issubdtype(values.dtype, np.floating):
+        if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)):
+            raise InputError(describe(path, "holds fractional or NaN values, not organ values",
+                                      "Export the mask with whole organ values (0, 1, 2, ...)."))
+    if values.size and values.min() < 0:
+        raise InputError(describe(path, "holds negative values", "Organ values are 0 or more."))
+    values = values.astype(np.int64)
+    lookup = table.value_lookup()
+    size = max(max(lookup) + 1, int(values.max(initial=0)) + 1)
+    lut = np.full(size, -1, np.int32)
+    for value, klass in lookup.items():
+        lut[value] = klass
+    classes = lut[values]
+    unknown = classes < 0
+    if unknown.any():
+        found, counts = np.unique(values[unknown], return_counts=True)
+        listed = ", ".join(f"{value} ({count} px)" for value, count in zip(found[:5], counts[:5]))
+        more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+        raise InputError(describe(path, f"has value(s) {listed}{more} that organs.csv does not list "
+                                  f"(it lists {', '.join(map(str, table.values))})",
+                                  "Add those organs to organs.csv, or repaint those pixels "
+                                  "with a listed value (anti-aliasing off)."))
+    return _with_counts(classes.astype(np.uint8), table, encoding)
+
+
+def _classes_from_colours(array: np.ndarray, table: "OrganTable",
+                          path: Path) -> tuple[np.ndarray, LabelInfo]:
+    if array.dtype != np.uint8:
+        raise InputError(describe(path, f"is a {array.dtype} colour mask",
+                                  "Export colour masks as 8-bit RGB PNG."))
+    if not table.explicit_colors:
+        raise InputError(describe(path, "is a colour mask but organs.csv gives no colours",
+                                  "Add a color column (#rrggbb per organ) to organs.csv, or "
+                                  "export the mask with organ values."))
+    rgb = array[..., :3].astype(np.int64)
+    codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    if array.shape[-1] == 4:
+        codes = np.where(array[..., 3] == 0, 0, codes)
+    lookup = {0: 0, **{(r << 16) | (g << 8) | b: index + 1
+                       for index, (r, g, b) in enumerate(organ.rgb for organ in table.organs)}}
+    found, inverse = np.unique(codes, return_inverse=True)
+    mapped = np.array([lookup.get(int(code), -1) for code in found], np.int32)
+    unknown = [(int(code), int(np.sum(inverse == index))) for index, code in enumerate(found)
+               if mapped[index] < 0]
+    if unknown:
+        listed = ", ".join(f"#{code:06x} ({count} px)" for code, count in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise InputError(describe(path, f"has colour(s) {listed}{more} that organs.csv does not "
+                                  "list", "Paint organs only with their organs.csv colours "
+                                  "(anti-aliasing off), or add the colours to organs.csv."))
+    classes = mapped[inverse.reshape(codes.shape)].astype(np.uint8)
+    return _with_counts(classes, table, "colour")
+
+
+def _with_counts(classes: np.ndarray, table: "OrganTable",
+                 encoding: str) -> tuple[np.ndarray, LabelInfo]:
+    counts = np.bincount(classes.ravel(), minlength=table.classes)
+    return classes, LabelInfo(encoding=encoding, counts=tuple(int(c) for c in counts))
