@@ -33,7 +33,8 @@ from unetlib.config import TrainConfig, model_preset  # noqa: E402
 from unetlib.io import read_image  # noqa: E402
 from unetlib.metrics import frame_metrics  # noqa: E402
 from unetlib.normalize import normalize_image  # noqa: E402
-from unetlib.predict import load_run, predict_probabilities  # noqa: E402
+from unetlib.predict import predict_probabilities  # noqa: E402
+from unetlib.run import load_run  # noqa: E402
 from unetlib.train import train  # noqa: E402
 
 ISBI = Path(__file__).resolve().parents[2] / "shared" / "data" / "isbi2012-membrane"

@@ -28,7 +28,8 @@ from unetlib.io import process_umask, read_csv, read_image, write_image, write_j
 from unetlib.locking import LOCK_NAME, find_leftovers, output_lock
 from unetlib.dataset import check_pairs
 from unetlib.model import build_unet
-from unetlib.predict import load_run, predict_folder
+from unetlib.predict import predict_folder
+from unetlib.run import load_run
 from unetlib.resources import training_memory_bytes
 from unetlib.stack import display_scale, split_stack
 from unetlib.synthetic import write_synthetic_stack

@@ -11,7 +11,8 @@ from unetlib.config import TrainConfig, augment_preset, model_preset
 from unetlib.io import read_image
 from unetlib.metrics import frame_metrics
 from unetlib.normalize import normalize_image
-from unetlib.predict import load_run, predict_probabilities
+from unetlib.predict import predict_probabilities
+from unetlib.run import load_run
 from unetlib.train import train
 
 

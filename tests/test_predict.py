@@ -11,7 +11,8 @@ from unetlib.config import ModelConfig, NormalizeConfig
 from unetlib.errors import InputError, OutputError, ParameterError
 from unetlib.io import read_image, write_image, write_json
 from unetlib.model import build_unet
-from unetlib.predict import (LoadedRun, load_run, load_run_model, overlay_image, predict_folder,
+from unetlib.run import LoadedRun, load_run, load_run_model
+from unetlib.predict import (overlay_image, predict_folder,
                              predict_probabilities, validate_threshold)
 
 

@@ -162,7 +162,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from unetlib.config import PredictConfig
-    from unetlib.predict import load_run, predict_folder
+    from unetlib.predict import predict_folder
+    from unetlib.run import load_run
 
     run = load_run(args.model)
     predict = PredictConfig(tile=args.tile, overlap=args.overlap, tta=args.tta)

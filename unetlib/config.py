@@ -413,6 +413,10 @@ class ModelConfig:
         Optimiser used by training.
     learning_rate : float
         Optimiser learning rate.
+    classes : int
+        Outputs of the head. 1: one foreground, a sigmoid probability (binary data).
+        2 or more: background plus one class per organ of ``organs.csv``, a softmax.
+        Training sets it from the data.
     """
 
     input_channels: int = 1
@@ -427,6 +431,7 @@ class ModelConfig:
     kernel_initializer: str = "he_normal"
     optimizer: str = "adam"
     learning_rate: float = 1e-3
+    classes: int = 1
 
     def validate(self) -> "ModelConfig":
         _require(self.input_channels in (1, 3, 4), "input_channels", self.input_channels,
@@ -447,6 +452,8 @@ class ModelConfig:
         _require(self.optimizer in ("adam", "adamw", "sgd", "rmsprop"), "optimizer",
                  self.optimizer, "'adam', 'adamw', 'sgd' or 'rmsprop'")
         _require(self.learning_rate > 0, "learning_rate", self.learning_rate, "> 0")
+        _require(isinstance(self.classes, int) and 1 <= self.classes <= 255, "classes",
+                 self.classes, "1 (binary) or 2-255 (background + organs)")
         return self
 
 
@@ -483,7 +490,12 @@ def _default_augment_config() -> Any:
     return augment_preset("default")
 
 
-LOSSES = ("bce", "bce+dice")
+# Binary data: binary cross-entropy, alone or plus soft Dice. Several organs: categorical
+# cross-entropy, alone or plus soft Dice averaged over the organs (so a small organ weighs
+# as much as a large one). "auto" picks "bce" for binary data and "ce+dice" for organs.
+BINARY_LOSSES = ("bce", "bce+dice")
+ORGAN_LOSSES = ("ce", "ce+dice")
+LOSSES = ("auto", *BINARY_LOSSES, *ORGAN_LOSSES)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -510,8 +522,11 @@ class TrainConfig:
         Shortcuts that override the pipeline's fields of the same name; None keeps the
         pipeline's (:meth:`resolved` folds them in). The seed seeds the split, the
         weights and the augmentation; at least one frame is held out for validation.
-    loss : {"bce", "bce+dice"}
-        Binary cross-entropy, or its sum with the soft Dice loss.
+    loss : {"auto", "bce", "bce+dice", "ce", "ce+dice"}
+        ``bce``/``bce+dice`` for binary data (cross-entropy, or its sum with the soft Dice
+        loss); ``ce``/``ce+dice`` for several organs (categorical cross-entropy, or its sum
+        with soft Dice averaged over organs). ``auto``: ``bce`` for binary data,
+        ``ce+dice`` for organs.
     deterministic : bool
         Also enable TensorFlow op determinism (bit-identical reruns, somewhat slower).
     max_minutes : float or None
@@ -535,7 +550,7 @@ class TrainConfig:
     steps_per_epoch: int = 50
     batch_size: int | None = None
     patch_size: int | None = None
-    loss: str = "bce"
+    loss: str = "auto"
     val_fraction: float | None = None
     seed: int | None = None
     deterministic: bool = False

@@ -16,13 +16,16 @@ foreground).
 
 from __future__ import annotations
 
+import re
+
 from unetlib._tensorflow import keras
 import numpy as np
 from keras import ops
 
-__all__ = ["DiceMetric", "IoUMetric", "METRIC_NAMES", "bce_dice_loss", "confusion_counts",
-           "dice", "frame_metrics", "get_loss", "iou", "pixel_accuracy", "precision", "recall",
-           "soft_dice_loss", "training_metrics"]
+__all__ = ["DiceMetric", "IoUMetric", "METRIC_NAMES", "OrganDiceMetric", "bce_dice_loss",
+           "ce_dice_loss", "confusion_counts", "dice", "frame_metrics", "get_loss", "iou",
+           "confusion_matrix", "metric_name", "organ_dice_loss", "organ_frame_metrics", "organ_training_metrics",
+           "pixel_accuracy", "precision", "recall", "soft_dice_loss", "training_metrics"]
 
 METRIC_NAMES = ("dice", "iou", "precision", "recall", "pixel_accuracy")
 
@@ -97,6 +100,24 @@ def frame_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]
         "recall": _ratio(tp, tp + fn, both_empty),
         "pixel_accuracy": (tp + tn) / total if total else 1.0,
     }
+
+
+def organ_frame_metrics(prediction: np.ndarray, truth: np.ndarray,
+                        classes: int) -> list[dict[str, float]]:
+    """:data:`METRIC_NAMES` of every organ class (1 .. classes-1) of two class maps.
+
+    Each organ is scored as its own binary mask (this organ vs everything else), with the
+    conventions above: an organ absent from both scores 1.0.
+    """
+    prediction, truth = np.asarray(prediction), np.asarray(truth)
+    return [frame_metrics(prediction == klass, truth == klass) for klass in range(1, classes)]
+
+
+def confusion_matrix(prediction: np.ndarray, truth: np.ndarray, classes: int) -> np.ndarray:
+    """Pixel counts ``[truth class, predicted class]`` of two class maps."""
+    index = np.asarray(truth).astype(np.int64).ravel() * classes + np.asarray(
+        prediction).astype(np.int64).ravel()
+    return np.bincount(index, minlength=classes * classes).reshape(classes, classes)
 
 
 # --- Keras metrics and losses for training ---------------------------------------------
@@ -188,12 +209,108 @@ def bce_dice_loss(y_true, y_pred):
     return bce + soft_dice_loss(y_true, y_pred)
 
 
+# --- several organs: class maps, softmax outputs -----------------------------------------
+
+@keras.saving.register_keras_serializable(package="unetlib")
+class OrganDiceMetric(keras.metrics.Metric):
+    """Dice of organ classes from a softmax output and a class map, over an epoch.
+
+    Counts true/false positives and false negatives of every class after ``argmax``;
+    ``result`` is the Dice of ``organ`` (1-based class) or, when ``organ`` is None, the
+    mean Dice over the organs (classes 1 ..), so a small organ weighs as much as a large
+    one. An organ absent from both truth and prediction scores 1.0.
+    """
+
+    def __init__(self, classes: int, organ: int | None = None, name: str = "dice",
+                 kind: str = "dice", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.classes = int(classes)
+        self.organ = organ
+        self.kind = kind
+        self.counts = self.add_variable(shape=(3, self.classes), initializer="zeros",
+                                        name="counts")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        truth = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        predicted = ops.reshape(ops.argmax(y_pred, axis=-1), (-1,))
+        truth_onehot = ops.one_hot(truth, self.classes)
+        predicted_onehot = ops.one_hot(predicted, self.classes)
+        tp = ops.sum(truth_onehot * predicted_onehot, axis=0)
+        fp = ops.sum(predicted_onehot, axis=0) - tp
+        fn = ops.sum(truth_onehot, axis=0) - tp
+        self.counts.assign_add(ops.stack([tp, fp, fn]))
+
+    def reset_state(self):
+        self.counts.assign(ops.zeros((3, self.classes)))
+
+    def result(self):
+        tp, fp, fn = self.counts[0], self.counts[1], self.counts[2]
+        if self.kind == "iou":
+            numerator, denominator = tp, tp + fp + fn
+        else:
+            numerator, denominator = 2.0 * tp, 2.0 * tp + fp + fn
+        scores = ops.where(denominator > 0, numerator / ops.maximum(denominator, 1.0), 1.0)
+        if self.organ is not None:
+            return scores[self.organ]
+        return ops.mean(scores[1:])
+
+    def get_config(self):
+        return {**super().get_config(), "classes": self.classes, "organ": self.organ,
+                "kind": self.kind}
+
+
+def metric_name(organ_name: str) -> str:
+    """A Keras/CSV-safe column name for an organ (``"left kidney"`` -> ``"left_kidney"``)."""
+    return re.sub(r"\W+", "_", organ_name.strip()).strip("_").lower() or "organ"
+
+
+def organ_training_metrics(organ_names: list[str]) -> list[keras.metrics.Metric]:
+    """Mean organ Dice (``dice``) and IoU (``iou``), pixel accuracy, and ``dice_<organ>`` per organ."""
+    classes = len(organ_names) + 1
+    return [OrganDiceMetric(classes, name="dice"), OrganDiceMetric(classes, name="iou", kind="iou"),
+            keras.metrics.SparseCategoricalAccuracy(name="pixel_accuracy"),
+            *(OrganDiceMetric(classes, organ=index, name=f"dice_{metric_name(name)}")
+              for index, name in enumerate(organ_names, start=1))]
+
+
+@keras.saving.register_keras_serializable(package="unetlib")
+def organ_dice_loss(y_true, y_pred, smooth: float = 1.0):
+    """``1 - soft Dice`` averaged over the organ classes (not the background), per batch.
+
+    Summed over the whole batch before the ratio, so an organ missing from one patch does
+    not count as a perfect (or a failed) score there; averaged over organs, so the spleen
+    weighs as much as the liver.
+    """
+    y_pred = ops.cast(y_pred, "float32")
+    classes = y_pred.shape[-1]
+    truth = ops.one_hot(ops.cast(ops.squeeze(y_true, axis=-1), "int32"), classes)
+    axes = tuple(range(len(y_pred.shape) - 1))
+    intersection = ops.sum(truth * y_pred, axis=axes)
+    total = ops.sum(truth, axis=axes) + ops.sum(y_pred, axis=axes)
+    dice_per_class = (2.0 * intersection + smooth) / (total + smooth)
+    return 1.0 - ops.mean(dice_per_class[1:])
+
+
+@keras.saving.register_keras_serializable(package="unetlib")
+def ce_dice_loss(y_true, y_pred):
+    """Categorical cross-entropy (mean over pixels) plus :func:`organ_dice_loss`, per sample."""
+    cross_entropy = ops.mean(keras.losses.sparse_categorical_crossentropy(y_true, y_pred),
+                             axis=tuple(range(1, len(y_pred.shape) - 1)))
+    return cross_entropy + organ_dice_loss(y_true, y_pred)
+
+
 def get_loss(name: str):
-    """Return the Keras loss called ``name`` (``"bce"`` or ``"bce+dice"``)."""
+    """Return the Keras loss called ``name``: ``bce``, ``bce+dice`` (binary), ``ce``,
+    ``ce+dice`` (several organs)."""
     if name == "bce":
         return keras.losses.BinaryCrossentropy(name="bce")
     if name == "bce+dice":
         return bce_dice_loss
+    if name == "ce":
+        return keras.losses.SparseCategoricalCrossentropy(name="ce")
+    if name == "ce+dice":
+        return ce_dice_loss
     from unetlib.errors import ParameterError
 
-    raise ParameterError(f"loss={name!r} is invalid: expected 'bce' or 'bce+dice'.")
+    raise ParameterError(f"loss={name!r} is invalid: expected 'bce' or 'bce+dice' (binary), "
+                         "'ce' or 'ce+dice' (organs).")

@@ -16,7 +16,7 @@ from keras import layers
 from unetlib.config import MODEL_PRESETS, ModelConfig, model_preset
 
 __all__ = ["MODEL_PRESETS", "ModelConfig", "build_unet", "describe_model", "make_optimizer",
-           "model_depth", "model_input_channels", "model_preset"]
+           "model_classes", "model_depth", "model_input_channels", "model_preset"]
 
 
 def _conv_block(x, filters: int, config: ModelConfig, name: str):
@@ -58,8 +58,9 @@ def build_unet(config: ModelConfig = ModelConfig()) -> keras.Model:
     -------
     keras.Model
         Input ``(None, None, None, input_channels)`` float32, output
-        ``(None, None, None, 1)`` sigmoid probabilities of the foreground. Input sides
-        must be multiples of ``2**depth``.
+        ``(None, None, None, 1)`` sigmoid probabilities of the foreground, or for
+        ``classes >= 2`` ``(None, None, None, classes)`` softmax probabilities of the
+        background and each organ. Input sides must be multiples of ``2**depth``.
 
     Notes
     -----
@@ -91,7 +92,12 @@ def build_unet(config: ModelConfig = ModelConfig()) -> keras.Model:
                           kernel_initializer=config.kernel_initializer, name="head")(x)
     # The output layer stays float32 even under a mixed-precision policy, so probabilities
     # and the loss are computed at full precision.
-    outputs = layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="probability")(x)
+    if config.classes == 1:
+        outputs = layers.Conv2D(1, 1, activation="sigmoid", dtype="float32",
+                                name="probability")(x)
+    else:
+        outputs = layers.Conv2D(config.classes, 1, activation="softmax", dtype="float32",
+                                name="class_probabilities")(x)
     return keras.Model(inputs, outputs, name=f"unet_d{config.depth}_f{config.base_filters}")
 
 
@@ -106,6 +112,11 @@ def make_optimizer(config: ModelConfig) -> keras.optimizers.Optimizer:
 def model_depth(model: keras.Model) -> int:
     """Number of 2x2 poolings of ``model`` (its inputs must be multiples of ``2**depth``)."""
     return sum(isinstance(layer, layers.MaxPooling2D) for layer in _all_layers(model))
+
+
+def model_classes(model: keras.Model) -> int:
+    """Outputs of the model's head: 1 (binary, sigmoid) or background + organs (softmax)."""
+    return int(model.output_shape[-1])
 
 
 def model_input_channels(model: keras.Model) -> int:

@@ -29,7 +29,7 @@ from unetlib.config import AugmentConfig, NormalizeConfig, PipelineConfig
 from unetlib.errors import InputError, OutputError, ParameterError, describe
 from unetlib.io import read_image, staged_folder, write_image
 from unetlib.dataset import check_pairs
-from unetlib.masks import read_mask
+from unetlib.masks import read_labels, read_mask
 from unetlib.normalize import normalize_image
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,8 @@ class Pair:
     image : ndarray of shape (H, W, C), float32
         The normalised frame.
     mask : ndarray of shape (H, W, 1), uint8
-        The mask in {0, 1}.
+        The mask in {0, 1}, or with ``organs.csv`` the class of every pixel (0
+        background, ``k`` the table's ``k``-th organ).
     frame_path, mask_path : Path
         The files they came from.
     """
@@ -63,8 +64,8 @@ class Pair:
 
     @property
     def foreground_fraction(self) -> float:
-        """Share of mask pixels that are foreground."""
-        return float(self.mask.mean())
+        """Share of mask pixels that are foreground (any organ)."""
+        return float(np.mean(self.mask > 0))
 
 
 def load_pairs(data_dir: str | os.PathLike[str], *,
@@ -90,6 +91,12 @@ def load_pairs(data_dir: str | os.PathLike[str], *,
         When :func:`unetlib.dataset.check_pairs` finds any error (unpaired file, size
         mismatch, unreadable file, empty or non-binary mask, mixed channel counts); the
         message lists every one. Warnings (e.g. an all-foreground mask) are logged.
+
+    Notes
+    -----
+    With ``organs.csv`` in the data folder, masks are read as class maps
+    (:func:`unetlib.masks.read_labels`); :func:`unetlib.organs.find_organ_table` gives
+    the table the classes refer to.
     """
     report = check_pairs(data_dir)
     for warning in report.raise_for_errors():
@@ -97,7 +104,10 @@ def load_pairs(data_dir: str | os.PathLike[str], *,
     pairs = []
     for row in report.rows:
         image = normalize_image(read_image(row.frame_path), normalize)
-        mask, _ = read_mask(row.mask_path)
+        if report.organs is None:
+            mask, _ = read_mask(row.mask_path)
+        else:
+            mask, _ = read_labels(row.mask_path, report.organs)
         pairs.append(Pair(stem=row.stem, image=image, mask=mask.reshape(*mask.shape[:2], 1),
                           frame_path=row.frame_path, mask_path=row.mask_path))
     return pairs
@@ -142,11 +152,11 @@ class _FrameBank:
     """All training frames padded to one shape, with what sampling needs to know."""
 
     images: np.ndarray        # (N, H, W, C) float32
-    masks: np.ndarray         # (N, H, W, 1) uint8
+    masks: np.ndarray         # (N, H, W, 1) uint8 (0/1, or organ classes)
     sizes: np.ndarray         # (N, 2) true (height, width), float32
-    foreground: np.ndarray    # (M, 2) (row, column) of every foreground pixel, float32
-    fg_start: np.ndarray      # (N,) first row of each frame's pixels in ``foreground``
-    fg_count: np.ndarray      # (N,) number of foreground pixels per frame
+    foreground: np.ndarray    # (M, 2) (row, column) of every organ pixel, by frame then class
+    fg_start: np.ndarray      # (N, K) first row of frame n's class-k pixels in ``foreground``
+    fg_count: np.ndarray      # (N, K) number of class-k pixels of frame n (k = 1 .. K)
 
 
 def _frame_bank(pairs: Sequence[Pair], patch_size: int, fill_mode: str) -> _FrameBank:
@@ -155,17 +165,28 @@ def _frame_bank(pairs: Sequence[Pair], patch_size: int, fill_mode: str) -> _Fram
     mode = _PAD_MODES[fill_mode]
     images = np.stack([_pad_to(pair.image, height, width, mode) for pair in pairs])
     masks = np.stack([_pad_to(pair.mask, height, width, mode) for pair in pairs])
-    coordinates = [np.argwhere(pair.mask[..., 0] > 0).astype(np.float32) for pair in pairs]
-    counts = np.array([len(c) for c in coordinates], np.int64)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    organ_classes = max(1, max(int(pair.mask.max()) for pair in pairs))
+    coordinates, counts = [], np.zeros((len(pairs), organ_classes), np.int64)
+    for index, pair in enumerate(pairs):
+        for klass in range(1, organ_classes + 1):
+            pixels = np.argwhere(pair.mask[..., 0] == klass).astype(np.float32)
+            coordinates.append(pixels)
+            counts[index, klass - 1] = len(pixels)
+    starts = np.concatenate([[0], np.cumsum(counts.ravel())[:-1]]).astype(np.int64)
     foreground = (np.concatenate(coordinates) if counts.sum() else np.zeros((1, 2), np.float32))
     sizes = np.array([pair.image.shape[:2] for pair in pairs], np.float32)
     return _FrameBank(images.astype(np.float32), masks.astype(np.uint8), sizes, foreground,
-                      starts, counts)
+                      starts.reshape(counts.shape), counts)
 
 
 def _sample_fn(bank: _FrameBank, pipeline: PipelineConfig, augment: AugmentConfig, seed: int):
-    """A graph function: sample index -> one augmented (image, mask) patch."""
+    """A graph function: sample index -> one augmented (image, mask) patch.
+
+    A share ``foreground_share`` of the patches is centred on an organ: one of the organs
+    present in the drawn frame, each equally likely (a small spleen as often as a large
+    liver), then one of its pixels. With one foreground (binary data) that is a random
+    foreground pixel of the frame.
+    """
     images = tf.constant(bank.images)
     masks = tf.constant(bank.masks)
     sizes = tf.constant(bank.sizes)
@@ -186,11 +207,16 @@ def _sample_fn(bank: _FrameBank, pipeline: PipelineConfig, augment: AugmentConfi
         low = tf.minimum(half, (size - 1.0) / 2.0)
         high = tf.maximum(size - 1.0 - half, low)
         uniform = low + tf.random.stateless_uniform((2,), seeds[1]) * (high - low)
-        # Foreground centre: a random foreground pixel, jittered within the patch.
-        count = fg_count[frame]
+        # Organ centre: an organ present in the frame, then one of its pixels, jittered.
+        present = tf.where(fg_count[frame] > 0)[:, 0]
+        organ_pick = tf.random.stateless_uniform(
+            (), tf.random.experimental.stateless_fold_in(seeds[2], 1), 0,
+            tf.maximum(tf.size(present, out_type=tf.int64), 1), dtype=tf.int64)
+        organ = tf.gather(tf.concat([present, tf.zeros((1,), tf.int64)], 0), organ_pick)
+        count = fg_count[frame, organ]
         pick = tf.random.stateless_uniform((), seeds[2], 0, tf.maximum(count, 1), dtype=tf.int64)
         offset = tf.random.stateless_uniform((2,), seeds[3], -jitter, jitter)
-        on_organ = foreground[fg_start[frame] + pick] + offset
+        on_organ = foreground[fg_start[frame, organ] + pick] + offset
         use_foreground = tf.logical_and(
             count > 0, tf.random.stateless_uniform((), seeds[4]) < pipeline.foreground_share)
         centre = tf.where(use_foreground, on_organ, uniform)
@@ -222,7 +248,8 @@ def make_training_dataset(pairs: Sequence[Pair], pipeline: PipelineConfig = Pipe
     -------
     tf.data.Dataset
         Elements ``(images, masks)`` of shapes ``(B, P, P, C)`` and ``(B, P, P, 1)``,
-        float32; masks are exactly 0 or 1. The same seed gives the same batches.
+        float32; masks are exactly 0 or 1 (or organ classes 0 .. K). The same seed gives
+        the same batches.
     """
     pipeline.validate()
     augment.validate()

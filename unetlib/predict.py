@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import warnings
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,107 +28,19 @@ from unetlib.errors import InputError, OutputError, ParameterError, UnetlibWarni
 from unetlib.io import (TIFF_SUFFIXES, atomic_path, list_images, missing_file_error, read_image,
                         read_json, write_image)
 from unetlib.locking import output_lock
-from unetlib.model import model_depth, model_input_channels
+from unetlib.model import model_classes, model_depth, model_input_channels
 from unetlib.normalize import fill_non_finite, non_finite_pixels, normalize_image
+from unetlib.run import DEFAULT_THRESHOLD, LoadedRun, load_run
 from unetlib.stack import open_tiff_series
 
-# Importing the metrics registers unetlib's custom losses and metrics with Keras, so a
-# compiled run model (``last.keras``) loads too.
-import unetlib.metrics  # noqa: F401  (registration side effect)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LoadedRun", "load_run", "load_run_model", "overlay_image", "predict_folder",
-           "predict_probabilities", "validate_threshold"]
+__all__ = ["overlay_image", "predict_folder", "predict_probabilities", "validate_threshold"]
 
-MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
-DEFAULT_THRESHOLD = 0.5
 # Stems of what predict_folder writes; a folder predicted into itself must not feed them
 # back as frames on the next run (0_predict_predict.png).
 OUTPUT_ENDINGS = ("_predict", "_prob", "_overlay")
-
-
-@dataclasses.dataclass(frozen=True)
-class LoadedRun:
-    """A trained model with what prediction needs from its run folder.
-
-    Attributes
-    ----------
-    model : keras.Model
-    normalize : NormalizeConfig
-        How the training frames were scaled (default config when the run stored none).
-    threshold : float
-        Decision threshold calibrated on the validation frames (0.5 when none stored).
-    model_path : Path
-    config : dict
-        The run's ``config.json`` (empty for a bare model file).
-    calibrated : bool
-        Whether ``threshold`` was calibrated by a finished training run.
-    """
-
-    model: keras.Model
-    normalize: NormalizeConfig
-    threshold: float
-    model_path: Path
-    config: dict
-    calibrated: bool = False
-
-
-def _model_path(path: Path) -> Path:
-    if path.is_dir():
-        candidate = path / "model.keras"
-        if not candidate.is_file():
-            raise InputError(describe(path, "holds no model.keras",
-                                      "Give a run folder written by training, or a .keras file."))
-        return candidate
-    if not path.is_file():
-        raise InputError(describe(path, "model file or run folder not found", "Check the path."))
-    return path
-
-
-def load_run_model(model_path_or_run_dir: str | os.PathLike[str]) -> keras.Model:
-    """Load a Keras model from a ``.keras`` file or a run folder (its ``model.keras``).
-
-    The model is loaded without its optimiser state (inference only).
-
-    Raises
-    ------
-    InputError
-        When the path is missing or the file is not a Keras model.
-    """
-    path = _model_path(Path(model_path_or_run_dir))
-    if path.suffix.lower() not in MODEL_SUFFIXES:
-        raise InputError(describe(path, f"is not a Keras model file (suffix {path.suffix!r})",
-                                  "Give a .keras file saved by training, or its run folder."))
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except (ValueError, OSError, KeyError, TypeError, zipfile.BadZipFile) as error:
-        raise InputError(describe(path, f"is not a readable Keras model ({type(error).__name__}: "
-                                  f"{str(error)[:200]})",
-                                  "Give a .keras file saved by training, or its run folder.")
-                         ) from None
-    if not isinstance(model, keras.Model) or len(model.inputs) != 1:
-        raise InputError(describe(path, "is not a single-input Keras model"))
-    return model
-
-
-def load_run(model_path_or_run_dir: str | os.PathLike[str]) -> LoadedRun:
-    """Load a model and, from its run folder, the normalisation and calibrated threshold."""
-    path = _model_path(Path(model_path_or_run_dir))
-    model = load_run_model(path)
-    config: dict = {}
-    config_path = path.parent / "config.json"
-    if config_path.is_file():
-        config = read_json(config_path)
-    normalize = NormalizeConfig(**config["normalize"]) if "normalize" in config else NormalizeConfig()
-    threshold = config.get("threshold")
-    metrics_path = path.parent / "metrics.json"
-    if threshold is None and metrics_path.is_file():
-        threshold = read_json(metrics_path).get("threshold")
-    calibrated = threshold is not None
-    threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
-    return LoadedRun(model=model, normalize=normalize, threshold=threshold, model_path=path,
-                     config=config, calibrated=calibrated)
 
 
 def validate_threshold(threshold: float) -> float:
@@ -189,14 +100,14 @@ def _pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
 def _call(model: keras.Model, batch: np.ndarray) -> np.ndarray:
     # A direct call runs eagerly: frames of every size need no retracing of a compiled
     # predict function, and the convolutions dominate the time anyway.
-    return keras.ops.convert_to_numpy(model(batch, training=False))[..., 0]
+    return keras.ops.convert_to_numpy(model(batch, training=False))
 
 
 def _forward(model: keras.Model, batch: np.ndarray, tta: bool) -> np.ndarray:
-    """Probabilities (N, h, w) of a batch, optionally averaged over the 4 flips."""
+    """Probabilities (N, h, w, classes) of a batch, optionally averaged over the 4 flips."""
     if not tta:
         return _call(model, batch)
-    total = np.zeros(batch.shape[:3], np.float32)
+    total = np.zeros((*batch.shape[:3], model_classes(model)), np.float32)
     for flip_rows in (False, True):
         for flip_cols in (False, True):
             axes = [axis for axis, flip in ((1, flip_rows), (2, flip_cols)) if flip]
@@ -231,8 +142,9 @@ def predict_probabilities(model: keras.Model, image: np.ndarray, *,
 
     Returns
     -------
-    ndarray of shape (H, W), float32
-        Probabilities in [0, 1], at the frame's own resolution.
+    ndarray of shape (H, W), or (H, W, classes) for a multi-organ model, float32
+        Probabilities in [0, 1], at the frame's own resolution: of the foreground, or of
+        the background and each organ.
 
     Raises
     ------
@@ -268,19 +180,19 @@ def predict_probabilities(model: keras.Model, image: np.ndarray, *,
     margin = overlap // 4
     row_windows = {r: _window(tile_h, r, padded_h, margin, len(rows) > 1) for r in rows}
     col_windows = {c: _window(tile_w, c, padded_w, margin, len(cols) > 1) for c in cols}
-    total = np.zeros((padded_h, padded_w), np.float32)
-    weight_sum = np.zeros((padded_h, padded_w), np.float32)
+    total = np.zeros((padded_h, padded_w, model_classes(model)), np.float32)
+    weight_sum = np.zeros((padded_h, padded_w, 1), np.float32)
     corners = [(row, col) for row in rows for col in cols]
     for first in range(0, len(corners), batch_size):
         chunk = corners[first:first + batch_size]
         batch = np.stack([padded[r:r + tile_h, c:c + tile_w] for r, c in chunk])
         probabilities = _forward(model, batch, tta)
         for (r, c), probability in zip(chunk, probabilities):
-            weight = np.outer(row_windows[r], col_windows[c])
+            weight = np.outer(row_windows[r], col_windows[c])[..., np.newaxis]
             total[r:r + tile_h, c:c + tile_w] += probability * weight
             weight_sum[r:r + tile_h, c:c + tile_w] += weight
-    result = total / weight_sum
-    return np.clip(result[:height, :width], 0.0, 1.0).astype(np.float32)
+    result = np.clip(total[:height, :width] / weight_sum[:height, :width], 0.0, 1.0)
+    return (result[..., 0] if result.shape[-1] == 1 else result).astype(np.float32)
 
 
 # --- folders and stacks -----------------------------------------------------------------

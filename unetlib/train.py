@@ -1,17 +1,12 @@
 """Train a U-Net on a data folder into a self-describing run folder.
 
-A run folder (``runs/<name>/``) holds everything needed to trust, reuse and continue it:
-
-- ``model.keras``: the weights of the epoch with the best validation Dice;
-- ``last.keras`` and ``state.json``: the latest epoch with its optimiser state, for
-  ``resume=True`` after an interruption;
-- ``config.json``: every parameter (the resolved :class:`~unetlib.config.TrainConfig`,
-  the normalisation prediction must reuse), package versions, the data fingerprint
-  (sha256 over the training files) and the calibrated decision threshold;
-- ``history.csv``: loss, Dice, IoU and pixel accuracy per epoch, training and validation;
-- ``metrics.json``: the best epoch, the calibrated threshold and the per-frame validation
-  scores at that threshold (written last: a run without it did not finish);
-- ``history.png`` when :func:`unetlib.plots.plot_history` exists.
+The run folder's files are described in :mod:`unetlib.run`. :func:`train` goes through
+named steps: prepare the run folder (refuse, reuse, resume or replace it), load and
+split the pairs, build or resume the model, fit (checkpoints every epoch), calibrate on
+whole validation frames (binary runs choose their threshold; organ runs are scored per
+organ), finish (``metrics.json`` last). A data folder with ``organs.csv`` trains one
+softmax class per organ, with a loss and patch sampling that do not let a small organ
+drown; without it, one sigmoid foreground as before.
 """
 
 from __future__ import annotations
@@ -34,26 +29,23 @@ import numpy as np
 from unetlib._tensorflow import tf
 
 from unetlib import __version__
-from unetlib.config import ModelConfig, PipelineConfig, TrainConfig, to_dict
-from unetlib.errors import InputError, Interrupted, OutputError, describe
+from unetlib.config import (BINARY_LOSSES, ORGAN_LOSSES, ModelConfig, PipelineConfig,
+                            TrainConfig, to_dict)
+from unetlib.dataset import find_pairs
+from unetlib.errors import InputError, Interrupted, OutputError, ParameterError, describe
 from unetlib.io import atomic_path, read_csv, read_json, write_csv, write_json
 from unetlib.locking import output_lock
-from unetlib.dataset import find_pairs
-from unetlib.metrics import frame_metrics, get_loss, training_metrics
+from unetlib.metrics import (frame_metrics, get_loss, metric_name, organ_frame_metrics,
+                             organ_training_metrics, training_metrics)
 from unetlib.model import build_unet, make_optimizer
+from unetlib.organs import OrganTable, find_organ_table, organ_table_path
 from unetlib.predict import predict_probabilities
 from unetlib.resources import require_memory, training_memory_bytes
+from unetlib.run import RUN_FILES, read_run_config, same_finished_run, save_model
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RUN_FILES", "TrainResult", "calibrate_threshold", "data_fingerprint", "load_result",
-           "train"]
-
-RUN_FILES = ("model.keras", "last.keras", "state.json", "config.json", "history.csv",
-             "metrics.json", "history.png")
-HISTORY_FIELDS = ("epoch", "loss", "dice", "iou", "pixel_accuracy", "val_loss", "val_dice",
-                  "val_iou", "val_pixel_accuracy", "learning_rate", "epoch_seconds",
-                  "elapsed_seconds")
+__all__ = ["TrainResult", "calibrate_threshold", "data_fingerprint", "load_result", "train"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,10 +62,11 @@ class TrainResult:
         1-based epoch whose weights are in ``model.keras``.
     best_val_dice : float
         Validation Dice (tiles, threshold 0.5) of that epoch.
-    threshold : float
-        Threshold maximising the mean validation Dice over whole frames.
+    threshold : float or None
+        Threshold maximising the mean validation Dice over whole frames (binary runs;
+        None for organ runs, whose classes are the most probable one per pixel).
     val_dice : float
-        Mean per-frame validation Dice at ``threshold``.
+        Mean per-frame validation Dice at ``threshold`` (organ runs: mean over organs).
     epochs_completed : int
     stopped_by_time_budget : bool
         True when ``max_minutes`` ended training before ``epochs``.
@@ -88,7 +81,7 @@ class TrainResult:
     history: list[dict[str, float]]
     best_epoch: int
     best_val_dice: float
-    threshold: float
+    threshold: float | None
     val_dice: float
     epochs_completed: int
     stopped_by_time_budget: bool
@@ -119,32 +112,21 @@ def _versions() -> dict[str, str]:
             "platform": platform.platform()}
 
 
-def _save_model(model: keras.Model, path: Path) -> None:
-    with atomic_path(path, overwrite=True) as temporary:
-        model.save(temporary)
-
-
 # Fields that change how a run is carried out or reported, not what it computes.
 _NOT_PART_OF_REQUEST = ("verbose", "force", "resume")
 
 
-def _request(config: TrainConfig, fingerprint: str) -> dict[str, Any]:
-    """What a run was asked to compute: the resolved config (minus how it is run) and the
-    data fingerprint. Two calls with equal requests produce equivalent runs."""
+def _request(config: TrainConfig, fingerprint: str,
+             organs: OrganTable | None) -> dict[str, Any]:
+    """What a run was asked to compute: the resolved config (minus how it is run), the
+    data fingerprint and the organ table. Equal requests produce equivalent runs."""
     settings = {key: value for key, value in to_dict(config).items()
                 if key not in _NOT_PART_OF_REQUEST}
+    request = {"config": settings, "fingerprint": fingerprint}
+    if organs is not None:
+        request["organs"] = organs.to_rows()
     # Through JSON, so tuples compare equal to the lists read back from config.json.
-    return json.loads(json.dumps({"config": settings, "fingerprint": fingerprint}))
-
-
-def _same_finished_run(run_dir: Path, request: dict[str, Any]) -> bool:
-    """True when ``run_dir`` holds a finished run made from exactly ``request``."""
-    if not (run_dir / "metrics.json").is_file() or not (run_dir / "config.json").is_file():
-        return False
-    try:
-        return read_json(run_dir / "config.json").get("request") == request
-    except InputError:
-        return False
+    return json.loads(json.dumps(request))
 
 
 def load_result(run_dir: str | os.PathLike[str]) -> TrainResult:
@@ -164,7 +146,8 @@ def load_result(run_dir: str | os.PathLike[str]) -> TrainResult:
                        history=_history_rows(run_dir / "history.csv"),
                        best_epoch=int(metrics["best_epoch"]),
                        best_val_dice=float(metrics["best_val_dice_tiles"]),
-                       threshold=float(metrics["threshold"]),
+                       threshold=None if metrics.get("threshold") is None
+                       else float(metrics["threshold"]),
                        val_dice=float(metrics["val_dice_at_threshold"]),
                        epochs_completed=int(metrics["epochs_completed"]),
                        stopped_by_time_budget=bool(metrics["stopped_by_time_budget"]),
@@ -226,14 +209,22 @@ def _history_rows(path: Path) -> list[dict[str, float]]:
 # --- callbacks --------------------------------------------------------------------------
 
 class _RunRecorder(keras.callbacks.Callback):
-    """Keeps the best and last checkpoints, history.csv and state.json up to date."""
+    """Keeps the best and last checkpoints, history.csv and state.json up to date.
+
+    Written here rather than with Keras's ModelCheckpoint and CSVLogger because every
+    file must be replaced atomically (a full disk or a kill during a save must leave the
+    previous checkpoint loadable) and the state needed by ``--resume`` must change in the
+    same step as the checkpoint it describes.
+    """
 
     def __init__(self, run_dir: Path, history: list[dict[str, float]], state: dict,
-                 started: float, elapsed_before: float, deadline: float | None):
+                 fields: tuple[str, ...], started: float, elapsed_before: float,
+                 deadline: float | None):
         super().__init__()
         self.run_dir = run_dir
         self.history = history
         self.state = state
+        self.fields = fields
         self.started = started
         self.elapsed_before = elapsed_before
         self.deadline = deadline
@@ -253,7 +244,7 @@ class _RunRecorder(keras.callbacks.Callback):
         logs = dict(logs or {})
         now = time.monotonic()
         row: dict[str, float] = {"epoch": epoch + 1}
-        for name in HISTORY_FIELDS[1:9]:
+        for name in self.fields:
             if name in logs:
                 row[name] = float(logs[name])
         row["learning_rate"] = float(keras.ops.convert_to_numpy(
@@ -264,14 +255,27 @@ class _RunRecorder(keras.callbacks.Callback):
         val_dice = row.get("val_dice", float("nan"))
         if not math.isnan(val_dice) and val_dice > self.state["best_val_dice"]:
             self.state.update(best_val_dice=val_dice, best_epoch=epoch + 1)
-            _save_model(self.model, self.run_dir / "model.keras")
+            save_model(self.model, self.run_dir / "model.keras")
         elif not (self.run_dir / "model.keras").exists():
-            _save_model(self.model, self.run_dir / "model.keras")
+            save_model(self.model, self.run_dir / "model.keras")
             self.state.update(best_epoch=epoch + 1)
-        _save_model(self.model, self.run_dir / "last.keras")
-        write_csv(self.run_dir / "history.csv", self.history, HISTORY_FIELDS, overwrite=True)
+        save_model(self.model, self.run_dir / "last.keras")
+        write_csv(self.run_dir / "history.csv", self.history, _history_fields(self.fields),
+                  overwrite=True)
         self.state.update(epochs_completed=epoch + 1, elapsed_seconds=row["elapsed_seconds"])
         write_json(self.run_dir / "state.json", self.state, overwrite=True)
+
+
+def _logged_fields(organs: OrganTable | None) -> tuple[str, ...]:
+    """The Keras logs kept per epoch: loss and metrics, training then validation."""
+    names = ["loss", "dice", "iou", "pixel_accuracy"]
+    if organs is not None:
+        names += [f"dice_{metric_name(name)}" for name in organs.names]
+    return (*names, *(f"val_{name}" for name in names))
+
+
+def _history_fields(logged: tuple[str, ...]) -> tuple[str, ...]:
+    return ("epoch", *logged, "learning_rate", "epoch_seconds", "elapsed_seconds")
 
 
 # --- threshold calibration --------------------------------------------------------------
@@ -301,7 +305,8 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     ----------
     data_dir : path-like
         A data folder like ``data1d/`` (or its ``train/``). The channel count of the
-        frames sets the model's input channels.
+        frames sets the model's input channels; ``organs.csv`` in it makes the run
+        segment each listed organ (a softmax head), otherwise one foreground (sigmoid).
     out_dir : path-like
         The run folder (created). A folder holding a run is never replaced unless
         ``config.force``; ``config.resume`` continues an interrupted one.
@@ -317,35 +322,40 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     InputError
         Unreadable data, fewer than 2 frame/mask pairs, or (resume) data that changed.
     OutputError
-        ``out_dir`` holds a run and neither resume nor force was given.
+        ``out_dir`` holds a run and neither resume nor force was given; another process
+        writes into it; it cannot be written.
     ParameterError
-        A config field is out of range.
+        A config field is out of range, or a size the data or memory cannot hold.
+    Interrupted
+        Ctrl-C; the message says what the run kept and how to continue it.
 
     Notes
     -----
-    A folder that already holds a finished run of the same request (parameters other
-    than ``verbose``/``force``/``resume``, and a data fingerprint) is returned as it is,
-    without training: re-running a notebook is cheap and never replaces a run.
+    The steps: prepare the run folder, load the pairs, build or resume the model, fit,
+    calibrate, finish. A folder that already holds a finished run of the same request
+    (parameters other than ``verbose``/``force``/``resume``, the data fingerprint and the
+    organ table) is returned as it is, without training: re-running a notebook is cheap
+    and never replaces a run.
 
     Same seed and data give the same weights on the same machine with
     ``deterministic=True`` (this enables TensorFlow op determinism for the whole process).
     A resumed run continues from the last completed epoch with a new stream of training
     patches; it is not bit-identical to an uninterrupted run.
 
-    Only one process trains into a run folder at a time (:func:`unetlib.locking.output_lock`);
-    Ctrl-C raises :class:`~unetlib.errors.Interrupted` saying what was kept.
+    Only one process trains into a run folder at a time (:func:`unetlib.locking.output_lock`).
     """
     started = time.monotonic()
     config = (config or TrainConfig()).validate().resolved()
-    pipeline = config.pipeline
     data_dir = Path(data_dir)
     run_dir = Path(out_dir)
     deadline = started + 60.0 * config.max_minutes if config.max_minutes else None
+    organs = find_organ_table(data_dir)
+    config = dataclasses.replace(config, loss=_resolve_loss(config.loss, organs, data_dir))
 
     fingerprint = data_fingerprint([path for pair in find_pairs(data_dir) for path in pair],
                                    data_dir)
-    request = _request(config, fingerprint)
-    if not config.force and not config.resume and _same_finished_run(run_dir, request):
+    request = _request(config, fingerprint, organs)
+    if not config.force and not config.resume and same_finished_run(run_dir, request):
         logger.info("%s already holds this run (same parameters and data): reusing it",
                     run_dir)
         return load_result(run_dir)
@@ -354,10 +364,23 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                                    "Give a run folder path for --out."))
     with output_lock(run_dir):
         try:
-            return _train_locked(data_dir, run_dir, config, fingerprint, request, started,
-                                 deadline)
+            return _train_locked(data_dir, run_dir, config, organs, fingerprint, request,
+                                 started, deadline)
         except KeyboardInterrupt:
             raise _interrupted(run_dir) from None
+
+
+def _resolve_loss(loss: str, organs: OrganTable | None, data_dir: Path) -> str:
+    """``auto`` -> the loss for the data; a binary loss for organs (or back) is refused."""
+    if loss == "auto":
+        return "bce" if organs is None else "ce+dice"
+    if organs is not None and loss in BINARY_LOSSES:
+        raise ParameterError(describe(organ_table_path(data_dir), f"loss={loss} is invalid for "
+                                      "several organs", "Use ce or ce+dice (or auto)."))
+    if organs is None and loss in ORGAN_LOSSES:
+        raise ParameterError(describe(data_dir, f"loss={loss} is invalid for binary masks (no "
+                                      "organs.csv)", "Use bce or bce+dice (or auto)."))
+    return loss
 
 
 def _interrupted(run_dir: Path) -> Interrupted:
@@ -377,17 +400,50 @@ def _interrupted(run_dir: Path) -> Interrupted:
                                 "over."))
 
 
-def _train_locked(data_dir: Path, run_dir: Path, config: TrainConfig, fingerprint: str,
-                  request: dict[str, Any], started: float,
-                  deadline: float | None) -> TrainResult:
-    """The part of :func:`train` that runs while holding the run folder's lock."""
-    from unetlib.pipeline import (check_patch_size, load_pairs,  # noqa: PLC0415
-                                  make_training_dataset, make_validation_dataset, split_pairs)
+@dataclasses.dataclass
+class _Data:
+    """The loaded pairs of a run and how they were split."""
+
+    pairs: list
+    train: list
+    val: list
+    channels: int
+
+
+def _train_locked(data_dir: Path, run_dir: Path, config: TrainConfig,
+                  organs: OrganTable | None, fingerprint: str, request: dict[str, Any],
+                  started: float, deadline: float | None) -> TrainResult:
+    """The steps of :func:`train` that run while holding the run folder's lock."""
+    saved_state, replaced = _check_run_folder(run_dir, config)
+    data = _load_data(data_dir, config)
+    model_config = _model_config(config, data, organs, run_dir, resuming=saved_state is not None)
+    config = dataclasses.replace(config, model=model_config)
+    if replaced:
+        # Only now that the data is known to be usable: force replaces the old run.
+        logger.warning("replacing the run in %s", run_dir)
+        for name in replaced:
+            (run_dir / name).unlink()
+
+    keras.utils.set_random_seed(config.pipeline.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    model, state, history, elapsed_before = _build_or_resume(run_dir, config, organs,
+                                                             saved_state, fingerprint, data_dir)
+    run_config = _run_config(run_dir, data_dir, config, organs, data, fingerprint, request,
+                             model, resumed=saved_state is not None)
+    write_json(run_dir / "config.json", run_config, overwrite=True)
+
+    recorder = _fit(model, run_dir, config, organs, data, state, history, started,
+                    elapsed_before, deadline)
+    metrics = _calibrate(run_dir, config, organs, data)
+    return _finish(run_dir, config, run_config, metrics, state, history, recorder, started)
+
+
+def _load_data(data_dir: Path, config: TrainConfig) -> _Data:
+    """Load and split the pairs; refuse sizes the data or the memory cannot hold."""
+    from unetlib.pipeline import check_patch_size, load_pairs, split_pairs  # noqa: PLC0415
 
     pipeline = config.pipeline
-    seed = pipeline.seed
-    saved_state, replaced = _check_run_folder(run_dir, config)
-
     pairs = load_pairs(data_dir, normalize=config.normalize)
     if len(pairs) < 2:
         raise InputError(describe(data_dir, f"has {len(pairs)} frame/mask pair(s)",
@@ -400,80 +456,98 @@ def _train_locked(data_dir: Path, run_dir: Path, config: TrainConfig, fingerprin
                    data_dir, f"training on batches of {batch} patches of {patch} x {patch} pixels",
                    "Use a smaller --patch-size or --batch-size (defaults: "
                    f"{PipelineConfig().patch_size} and {PipelineConfig().batch_size}).")
-    channels = int(pairs[0].image.shape[-1])
-    model_config = dataclasses.replace(config.model, input_channels=channels).validate()
-    if saved_state is not None:
-        # The checkpoint fixes the architecture and optimiser; record what it really is.
-        stored_model = ModelConfig(**read_json(run_dir / "config.json")["model"])
-        if stored_model != model_config:
-            logger.warning("resume: keeping the run's model %s, not %s", stored_model,
-                           model_config)
-        model_config = stored_model
-    config = dataclasses.replace(config, model=model_config)
-    train_pairs, val_pairs = split_pairs(pairs, val_fraction=pipeline.val_fraction, seed=seed)
+    train_pairs, val_pairs = split_pairs(pairs, val_fraction=pipeline.val_fraction,
+                                         seed=pipeline.seed)
     if not train_pairs or not val_pairs:
         raise InputError(describe(data_dir, f"{len(pairs)} pairs split into {len(train_pairs)} "
                                   f"training and {len(val_pairs)} validation frames",
                                   "Annotate more frames or change --val-fraction."))
+    return _Data(pairs, train_pairs, val_pairs, int(pairs[0].image.shape[-1]))
 
-    if replaced:
-        # Only now that the data is known to be usable: force replaces the old run.
-        logger.warning("force: replacing the run in %s", run_dir)
-        for name in replaced:
-            (run_dir / name).unlink()
 
-    keras.utils.set_random_seed(seed)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
+def _model_config(config: TrainConfig, data: _Data, organs: OrganTable | None, run_dir: Path,
+                  *, resuming: bool) -> ModelConfig:
+    """The architecture: the preset with the data's channels and classes (a resumed run
+    keeps the one its checkpoint has)."""
+    classes = 1 if organs is None else organs.classes
+    model_config = dataclasses.replace(config.model, input_channels=data.channels,
+                                       classes=classes).validate()
+    if not resuming:
+        return model_config
+    stored = read_run_config(run_dir)["model"]
+    stored_model = ModelConfig(**{"classes": 1, **stored})
+    if stored_model != model_config:
+        logger.warning("resume: keeping the run's model %s, not %s", stored_model, model_config)
+    return stored_model
 
-    if saved_state is not None:
-        stored = read_json(run_dir / "config.json")
-        if stored.get("data", {}).get("fingerprint") != fingerprint:
-            raise InputError(describe(data_dir, "changed since the run in "
-                                      f"{run_dir} started (fingerprint differs)",
-                                      "Start a new run, or pass --force to replace this one."))
-        model = keras.saving.load_model(run_dir / "last.keras")
-        initial_epoch = int(saved_state["epochs_completed"])
-        history = _history_rows(run_dir / "history.csv")[:initial_epoch]
-        state = {**saved_state, "finished": False}
-        elapsed_before = float(saved_state.get("elapsed_seconds", 0.0))
-        logger.info("resuming %s at epoch %d", run_dir, initial_epoch + 1)
-    else:
-        model = build_unet(model_config)
-        model.compile(optimizer=make_optimizer(model_config), loss=get_loss(config.loss),
-                      metrics=training_metrics())
-        initial_epoch, history, elapsed_before = 0, [], 0.0
+
+def _build_or_resume(run_dir: Path, config: TrainConfig, organs: OrganTable | None,
+                     saved_state: dict | None, fingerprint: str, data_dir: Path):
+    """A compiled new model, or the interrupted run's last checkpoint with its state."""
+    if saved_state is None:
+        model = build_unet(config.model)
+        metrics = training_metrics() if organs is None else organ_training_metrics(organs.names)
+        model.compile(optimizer=make_optimizer(config.model), loss=get_loss(config.loss),
+                      metrics=metrics)
         state = {"epochs_completed": 0, "best_val_dice": -1.0, "best_epoch": 0,
                  "elapsed_seconds": 0.0, "finished": False}
+        return model, state, [], 0.0
+    stored = read_run_config(run_dir)
+    if stored.get("data", {}).get("fingerprint") != fingerprint:
+        raise InputError(describe(data_dir, "changed since the run in "
+                                  f"{run_dir} started (fingerprint differs)",
+                                  "Start a new run, or pass --force to replace this one."))
+    model = keras.saving.load_model(run_dir / "last.keras")
+    initial_epoch = int(saved_state["epochs_completed"])
+    history = _history_rows(run_dir / "history.csv")[:initial_epoch]
+    logger.info("resuming %s at epoch %d", run_dir, initial_epoch + 1)
+    return (model, {**saved_state, "finished": False}, history,
+            float(saved_state.get("elapsed_seconds", 0.0)))
 
-    run_config = {
+
+def _run_config(run_dir: Path, data_dir: Path, config: TrainConfig, organs: OrganTable | None,
+                data: _Data, fingerprint: str, request: dict[str, Any], model: keras.Model, *,
+                resumed: bool) -> dict[str, Any]:
+    """Everything ``config.json`` records; prediction and later stages need nothing else."""
+    created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    if resumed:
+        created = read_run_config(run_dir).get("created", created)
+    return {
         "train": to_dict(config),
-        "model": to_dict(model_config),
+        "model": to_dict(config.model),
         "normalize": to_dict(config.normalize),
-        "pipeline": to_dict(pipeline),
+        "pipeline": to_dict(config.pipeline),
         "augment": to_dict(config.augment),
+        "organs": None if organs is None else organs.to_rows(),
         "data": {"data_dir": str(data_dir.resolve()), "fingerprint": fingerprint,
-                 "pairs": len(pairs), "channels": channels,
-                 "train_stems": [pair.stem for pair in train_pairs],
-                 "val_stems": [pair.stem for pair in val_pairs]},
+                 "pairs": len(data.pairs), "channels": data.channels,
+                 "train_stems": [pair.stem for pair in data.train],
+                 "val_stems": [pair.stem for pair in data.val]},
         "versions": _versions(),
         "devices": [device.name for device in tf.config.list_physical_devices()],
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": created,
         "parameters": int(model.count_params()),
         "threshold": None,
         "request": request,
     }
-    if saved_state is not None:
-        run_config["created"] = read_json(run_dir / "config.json").get("created")
-    write_json(run_dir / "config.json", run_config, overwrite=True)
 
+
+def _fit(model: keras.Model, run_dir: Path, config: TrainConfig, organs: OrganTable | None,
+         data: _Data, state: dict, history: list, started: float, elapsed_before: float,
+         deadline: float | None) -> _RunRecorder:
+    """Fit epoch by epoch, keeping the checkpoints, history and state on disk."""
+    from unetlib.pipeline import make_training_dataset, make_validation_dataset  # noqa: PLC0415
+
+    initial_epoch = int(state["epochs_completed"])
     # A resumed run draws a fresh patch stream, not the one its first epochs already saw.
-    train_dataset = make_training_dataset(train_pairs, pipeline, config.augment,
-                                          seed=seed + initial_epoch)
-    val_dataset = make_validation_dataset(val_pairs, pipeline)
-    recorder = _RunRecorder(run_dir, history, state, started, elapsed_before, deadline)
-    logger.info("training %s (%d parameters) on %d frames, validating on %d", model.name,
-                model.count_params(), len(train_pairs), len(val_pairs))
+    train_dataset = make_training_dataset(data.train, config.pipeline, config.augment,
+                                          seed=config.pipeline.seed + initial_epoch)
+    val_dataset = make_validation_dataset(data.val, config.pipeline)
+    recorder = _RunRecorder(run_dir, history, state, _logged_fields(organs), started,
+                            elapsed_before, deadline)
+    logger.info("training %s (%d parameters%s) on %d frames, validating on %d", model.name,
+                model.count_params(), "" if organs is None else f", organs {organs.names}",
+                len(data.train), len(data.val))
     try:
         model.fit(train_dataset, epochs=config.epochs, initial_epoch=initial_epoch,
                   steps_per_epoch=config.steps_per_epoch, validation_data=val_dataset,
@@ -482,45 +556,71 @@ def _train_locked(data_dir: Path, run_dir: Path, config: TrainConfig, fingerprin
         # Checkpoints are written atomically: the last complete epoch is still intact.
         raise OutputError(f"{error} The run in {run_dir} keeps its last complete epoch "
                           f"({state['epochs_completed']}); continue it with --resume.") from None
+    return recorder
 
-    # Calibrate the decision threshold on whole validation frames with the best weights.
+
+def _calibrate(run_dir: Path, config: TrainConfig, organs: OrganTable | None,
+               data: _Data) -> dict[str, Any]:
+    """Score the best checkpoint on whole validation frames (binary: choose the threshold)."""
     best_model = keras.saving.load_model(run_dir / "model.keras", compile=False)
-    probabilities = [predict_probabilities(best_model, pair.image) for pair in val_pairs]
-    masks = [pair.mask[..., 0] for pair in val_pairs]
+    probabilities = [predict_probabilities(best_model, pair.image) for pair in data.val]
+    masks = [pair.mask[..., 0] for pair in data.val]
+    if organs is not None:
+        return _score_organs(probabilities, masks, organs, data)
     threshold, dice_by_threshold = calibrate_threshold(probabilities, masks,
                                                        config.threshold_grid)
     per_frame = [{"stem": pair.stem, **frame_metrics(probability >= threshold, mask)}
-                 for pair, probability, mask in zip(val_pairs, probabilities, masks)]
+                 for pair, probability, mask in zip(data.val, probabilities, masks)]
     mean = {name: float(np.mean([row[name] for row in per_frame]))
             for name in ("dice", "iou", "precision", "recall", "pixel_accuracy")}
+    return {"threshold": threshold, "val_dice_at_threshold": mean["dice"],
+            "val_dice_at_0.5": dice_by_threshold.get(0.5), "val_mean": mean,
+            "val_frames": per_frame,
+            "dice_by_threshold": {f"{t:.2f}": value for t, value in dice_by_threshold.items()}}
+
+
+def _score_organs(probabilities: list[np.ndarray], masks: list[np.ndarray], organs: OrganTable,
+                  data: _Data) -> dict[str, Any]:
+    """Per-organ scores of the most probable class on whole validation frames."""
+    per_frame = []
+    for pair, probability, mask in zip(data.val, probabilities, masks):
+        scores = organ_frame_metrics(np.argmax(probability, axis=-1), mask, organs.classes)
+        per_frame += [{"stem": pair.stem, "organ": name, **score}
+                      for name, score in zip(organs.names, scores)]
+    by_organ = {name: {metric: float(np.mean([row[metric] for row in per_frame
+                                              if row["organ"] == name]))
+                       for metric in ("dice", "iou", "precision", "recall")}
+                for name in organs.names}
+    mean = {metric: float(np.mean([scores[metric] for scores in by_organ.values()]))
+            for metric in ("dice", "iou", "precision", "recall")}
+    return {"threshold": None, "val_dice_at_threshold": mean["dice"], "val_mean": mean,
+            "val_organs": by_organ, "val_frames": per_frame}
+
+
+def _finish(run_dir: Path, config: TrainConfig, run_config: dict[str, Any],
+            scores: dict[str, Any], state: dict, history: list, recorder: _RunRecorder,
+            started: float) -> TrainResult:
+    """Write the threshold, history plot and metrics.json (last: the run is then finished)."""
     seconds = time.monotonic() - started
     stopped = recorder.stopped_by_time_budget and state["epochs_completed"] < config.epochs
-    metrics = {
-        "best_epoch": state["best_epoch"],
-        "best_val_dice_tiles": state["best_val_dice"],
-        "threshold": threshold,
-        "val_dice_at_threshold": mean["dice"],
-        "val_dice_at_0.5": dice_by_threshold.get(0.5),
-        "val_mean": mean,
-        "val_frames": per_frame,
-        "dice_by_threshold": {f"{t:.2f}": value for t, value in dice_by_threshold.items()},
-        "epochs_completed": state["epochs_completed"],
-        "stopped_by_time_budget": stopped,
-        "train_seconds": state["elapsed_seconds"],
-        "seconds_this_call": seconds,
-        "samples_per_second": _samples_per_second(history, config),
-    }
-    run_config["threshold"] = threshold
+    metrics = {"best_epoch": state["best_epoch"], "best_val_dice_tiles": state["best_val_dice"],
+               **scores, "epochs_completed": state["epochs_completed"],
+               "stopped_by_time_budget": stopped, "train_seconds": state["elapsed_seconds"],
+               "seconds_this_call": seconds,
+               "samples_per_second": _samples_per_second(history, config)}
+    run_config["threshold"] = scores["threshold"]
     write_json(run_dir / "config.json", run_config, overwrite=True)
     state["finished"] = True
     write_json(run_dir / "state.json", state, overwrite=True)
     _write_history_plot(run_dir / "history.png", history)
     write_json(run_dir / "metrics.json", metrics, overwrite=True)
-    logger.info("run %s: best epoch %d, validation Dice %.4f at threshold %.2f", run_dir,
-                state["best_epoch"], mean["dice"], threshold)
+    threshold = scores["threshold"]
+    logger.info("run %s: best epoch %d, validation Dice %.4f%s", run_dir, state["best_epoch"],
+                scores["val_dice_at_threshold"],
+                "" if threshold is None else f" at threshold {threshold:.2f}")
     return TrainResult(run_dir=run_dir, model_path=run_dir / "model.keras", history=history,
                        best_epoch=state["best_epoch"], best_val_dice=state["best_val_dice"],
-                       threshold=threshold, val_dice=mean["dice"],
+                       threshold=threshold, val_dice=scores["val_dice_at_threshold"],
                        epochs_completed=state["epochs_completed"],
                        stopped_by_time_budget=stopped, seconds=seconds, metrics=metrics)
 
@@ -535,11 +635,9 @@ def _samples_per_second(history: list[dict[str, float]], config: TrainConfig) ->
 
 
 def _write_history_plot(path: Path, history: list[dict[str, float]]) -> None:
-    """Hook: draw history.png with unetlib.plots.plot_history when that function exists."""
-    try:
-        from unetlib.plots import plot_history  # noqa: PLC0415
-    except ImportError:
-        return
+    """Draw history.png with :func:`unetlib.plots.plot_history`."""
+    from unetlib.plots import plot_history  # noqa: PLC0415
+
     figure = plot_history(history)
     with atomic_path(path, overwrite=True) as temporary:
         figure.savefig(temporary, format="png")
