@@ -192,3 +192,84 @@ def test_overlay_image():
     assert overlay.shape == (4, 4, 3) and overlay.dtype == np.uint8
     assert overlay[0, 0, 0] > overlay[0, 0, 1]  # tinted red on the mask
     assert overlay[0, 1, 0] == overlay[0, 1, 1]  # gray elsewhere
+
+
+# --- organ runs, and binary runs from before organs existed ------------------------------
+
+def organ_run(tmp_path, values=(1, 5)):
+    """A run folder (untrained softmax model) recording an organ table."""
+    from unetlib.io import write_json
+    from unetlib.organs import Organ
+
+    model = build_unet(ModelConfig(input_channels=1, depth=1, base_filters=4,
+                                   classes=len(values) + 1))
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "model.keras")
+    organs = [Organ(value, f"organ{value}", color).__dict__
+              for value, color in zip(values, ("#ff0000", "#00ff00"))]
+    write_json(run / "config.json", {"organs": [{**row, "value": str(row["value"])}
+                                                for row in organs], "threshold": None})
+    write_json(run / "metrics.json", {"threshold": None})
+    return run
+
+
+def test_organ_run_writes_palette_masks_of_organ_values_and_its_table(tmp_path):
+    from PIL import Image
+
+    run = organ_run(tmp_path)
+    write_image(tmp_path / "frames" / "f.png", (noise((40, 48)) * 4000).astype(np.uint16))
+    written = predict_folder(run, tmp_path / "frames", tmp_path / "out", progress=False,
+                             write_overlay=True, write_probabilities=True)
+    assert sorted(path.name for path in written) == ["f_overlay.png", "f_predict.png",
+                                                      "f_prob.tif", "organs.csv"]
+    with Image.open(tmp_path / "out" / "f_predict.png") as image:
+        assert image.mode == "P"
+        values = np.array(image)
+        assert image.getpalette()[15:18] == [0, 255, 0]  # value 5 shows in organ5's colour
+    probability = read_image(tmp_path / "out" / "f_prob.tif")
+    assert probability.shape == (40, 48, 3)
+    expected = np.array([0, 1, 5], np.uint8)[np.argmax(probability, axis=-1)]
+    np.testing.assert_array_equal(values, expected)
+    assert (tmp_path / "out" / "organs.csv").read_text().splitlines()[1] == "1,organ1,#ff0000"
+    assert read_image(tmp_path / "out" / "f_overlay.png").shape == (40, 48, 3)
+
+
+def test_organ_run_refuses_a_threshold(tmp_path):
+    run = organ_run(tmp_path)
+    write_image(tmp_path / "frames" / "f.png", np.zeros((32, 32), np.uint16))
+    with pytest.raises(ParameterError, match="a threshold applies to binary runs only"):
+        predict_folder(run, tmp_path / "frames", tmp_path / "out", threshold=0.3, progress=False)
+
+
+def test_a_multi_class_model_without_its_table_is_refused(tmp_path):
+    model = build_unet(ModelConfig(input_channels=1, depth=1, base_filters=4, classes=3))
+    model.save(tmp_path / "bare.keras")
+    write_image(tmp_path / "frames" / "f.png", np.zeros((32, 32), np.uint16))
+    with pytest.raises(InputError, match="segments 2 organs but comes without its organ table"):
+        predict_folder(tmp_path / "bare.keras", tmp_path / "frames", tmp_path / "out",
+                       progress=False)
+
+
+def test_a_binary_run_folder_from_before_organs_still_predicts_identically(tmp_path):
+    """config.json written before organs existed: no "organs", no model "classes"."""
+    model = tiny_model()
+    run = tmp_path / "old_run"
+    run.mkdir()
+    model.save(run / "model.keras")
+    write_json(run / "config.json", {"normalize": {"method": "percentile", "low": 1.0,
+                                                   "high": 99.8},
+                                     "model": {"input_channels": 1, "depth": 1},
+                                     "threshold": 0.4})
+    write_json(run / "metrics.json", {"threshold": 0.4})
+    frame = (noise((40, 48)) * 4000).astype(np.uint16)
+    write_image(tmp_path / "frames" / "f.png", frame)
+    predict_folder(run, tmp_path / "frames", tmp_path / "out", progress=False)
+    mask = read_image(tmp_path / "out" / "f_predict.png")
+    from unetlib.normalize import normalize_image
+
+    loaded = load_run(run)
+    assert loaded.organs is None and loaded.threshold == 0.4
+    probability = predict_probabilities(loaded.model, normalize_image(frame, loaded.normalize))
+    np.testing.assert_array_equal(mask, np.where(probability >= 0.4, 255, 0))
+    assert not (tmp_path / "out" / "organs.csv").exists()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from unetlib.augment import augment_preset
-from unetlib.config import ModelConfig, TrainConfig
+from unetlib.config import ModelConfig, TrainConfig, model_preset
 from unetlib.errors import InputError, OutputError, ParameterError
 from unetlib.io import read_csv, read_json, write_image
 from unetlib.predict import load_run, predict_folder
@@ -173,3 +173,50 @@ def test_identical_finished_run_is_reused_not_retrained(finished_run, data_dir):
 def test_changed_parameters_do_not_reuse_a_finished_run(finished_run, data_dir):
     with pytest.raises(OutputError, match="finished run"):
         train(data_dir, finished_run.run_dir, dataclasses.replace(TINY, epochs=4))
+
+
+# --- several organs -----------------------------------------------------------------------
+
+def organ_data(root):
+    """A tiny synthetic acquisition with 3 named organs: 8 annotated frames, 4 held out."""
+    from unetlib.config import PickConfig, SyntheticConfig
+    from unetlib.frames import pick_frames
+    from unetlib.organs import write_organ_table
+    from unetlib.synthetic import export_truth_masks, organ_table, write_synthetic_stack
+
+    stack, truth = write_synthetic_stack(root / "stack.tif",
+                                         SyntheticConfig(cycles=16, height=96, width=128),
+                                         truth_path=root / "truth.tif")
+    data = root / "data"
+    picked = pick_frames(stack, data, PickConfig(count=8)).cycles
+    write_organ_table(data / "organs.csv", organ_table())
+    export_truth_masks(truth, data / "train" / "frames.csv", data / "train" / "masks",
+                       organs=True)
+    pick_frames(stack, data, PickConfig(count=4, subset="test", exclude=tuple(picked)))
+    export_truth_masks(truth, data / "test" / "frames.csv", root / "truth", organs=True)
+    return data
+
+
+def test_a_small_multi_organ_model_learns_every_organ(tmp_path):
+    """Fails when learning breaks: every organ's held-out Dice must clear a floor.
+
+    Measured when written (AMD EPYC, 2 cores): 0.99 / 0.97 / 0.95 for liver, kidney and
+    bladder after 300 steps (~15 s); with cross-entropy alone 0.98 / 0.76 / 0.55.
+    """
+    from unetlib.evaluate import evaluate_folders
+    from unetlib.predict import predict_folder
+
+    data = organ_data(tmp_path)
+    config = TrainConfig(model=model_preset("small"), epochs=10, steps_per_epoch=30,
+                         batch_size=8, patch_size=64, val_fraction=0.25, verbose=0, seed=0)
+    result = train(data, tmp_path / "run", config)
+    assert result.threshold is None and set(result.metrics["val_organs"]) == {
+        "liver", "kidney", "bladder"}
+    header = read_csv(tmp_path / "run" / "history.csv")[0]
+    assert {"val_dice_liver", "val_dice_kidney", "val_dice_bladder"} <= set(header)
+    written = predict_folder(tmp_path / "run", data / "test", tmp_path / "pred", progress=False)
+    assert (tmp_path / "pred" / "organs.csv") in written
+    report = evaluate_folders(tmp_path / "pred", tmp_path / "truth")
+    dice = {organ: scores["dice"] for organ, scores in report.per_organ.items()}
+    assert min(dice.values()) > 0.8, dice
+    assert report.confusion.shape == (4, 4)

@@ -153,8 +153,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = train(args.data_dir, args.out, _train_config(args))
     budget = " (stopped by --max-minutes)" if result.stopped_by_time_budget else ""
     print(f"trained {result.epochs_completed} epoch(s){budget}; best epoch {result.best_epoch}")
-    print(f"validation Dice {result.val_dice:.4f} at threshold {result.threshold:.2f} "
-          f"(calibrated on the validation frames)")
+    if result.threshold is None:
+        organs = result.metrics.get("val_organs", {})
+        print(f"validation Dice, mean over organs {result.val_dice:.4f}: " + ", ".join(
+            f"{name} {scores['dice']:.4f}" for name, scores in organs.items()))
+    else:
+        print(f"validation Dice {result.val_dice:.4f} at threshold {result.threshold:.2f} "
+              f"(calibrated on the validation frames)")
     print(f"run: {result.run_dir} (model.keras, config.json, history.csv, history.png, "
           "metrics.json)")
     return 0
@@ -172,8 +177,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                              write_overlay=args.overlay, overwrite=args.force,
                              predict=predict, progress=not args.quiet)
     masks = [path for path in written if path.name.endswith("_predict.png")]
-    threshold = run.threshold if args.threshold is None else args.threshold
-    print(f"{len(masks)} mask(s) at threshold {threshold:.2f} in {args.out}")
+    if run.organs is not None:
+        print(f"{len(masks)} organ mask(s) ({', '.join(run.organs.names)}) in {args.out}")
+    else:
+        threshold = run.threshold if args.threshold is None else args.threshold
+        print(f"{len(masks)} mask(s) at threshold {threshold:.2f} in {args.out}")
     for path in written:
         if not path.name.endswith("_predict.png"):
             print(f"also wrote {path}")
@@ -300,7 +308,8 @@ def _add_train(commands) -> None:
     train = commands.add_parser(
         "train", help="train a U-Net on a data folder's annotated frames",
         description="Train a U-Net on DATA_DIR/train/frames + masks (channels come from the "
-                    "frames) into the run folder OUT: model.keras (best validation Dice), "
+                    "frames; with DATA_DIR/organs.csv one class per organ) into the run "
+                    "folder OUT: model.keras (best validation Dice), "
                     "last.keras, config.json, history.csv, history.png, metrics.json. An "
                     "identical finished run is reused; a different one is never replaced "
                     "without --force.")
@@ -321,7 +330,10 @@ def _add_train(commands) -> None:
     train.add_argument("--augment", choices=preset_names(), default="default",
                        help="augmentation preset; original = the Keras 2 recipe's settings "
                             "(default: default)")
-    train.add_argument("--loss", choices=LOSSES, help=f"loss (default: {train_defaults.loss})")
+    train.add_argument("--loss", choices=LOSSES,
+                       help="bce or bce+dice for binary masks; ce or ce+dice (soft Dice "
+                            "averaged over organs) with organs.csv; auto picks bce or ce+dice "
+                            f"(default: {train_defaults.loss})")
     train.add_argument("--lr", type=float, help="learning rate (default: the preset's)")
     train.add_argument("--val-fraction", type=float,
                        help=f"share of frames held out for validation, 0 < F < 1 "
@@ -345,7 +357,8 @@ def _add_predict(commands) -> None:
         "predict", help="segment frames or a TIFF stack with a trained model",
         description="Segment every frame of INPUT (a folder of frames, one frame, or a "
                     "multi-page TIFF stack) at full resolution with overlapping tiles, and "
-                    "write OUT/<stem>_predict.png (0/255); for a stack also one multi-page "
+                    "write OUT/<stem>_predict.png (0/255; for an organ run the organ values "
+                    "as a palette PNG, with OUT/organs.csv); for a stack also one multi-page "
                     "mask TIFF. Frames are normalised as the model's training frames were.")
     predict.add_argument("model", help="a run folder (uses its model.keras) or a .keras file")
     predict.add_argument("input", help="folder of frames, a frame, or a TIFF stack")

@@ -5,6 +5,11 @@ Each ``<stem>_predict.png`` of the prediction folder is paired with the truth ma
 palette, ...) are normalised by :func:`unetlib.masks.normalize_mask`. Files without a
 partner are listed in the report, never silently skipped. Metric conventions (empty
 prediction vs empty truth = 1.0) are those of :mod:`unetlib.metrics`.
+
+When the prediction folder holds ``organs.csv`` (``predict`` writes it for organ runs),
+both masks are read as organ labels (:func:`unetlib.masks.read_labels`) and every organ
+is scored on its own, by name, per frame; the report adds each organ's mean, the mean
+over organs, and a confusion table of pixel counts (which organ was taken for which).
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ import numpy as np
 
 from unetlib.errors import InputError, describe
 from unetlib.io import list_images, read_image
-from unetlib.masks import normalize_mask
-from unetlib.metrics import METRIC_NAMES, frame_metrics
+from unetlib.masks import normalize_mask, read_labels
+from unetlib.metrics import METRIC_NAMES, confusion_matrix, frame_metrics, organ_frame_metrics
+from unetlib.organs import OrganTable, find_organ_table
 
 __all__ = ["EvaluationReport", "PREDICTION_SUFFIX", "evaluate_folders"]
 
@@ -47,28 +53,46 @@ class EvaluationReport:
     mean: dict[str, float]
     unpaired_predictions: list[Path]
     unpaired_truths: list[Path]
+    organs: OrganTable | None = None
+    per_organ: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    confusion: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (paths as strings)."""
-        return {"frames": [{**row, "prediction": str(row["prediction"]),
-                            "truth": str(row["truth"])} for row in self.frames],
-                "mean": dict(self.mean),
-                "unpaired_predictions": [str(path) for path in self.unpaired_predictions],
-                "unpaired_truths": [str(path) for path in self.unpaired_truths]}
+        result = {"frames": [{**row, "prediction": str(row["prediction"]),
+                              "truth": str(row["truth"])} for row in self.frames],
+                  "mean": dict(self.mean),
+                  "unpaired_predictions": [str(path) for path in self.unpaired_predictions],
+                  "unpaired_truths": [str(path) for path in self.unpaired_truths]}
+        if self.organs is not None:
+            labels = ["background", *self.organs.names]
+            result["organs"] = self.organs.to_rows()
+            result["per_organ"] = self.per_organ
+            result["confusion"] = {"rows_truth_columns_prediction": labels,
+                                   "pixels": self.confusion.tolist()}
+        return result
 
     def to_text(self) -> str:
-        """A fixed-width table: one line per frame, the mean, then any unpaired files."""
-        header = ["frame", *METRIC_NAMES]
-        rows = [[row["stem"], *(f"{row[name]:.4f}" for name in METRIC_NAMES)]
-                for row in self.frames]
-        rows.append([f"mean ({len(self.frames)})",
-                     *(f"{self.mean[name]:.4f}" for name in METRIC_NAMES)])
+        """A fixed-width table: one line per frame (and organ), the means, the confusion
+        table of an organ run, then any unpaired files."""
+        names = METRIC_NAMES if self.organs is None else METRIC_NAMES[:4]
+        header = ["frame", *([] if self.organs is None else ["organ"]), *names]
+        rows = [[row["stem"], *([] if self.organs is None else [row["organ"]]),
+                 *(f"{row[name]:.4f}" for name in names)] for row in self.frames]
+        for organ, scores in self.per_organ.items():
+            rows.append(["mean", organ, *(f"{scores[name]:.4f}" for name in names)])
+        count = len({row["stem"] for row in self.frames})
+        rows.append([f"mean ({count})", *([] if self.organs is None else ["all organs"]),
+                     *(f"{self.mean[name]:.4f}" for name in names)])
         widths = [max(len(str(cells[i])) for cells in [header, *rows]) for i in range(len(header))]
         lines = ["  ".join(str(cell).rjust(width) if i else str(cell).ljust(width)
                            for i, (cell, width) in enumerate(zip(cells, widths)))
                  for cells in [header, *rows]]
         lines.insert(1, "-" * len(lines[0]))
-        lines.insert(len(lines) - 1, "-" * len(lines[0]))
+        lines.insert(len(lines) - 1 - len(self.per_organ), "-" * len(lines[0]))
+        if self.organs is not None:
+            lines += ["", "pixels: truth (rows) taken for prediction (columns)",
+                      *_format_confusion(self.confusion, ["background", *self.organs.names])]
         for label, paths in (("prediction without truth", self.unpaired_predictions),
                              ("truth without prediction", self.unpaired_truths)):
             lines.extend(f"{label}: {path}" for path in paths)
@@ -76,6 +100,14 @@ class EvaluationReport:
 
     def __str__(self) -> str:
         return self.to_text()
+
+
+def _format_confusion(confusion: np.ndarray, labels: list[str]) -> list[str]:
+    width = max(max(len(label) for label in labels), len(str(int(confusion.max(initial=0)))))
+    lines = [" " * width + "  " + "  ".join(label.rjust(width) for label in labels)]
+    lines += [label.ljust(width) + "  " + "  ".join(str(int(count)).rjust(width) for count in row)
+              for label, row in zip(labels, confusion)]
+    return lines
 
 
 def _read_binary(path: Path) -> np.ndarray:
@@ -107,19 +139,37 @@ def evaluate_folders(pred_dir: str | os.PathLike[str],
         raise InputError(describe(pred_dir, f"none of its {len(predictions)} predictions has a "
                                   f"truth mask of the same stem in {truth_dir}",
                                   "Name truth masks like the frames (0.png for 0_predict.png)."))
+    organs = find_organ_table(pred_dir)
+    unpaired = {"unpaired_predictions": [predictions[stem] for stem in predictions
+                                         if stem not in truths],
+                "unpaired_truths": [truths[stem] for stem in truths if stem not in predictions]}
     frames = []
+    confusion = None if organs is None else np.zeros((organs.classes, organs.classes), np.int64)
     for stem in paired:
-        prediction = _read_binary(predictions[stem])
-        truth = _read_binary(truths[stem])
+        if organs is None:
+            prediction, truth = _read_binary(predictions[stem]), _read_binary(truths[stem])
+        else:
+            prediction = read_labels(predictions[stem], organs)[0]
+            truth = read_labels(truths[stem], organs)[0]
         if prediction.shape != truth.shape:
             raise InputError(describe(predictions[stem], f"is {prediction.shape[0]}x"
                                       f"{prediction.shape[1]} (height x width) but its truth "
                                       f"{truths[stem]} is {truth.shape[0]}x{truth.shape[1]}",
                                       "Predict at full resolution from the original frames."))
-        frames.append({"stem": stem, "prediction": predictions[stem], "truth": truths[stem],
-                       **frame_metrics(prediction, truth)})
-    mean = {name: float(np.mean([row[name] for row in frames])) for name in METRIC_NAMES}
-    return EvaluationReport(
-        frames=frames, mean=mean,
-        unpaired_predictions=[predictions[stem] for stem in predictions if stem not in truths],
-        unpaired_truths=[truths[stem] for stem in truths if stem not in predictions])
+        paths = {"stem": stem, "prediction": predictions[stem], "truth": truths[stem]}
+        if organs is None:
+            frames.append({**paths, **frame_metrics(prediction, truth)})
+            continue
+        confusion += confusion_matrix(prediction, truth, organs.classes)
+        frames += [{**paths, "organ": name, **scores} for name, scores in
+                   zip(organs.names, organ_frame_metrics(prediction, truth, organs.classes))]
+    if organs is None:
+        mean = {name: float(np.mean([row[name] for row in frames])) for name in METRIC_NAMES}
+        return EvaluationReport(frames=frames, mean=mean, **unpaired)
+    per_organ = {organ: {name: float(np.mean([row[name] for row in frames
+                                              if row["organ"] == organ]))
+                         for name in METRIC_NAMES} for organ in organs.names}
+    mean = {name: float(np.mean([scores[name] for scores in per_organ.values()]))
+            for name in METRIC_NAMES}
+    return EvaluationReport(frames=frames, mean=mean, organs=organs, per_organ=per_organ,
+                            confusion=confusion, **unpaired)

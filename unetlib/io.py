@@ -313,7 +313,8 @@ def ensure_folder(folder: str | os.PathLike[str]) -> Path:
 
 
 def write_image(path: str | os.PathLike[str], image: np.ndarray, *,
-                overwrite: bool = False, compress_level: int = 1) -> Path:
+                overwrite: bool = False, compress_level: int = 1,
+                palette: Sequence[int] | None = None) -> Path:
     """Write ``image`` to ``path`` (PNG or TIFF by suffix) atomically, keeping its dtype.
 
     PNG takes ``uint8`` with 1, 3 or 4 channels and ``uint16`` with 1 channel; everything
@@ -326,12 +327,23 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray, *,
         When the file exists and ``overwrite`` is false, or it cannot be written.
     ValueError
         When the array cannot be stored in the requested format.
+
+    Notes
+    -----
+    With ``palette`` (768 RGB values), a 2-D ``uint8`` image is written as a palette PNG:
+    its pixel values stay exact (label values) while any viewer shows them in colour.
     """
     path = Path(path)
     image = np.asarray(image)
     suffix = path.suffix.lower()
     if suffix in PNG_SUFFIXES:
         pil_image = _array_to_pillow(image, path)
+        if palette is not None:
+            if pil_image.mode != "L":
+                raise ValueError(f"{path}: a palette PNG holds 8-bit single-channel values, "
+                                 f"not {image.dtype} of shape {image.shape}")
+            pil_image = pil_image.convert("P")
+            pil_image.putpalette(list(palette))
     elif suffix not in TIFF_SUFFIXES:
         raise ValueError(f"{path}: unsupported image format {suffix!r}; use .png or .tif")
     with atomic_path(path, overwrite=overwrite) as temporary:

@@ -30,13 +30,15 @@ from unetlib.io import (TIFF_SUFFIXES, atomic_path, list_images, missing_file_er
 from unetlib.locking import output_lock
 from unetlib.model import model_classes, model_depth, model_input_channels
 from unetlib.normalize import fill_non_finite, non_finite_pixels, normalize_image
+from unetlib.organs import ORGANS_FILE, OrganTable, read_organ_table, write_organ_table
 from unetlib.run import DEFAULT_THRESHOLD, LoadedRun, load_run
 from unetlib.stack import open_tiff_series
 
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["overlay_image", "predict_folder", "predict_probabilities", "validate_threshold"]
+__all__ = ["overlay_image", "overlay_organs", "predict_folder", "predict_probabilities", "segment",
+           "validate_threshold"]
 
 # Stems of what predict_folder writes; a folder predicted into itself must not feed them
 # back as frames on the next run (0_predict_predict.png).
@@ -252,6 +254,37 @@ def overlay_image(image: np.ndarray, mask: np.ndarray, *, alpha: float = 0.4,
     return np.round(rgb * 255.0).astype(np.uint8)
 
 
+def overlay_organs(image: np.ndarray, values: np.ndarray, organs: OrganTable, *,
+                   alpha: float = 0.45,
+                   percentiles: tuple[float, float] = (0.5, 99.8)) -> np.ndarray:
+    """RGB uint8 picture of a frame with each organ tinted in its colour and a legend.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W) or (H, W, C)
+        Raw or normalised frame (contrast-stretched like :func:`overlay_image`).
+    values : ndarray of shape (H, W)
+        Organ values (``organs.csv``), 0 for background.
+    organs : OrganTable
+    """
+    from PIL import Image, ImageDraw
+
+    picture = overlay_image(image, np.zeros(np.shape(values), np.uint8), alpha=0.0,
+                            percentiles=percentiles).astype(np.float32)
+    for organ in organs.organs:
+        where = values == organ.value
+        picture[where] = (1.0 - alpha) * picture[where] + alpha * np.array(organ.rgb, np.float32)
+    canvas = Image.fromarray(np.round(picture).astype(np.uint8))
+    draw = ImageDraw.Draw(canvas)
+    for row, organ in enumerate(organs.organs):
+        top = 4 + 14 * row
+        if top + 10 > canvas.height:
+            break
+        draw.rectangle([4, top, 14, top + 10], fill=organ.rgb, outline=(255, 255, 255))
+        draw.text((18, top - 1), organ.name, fill=(255, 255, 255))
+    return np.asarray(canvas)
+
+
 def _resolve_run(model_or_run: Any) -> LoadedRun:
     if isinstance(model_or_run, LoadedRun):
         return model_or_run
@@ -302,8 +335,11 @@ def predict_folder(model_or_run: Any, input_path: str | os.PathLike[str],
     Returns
     -------
     list of Path
-        Every file written: ``<stem>_predict.png`` (uint8 0/255) per frame, then the
-        optional outputs; for a stack also ``<stack stem>_predict.tif`` (all masks).
+        Every file written: ``<stem>_predict.png`` per frame -- uint8 0/255 for a binary
+        run; for an organ run the organ values of ``organs.csv`` as a palette PNG (shown
+        in the organs' colours, values exact), with ``organs.csv`` written beside -- then
+        the optional outputs; for a stack also ``<stack stem>_predict.tif`` (all masks,
+        one page per frame).
 
     Raises
     ------
@@ -316,7 +352,17 @@ def predict_folder(model_or_run: Any, input_path: str | os.PathLike[str],
         An output exists and ``overwrite`` is false.
     """
     run = _resolve_run(model_or_run)
-    if threshold is None and run.config and not run.calibrated:
+    if model_classes(run.model) > 1 and run.organs is None:
+        raise InputError(describe(run.model_path, f"segments {model_classes(run.model) - 1} "
+                                  "organs but comes without its organ table",
+                                  "Give the run folder it was trained in (its config.json "
+                                  "names the organs)."))
+    if run.organs is not None:
+        if threshold is not None:
+            raise ParameterError(f"threshold={threshold} is invalid: {run.model_path.parent} "
+                                 "segments organs (each pixel gets its most probable organ); "
+                                 "a threshold applies to binary runs only.")
+    elif threshold is None and run.config and not run.calibrated:
         warnings.warn(f"{run.model_path.parent}: this run did not finish (no metrics.json), so its "
                       f"threshold was never calibrated; using {DEFAULT_THRESHOLD}. Finish it "
                       "with train --resume, or pass --threshold.", UnetlibWarning, stacklevel=2)
@@ -370,6 +416,8 @@ def predict_folder(model_or_run: Any, input_path: str | os.PathLike[str],
                                            "the outputs do)", "Choose another output folder or "
                                            "pass --force to replace them."))
         written: list[Path] = []
+        if run.organs is not None:
+            written += _write_organ_table_beside(out_dir, run.organs, overwrite=overwrite)
         stack_masks = []
         for frame in _progress(frames, progress, f"predict {input_path.name}"):
             raw = read_image(frame.source) if stack is None else np.asarray(stack[frame.index])
@@ -379,24 +427,61 @@ def predict_folder(model_or_run: Any, input_path: str | os.PathLike[str],
             probability = predict_probabilities(run.model, normalised, tile=predict.tile,
                                                 overlap=predict.overlap, tta=predict.tta,
                                                 batch_size=predict.batch_size)
-            mask = np.where(probability >= threshold, 255, 0).astype(np.uint8)
+            mask = segment(probability, threshold=threshold, organs=run.organs)
             if bad is not None:
                 mask[bad] = 0
-            written.append(write_image(out_dir / f"{frame.stem}_predict.png", mask,
+            written.append(_write_mask(out_dir / f"{frame.stem}_predict.png", mask, run.organs,
                                        overwrite=overwrite))
             if write_probabilities:
                 written.append(write_image(out_dir / f"{frame.stem}_prob.tif", probability,
                                            overwrite=overwrite))
             if write_overlay:
-                written.append(write_image(out_dir / f"{frame.stem}_overlay.png",
-                                           overlay_image(raw, mask), overwrite=overwrite))
+                picture = (overlay_image(raw, mask) if run.organs is None
+                           else overlay_organs(raw, mask, run.organs))
+                written.append(write_image(out_dir / f"{frame.stem}_overlay.png", picture,
+                                           overwrite=overwrite))
             if stack is not None:
                 stack_masks.append(mask)
         if stack_path is not None:
             written.append(_write_stack(stack_path, np.stack(stack_masks), overwrite=overwrite))
-    logger.info("predicted %d frame(s) from %s into %s (threshold %.2f)", len(frames),
-                input_path, out_dir, threshold)
+    logger.info("predicted %d frame(s) from %s into %s (%s)", len(frames), input_path, out_dir,
+                f"threshold {threshold:.2f}" if run.organs is None
+                else f"organs {', '.join(run.organs.names)}")
     return written
+
+
+def segment(probability: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD,
+            organs: OrganTable | None = None) -> np.ndarray:
+    """The mask of one frame from its probabilities.
+
+    Binary: 255 where the foreground probability reaches ``threshold``, else 0 (uint8).
+    Organs: each pixel gets the value (``organs.csv``) of its most probable class, 0 for
+    background (uint8, or uint16 when a value exceeds 255).
+    """
+    if organs is None:
+        return np.where(probability >= threshold, 255, 0).astype(np.uint8)
+    return organs.class_values()[np.argmax(probability, axis=-1)]
+
+
+def _write_mask(path: Path, mask: np.ndarray, organs: OrganTable | None, *,
+                overwrite: bool) -> Path:
+    """0/255 PNG (binary), or a palette PNG of organ values shown in the organs' colours."""
+    if organs is None or mask.dtype != np.uint8:
+        return write_image(path, mask, overwrite=overwrite)
+    return write_image(path, mask, overwrite=overwrite, palette=organs.palette())
+
+
+def _write_organ_table_beside(out_dir: Path, organs: OrganTable, *,
+                              overwrite: bool) -> list[Path]:
+    """``organs.csv`` beside the predicted masks, so evaluation and viewers know the names."""
+    path = out_dir / ORGANS_FILE
+    if path.is_file():
+        try:
+            if read_organ_table(path).organs == organs.organs:
+                return []
+        except InputError:
+            pass
+    return [write_organ_table(path, organs, overwrite=overwrite)]
 
 
 def _finite(raw: np.ndarray, frame: _Frame) -> tuple[np.ndarray, np.ndarray | None]:

@@ -26,6 +26,7 @@ import tifffile
 from unetlib.config import SyntheticConfig
 from unetlib.errors import OutputError, describe
 from unetlib.io import atomic_path
+from unetlib import organs as organ_tables
 from unetlib.resources import require_disk, require_memory
 
 logger = logging.getLogger(__name__)
@@ -240,15 +241,25 @@ def _stream(scene: _Scene, count: int, stack_path: Path, truth_path: Path | None
                 truth_writer.write(labels, contiguous=True, photometric="minisblack")
 
 
+def organ_table() -> organ_tables.OrganTable:
+    """The synthetic organs as an organ table: values 1, 2, 3 in the order of :data:`ORGANS`."""
+    rows = tuple(organ_tables.Organ(value=index, name=organ.name,
+                                    color=organ_tables.DEFAULT_COLORS[index - 1])
+                 for index, organ in enumerate(ORGANS, start=1))
+    return organ_tables.OrganTable(organs=rows, explicit_colors=True)
+
+
 def export_truth_masks(truth_path: str | os.PathLike[str], frames_table: str | os.PathLike[str],
-                       masks_dir: str | os.PathLike[str], *, overwrite: bool = False) -> list[Path]:
+                       masks_dir: str | os.PathLike[str], *, organs: bool = False,
+                       overwrite: bool = False) -> list[Path]:
     """Write the ground-truth masks of picked frames, standing in for GIMP annotation.
 
     Reads ``frames.csv`` (written by :func:`unetlib.frames.pick_frames`) and, for each
     picked frame, writes ``<stem>.png`` with the organs of its first stack frame as value
-    1 -- exactly what GIMP's "Output levels 1" recipe produces -- so the demo exercises
-    the same mask import as real annotations. An existing identical mask is left as it
-    is; a different one is only replaced with ``overwrite``.
+    1 -- exactly what GIMP's "Output levels 1" recipe produces -- or, with ``organs``, as
+    each organ's value of :func:`organ_table` (a label mask), so the demo exercises the
+    same mask import as real annotations. An existing identical mask is left as it is; a
+    different one is only replaced with ``overwrite``.
     """
     from unetlib.io import read_csv, read_image, write_image
 
@@ -256,7 +267,9 @@ def export_truth_masks(truth_path: str | os.PathLike[str], frames_table: str | o
     written = []
     for row in read_csv(frames_table):
         frame = int(row["stack_frames"].split()[0])
-        mask = (np.asarray(labels[frame]) > 0).astype(np.uint8)
+        mask = np.asarray(labels[frame]).astype(np.uint8)
+        if not organs:
+            mask = (mask > 0).astype(np.uint8)
         path = Path(masks_dir) / f"{row['stem']}.png"
         if path.is_file() and not overwrite and np.array_equal(read_image(path), mask):
             written.append(path)  # the same mask from an earlier run: nothing to do
