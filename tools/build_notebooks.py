@@ -120,7 +120,9 @@ Then one random transform (rotation, shift, shear, zoom, flips) is applied to ea
 is drawn from the same tf.data pipeline training uses.
 
 **Needs:** `data1d/` and `data3d/` with `train/frames` and `train/masks` (notebook 01, then
-GIMP). In the demo, the ground truth stands in for the GIMP masks (`demo_truth`).
+GIMP), and `organs.csv` naming the organ values when masks hold several organs. With
+`demo = True` the synthetic demo's ground truth stands in for the GIMP masks; set
+`demo = False` for your own data (demo masks are only ever written into the demo's folders).
 **Next:** `03_train_grayscale` and `04_train_rgb`.
 """),
     ("code", """
@@ -129,7 +131,7 @@ GIMP). In the demo, the ground truth stands in for the GIMP masks (`demo_truth`)
 import dataclasses
 
 from unetlib.config import PipelineConfig, augment_preset, to_dict
-from unetlib.demo import annotate_from_truth
+from unetlib.demo import annotate_demo
 from unetlib.dataset import check_pairs
 from unetlib.notebooks import publish_summary
 from unetlib.pipeline import load_pairs, make_training_dataset, split_pairs, take_samples, to_display, write_augmented_pairs
@@ -139,7 +141,7 @@ from unetlib.widgets import mask_viewer
     ("code", """
 data1d_dir = "../demo/data1d"      # grayscale data folder (train/frames + train/masks)
 data3d_dir = "../demo/data3d"      # 3-channel data folder (train/frames + train/masks)
-demo_truth = "../demo/truth.tif"   # demo only: ground truth used as masks; "" for real data
+demo = True                        # the synthetic demo: its ground truth stands in for GIMP masks; False for your data
 augment = "default"                # augmentation preset: "default", "original" (Keras 2 recipe) or "none"
 patch_size = 256                   # side of the training patches, pixels (multiple of 16)
 batch_size = 8                     # patches per batch
@@ -151,7 +153,7 @@ aug_dir = ""                       # write preview_count augmented pairs here (e
 """, PARAMETERS),
     ("code", """
 for data_dir in (data1d_dir, data3d_dir):
-    annotate_from_truth(data_dir, demo_truth)
+    annotate_demo(data_dir, demo=demo)
 reports = {data_dir: check_pairs(data_dir) for data_dir in (data1d_dir, data3d_dir)}
 print(reports[data1d_dir].format_table())
 """, CHECK),
@@ -216,15 +218,18 @@ def _train_notebook(kind: str) -> list:
         ("md", f"""
 # {title}
 
-Trains a U-Net on {what}: sigmoid output, binary cross-entropy, 5 epochs by default.
+Trains a U-Net on {what}. With `organs.csv` in the data folder (the demo has one: liver,
+kidney, bladder) it learns each organ as its own class: a softmax head, cross-entropy plus
+Dice averaged over the organs, patches centred on every organ alike; with binary masks,
+one sigmoid foreground and a decision threshold calibrated on the validation frames.
 Patches are cut from the full-resolution frames (no resizing); whole frames are held out
-for validation, where Dice and IoU are logged every epoch and the decision threshold is
-calibrated. The run folder keeps the best model, every parameter, the history and the
+for validation, where Dice (per organ) and IoU are logged every epoch. The run folder keeps the best model, every parameter, the history and the
 metrics; re-running with the same parameters reuses the finished run.
 
 The held-out test frames are then segmented at full resolution (overlapping tiles, no
-seams) into `results/` and, when ground truth is known (the demo), scored honestly:
-Dice, IoU, precision and recall per frame, not just pixel accuracy.
+seams) into `results/` -- organ values in a palette PNG that shows each organ in its
+colour -- and, when ground truth is known (the demo), scored honestly: Dice, IoU,
+precision and recall per organ and frame, not just pixel accuracy.
 
 **Needs:** checked frames and masks (notebook 02). **Command line:** `python -m unetlib
 train`, `predict`, `evaluate` do the same.
@@ -235,10 +240,10 @@ train`, `predict`, `evaluate` do the same.
 import os
 
 from unetlib.config import TrainConfig, augment_preset, model_preset
-from unetlib.demo import annotate_from_truth, truth_for_test_frames
+from unetlib.demo import annotate_demo, demo_test_truth
 from unetlib.evaluate import evaluate_folders
 from unetlib.notebooks import publish_summary
-from unetlib.plots import plot_frame_scores, plot_history
+from unetlib.plots import plot_frame_scores, plot_history, plot_organ_scores
 from unetlib.predict import predict_folder
 from unetlib.train import train
 from unetlib.widgets import prediction_viewer
@@ -248,11 +253,11 @@ from unetlib.widgets import prediction_viewer
             f'{run_name} = "{run_default}"'.ljust(33) + "  # run folder (model.keras, config.json, history, metrics)",
             f'{results_name} = ""'.ljust(33) + '  # predicted masks; "": <data folder>/results',
         ]) + """
-demo_truth = "../demo/truth.tif"   # demo only: ground truth used as masks; "" for real data
+demo = True                        # the synthetic demo: its ground truth stands in for GIMP masks; False for your data
 """ + f'{truth_name} = "{truth_default}"'.ljust(33) + """  # truth masks of the test frames, for scoring; "" if none
 preset = "default"                 # network: "default" (fast), "classic" (original recipe), "small"
 augment = "default"                # augmentation preset: "default", "original" or "none"
-loss = "bce"                       # "bce" (binary cross-entropy) or "bce+dice"
+loss = "auto"                      # "auto": bce (binary masks) or ce+dice (organs.csv); or "bce+dice", "ce"
 epochs = 5                         # training epochs
 steps_per_epoch = 15               # batches per epoch
 batch_size = 8                     # patches per batch
@@ -265,14 +270,15 @@ tta = False                        # average predictions over flips (4x slower)
 force = False                      # replace an existing, different run in the run folder
 """, PARAMETERS),
         ("code", f"""
-annotate_from_truth({data_name}, demo_truth)
-truth_for_test_frames({data_name}, demo_truth, {truth_name} if demo_truth else "")
+annotate_demo({data_name}, demo=demo)
+truth_dir = demo_test_truth({data_name}, {truth_name}, demo=demo)
 config = TrainConfig(model=model_preset(preset), augment=augment_preset(augment), loss=loss, epochs=epochs,
                      steps_per_epoch=steps_per_epoch, batch_size=batch_size, patch_size=patch_size,
                      val_fraction=val_fraction, seed=seed, max_minutes=max_minutes or None, force=force, verbose=2)
 result = train({data_name}, {run_name}, config)
-print(f"{{result.epochs_completed}} epochs, best {{result.best_epoch}}: validation Dice {{result.val_dice:.3f}} "
-      f"at threshold {{result.threshold:.2f}}")
+print(f"{{result.epochs_completed}} epochs, best {{result.best_epoch}}: validation Dice {{result.val_dice:.3f}}",
+      "per organ " + str({{name: round(s["dice"], 3) for name, s in result.metrics["val_organs"].items()}})
+      if result.threshold is None else f"at threshold {{result.threshold:.2f}}")
 """),
         ("code", """
 plot_history(result.history)
@@ -285,20 +291,27 @@ print(sorted(os.path.basename(path) for path in written))
 """, CHECK),
         ("md", "Test frames with the predicted mask (red) and, when known, the truth (green); a static grid when run headless."),
         ("code", f"""
-prediction_viewer(os.path.join({data_name}, "test"), results_dir, {truth_name} or None)
+prediction_viewer(os.path.join({data_name}, "test"), results_dir, truth_dir)
 """),
         ("code", f"""
-report = evaluate_folders(results_dir, {truth_name}) if {truth_name} else None
+report = evaluate_folders(results_dir, truth_dir) if truth_dir else None
 print(report.to_text() if report else "no truth masks: nothing to score")
 """),
         ("code", """
-plot_frame_scores(report.frames, keys=("dice", "iou", "precision", "recall")) if report else None
+if report is None:
+    figure = None
+elif report.organs is not None:
+    figure = plot_organ_scores(report.per_organ, report.organs)
+else:
+    figure = plot_frame_scores(report.frames, keys=("dice", "iou", "precision", "recall"))
+figure
 """),
         ("code", """
 print(sorted(report.mean) if report else [])
 """, CHECK),
         ("code", """
 publish_summary({"val_dice": round(result.val_dice, 4), "threshold": result.threshold,
+                 **({f"test_dice_{name}": round(s["dice"], 4) for name, s in report.per_organ.items()} if report else {}),
                  "epochs": result.epochs_completed, "test_frames": len(written),
                  **({f"test_{key}": round(value, 4) for key, value in report.mean.items()} if report else {})})
 """),

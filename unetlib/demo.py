@@ -1,7 +1,8 @@
 """The whole pipeline on the synthetic acquisition: what ``make demo`` runs.
 
 Each step is the same library call a user makes on real data; only the annotation is
-replaced by the synthetic ground truth (written as GIMP's value-1 masks).
+replaced by the synthetic ground truth: GIMP's value-1 binary masks, or with ``organs``
+label masks of the named organs (liver, kidney, bladder) with their ``organs.csv``.
 """
 
 from __future__ import annotations
@@ -12,10 +13,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import tifffile
+
 from unetlib.config import PickConfig, SplitConfig, SyntheticConfig, TrainConfig
+from unetlib.errors import InputError, describe
 from unetlib.frames import pick_frames
+from unetlib.io import read_csv, read_image
+from unetlib.organs import ORGANS_FILE, read_organ_table, write_organ_table
 from unetlib.stack import split_stack
-from unetlib.synthetic import ensure_demo_stack, export_truth_masks
+from unetlib.synthetic import ensure_demo_stack, export_truth_masks, organ_table
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +46,20 @@ class DemoConfig:
     train : TrainConfig
         Training of both models (the library defaults, with fewer steps per epoch).
     target_dice : float
-        Mean test Dice the demo is expected to reach (reported, not enforced).
+        Test Dice every organ (binary: the foreground) must reach; ``python -m unetlib
+        demo`` exits non-zero below it.
+    organs : bool
+        Annotate each organ with its own value and ``organs.csv`` (multi-organ models),
+        or all organs as one foreground (binary models).
     """
 
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     train_count: int = 15
     test_count: int = 5
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps_per_epoch=DEMO_STEPS))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps_per_epoch=DEMO_STEPS,
+                                                                   verbose=2))
     target_dice: float = 0.90
+    organs: bool = False
 
 
 @dataclass
@@ -60,7 +73,15 @@ class DemoResult:
     run_dirs: dict[str, Path] = field(default_factory=dict)
     results_dirs: dict[str, Path] = field(default_factory=dict)
     test_dice: dict[str, float] = field(default_factory=dict)
+    organ_dice: dict[str, dict[str, float]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+
+    def below(self, target: float) -> list[str]:
+        """``"data1d kidney 0.85"``-style entries of every score under ``target``."""
+        scores = {name: self.organ_dice.get(name) or {"foreground": dice}
+                  for name, dice in self.test_dice.items()}
+        return [f"data{name} {organ} {dice:.3f}" for name, organs in scores.items()
+                for organ, dice in organs.items() if dice < target]
 
 
 def prepare_demo_data(out_dir: str | os.PathLike[str],
@@ -84,37 +105,108 @@ def prepare_demo_data(out_dir: str | os.PathLike[str],
         test = pick_frames(stack, data_dir, PickConfig(count=config.test_count, channels=channels,
                                                        subset="test", exclude=tuple(train.cycles)),
                            split_config)
-        annotate_from_truth(data_dir, out_dir / "truth.tif")
+        annotate_from_truth(data_dir, out_dir / "truth.tif", organs=config.organs)
         result.data_dirs[name] = data_dir
         result.truth_dirs[name] = truth_for_test_frames(data_dir, out_dir / "truth.tif",
-                                                        out_dir / f"truth{name}")
+                                                        out_dir / f"truth{name}",
+                                                        organs=config.organs)
         logger.info("data%s: %d training frames with masks, %d test frames", name,
                     len(train.frames), len(test.frames))
     return result
 
 
-def annotate_from_truth(data_dir: str | os.PathLike[str], truth_path: str | os.PathLike[str]) -> list[Path]:
+def annotate_from_truth(data_dir: str | os.PathLike[str], truth_path: str | os.PathLike[str], *,
+                        organs: bool = False) -> list[Path]:
     """Demo only: write the ground truth of a data folder's picked frames as its masks.
 
-    Does nothing when ``truth_path`` is empty (real data: the masks come from GIMP), so
-    notebooks can call it unconditionally.
+    With ``organs``, the masks hold each organ's value and ``organs.csv`` names them (an
+    existing different table is never replaced). Does nothing when ``truth_path`` is
+    empty (real data: the masks come from GIMP).
     """
     if not str(truth_path):
         return []
     data_dir = Path(data_dir)
-    return export_truth_masks(truth_path, data_dir / "train" / "frames.csv", data_dir / "train" / "masks")
+    _check_demo_frames(data_dir / "train" / "frames.csv", Path(truth_path))
+    if organs:
+        _write_demo_organ_table(data_dir)
+    return export_truth_masks(truth_path, data_dir / "train" / "frames.csv",
+                              data_dir / "train" / "masks", organs=organs)
+
+
+def annotate_demo(data_dir: str | os.PathLike[str], *, demo: bool,
+                  organs: bool = False) -> list[Path]:
+    """What the notebooks call: with ``demo``, annotate the demo's data folder from its truth.
+
+    The truth is the demo acquisition's ``truth.tif`` beside the data folder. Without
+    ``demo`` nothing happens, so the same notebook runs on real data with ``demo = False``;
+    with ``demo`` on a folder whose frames did not come from the demo stack, nothing is
+    written and an error says to switch the demo off.
+    """
+    if not demo:
+        return []
+    data_dir = Path(data_dir)
+    truth = data_dir.parent / "truth.tif"
+    if not truth.is_file():
+        raise InputError(describe(data_dir, "is not a demo data folder (no demo truth.tif "
+                                  "beside it)", "Set demo = False to work on your own data."))
+    return annotate_from_truth(data_dir, truth, organs=organs)
+
+
+def _check_demo_frames(frames_table: Path, truth_path: Path) -> None:
+    """Refuse to annotate frames that were not picked from the demo stack of ``truth_path``.
+
+    Demo masks must never land in a user's data folder: every picked frame is compared
+    with the page of the demo stack it claims to come from.
+    """
+    stack_path = truth_path.with_name("stack.tif")
+    rows = read_csv(frames_table)
+    folder = frames_table.parent
+    stack = tifffile.memmap(stack_path, mode="r") if stack_path.is_file() else None
+    for row in rows:
+        frame_path = folder / ("frames" if folder.name == "train" else "") / row["file"]
+        pages = [int(page) for page in row["stack_frames"].split()]
+        expected = None if stack is None or max(pages) >= len(stack) else np.stack(
+            [np.asarray(stack[page]) for page in pages], axis=-1).squeeze()
+        if expected is None or not frame_path.is_file() or not np.array_equal(
+                read_image(frame_path), expected):
+            raise InputError(describe(frame_path, "was not picked from the demo stack "
+                                      f"{stack_path}; demo annotation only writes into the "
+                                      "demo's own data folders",
+                                      "Set demo = False to work on your own data."))
+
+
+def _write_demo_organ_table(data_dir: Path) -> None:
+    path = data_dir / ORGANS_FILE
+    if path.is_file() and read_organ_table(path).organs == organ_table().organs:
+        return
+    write_organ_table(path, organ_table())
 
 
 def truth_for_test_frames(data_dir: str | os.PathLike[str], truth_path: str | os.PathLike[str],
-                          truth_dir: str | os.PathLike[str]) -> Path | None:
+                          truth_dir: str | os.PathLike[str], *, organs: bool = False) -> Path | None:
     """Demo only: the true masks of a data folder's test frames, for evaluation.
 
     Returns ``truth_dir`` (written once), or None when ``truth_path`` is empty.
     """
     if not str(truth_path) or not str(truth_dir):
         return None
-    export_truth_masks(truth_path, Path(data_dir) / "test" / "frames.csv", truth_dir)
+    frames_table = Path(data_dir) / "test" / "frames.csv"
+    _check_demo_frames(frames_table, Path(truth_path))
+    export_truth_masks(truth_path, frames_table, truth_dir, organs=organs)
     return Path(truth_dir)
+
+
+def demo_test_truth(data_dir: str | os.PathLike[str], truth_dir: str | os.PathLike[str], *,
+                    demo: bool, organs: bool = False) -> Path | None:
+    """What the notebooks call: with ``demo``, the true masks of the demo's test frames.
+
+    Returns None without ``demo`` (real data has no ground truth unless the user gives
+    a folder of truth masks).
+    """
+    if not demo:
+        return Path(truth_dir) if str(truth_dir) else None
+    return truth_for_test_frames(data_dir, Path(data_dir).parent / "truth.tif", truth_dir,
+                                 organs=organs)
 
 
 def run_demo(out_dir: str | os.PathLike[str], config: DemoConfig = DemoConfig()) -> DemoResult:
@@ -147,6 +239,9 @@ def run_demo(out_dir: str | os.PathLike[str], config: DemoConfig = DemoConfig())
         result.run_dirs[name] = run.run_dir
         result.results_dirs[name] = results_dir
         result.test_dice[name] = report.mean["dice"]
+        if report.organs is not None:
+            result.organ_dice[name] = {organ: scores["dice"]
+                                       for organ, scores in report.per_organ.items()}
         result.seconds[run_name] = time.monotonic() - started
         logger.info("%s: test Dice %.4f over %d frames (validation %.4f)", run_name,
                     report.mean["dice"], len(report.frames), run.val_dice)

@@ -193,6 +193,11 @@ def give_normal_permissions(path: str | os.PathLike[str]) -> None:
 def write_error(path: str | os.PathLike[str], error: OSError) -> OutputError:
     """The one-line :class:`OutputError` for an ``OSError`` raised while writing ``path``."""
     reason = error.strerror or str(error) or type(error).__name__
+    if error.errno is None and _disk_nearly_full(Path(path).parent):
+        # Some writers (tifffile: "327680 requested and 186216 written") report a short
+        # write without an errno; a full file system is then the reason.
+        reason = f"No space left on device: {reason}"
+        error = OSError(errno.ENOSPC, reason)
     if error.errno == errno.ENOSPC:
         fix = "Free disk space (or choose an output on another disk) and run the step again."
     elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -254,6 +259,16 @@ def check_output_file(path: str | os.PathLike[str], *, overwrite: bool = False) 
         raise OutputError(describe(path, "already exists",
                                    "Choose another output or pass --force to replace it."))
     return path
+
+
+def _disk_nearly_full(folder: Path, margin: int = 1024 ** 2) -> bool:
+    """True when the file system holding ``folder`` has less than ``margin`` bytes free."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free < margin
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
@@ -465,8 +480,9 @@ def staged_folder(destination: str | os.PathLike[str]) -> Iterator[Path]:
                 shutil.rmtree(target)
             os.replace(entry, target)
         completed = True
-    except OutputError:
-        raise
+    except OutputError as error:
+        # Name the file where it was going to be, not its hidden staging copy.
+        raise OutputError(str(error).replace(str(staging), str(destination))) from None
     except OSError as error:
         raise write_error(destination, error) from None
     finally:

@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from unetlib.organs import OrganTable
 from unetlib.stack import LaserStack, display_scale
 
 PANEL_INCHES = 2.4
@@ -115,15 +116,46 @@ def plot_picked(stack: LaserStack, cycles: Sequence[int], laser: int = 1, *,
     return figure
 
 
+def outline_organs(ax: Axes, classes: np.ndarray, organs: OrganTable, *,
+                   linewidth: float = 0.9, linestyle: str = "solid") -> Axes:
+    """Outline every organ of a class map (0 background, ``k`` the ``k``-th organ) in its colour."""
+    classes = np.asarray(classes)
+    if classes.ndim == 3:
+        classes = classes[..., 0]
+    for klass, organ in enumerate(organs.organs, start=1):
+        mask = classes == klass
+        if mask.any() and not mask.all():
+            ax.contour(mask.astype(float), levels=[0.5], colors=[organ.color],
+                       linewidths=linewidth, linestyles=linestyle)
+    return ax
+
+
+def organ_legend(figure: Figure, organs: OrganTable, extra: str = "") -> Figure:
+    """A legend of the organs' colours along the top of ``figure``."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([0], [0], color=organ.color, linewidth=2, label=organ.name)
+               for organ in organs.organs]
+    figure.legend(handles=handles, loc="upper center", ncol=min(len(handles), 6), fontsize=7,
+                  frameon=False, title=extra or None, title_fontsize=7)
+    return figure
+
+
 def plot_pairs(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
                titles: Sequence[str] = (), *, columns: int = 4,
-               panel_inches: float = 1.8) -> Figure:
-    """A grid of frames with their mask outlined in yellow (annotations or augmented pairs)."""
+               panel_inches: float = 1.8, organs: OrganTable | None = None) -> Figure:
+    """A grid of frames with their mask outlined: in yellow, or each organ in its colour
+    when ``organs`` is given (masks are then class maps)."""
     figure, axes = image_grid(len(images), columns, panel_inches=panel_inches,
                               frame_shape=images[0].shape if len(images) else None)
     for index, (ax, image, mask) in enumerate(zip(axes, images, masks)):
         show_image(ax, image, titles[index] if index < len(titles) else "")
-        outline_mask(ax, mask)
+        if organs is None:
+            outline_mask(ax, mask)
+        else:
+            outline_organs(ax, mask, organs)
+    if organs is not None:
+        organ_legend(figure, organs)
     return figure
 
 
@@ -166,18 +198,50 @@ def plot_history(rows: Sequence[dict], *, title: str = "") -> Figure:
 
 def plot_predictions(images: Sequence[np.ndarray], predictions: Sequence[np.ndarray],
                      truths: Sequence[np.ndarray | None] = (), titles: Sequence[str] = (), *,
-                     columns: int = 3, panel_inches: float = 2.4) -> Figure:
-    """Frames with the predicted mask outlined in red and, when known, the truth in green."""
+                     columns: int = 3, panel_inches: float = 2.4,
+                     organs: OrganTable | None = None) -> Figure:
+    """Frames with the predicted mask outlined in red and, when known, the truth in green.
+
+    With ``organs`` (predictions and truths are class maps), each organ is outlined in its
+    colour: solid for the prediction, dotted for the truth.
+    """
     figure, axes = image_grid(len(images), columns, panel_inches=panel_inches,
                               frame_shape=images[0].shape if len(images) else None)
+    known = any(t is not None for t in truths)
     for index, (ax, image, prediction) in enumerate(zip(axes, images, predictions)):
         show_image(ax, image, titles[index] if index < len(titles) else "")
         truth = truths[index] if index < len(truths) else None
-        if truth is not None:
-            outline_mask(ax, truth, color="lime", linewidth=1.2)
-        outline_mask(ax, np.asarray(prediction) > 0, color="red", linewidth=0.8)
-    figure.suptitle("red: prediction" + (", green: truth" if any(t is not None for t in truths) else ""),
-                    fontsize=9)
+        if organs is not None:
+            if truth is not None:
+                outline_organs(ax, truth, organs, linewidth=1.3, linestyle="dotted")
+            outline_organs(ax, prediction, organs)
+        else:
+            if truth is not None:
+                outline_mask(ax, truth, color="lime", linewidth=1.2)
+            outline_mask(ax, np.asarray(prediction) > 0, color="red", linewidth=0.8)
+    if organs is not None:
+        organ_legend(figure, organs, "solid: prediction" + (", dotted: truth" if known else ""))
+    else:
+        figure.suptitle("red: prediction" + (", green: truth" if known else ""), fontsize=9)
+    return figure
+
+
+def plot_organ_scores(per_organ: dict[str, dict[str, float]], organs: OrganTable, *,
+                      keys: Sequence[str] = ("dice", "iou", "precision", "recall")) -> Figure:
+    """Mean scores of each organ as grouped bars, one group per organ in its colour."""
+    figure, axes = new_figure(1, 1, panel_inches=4.0, aspect=0.5)
+    ax = axes[0, 0]
+    names = list(per_organ)
+    positions = np.arange(len(keys))
+    width = 0.8 / max(1, len(names))
+    colors = {organ.name: organ.color for organ in organs.organs}
+    for offset, name in enumerate(names):
+        ax.bar(positions + offset * width, [per_organ[name][key] for key in keys], width,
+               label=name, color=colors.get(name))
+    ax.set_xticks(positions + width * (len(names) - 1) / 2, list(keys), fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("test frames, mean per organ", fontsize=9)
     return figure
 
 

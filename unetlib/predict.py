@@ -24,7 +24,8 @@ import numpy as np
 import tifffile
 
 from unetlib.config import NormalizeConfig, PredictConfig
-from unetlib.errors import InputError, OutputError, ParameterError, UnetlibWarning, describe
+from unetlib.errors import (InputError, Interrupted, OutputError, ParameterError, UnetlibWarning,
+                            describe)
 from unetlib.io import (TIFF_SUFFIXES, atomic_path, list_images, missing_file_error, read_image,
                         read_json, write_image)
 from unetlib.locking import output_lock
@@ -418,36 +419,57 @@ def predict_folder(model_or_run: Any, input_path: str | os.PathLike[str],
         written: list[Path] = []
         if run.organs is not None:
             written += _write_organ_table_beside(out_dir, run.organs, overwrite=overwrite)
-        stack_masks = []
-        for frame in _progress(frames, progress, f"predict {input_path.name}"):
-            raw = read_image(frame.source) if stack is None else np.asarray(stack[frame.index])
-            _check_channels(raw, channels, frame)
-            raw, bad = _finite(raw, frame)
-            normalised = normalize_image(raw, run.normalize)
-            probability = predict_probabilities(run.model, normalised, tile=predict.tile,
-                                                overlap=predict.overlap, tta=predict.tta,
-                                                batch_size=predict.batch_size)
-            mask = segment(probability, threshold=threshold, organs=run.organs)
-            if bad is not None:
-                mask[bad] = 0
-            written.append(_write_mask(out_dir / f"{frame.stem}_predict.png", mask, run.organs,
-                                       overwrite=overwrite))
-            if write_probabilities:
-                written.append(write_image(out_dir / f"{frame.stem}_prob.tif", probability,
-                                           overwrite=overwrite))
-            if write_overlay:
-                picture = (overlay_image(raw, mask) if run.organs is None
-                           else overlay_organs(raw, mask, run.organs))
-                written.append(write_image(out_dir / f"{frame.stem}_overlay.png", picture,
-                                           overwrite=overwrite))
-            if stack is not None:
-                stack_masks.append(mask)
-        if stack_path is not None:
-            written.append(_write_stack(stack_path, np.stack(stack_masks), overwrite=overwrite))
+        try:
+            _predict_frames(run, frames, stack, stack_path, out_dir, threshold, predict,
+                            write_probabilities=write_probabilities, write_overlay=write_overlay,
+                            overwrite=overwrite, progress=progress,
+                            description=f"predict {input_path.name}", written=written)
+        except KeyboardInterrupt:
+            done = sum(path.name.endswith("_predict.png") for path in written)
+            raise Interrupted(describe(out_dir, f"prediction interrupted after {done} of "
+                                       f"{len(frames)} frame(s); their masks are kept",
+                                       "Run the same command with --force to predict every "
+                                       "frame again, or give another --out.")) from None
     logger.info("predicted %d frame(s) from %s into %s (%s)", len(frames), input_path, out_dir,
                 f"threshold {threshold:.2f}" if run.organs is None
                 else f"organs {', '.join(run.organs.names)}")
     return written
+
+
+def _predict_frames(run: LoadedRun, frames: list[_Frame], stack: np.ndarray | None,
+                    stack_path: Path | None, out_dir: Path, threshold: float,
+                    predict: PredictConfig, *, write_probabilities: bool, write_overlay: bool,
+                    overwrite: bool, progress: bool, description: str,
+                    written: list[Path]) -> None:
+    """Segment each frame and write its outputs as soon as it is done, appending each file
+    to ``written`` (so an interruption knows what was finished)."""
+    channels = model_input_channels(run.model)
+    stack_masks = []
+    for frame in _progress(frames, progress, description):
+        raw = read_image(frame.source) if stack is None else np.asarray(stack[frame.index])
+        _check_channels(raw, channels, frame)
+        raw, bad = _finite(raw, frame)
+        normalised = normalize_image(raw, run.normalize)
+        probability = predict_probabilities(run.model, normalised, tile=predict.tile,
+                                            overlap=predict.overlap, tta=predict.tta,
+                                            batch_size=predict.batch_size)
+        mask = segment(probability, threshold=threshold, organs=run.organs)
+        if bad is not None:
+            mask[bad] = 0
+        written.append(_write_mask(out_dir / f"{frame.stem}_predict.png", mask, run.organs,
+                                   overwrite=overwrite))
+        if write_probabilities:
+            written.append(write_image(out_dir / f"{frame.stem}_prob.tif", probability,
+                                       overwrite=overwrite))
+        if write_overlay:
+            picture = (overlay_image(raw, mask) if run.organs is None
+                       else overlay_organs(raw, mask, run.organs))
+            written.append(write_image(out_dir / f"{frame.stem}_overlay.png", picture,
+                                       overwrite=overwrite))
+        if stack is not None:
+            stack_masks.append(mask)
+    if stack_path is not None:
+        written.append(_write_stack(stack_path, np.stack(stack_masks), overwrite=overwrite))
 
 
 def segment(probability: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD,

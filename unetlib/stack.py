@@ -11,12 +11,17 @@ carry a channel axis are taken as they are. :func:`split_stack` exports per-lase
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import logging
 import os
 import shutil
+import signal
+import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +29,8 @@ import numpy as np
 import tifffile
 
 from unetlib.config import SplitConfig, to_dict
-from unetlib.errors import InputError, OutputError, ParameterError, UnetlibWarning, describe
+from unetlib.errors import (InputError, Interrupted, OutputError, ParameterError, UnetlibWarning,
+                            describe)
 from unetlib.io import (damaged_tiff_error, ensure_folder, missing_file_error, read_csv,
                         read_json, staged_folder, tifffile_problems, write_csv, write_image,
                         write_json)
@@ -311,13 +317,19 @@ def split_stack(stack_path: str | os.PathLike[str], out_dir: str | os.PathLike[s
             # 4-laser split redone with 2 lasers) go too, or they would sit beside a manifest
             # that no longer lists them.
             stale = [name for name in _split_folders(out_dir) if name not in folders]
-            with staged_folder(out_dir) as staging:
-                for folder in folders:
-                    ensure_folder(staging / folder)
-                _run_jobs(jobs, staging, workers=workers, progress=progress,
-                          description=f"split {stack.path.name}")
-                write_csv(staging / "manifest.csv", rows, MANIFEST_FIELDS)
-                write_json(staging / "split.json", record)
+            try:
+                with staged_folder(out_dir) as staging:
+                    for folder in folders:
+                        ensure_folder(staging / folder)
+                    _run_jobs(jobs, staging, workers=workers, progress=progress,
+                              description=f"split {stack.path.name}")
+                    write_csv(staging / "manifest.csv", rows, MANIFEST_FIELDS)
+                    write_json(staging / "split.json", record)
+            except KeyboardInterrupt:
+                raise Interrupted(describe(out_dir, "split interrupted; nothing of it was kept "
+                                           "(the staging folder was removed) and earlier "
+                                           "contents are unchanged",
+                                           "Run the same command again.")) from None
             for name in stale:
                 shutil.rmtree(out_dir / name, ignore_errors=True)
                 logger.info("removed %s of the previous split", out_dir / name)
@@ -412,16 +424,51 @@ def _write_composite(stack: LaserStack, cycle: int, lasers: tuple[int, ...], pat
 
 def _run_jobs(jobs: list[Job], folder: Path, *, workers: int, progress: bool,
               description: str) -> None:
-    """Run export jobs on a small thread pool (PNG/TIFF encoding releases the GIL)."""
+    """Run export jobs on a small thread pool (PNG/TIFF encoding releases the GIL).
+
+    Jobs are submitted a few at a time and Ctrl-C is taken only between them: a
+    ``KeyboardInterrupt`` raised inside the thread pool's or the import system's own
+    locks (while the first writer loads Pillow's plugins) can hang the process.
+    """
+    from PIL import Image
     from tqdm.auto import tqdm
 
-    pool = ThreadPoolExecutor(max_workers=workers)
+    Image.init()  # load every image plugin now, before any writer thread needs one
+    queue = iter(jobs)
+    in_flight = 4 * workers
+    with tqdm(total=len(jobs), desc=description, unit="file", disable=not progress) as bar, \
+            deferred_interrupt() as interrupted:
+        pool = ThreadPoolExecutor(max_workers=workers)
+        pending: set = set()
+        try:
+            while True:
+                for function, args, kwargs, _ in itertools.islice(queue, in_flight - len(pending)):
+                    pending.add(pool.submit(function, *args[:-1], folder / args[-1], **kwargs))
+                if not pending:
+                    break
+                done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()
+                bar.update(len(done))
+                if interrupted():
+                    raise KeyboardInterrupt
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[Callable[[], bool]]:
+    """Within the block, Ctrl-C only sets a flag; the yielded function says whether it came.
+
+    The caller checks the flag at safe points and raises ``KeyboardInterrupt`` itself.
+    Outside the main thread (where signal handlers cannot be set) nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
     try:
-        futures = [pool.submit(function, *args[:-1], folder / args[-1], **kwargs)
-                   for function, args, kwargs, _ in jobs]
-        for future in tqdm(futures, total=len(futures), desc=description, unit="file",
-                           disable=not progress):
-            future.result()
+        yield lambda: bool(received)
     finally:
-        # On Ctrl-C or a failed write, drop the queued jobs instead of finishing them all.
-        pool.shutdown(wait=True, cancel_futures=True)
+        signal.signal(signal.SIGINT, previous)

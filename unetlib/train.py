@@ -554,8 +554,10 @@ def _fit(model: keras.Model, run_dir: Path, config: TrainConfig, organs: OrganTa
                   callbacks=[recorder], verbose=config.verbose, shuffle=False)
     except OutputError as error:
         # Checkpoints are written atomically: the last complete epoch is still intact.
-        raise OutputError(f"{error} The run in {run_dir} keeps its last complete epoch "
-                          f"({state['epochs_completed']}); continue it with --resume.") from None
+        what_failed = str(error).split(". ", 1)[0]
+        raise OutputError(f"{what_failed}. The run in {run_dir} keeps its last complete epoch "
+                          f"({state['epochs_completed']}): free disk space (or fix the "
+                          "permission), then continue it with --resume.") from None
     return recorder
 
 

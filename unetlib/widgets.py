@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from unetlib.io import list_images, read_image
 from unetlib.dataset import find_pairs
-from unetlib.masks import read_mask
+from unetlib.masks import read_labels, read_mask
+from unetlib.organs import OrganTable, find_organ_table
 from unetlib.plots import new_figure, plot_lasers, plot_pairs, plot_predictions, show_image
 from unetlib.stack import LaserStack
 
@@ -87,22 +89,26 @@ def frame_browser(stack: LaserStack, *, interactive: bool | None = None):
     return _viewer(controls, draw)
 
 
-def _pair_images(data_dir: str | os.PathLike[str]) -> tuple[list, list, list]:
+def _pair_images(data_dir: str | os.PathLike[str],
+                 organs: OrganTable | None) -> tuple[list, list, list]:
     pairs = find_pairs(data_dir)
     images = [read_image(frame) for frame, _ in pairs]
-    masks = [read_mask(mask)[0] for _, mask in pairs]
+    masks = [read_mask(mask)[0] if organs is None else read_labels(mask, organs)[0]
+             for _, mask in pairs]
     return images, masks, [frame.stem for frame, _ in pairs]
 
 
 def mask_viewer(data_dir: str | os.PathLike[str], *, interactive: bool | None = None):
-    """Flip through the annotated pairs of a data folder with the mask outlined.
+    """Flip through the annotated pairs of a data folder with the mask outlined (each organ
+    in its colour when the folder has ``organs.csv``).
 
     Returns a widget, or (headless) a grid of the first pairs.
     """
-    images, masks, stems = _pair_images(data_dir)
+    organs = find_organ_table(data_dir)
+    images, masks, stems = _pair_images(data_dir, organs)
     if not (widgets_available() if interactive is None else interactive):
         shown = slice(0, STATIC_PANELS)
-        return plot_pairs(images[shown], masks[shown], stems[shown], columns=3)
+        return plot_pairs(images[shown], masks[shown], stems[shown], columns=3, organs=organs)
     import ipywidgets
 
     controls = {"index": ipywidgets.SelectionSlider(options=[(s, i) for i, s in enumerate(stems)],
@@ -110,7 +116,7 @@ def mask_viewer(data_dir: str | os.PathLike[str], *, interactive: bool | None = 
 
     def draw(index: int) -> Figure:
         return plot_pairs([images[index]], [masks[index]], [f"{stems[index]}"], columns=1,
-                          panel_inches=5.0)
+                          panel_inches=5.0, organs=organs)
 
     return _viewer(controls, draw)
 
@@ -126,15 +132,20 @@ def prediction_viewer(frames_dir: str | os.PathLike[str], results_dir: str | os.
     frames = [frame for frame in frames if frame.stem in predictions]
     stems = [frame.stem for frame in frames]
 
+    organs = find_organ_table(results_dir)
+
+    def mask(path: Path) -> np.ndarray:
+        return read_mask(path)[0] if organs is None else read_labels(path, organs)[0]
+
     def load(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         stem = stems[index]
-        truth = read_mask(truths[stem])[0] if stem in truths else None
-        return read_image(frames[index]), read_image(predictions[stem]), truth
+        truth = mask(truths[stem]) if stem in truths else None
+        return read_image(frames[index]), mask(predictions[stem]), truth
 
     if not (widgets_available() if interactive is None else interactive):
         loaded = [load(i) for i in range(min(len(stems), STATIC_PANELS))]
         return plot_predictions([l[0] for l in loaded], [l[1] for l in loaded],
-                                [l[2] for l in loaded], stems[:len(loaded)])
+                                [l[2] for l in loaded], stems[:len(loaded)], organs=organs)
     import ipywidgets
 
     controls = {"index": ipywidgets.SelectionSlider(options=[(s, i) for i, s in enumerate(stems)],
@@ -143,6 +154,6 @@ def prediction_viewer(frames_dir: str | os.PathLike[str], results_dir: str | os.
     def draw(index: int) -> Figure:
         image, prediction, truth = load(index)
         return plot_predictions([image], [prediction], [truth], [stems[index]], columns=1,
-                                panel_inches=5.0)
+                                panel_inches=5.0, organs=organs)
 
     return _viewer(controls, draw)
