@@ -36,3 +36,19 @@ def test_frame_scores_bars_match_the_rows():
     figure = plot_frame_scores(rows)
     heights = sorted(round(patch.get_height(), 3) for patch in figure.axes[0].patches)
     assert heights == [0.4, 0.5, 0.8, 0.9]
+
+
+def test_organ_scores_are_bars_in_the_organs_colours():
+    from matplotlib.colors import to_hex
+
+    from unetlib.organs import Organ, OrganTable
+    from unetlib.plots import plot_organ_scores
+
+    organs = OrganTable((Organ(1, "liver", "#ff0000"), Organ(2, "kidney", "#00ff00")), True)
+    per_organ = {"liver": {"dice": 0.9, "iou": 0.8, "precision": 0.95, "recall": 0.85},
+                 "kidney": {"dice": 0.6, "iou": 0.4, "precision": 0.7, "recall": 0.5}}
+    figure = plot_organ_scores(per_organ, organs)
+    bars = figure.axes[0].patches
+    assert len(bars) == 8
+    assert [round(bar.get_height(), 2) for bar in bars[:4]] == [0.9, 0.8, 0.95, 0.85]
+    assert {to_hex(bar.get_facecolor()) for bar in bars[4:]} == {"#00ff00"}

@@ -73,3 +73,28 @@ def test_interactive_viewers_redraw_when_a_control_changes(stack, data_dir, caps
 
     predictions = prediction_viewer(data_dir / "test", data_dir / "results", interactive=True)
     assert len(predictions.children[0].children[0].options) == 8
+
+
+def test_viewers_outline_each_organ_in_its_colour(tmp_path):
+    """Organ folders: the static mask viewer and prediction viewer draw organ outlines
+    in the organs' colours, with a legend naming them."""
+    from matplotlib.colors import to_hex
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "organs.csv").write_text("value,name,color\n1,liver,#ff0000\n2,spleen,#0000ff\n")
+    labels = np.zeros((40, 48), np.uint8)
+    labels[5:15, 5:20], labels[25:35, 25:40] = 1, 2
+    for stem in ("0", "1"):
+        write_image(data / "train" / "frames" / f"{stem}.png", np.full((40, 48), 300, np.uint16))
+        write_image(data / "train" / "masks" / f"{stem}.png", labels)
+        write_image(data / "test" / f"{stem}.png", np.full((40, 48), 300, np.uint16))
+        write_image(data / "results" / f"{stem}_predict.png", labels)
+    (data / "results" / "organs.csv").write_text((data / "organs.csv").read_text())
+    for figure in (mask_viewer(data, interactive=False),
+                   prediction_viewer(data / "test", data / "results", interactive=False)):
+        colours = {to_hex(collection.get_edgecolor()[0])
+                   for ax in figure.axes for collection in ax.collections}
+        assert colours == {"#ff0000", "#0000ff"}
+        legend_names = [text.get_text() for text in figure.legends[0].get_texts()]
+        assert legend_names == ["liver", "spleen"]

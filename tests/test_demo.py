@@ -1,0 +1,59 @@
+"""The demo's stand-in annotation: only ever written into the demo's own data folders."""
+
+from __future__ import annotations
+
+import pytest
+
+from unetlib.config import PickConfig, SyntheticConfig
+from unetlib.dataset import check_pairs
+from unetlib.demo import annotate_demo, demo_test_truth
+from unetlib.errors import InputError
+from unetlib.frames import pick_frames
+from unetlib.synthetic import write_synthetic_stack
+
+SMALL = SyntheticConfig(cycles=6, height=48, width=64)
+
+
+@pytest.fixture
+def demo_dir(tmp_path):
+    demo = tmp_path / "demo"
+    write_synthetic_stack(demo / "stack.tif", SMALL, truth_path=demo / "truth.tif")
+    return demo
+
+
+@pytest.mark.parametrize("organs", [False, True])
+def test_the_demo_folder_is_annotated_from_its_truth(demo_dir, organs):
+    data = demo_dir / "data1d"
+    picked = pick_frames(demo_dir / "stack.tif", data, PickConfig(count=3)).cycles
+    pick_frames(demo_dir / "stack.tif", data, PickConfig(count=2, subset="test",
+                                                         exclude=tuple(picked)))
+    written = annotate_demo(data, demo=True, organs=organs)
+    assert [path.name for path in written] == ["0.png", "1.png", "2.png"]
+    report = check_pairs(data)
+    assert report.ok and (report.organs is not None) == organs
+    truth = demo_test_truth(data, demo_dir / "truth1d", demo=True, organs=organs)
+    assert sorted(path.name for path in truth.iterdir()) == ["0.png", "1.png"]
+    assert annotate_demo(data, demo=True, organs=organs) == written  # repeating is a no-op
+
+
+def test_demo_switched_off_writes_nothing(demo_dir, tmp_path):
+    data = tmp_path / "mine"
+    pick_frames(demo_dir / "stack.tif", data, PickConfig(count=2))
+    assert annotate_demo(data, demo=False) == []
+    assert not (data / "train" / "masks").exists()
+    assert demo_test_truth(data, "", demo=False) is None
+
+
+def test_a_user_folder_is_never_annotated_with_demo_masks(demo_dir, tmp_path):
+    """A user's data folder placed where the demo truth is found is still refused:
+    its frames did not come from the demo stack."""
+    other = tmp_path / "other"
+    write_synthetic_stack(other / "stack.tif", SyntheticConfig(cycles=6, height=48, width=64,
+                                                               seed=5))
+    data = demo_dir / "users_data"
+    pick_frames(other / "stack.tif", data, PickConfig(count=2))
+    with pytest.raises(InputError, match="was not picked from the demo stack"):
+        annotate_demo(data, demo=True)
+    assert not (data / "train" / "masks").exists()
+    with pytest.raises(InputError, match="is not a demo data folder"):
+        annotate_demo(tmp_path / "elsewhere", demo=True)
