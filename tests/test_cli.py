@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from helpers import write_data_folder
 from unetlib.cli import build_parser, main
 from unetlib.config import SyntheticConfig
 from unetlib.io import read_image, write_image
@@ -90,20 +91,6 @@ def test_demo_stack_split_and_pick_from_the_command_line(tmp_path):
     different = run_cli("pick-frames", str(tmp_path / "demo" / "stack.tif"), "--count", "2",
                         "--out", str(tmp_path / "data3d"), "--channels", "3")
     assert different.returncode == 2 and "--force" in different.stderr
-
-
-def write_data_folder(root, count=4, size=(48, 64)):
-    """A data folder of uint16 frames with a bright disc each and its 0/1 mask."""
-    rng = np.random.default_rng(0)
-    rows, cols = np.mgrid[:size[0], :size[1]]
-    for index in range(count):
-        disc = (rows - 20 - index) ** 2 + (cols - 30) ** 2 < 100
-        frame = (rng.random(size) * 800 + disc * 3000).astype(np.uint16)
-        write_image(root / "train" / "frames" / f"{index}.png", frame)
-        write_image(root / "train" / "masks" / f"{index}.png", disc.astype(np.uint8))
-        write_image(root / "test" / f"{index}.png", frame)
-        write_image(root / "truth" / f"{index}.png", disc.astype(np.uint8) * 255)
-    return root
 
 
 def test_check_train_predict_evaluate_from_the_command_line(tmp_path):

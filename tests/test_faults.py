@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import write_data_folder
 from unetlib.config import SyntheticConfig
 from unetlib.io import write_image
 from unetlib.synthetic import write_synthetic_stack
@@ -59,23 +60,6 @@ TRAIN_ARGS = ("--preset", "small", "--steps-per-epoch", "3", "--batch-size", "2"
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-def write_data_folder(root, count=4, size=(48, 64)):
-    """A data folder of uint16 frames with a bright disc each and its 0/1 mask.
-
-    (A copy of the helper in test_cli.py.)
-    """
-    rng = np.random.default_rng(0)
-    rows, cols = np.mgrid[:size[0], :size[1]]
-    for index in range(count):
-        disc = (rows - 20 - index) ** 2 + (cols - 30) ** 2 < 100
-        frame = (rng.random(size) * 800 + disc * 3000).astype(np.uint16)
-        write_image(root / "train" / "frames" / f"{index}.png", frame)
-        write_image(root / "train" / "masks" / f"{index}.png", disc.astype(np.uint8))
-        write_image(root / "test" / f"{index}.png", frame)
-        write_image(root / "truth" / f"{index}.png", disc.astype(np.uint8) * 255)
-    return root
-
 
 class Child:
     """``python -m unetlib ARGS`` started in the background, its output going to files

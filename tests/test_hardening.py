@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import pytest
 
+from helpers import write_data_folder
 from unetlib.cli import main
 from unetlib.config import (ModelConfig, PickConfig, SplitConfig, SyntheticConfig, TrainConfig,
                             augment_preset, model_preset)
@@ -46,20 +47,6 @@ def _fresh_keras_session():
     keras.backend.clear_session()
 
 
-def data_folder(root, count=4, size=(48, 64), dtype=np.uint16):
-    """``count`` frames with a bright disc and their 0/1 masks, plus the frames in test/."""
-    rng = np.random.default_rng(0)
-    rows, cols = np.mgrid[:size[0], :size[1]]
-    for index in range(count):
-        disc = (rows - 20 - index) ** 2 + (cols - 30) ** 2 < 100
-        frame = (rng.random(size) * 800 + disc * 3000).astype(dtype)
-        suffix = ".tif" if np.issubdtype(dtype, np.floating) else ".png"
-        write_image(root / "train" / "frames" / f"{index}{suffix}", frame)
-        write_image(root / "train" / "masks" / f"{index}.png", disc.astype(np.uint8))
-        write_image(root / "test" / f"{index}{suffix}", frame)
-    return root
-
-
 @pytest.fixture(scope="module")
 def stack_path(tmp_path_factory):
     folder = tmp_path_factory.mktemp("stack")
@@ -80,7 +67,7 @@ def cli(capsys, *args):
 # --- 1. sizes bounded by the data and the memory ---------------------------------------
 
 def test_1_patch_far_larger_than_the_frames_is_refused_before_any_folder(tmp_path, capsys):
-    data = data_folder(tmp_path / "data")
+    data = write_data_folder(tmp_path / "data")
     status, _, err = cli(capsys, "train", data, "--out", tmp_path / "run", "--patch-size", 100000)
     assert status == 2
     assert "--patch-size 100000 is invalid" in err and "at most 64" in err
@@ -91,7 +78,7 @@ def test_1_patch_far_larger_than_the_frames_is_refused_before_any_folder(tmp_pat
 
 
 def test_1_memory_estimate_refuses_a_batch_the_machine_cannot_hold(tmp_path):
-    data = data_folder(tmp_path / "data")
+    data = write_data_folder(tmp_path / "data")
     with pytest.raises(ParameterError, match="needs about .* of memory, more than"):
         train(data, tmp_path / "run", TrainConfig(batch_size=100000, patch_size=64))
     assert not (tmp_path / "run").exists()
@@ -141,7 +128,7 @@ def test_2_check_masks_detects_a_frame_changed_after_it_was_picked(stack_path, t
 # --- 3. NaN and infinite pixels -----------------------------------------------------------
 
 def test_3_non_finite_training_frame_is_refused_naming_it(tmp_path):
-    data = data_folder(tmp_path / "data", dtype=np.float32)
+    data = write_data_folder(tmp_path / "data", dtype=np.float32)
     frame_path = data / "train" / "frames" / "2.tif"
     frame = read_image(frame_path)
     frame[5, 5], frame[6, 7] = np.nan, np.inf
@@ -221,7 +208,7 @@ def test_5_a_live_lock_refuses_a_second_writer_and_a_stale_one_is_taken_over(tmp
                               text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        data = data_folder(tmp_path / "data")
+        data = write_data_folder(tmp_path / "data")
         status, _, err = cli(capsys, "train", data, "--out", run, "--force")
         assert status == 2 and f"is in use by process {holder.pid}" in err
     finally:
@@ -308,7 +295,7 @@ def test_11_forced_split_with_fewer_lasers_removes_the_old_folders(stack_path, t
 # --- 13. unfinished runs, finished runs, interruptions ---------------------------------
 
 def test_13_predicting_with_an_unfinished_run_warns_about_the_threshold(tmp_path):
-    data = data_folder(tmp_path / "data")
+    data = write_data_folder(tmp_path / "data")
     run = train(data, tmp_path / "run", TINY).run_dir
     (run / "metrics.json").unlink()
     config = dict(json.loads((run / "config.json").read_text()), threshold=None)
@@ -322,7 +309,7 @@ def test_13_predicting_with_an_unfinished_run_warns_about_the_threshold(tmp_path
 
 
 def test_13_resume_of_a_finished_run_needs_force(tmp_path, capsys):
-    data = data_folder(tmp_path / "data")
+    data = write_data_folder(tmp_path / "data")
     run = train(data, tmp_path / "run", TINY).run_dir
     before = (run / "model.keras").read_bytes()
     status, _, err = cli(capsys, "train", data, "--out", run, "--resume", "--preset", "small",
@@ -340,7 +327,7 @@ def test_13_resume_of_a_finished_run_needs_force(tmp_path, capsys):
     (("split-stack", "{stack}", "--out", "{tmp}/s", "--workers", "0"), "--workers 0 is invalid"),
 ])
 def test_14_messages_name_the_cli_flags(tmp_path, capsys, stack_path, args, expected):
-    data = data_folder(tmp_path / "data")
+    data = write_data_folder(tmp_path / "data")
     organs = np.zeros((48, 64), np.uint8)
     organs[5:15, 5:15], organs[20:30, 5:15], organs[5:15, 30:40] = 1, 2, 3
     write_image(data / "train" / "masks" / "1.png", organs, overwrite=True)
@@ -352,7 +339,7 @@ def test_14_messages_name_the_cli_flags(tmp_path, capsys, stack_path, args, expe
 
 
 def test_14_system_files_are_ignored_and_broken_links_named(tmp_path):
-    data = data_folder(tmp_path / "data")
+    data = write_data_folder(tmp_path / "data")
     masks = data / "train" / "masks"
     for name in ("Thumbs.db", "desktop.ini", ".DS_Store", "0.png~"):
         (masks / name).write_bytes(b"junk")
@@ -366,7 +353,7 @@ def test_14_system_files_are_ignored_and_broken_links_named(tmp_path):
 
 
 def test_14_no_empty_run_folder_is_left_when_the_data_is_refused(tmp_path):
-    data = data_folder(tmp_path / "data")
+    data = write_data_folder(tmp_path / "data")
     write_image(data / "train" / "masks" / "2.png", np.zeros((48, 64), np.uint8), overwrite=True)
     with pytest.raises(InputError, match="all background"):
         train(data, tmp_path / "run", TINY)
