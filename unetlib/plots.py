@@ -136,7 +136,8 @@ def organ_legend(figure: Figure, organs: OrganTable, extra: str = "") -> Figure:
 
     handles = [Line2D([0], [0], color=organ.color, linewidth=2, label=organ.name)
                for organ in organs.organs]
-    figure.legend(handles=handles, loc="upper center", ncol=min(len(handles), 6), fontsize=7,
+    # "outside": constrained layout makes room for it instead of drawing over the frames.
+    figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), fontsize=7,
                   frameon=False, title=extra or None, title_fontsize=7)
     return figure
 
