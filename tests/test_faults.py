@@ -33,12 +33,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from helpers import write_data_folder
 from unetlib.config import SyntheticConfig
-from unetlib.io import write_image
 from unetlib.synthetic import write_synthetic_stack
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}

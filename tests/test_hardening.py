@@ -23,7 +23,7 @@ from helpers import write_data_folder
 from unetlib.cli import main
 from unetlib.config import (ModelConfig, PickConfig, SplitConfig, SyntheticConfig, TrainConfig,
                             augment_preset, model_preset)
-from unetlib.errors import InputError, OutputError, ParameterError, UnetlibWarning
+from unetlib.errors import InputError, ParameterError, UnetlibWarning
 from unetlib.frames import pick_frames
 from unetlib.io import process_umask, read_csv, read_image, write_image, write_json
 from unetlib.locking import LOCK_NAME, find_leftovers, output_lock

@@ -293,7 +293,7 @@ print(sorted(os.path.basename(path) for path in written))
         ("code", f"""
 prediction_viewer(os.path.join({data_name}, "test"), results_dir, truth_dir)
 """),
-        ("code", f"""
+        ("code", """
 report = evaluate_folders(results_dir, truth_dir) if truth_dir else None
 print(report.to_text() if report else "no truth masks: nothing to score")
 """),

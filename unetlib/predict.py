@@ -27,7 +27,7 @@ from unetlib.config import NormalizeConfig, PredictConfig
 from unetlib.errors import (InputError, Interrupted, OutputError, ParameterError, UnetlibWarning,
                             describe)
 from unetlib.io import (TIFF_SUFFIXES, atomic_path, list_images, missing_file_error, read_image,
-                        read_json, write_image)
+                        write_image)
 from unetlib.locking import output_lock
 from unetlib.model import model_classes, model_depth, model_input_channels
 from unetlib.normalize import fill_non_finite, non_finite_pixels, normalize_image
