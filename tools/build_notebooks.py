@@ -21,6 +21,8 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from unetlib.demo import DemoConfig, organ_demo_training
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 CHECK = "nbval-check-output"
 PARAMETERS = "parameters"
@@ -212,8 +214,14 @@ def _train_notebook(kind: str) -> list:
     truth_name = f"truth{kind}_dir"
     truth_default = f"../demo/truth{kind}"
     results_name = f"results{kind}_dir"
-    what = ("one laser per frame (`data1d/`, 1 channel)" if gray
-            else "3-laser composites (`data3d/`, 3 channels)")
+    what = ("one laser per frame (`data1d/`, 1 channel; the demo annotates one foreground: in "
+            "one laser kidney and bladder look alike)" if gray
+            else "3-laser composites (`data3d/`, 3 channels; the demo annotates liver, kidney "
+            "and bladder as separate organs)")
+    # The demo's own settings (unetlib.demo), so the notebook reuses the demo's finished run.
+    demo_train = DemoConfig().train if gray else organ_demo_training()
+    epochs, steps = demo_train.epochs, demo_train.steps_per_epoch
+    patch = demo_train.resolved().pipeline.patch_size
     return [
         ("md", f"""
 # {title}
@@ -258,10 +266,10 @@ demo = True                        # the synthetic demo: its ground truth stands
 preset = "default"                 # network: "default" (fast), "classic" (original recipe), "small"
 augment = "default"                # augmentation preset: "default", "original" or "none"
 loss = "auto"                      # "auto": bce (binary masks) or ce+dice (organs.csv); or "bce+dice", "ce"
-epochs = 5                         # training epochs
-steps_per_epoch = 15               # batches per epoch
+""" + f"epochs = {epochs}".ljust(35) + """# training epochs
+""" + f"steps_per_epoch = {steps}".ljust(35) + """# batches per epoch
 batch_size = 8                     # patches per batch
-patch_size = 256                   # patch side, pixels (multiple of 16)
+""" + f"patch_size = {patch}".ljust(35) + """# patch side, pixels (multiple of 16)
 val_fraction = 0.2                 # share of frames held out for validation
 seed = 0                           # seed of split, weights and augmentation
 max_minutes = 0                    # stop after this many minutes, keeping the best model; 0: no limit

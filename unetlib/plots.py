@@ -183,8 +183,12 @@ def plot_history(rows: Sequence[dict], *, title: str = "") -> Figure:
         curve(axes[0, 0], key, key.replace("_", " "), style)
     for key, style in (("dice", "-o"), ("val_dice", "--o"), ("iou", "-s"), ("val_iou", "--s")):
         curve(axes[0, 1], key, key.replace("_", " "), style)
+    organ_keys = sorted({key for row in rows for key in row if key.startswith("val_dice_")})
+    for key in organ_keys:
+        curve(axes[0, 1], key, key[len("val_dice_"):].replace("_", " "), ":.")
     axes[0, 0].set_title("loss", fontsize=9)
-    axes[0, 1].set_title("Dice and IoU (threshold 0.5)", fontsize=9)
+    axes[0, 1].set_title("Dice, IoU; dotted: each organ (validation)"
+                         if organ_keys else "Dice and IoU (threshold 0.5)", fontsize=9)
     axes[0, 1].set_ylim(0, 1)
     for ax in axes.ravel():
         ax.set_xlabel("epoch", fontsize=8)

@@ -500,7 +500,7 @@ def _write_organ_table_beside(out_dir: Path, organs: OrganTable, *,
     if path.is_file():
         try:
             if read_organ_table(path).organs == organs.organs:
-                return []
+                return [path]  # already there, as this run would write it
         except InputError:
             pass
     return [write_organ_table(path, organs, overwrite=overwrite)]
