@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from unetlib.augment import augment_preset  # noqa: E402
-from unetlib.config import TrainConfig, model_preset  # noqa: E402
+from unetlib.config import PipelineConfig, TrainConfig, model_preset  # noqa: E402
 from unetlib.io import read_image  # noqa: E402
 from unetlib.metrics import frame_metrics  # noqa: E402
 from unetlib.normalize import normalize_image  # noqa: E402
@@ -96,10 +96,11 @@ def main(argv: list[str] | None = None) -> int:
                                              ("base_filters", args.base_filters),
                                              ("depth", args.depth)) if value is not None}
     model = model_preset(args.preset, **changes)
+    pipeline = PipelineConfig(patch_size=args.patch, batch_size=args.batch,
+                              val_fraction=args.val_fraction, seed=args.seed)
     config = TrainConfig(model=model, augment=augment_preset(args.augment), epochs=args.epochs,
-                         steps_per_epoch=args.steps, patch_size=args.patch,
-                         batch_size=args.batch, loss=args.loss, val_fraction=args.val_fraction,
-                         seed=args.seed, max_minutes=args.max_minutes, verbose=2)
+                         steps_per_epoch=args.steps, pipeline=pipeline, loss=args.loss,
+                         max_minutes=args.max_minutes, verbose=2)
     with tempfile.TemporaryDirectory(prefix="isbi_") as temporary:
         data = make_data_folder(args.data, Path(temporary), range(20))
         started = time.monotonic()

@@ -21,8 +21,8 @@ import pytest
 
 from helpers import write_data_folder
 from unetlib.cli import main
-from unetlib.config import (ModelConfig, PickConfig, SplitConfig, SyntheticConfig, TrainConfig,
-                            augment_preset, model_preset)
+from unetlib.config import (ModelConfig, PickConfig, PipelineConfig, SplitConfig, SyntheticConfig,
+                            TrainConfig, augment_preset, model_preset)
 from unetlib.errors import InputError, ParameterError, UnetlibWarning
 from unetlib.frames import pick_frames
 from unetlib.io import process_umask, read_csv, read_image, write_image, write_json
@@ -37,7 +37,8 @@ from unetlib.synthetic import write_synthetic_stack
 from unetlib.train import train
 
 TINY = TrainConfig(model=model_preset("small"), augment=augment_preset("none"), epochs=1,
-                   steps_per_epoch=1, batch_size=2, patch_size=32, val_fraction=0.25)
+                   steps_per_epoch=1,
+                   pipeline=PipelineConfig(batch_size=2, patch_size=32, val_fraction=0.25))
 
 
 @pytest.fixture(autouse=True)
@@ -80,7 +81,7 @@ def test_1_patch_far_larger_than_the_frames_is_refused_before_any_folder(tmp_pat
 def test_1_memory_estimate_refuses_a_batch_the_machine_cannot_hold(tmp_path):
     data = write_data_folder(tmp_path / "data")
     with pytest.raises(ParameterError, match="needs about .* of memory, more than"):
-        train(data, tmp_path / "run", TrainConfig(batch_size=100000, patch_size=64))
+        train(data, tmp_path / "run", TrainConfig(pipeline=PipelineConfig(batch_size=100000, patch_size=64)))
     assert not (tmp_path / "run").exists()
     # The estimate grows with the batch and the square of the patch.
     config = ModelConfig()

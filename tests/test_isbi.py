@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from unetlib.config import TrainConfig, augment_preset, model_preset
+from unetlib.config import PipelineConfig, TrainConfig, augment_preset, model_preset
 from unetlib.io import read_image
 from unetlib.metrics import frame_metrics
 from unetlib.normalize import normalize_image
@@ -25,8 +25,9 @@ def test_short_training_on_isbi_beats_a_constant_prediction(isbi_dir, tmp_path):
         os.symlink(isbi_dir / "images" / f"{index}.png", data / "train" / "frames" / f"{index}.png")
         os.symlink(isbi_dir / "masks" / f"{index}.png", data / "train" / "masks" / f"{index}.png")
     config = TrainConfig(model=model_preset("default"), augment=augment_preset("default"),
-                         epochs=3, steps_per_epoch=10, patch_size=128, batch_size=4,
-                         val_fraction=0.25, seed=0, verbose=0)
+                         epochs=3, steps_per_epoch=10, verbose=0,
+                         pipeline=PipelineConfig(patch_size=128, batch_size=4, val_fraction=0.25,
+                                                 seed=0))
     run = load_run(train(data, tmp_path / "run", config).run_dir)
 
     trained, constant = [], []

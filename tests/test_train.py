@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 
 import keras
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from unetlib.augment import augment_preset
-from unetlib.config import ModelConfig, TrainConfig, model_preset
+from unetlib.config import ModelConfig, PipelineConfig, TrainConfig, model_preset
 from unetlib.errors import InputError, OutputError, ParameterError
 from unetlib.io import read_csv, read_json, write_image
 from unetlib.predict import load_run, predict_folder
@@ -45,8 +46,9 @@ def data_dir(tmp_path_factory):
 
 
 TINY = TrainConfig(model=ModelConfig(depth=2, base_filters=4, learning_rate=1e-2),
-                   augment=augment_preset("none"), epochs=3, steps_per_epoch=4, patch_size=32,
-                   batch_size=4, val_fraction=0.2, seed=1, verbose=0)
+                   augment=augment_preset("none"), epochs=3, steps_per_epoch=4,
+                   pipeline=PipelineConfig(patch_size=32, batch_size=4, val_fraction=0.2, seed=1),
+                   verbose=0)
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +148,8 @@ def test_channels_come_from_the_data(tmp_path):
 
 def test_invalid_config_and_too_little_data(tmp_path):
     with pytest.raises(ParameterError, match="patch_size"):
-        train(tmp_path, tmp_path / "run", dataclasses.replace(TINY, patch_size=40))
+        train(tmp_path, tmp_path / "run", dataclasses.replace(TINY, pipeline=dataclasses.replace(TINY.pipeline,
+                                                                                 patch_size=40)))
     with pytest.raises(ParameterError, match="loss"):
         train(tmp_path, tmp_path / "run", dataclasses.replace(TINY, loss="focal"))
     data = make_data(tmp_path / "one", count=1)
@@ -207,8 +210,9 @@ def test_a_small_multi_organ_model_learns_every_organ(tmp_path):
     from unetlib.predict import predict_folder
 
     data = organ_data(tmp_path)
-    config = TrainConfig(model=model_preset("small"), epochs=10, steps_per_epoch=30,
-                         batch_size=8, patch_size=64, val_fraction=0.25, verbose=0, seed=0)
+    config = TrainConfig(model=model_preset("small"), epochs=10, steps_per_epoch=30, verbose=0,
+                         pipeline=PipelineConfig(batch_size=8, patch_size=64, val_fraction=0.25,
+                                                 seed=0))
     result = train(data, tmp_path / "run", config)
     assert result.threshold is None and set(result.metrics["val_organs"]) == {
         "liver", "kidney", "bladder"}
@@ -220,3 +224,28 @@ def test_a_small_multi_organ_model_learns_every_organ(tmp_path):
     dice = {organ: scores["dice"] for organ, scores in report.per_organ.items()}
     assert min(dice.values()) > 0.8, dice
     assert report.confusion.shape == (4, 4)
+
+
+def test_a_finished_run_from_an_older_unetlib_is_still_reused(finished_run, data_dir):
+    """Its stored request lacks settings added since (model classes) and still holds the
+    removed pipeline shortcuts as None: the identical call reuses it, a changed one not."""
+    config_path = finished_run.run_dir / "config.json"
+    original = read_json(config_path)
+    older = json.loads(json.dumps(original))
+    del older["request"]["config"]["model"]["classes"]
+    older["request"]["config"].update(batch_size=None, patch_size=None, val_fraction=None,
+                                      seed=None)
+    from unetlib.io import write_json
+
+    write_json(config_path, older, overwrite=True)
+    try:
+        stamp = (finished_run.run_dir / "model.keras").stat().st_mtime_ns
+        again = train(data_dir, finished_run.run_dir, TINY)
+        assert again.seconds == 0.0  # read back, not trained
+        assert (finished_run.run_dir / "model.keras").stat().st_mtime_ns == stamp
+        older["request"]["config"]["seed"] = 7  # a setting that was really set differs
+        write_json(config_path, older, overwrite=True)
+        with pytest.raises(OutputError, match="holds a finished run"):
+            train(data_dir, finished_run.run_dir, TINY)
+    finally:
+        write_json(config_path, original, overwrite=True)

@@ -221,7 +221,7 @@ def _train_notebook(kind: str) -> list:
     # The demo's own settings (unetlib.demo), so the notebook reuses the demo's finished run.
     demo_train = DemoConfig().train if gray else organ_demo_training()
     epochs, steps = demo_train.epochs, demo_train.steps_per_epoch
-    patch = demo_train.resolved().pipeline.patch_size
+    patch = demo_train.pipeline.patch_size
     return [
         ("md", f"""
 # {title}
@@ -247,7 +247,7 @@ train`, `predict`, `evaluate` do the same.
 %config InlineBackend.figure_formats = ["jpeg"]  # photos of noisy frames: a fraction of the PNG size
 import os
 
-from unetlib.config import TrainConfig, augment_preset, model_preset
+from unetlib.config import PipelineConfig, TrainConfig, augment_preset, model_preset
 from unetlib.demo import annotate_demo, demo_test_truth
 from unetlib.evaluate import evaluate_folders
 from unetlib.notebooks import publish_summary
@@ -280,9 +280,10 @@ force = False                      # replace an existing, different run in the r
         ("code", f"""
 annotate_demo({data_name}, demo=demo)
 truth_dir = demo_test_truth({data_name}, {truth_name}, demo=demo)
-config = TrainConfig(model=model_preset(preset), augment=augment_preset(augment), loss=loss, epochs=epochs,
-                     steps_per_epoch=steps_per_epoch, batch_size=batch_size, patch_size=patch_size,
-                     val_fraction=val_fraction, seed=seed, max_minutes=max_minutes or None, force=force, verbose=2)
+pipeline = PipelineConfig(batch_size=batch_size, patch_size=patch_size, val_fraction=val_fraction, seed=seed)
+config = TrainConfig(model=model_preset(preset), augment=augment_preset(augment), pipeline=pipeline, loss=loss,
+                     epochs=epochs, steps_per_epoch=steps_per_epoch, max_minutes=max_minutes or None, force=force,
+                     verbose=2)
 result = train({data_name}, {run_name}, config)
 print(f"{{result.epochs_completed}} epochs, best {{result.best_epoch}}: validation Dice {{result.val_dice:.3f}}",
       "per organ " + str({{name: round(s["dice"], 3) for name, s in result.metrics["val_organs"].items()}})

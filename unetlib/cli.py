@@ -134,17 +134,21 @@ def _cmd_check_masks(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace):
-    from unetlib.config import TrainConfig, augment_preset, model_preset
+    from unetlib.config import PipelineConfig, TrainConfig, augment_preset, model_preset
 
     model_changes = {} if args.lr is None else {"learning_rate": args.lr}
+    pipeline = {name: getattr(args, name) for name in
+                ("batch_size", "patch_size", "val_fraction", "seed")
+                if getattr(args, name) is not None}
     given = {name: getattr(args, name) for name in
-             ("epochs", "steps_per_epoch", "batch_size", "patch_size", "loss", "val_fraction",
-              "seed", "max_minutes") if getattr(args, name) is not None}
-    config = TrainConfig(model=model_preset(args.preset, **model_changes),
-                         augment=augment_preset(args.augment), resume=args.resume,
-                         force=args.force, deterministic=args.deterministic,
-                         verbose=0 if args.quiet else 1, **given)
-    return config
+             ("epochs", "steps_per_epoch", "loss", "max_minutes") if getattr(args, name) is not None}
+    # A progress bar redrawn in a log file (CI, `make demo > log`) is one huge line: one
+    # line per epoch there.
+    verbose = 0 if args.quiet else 1 if sys.stdout.isatty() else 2
+    return TrainConfig(model=model_preset(args.preset, **model_changes),
+                       augment=augment_preset(args.augment), pipeline=PipelineConfig(**pipeline),
+                       resume=args.resume, force=args.force, deterministic=args.deterministic,
+                       verbose=verbose, **given)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

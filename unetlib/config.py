@@ -480,13 +480,7 @@ def model_preset(name: str, **changes: Any) -> ModelConfig:
     return dataclasses.replace(MODEL_PRESETS[name], **changes).validate()
 
 
-def _default_pipeline_config() -> Any:
-    # PipelineConfig is defined in the issue-3 section of this module; it is looked up when
-    # a TrainConfig is made, not when this module is imported.
-    return globals()["PipelineConfig"]()
-
-
-def _default_augment_config() -> Any:
+def _default_augment_config() -> AugmentConfig:
     return augment_preset("default")
 
 
@@ -510,18 +504,14 @@ class TrainConfig:
     normalize : NormalizeConfig
         Intensity scaling; stored with the run and reused by prediction.
     pipeline : PipelineConfig
-        Input pipeline (patch size, batch size, ...); ``patch_size`` and ``batch_size``
-        below override its fields of the same name when they are set.
+        Input pipeline: patch and batch size, the validation share and the seed (which
+        seeds the split, the weights and the augmentation). Their one home.
     augment : AugmentConfig
         Joint image/mask augmentation (``augment_preset(...)``).
     epochs : int
         Number of epochs (the original recipe's 5 by default).
     steps_per_epoch : int
         Batches per epoch (patches are random crops, so an "epoch" is this many steps).
-    batch_size, patch_size, val_fraction, seed : optional
-        Shortcuts that override the pipeline's fields of the same name; None keeps the
-        pipeline's (:meth:`resolved` folds them in). The seed seeds the split, the
-        weights and the augmentation; at least one frame is held out for validation.
     loss : {"auto", "bce", "bce+dice", "ce", "ce+dice"}
         ``bce``/``bce+dice`` for binary data (cross-entropy, or its sum with the soft Dice
         loss); ``ce``/``ce+dice`` for several organs (categorical cross-entropy, or its sum
@@ -544,15 +534,11 @@ class TrainConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
-    pipeline: Any = field(default_factory=_default_pipeline_config)
-    augment: Any = field(default_factory=_default_augment_config)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    augment: AugmentConfig = field(default_factory=_default_augment_config)
     epochs: int = 5
     steps_per_epoch: int = 50
-    batch_size: int | None = None
-    patch_size: int | None = None
     loss: str = "auto"
-    val_fraction: float | None = None
-    seed: int | None = None
     deterministic: bool = False
     max_minutes: float | None = None
     resume: bool = False
@@ -560,41 +546,21 @@ class TrainConfig:
     threshold_grid: tuple[float, ...] = tuple(round(0.1 + 0.05 * i, 2) for i in range(17))
     verbose: int = 1
 
-    def resolved(self) -> "TrainConfig":
-        """This config with the shortcut fields folded into ``pipeline`` (and set to None)."""
-        overrides = {name: getattr(self, name)
-                     for name in ("batch_size", "patch_size", "val_fraction", "seed")
-                     if getattr(self, name) is not None}
-        if not overrides:
-            return self
-        return dataclasses.replace(self, pipeline=dataclasses.replace(self.pipeline, **overrides),
-                                   **{name: None for name in overrides})
-
-    @property
-    def effective_seed(self) -> int:
-        """The seed of the run (the shortcut when set, else the pipeline's)."""
-        return self.seed if self.seed is not None else self.pipeline.seed
-
     def validate(self) -> "TrainConfig":
         self.model.validate()
         self.normalize.validate()
-        for part in (self.pipeline, self.augment):
-            if hasattr(part, "validate"):
-                part.validate()
+        # Checked before the pipeline's own (wider) range, so training states one range.
+        val_fraction = self.pipeline.val_fraction
+        _require(0.0 < val_fraction < 1.0, "val_fraction", val_fraction,
+                 "0 < val_fraction < 1 (training needs validation frames)")
+        self.pipeline.validate()
+        self.augment.validate()
         _require(isinstance(self.epochs, int) and self.epochs >= 1, "epochs", self.epochs,
                  "a whole number >= 1")
         _require(isinstance(self.steps_per_epoch, int) and self.steps_per_epoch >= 1,
                  "steps_per_epoch", self.steps_per_epoch, "a whole number >= 1")
-        # Checked before the pipeline's own (wider) range, so training states one range.
-        val_fraction = self.val_fraction if self.val_fraction is not None else getattr(
-            self.pipeline, "val_fraction", 0.2)
-        _require(0.0 < val_fraction < 1.0, "val_fraction", val_fraction,
-                 "0 < val_fraction < 1 (training needs validation frames)")
-        resolved = self.resolved()
-        if resolved is not self:
-            resolved.validate()
         multiple = 2 ** self.model.depth
-        patch_size = getattr(resolved.pipeline, "patch_size", multiple)
+        patch_size = self.pipeline.patch_size
         _require(patch_size % multiple == 0, "patch_size", patch_size,
                  f"a multiple of 2**depth = {multiple} for a depth-{self.model.depth} model")
         _require(self.loss in LOSSES, "loss", self.loss, f"one of {LOSSES}")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from unetlib.config import PickConfig, SplitConfig, SyntheticConfig, TrainConfig
+from unetlib.config import PickConfig, PipelineConfig, SplitConfig, SyntheticConfig, TrainConfig
 from unetlib.errors import InputError, describe
 from unetlib.frames import pick_frames
 from unetlib.io import read_csv, read_image
@@ -47,7 +47,8 @@ def organ_demo_training() -> TrainConfig:
     the small ones as frequent as the liver, and 128 pixels is enough context once the
     colours separate them.
     """
-    return TrainConfig(epochs=8, steps_per_epoch=40, patch_size=128, verbose=2)
+    return TrainConfig(epochs=8, steps_per_epoch=40, pipeline=PipelineConfig(patch_size=128),
+                       verbose=2)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -137,8 +137,9 @@ def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
 def same_finished_run(run_dir: Path, request: dict[str, Any]) -> bool:
     """True when ``run_dir`` holds a finished run made from exactly ``request``.
 
-    Settings added to unetlib after a run was made are missing from its stored request;
-    they are compared as absent, so a finished run stays reusable across upgrades.
+    Settings added to unetlib after a run was made are missing from its stored request,
+    and settings since removed were unset (None) in it; both are left out of the
+    comparison, so a finished run stays reusable across upgrades.
     """
     if not (run_dir / "metrics.json").is_file() or not (run_dir / "config.json").is_file():
         return False
@@ -146,14 +147,16 @@ def same_finished_run(run_dir: Path, request: dict[str, Any]) -> bool:
         stored = read_run_config(run_dir).get("request")
     except InputError:
         return False
-    return stored is not None and _without_new_keys(request, stored) == stored
+    return stored is not None and _same_settings(request, stored)
 
 
-def _without_new_keys(current: Any, stored: Any) -> Any:
+def _same_settings(current: Any, stored: Any) -> bool:
     if isinstance(current, dict) and isinstance(stored, dict):
-        return {key: _without_new_keys(value, stored[key]) for key, value in current.items()
-                if key in stored}
-    return current
+        removed = [key for key in stored if key not in current]
+        return (all(stored[key] is None for key in removed)
+                and all(_same_settings(value, stored[key]) for key, value in current.items()
+                        if key in stored))
+    return current == stored
 
 
 def save_model(model: keras.Model, path: Path) -> None:

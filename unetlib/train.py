@@ -345,7 +345,7 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     Only one process trains into a run folder at a time (:func:`unetlib.locking.output_lock`).
     """
     started = time.monotonic()
-    config = (config or TrainConfig()).validate().resolved()
+    config = (config or TrainConfig()).validate()
     data_dir = Path(data_dir)
     run_dir = Path(out_dir)
     deadline = started + 60.0 * config.max_minutes if config.max_minutes else None
