@@ -334,12 +334,29 @@ def test_split_interrupted_mid_export_cleans_up_and_exits_130(big_stack, tmp_pat
 RESUME_EPOCHS = "6"
 
 
-def test_train_interrupted_after_an_epoch_then_resumed(data_dir, tmp_path, start):
-    run_dir = tmp_path / "run"
-    before = snapshot(data_dir)
+def train_until_an_epoch_ends(start, data_dir, run_dir):
+    """Start a training of RESUME_EPOCHS epochs; return its command and process once the
+    first epoch is on disk (state.json), so an interruption has something to keep."""
     command = ("train", data_dir, "--out", run_dir, "--epochs", RESUME_EPOCHS, *TRAIN_ARGS)
     first = start(*command)
     first.wait_until(lambda: (run_dir / "state.json").is_file(), "the first epoch ended")
+    return command, first
+
+
+def assert_finished_cleanly(resumed, run_dir):
+    """A resumed training ran to its last epoch: exit 0, no error, every epoch once in
+    history.csv, metrics.json written, no leftovers and no lock left behind."""
+    assert resumed.process.returncode == 0, resumed.stderr
+    assert "Traceback" not in resumed.stderr and error_lines(resumed.stderr) == []
+    assert history_epochs(run_dir) == list(range(1, int(RESUME_EPOCHS) + 1))
+    assert (run_dir / "metrics.json").is_file()
+    assert leftovers(run_dir) == [] and not (run_dir / LOCK_NAME).exists()
+
+
+def test_train_interrupted_after_an_epoch_then_resumed(data_dir, tmp_path, start):
+    run_dir = tmp_path / "run"
+    before = snapshot(data_dir)
+    command, first = train_until_an_epoch_ends(start, data_dir, run_dir)
     first.signal(signal.SIGINT)
     assert first.finish(timeout=60) == 130, first.stderr
     line = assert_one_error(first, "--resume", str(run_dir))
@@ -350,34 +367,24 @@ def test_train_interrupted_after_an_epoch_then_resumed(data_dir, tmp_path, start
     assert leftovers(run_dir) == [] and not (run_dir / LOCK_NAME).exists()
 
     resumed = run(start, *command, "--resume")
-    assert resumed.process.returncode == 0, resumed.stderr
-    assert "Traceback" not in resumed.stderr and error_lines(resumed.stderr) == []
+    assert_finished_cleanly(resumed, run_dir)
     assert f"trained {RESUME_EPOCHS} epoch(s)" in resumed.stdout
-    assert history_epochs(run_dir) == list(range(1, int(RESUME_EPOCHS) + 1))
-    assert (run_dir / "metrics.json").is_file()
-    assert leftovers(run_dir) == [] and not (run_dir / LOCK_NAME).exists()
     assert snapshot(data_dir) == before
 
 
 def test_train_killed_then_resumed_takes_over_the_stale_lock(data_dir, tmp_path, start):
     run_dir = tmp_path / "run"
     before = snapshot(data_dir)
-    command = ("train", data_dir, "--out", run_dir, "--epochs", RESUME_EPOCHS, *TRAIN_ARGS)
-    first = start(*command)
-    first.wait_until(lambda: (run_dir / "state.json").is_file(), "the first epoch ended")
+    command, first = train_until_an_epoch_ends(start, data_dir, run_dir)
     first.signal(signal.SIGKILL)
     assert first.finish() == -signal.SIGKILL
     assert lock_holder_is(run_dir, first.pid), "the killed run should leave its lock file"
     assert not (run_dir / "metrics.json").exists()
 
     resumed = run(start, *command, "--resume")
-    assert resumed.process.returncode == 0, resumed.stderr
-    assert "Traceback" not in resumed.stderr and error_lines(resumed.stderr) == []
+    assert_finished_cleanly(resumed, run_dir)
     assert re.search(rf"taking over the lock of process {first.pid}\b.*no longer running",
                      resumed.stderr), resumed.stderr
-    assert history_epochs(run_dir) == list(range(1, int(RESUME_EPOCHS) + 1))
-    assert (run_dir / "metrics.json").is_file()
-    assert leftovers(run_dir) == [] and not (run_dir / LOCK_NAME).exists()
     assert snapshot(data_dir) == before
 
 
