@@ -148,16 +148,19 @@ def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[
     suffix = ".png" if config.channels == 1 else ".tif"
     targets = [frames_dir / f"{i}{suffix}" for i in range(len(cycles))]
     previews = [annotate_dir / f"{i}.png" for i in range(len(cycles))] if annotate_dir else []
-    images = []
-    for cycle in cycles:
+
+    def frame_of(cycle: int) -> np.ndarray:
+        # Read from the memory-mapped stack when needed: picking every cycle of a long
+        # acquisition must not hold all of them in memory at once.
         image = stack.composite(cycle, lasers)
-        images.append(image[..., 0] if image.shape[-1] == 1 else image)
+        return image[..., 0] if image.shape[-1] == 1 else image
+
     rows = [{"stem": str(index), "file": targets[index].name, "cycle": str(cycle),
              "lasers": " ".join(map(str, lasers)),
              "stack_frames": " ".join(str(int(stack.frame_numbers[cycle, n - 1])) for n in lasers),
              "stack": stack.path.name, "sha256": ""}
             for index, cycle in enumerate(cycles)]
-    unchanged = [_holds(target, image) for target, image in zip(targets, images)]
+    unchanged = [_holds(target, frame_of(cycle)) for target, cycle in zip(targets, cycles)]
     if not config.force and all(unchanged) and _already_picked(table, rows, previews):
         logger.info("%s already holds these frames of %s; nothing to do", frames_dir, stack.path)
         return PickResult(frames=targets, annotate=previews, table=table, cycles=cycles)
@@ -171,7 +174,8 @@ def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[
             _move_aside(orphaned, masks_dir)
         written: list[Path] = []
         try:
-            for index, image in enumerate(images):
+            for index, cycle in enumerate(cycles):
+                image = frame_of(cycle)
                 written.append(write_image(targets[index], image, overwrite=config.force))
                 rows[index]["sha256"] = file_sha256(targets[index])
                 if previews:
