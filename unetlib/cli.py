@@ -207,6 +207,35 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_quantify(args: argparse.Namespace) -> int:
+    from unetlib.config import PredictConfig, QuantifyConfig, SplitConfig
+    from unetlib.study import quantify_study
+
+    config = QuantifyConfig(split=SplitConfig(lasers=args.lasers, offset=args.offset),
+                            model_input=args.model_input, interval_s=args.interval,
+                            background=args.background,
+                            predict=PredictConfig(tile=args.tile, overlap=args.overlap),
+                            force=args.force)
+    result = quantify_study(args.run, args.stacks, args.out, config, workers=args.workers,
+                            scheduler=args.scheduler, progress=not args.quiet)
+    for outcome in result.outcomes:
+        if outcome.result is not None:
+            note = " (done before; skipped)" if outcome.status == "skipped" else ""
+            flagged = (f", {outcome.result.flagged} organ-cycle(s) flagged by QC"
+                       if outcome.result.flagged else "")
+            print(f"{outcome.stack}: {outcome.result.cycles} cycles -> "
+                  f"{outcome.result.out_dir}{note}{flagged}")
+    print(f"summary: {result.summary}")
+    print(f"stacks: {result.table}")
+    for outcome in result.failed:
+        print(f"error: {outcome.message}", file=sys.stderr)
+    if result.failed:
+        print(f"error: {len(result.failed)} of {len(result.outcomes)} stack(s) failed; the "
+              f"others finished. Fix them and run the same command again (finished stacks "
+              "are skipped).", file=sys.stderr)
+    return min(len(result.failed), 100)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from unetlib.demo import DemoConfig, run_demo
 
@@ -390,6 +419,51 @@ def _add_predict(commands) -> None:
     predict.set_defaults(handler=_cmd_predict)
 
 
+def _add_quantify(commands) -> None:
+    """Declare the ``quantify`` command and its arguments."""
+    from unetlib.config import PredictConfig, QuantifyConfig
+
+    predict_defaults, defaults = PredictConfig(), QuantifyConfig()
+    quantify = commands.add_parser(
+        "quantify", help="organ time-intensity curves of whole acquisitions",
+        description="Segment every laser cycle of each STACK with the run's model (input "
+                    "built as in training: the same laser or composite) and apply each "
+                    "cycle's organ mask to every laser's frame. Writes OUT/<stack stem>/ "
+                    "intensities.csv (cycle x laser x organ), summary.csv (peak, time to "
+                    "peak, AUC, half-life per organ x laser), labels.tif, curves.png, and "
+                    "OUT/summary.csv, OUT/stacks.csv over all stacks. Several stacks run on "
+                    "a local Dask cluster (--workers) or an existing one (--scheduler); "
+                    "finished stacks are skipped on a re-run. The exit status is the number "
+                    "of stacks that failed.")
+    quantify.add_argument("run", help="a run folder written by train (or its model.keras)")
+    quantify.add_argument("stacks", nargs="+", metavar="STACK", help="acquisition TIFF stack(s)")
+    quantify.add_argument("--out", required=True, help="output folder, e.g. results/study1")
+    quantify.add_argument("--lasers", type=int, default=defaults.split.lasers,
+                          help=f"lasers the stacks cycle through (default: {defaults.split.lasers})")
+    quantify.add_argument("--offset", type=int, default=defaults.split.offset,
+                          help="index of the first frame taken with laser 1 (default: 0)")
+    quantify.add_argument("--model-input", type=_int_tuple, metavar="L[,L,L]",
+                          help="lasers making the model's input, 1-based: 1, or 1,2,3 for a "
+                               "composite (default: what the run was trained on)")
+    quantify.add_argument("--interval", type=float, metavar="SECONDS",
+                          help="seconds between laser cycles (default: from the TIFF's timing "
+                               "metadata)")
+    quantify.add_argument("--background", metavar="ORGAN",
+                          help="an organ of the run used as background (default: body pixels "
+                               "outside every organ)")
+    quantify.add_argument("--workers", type=int, default=1,
+                          help="local Dask worker processes for several stacks (default: 1)")
+    quantify.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                          help="use this running Dask scheduler instead of a local cluster")
+    quantify.add_argument("--tile", type=int, default=predict_defaults.tile,
+                          help=f"tile side in pixels (default: {predict_defaults.tile})")
+    quantify.add_argument("--overlap", type=int, default=predict_defaults.overlap,
+                          help=f"tile overlap in pixels (default: {predict_defaults.overlap})")
+    quantify.add_argument("--force", action="store_true",
+                          help="quantify again stacks whose results exist")
+    quantify.set_defaults(handler=_cmd_quantify)
+
+
 def _add_evaluate(commands) -> None:
     """Declare the ``evaluate`` command and its arguments."""
     evaluate = commands.add_parser(
@@ -448,7 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only print warnings and errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_demo_stack, _add_split_stack, _add_pick_frames, _add_check_masks,
-                _add_train, _add_predict, _add_evaluate, _add_run_notebooks, _add_demo):
+                _add_train, _add_predict, _add_evaluate, _add_quantify, _add_run_notebooks,
+                _add_demo):
         add(commands)
     return parser
 

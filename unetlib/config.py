@@ -137,6 +137,10 @@ class SyntheticConfig:
         Standard deviation of the camera read noise, in counts.
     offset_counts : int
         Camera dark offset added to every pixel.
+    frame_interval_s : float
+        Seconds between consecutive frames, stored in the stack's ImageJ metadata
+        (``finterval``) so quantification finds the acquisition's timing, as it would in a
+        camera export that records it. 2.5 s per frame is 10 s per 4-laser cycle.
     """
 
     cycles: int = 30
@@ -147,6 +151,7 @@ class SyntheticConfig:
     max_count: int = 3000
     read_noise: float = 12.0
     offset_counts: int = 200
+    frame_interval_s: float = 2.5
 
     def validate(self) -> "SyntheticConfig":
         _require(isinstance(self.cycles, int) and 1 <= self.cycles <= 100_000, "cycles",
@@ -158,6 +163,8 @@ class SyntheticConfig:
             value = getattr(self, name)
             _require(isinstance(value, int) and 32 <= value <= 4096, name, value,
                      "a whole number of pixels from 32 to 4096")
+        _require(isinstance(self.frame_interval_s, (int, float)) and self.frame_interval_s > 0,
+                 "frame_interval_s", self.frame_interval_s, "a positive number of seconds")
         return self
 
 
@@ -605,4 +612,69 @@ class PredictConfig:
                  self.overlap, f"0 <= overlap < tile ({self.tile})")
         _require(isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size",
                  self.batch_size, "a whole number >= 1")
+        return self
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuantifyConfig:
+    """Organ time--intensity curves of whole acquisitions (see :mod:`unetlib.quantify`).
+
+    Attributes
+    ----------
+    split : SplitConfig
+        ``lasers`` and ``offset`` of the stacks (de-interleaved as ``split-stack`` does).
+    model_input : tuple of int, optional
+        Lasers (1-based, in channel order) that make the model's input frame: ``(1,)`` one
+        laser, ``(1, 2, 3)`` a composite. None: what the run was trained on (its
+        ``config.json``, or the ``frames.csv`` of its data folder).
+    interval_s : float, optional
+        Seconds between laser cycles; None: from the stack's timing metadata.
+    background : str, optional
+        Name of an organ of the run whose mean is the background of the signal-to-
+        background ratio. None: body pixels outside every organ (and ``organ_margin``).
+    organ_margin : int
+        Pixels around every organ left out of the body background, where organ light
+        still spills over and a mask edge is least certain.
+    batch_cycles : int
+        Cycles segmented together (their tiles share the network's forward passes).
+    predict : PredictConfig
+        Tiling of the segmentation, as in prediction.
+    qc_window : int
+        Cycles in the running median of each organ's area (odd, >= 3).
+    qc_tolerance : float
+        A cycle is flagged when an organ's area differs from its running median by more
+        than this fraction of it: a failed mask or motion, kept out of the summary.
+    force : bool
+        Quantify again stacks whose results exist (otherwise a finished stack is skipped).
+    """
+
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model_input: tuple[int, ...] | None = None
+    interval_s: float | None = None
+    background: str | None = None
+    organ_margin: int = 3
+    batch_cycles: int = 4
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    qc_window: int = 9
+    qc_tolerance: float = 0.3
+    force: bool = False
+
+    def validate(self) -> "QuantifyConfig":
+        self.split.validate()
+        self.predict.validate()
+        if self.model_input is not None:
+            _require(isinstance(self.model_input, tuple) and len(self.model_input) >= 1
+                     and all(isinstance(n, int) and 1 <= n <= 64 for n in self.model_input),
+                     "model_input", self.model_input, "laser numbers like 1 or 1,2,3 (1-based)")
+        _require(self.interval_s is None or (isinstance(self.interval_s, (int, float))
+                                             and 0 < self.interval_s < 1e7),
+                 "interval", self.interval_s, "a positive number of seconds per cycle")
+        _require(isinstance(self.organ_margin, int) and 0 <= self.organ_margin <= 50,
+                 "organ_margin", self.organ_margin, "a whole number of pixels from 0 to 50")
+        _require(isinstance(self.batch_cycles, int) and 1 <= self.batch_cycles <= 64,
+                 "batch_cycles", self.batch_cycles, "a whole number from 1 to 64")
+        _require(isinstance(self.qc_window, int) and self.qc_window >= 3
+                 and self.qc_window % 2 == 1, "qc_window", self.qc_window, "an odd number >= 3")
+        _require(isinstance(self.qc_tolerance, (int, float)) and 0 < self.qc_tolerance < 10,
+                 "qc_tolerance", self.qc_tolerance, "a fraction such as 0.3")
         return self

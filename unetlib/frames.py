@@ -192,6 +192,28 @@ def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[
     return PickResult(frames=targets, annotate=previews, table=table, cycles=cycles)
 
 
+def recorded_lasers(data_dir: str | os.PathLike[str]) -> tuple[int, ...] | None:
+    """The lasers (1-based, in channel order) the picked training frames were made of.
+
+    Read from ``<data_dir>/train/frames.csv``; None when the table is missing or its rows
+    disagree (frames picked with different lasers). Quantification builds the same model
+    input from every cycle of a stack.
+    """
+    table = Path(data_dir) / "train" / "frames.csv"
+    if not table.is_file():
+        return None
+    try:
+        found = {str(row.get("lasers", "")).strip() for row in read_csv(table)}
+    except (InputError, UnicodeDecodeError):
+        return None
+    if len(found) != 1 or not next(iter(found)):
+        return None
+    try:
+        return tuple(int(part) for part in next(iter(found)).split())
+    except ValueError:
+        return None
+
+
 def _holds(path: Path, image: np.ndarray) -> bool:
     """True when ``path`` already holds exactly ``image``."""
     if not path.is_file():

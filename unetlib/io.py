@@ -453,7 +453,8 @@ def _json_default(value: Any) -> Any:
 
 
 @contextlib.contextmanager
-def staged_folder(destination: str | os.PathLike[str]) -> Iterator[Path]:
+def staged_folder(destination: str | os.PathLike[str], *,
+                  last: Sequence[str] = ()) -> Iterator[Path]:
     """Build a folder's contents in a hidden staging folder; move them in on success.
 
     The staging folder (``.<random>.staging``) sits inside ``destination``, so the final
@@ -463,7 +464,8 @@ def staged_folder(destination: str | os.PathLike[str]) -> Iterator[Path]:
     ``destination`` is left exactly as it was: no half-written output.
 
     Each top-level entry of the staging folder replaces the entry of the same name in
-    ``destination``; callers check beforehand that replacing is allowed.
+    ``destination``; callers check beforehand that replacing is allowed. Entries named in
+    ``last`` are moved after all others: a marker that says the folder is complete.
     """
     created = not Path(destination).exists()
     destination = ensure_folder(destination)
@@ -474,7 +476,7 @@ def staged_folder(destination: str | os.PathLike[str]) -> Iterator[Path]:
     completed = False
     try:
         yield staging
-        for entry in sorted(staging.iterdir()):
+        for entry in sorted(staging.iterdir(), key=lambda path: (path.name in last, path.name)):
             target = destination / entry.name
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)

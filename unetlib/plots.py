@@ -264,3 +264,58 @@ def plot_frame_scores(rows: Sequence[dict], *, keys: Sequence[str] = ("dice", "i
     ax.set_xlabel("frame", fontsize=8)
     ax.legend(fontsize=7, loc="lower right")
     return figure
+
+
+def plot_organ_curves(rows: Sequence[dict], organs: OrganTable, *, value: str = "mean",
+                      title: str = "") -> Figure:
+    """Organ time--intensity curves: one panel per laser, one line per organ in its colour.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        Rows of an ``intensities.csv`` (:func:`unetlib.quantify.read_intensities`).
+    organs : OrganTable
+    value : str
+        The column plotted (``mean``, ``median``, ``p95``, ``sbr`` ...).
+    title : str
+
+    Cycles flagged by quality control are drawn as crosses, not joined to the curve; the
+    body background is a dashed grey line.
+    """
+    lasers = sorted({int(row["laser"]) for row in rows})
+    columns = min(4, max(1, len(lasers)))
+    panel_rows = int(np.ceil(len(lasers) / columns))
+    figure, axes = new_figure(panel_rows, columns, panel_inches=2.6, aspect=0.8)
+    for ax in axes.ravel()[len(lasers):]:
+        ax.set_axis_off()
+
+    def number(text: str) -> float:
+        return float(text) if text not in ("", None) else np.nan
+
+    for ax, laser in zip(axes.ravel(), lasers):
+        own = [row for row in rows if int(row["laser"]) == laser]
+        for organ in organs.organs:
+            series = [row for row in own if row["organ"] == organ.name]
+            times = np.array([number(row["time_s"]) for row in series])
+            values = np.array([number(row[value]) for row in series])
+            ok = np.array([row["qc"] == "ok" for row in series], dtype=bool)
+            ax.plot(times, np.where(ok, values, np.nan), color=organ.color, linewidth=1.2,
+                    label=organ.name)
+            if (~ok).any():
+                ax.plot(times[~ok], values[~ok], "x", color=organ.color, markersize=5)
+        if value == "mean" and own:
+            first = organs.organs[0].name
+            series = [row for row in own if row["organ"] == first]
+            ax.plot([number(row["time_s"]) for row in series],
+                    [number(row["background_mean"]) for row in series], "--", color="0.5",
+                    linewidth=0.9, label="background")
+        ax.set_title(f"laser {laser}", fontsize=9)
+        ax.set_xlabel("time (s)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0, 0].set_ylabel(value if value != "mean" else "mean intensity (counts)", fontsize=8)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=7,
+                  frameon=False)
+    if title:
+        figure.suptitle(title, fontsize=9)
+    return figure

@@ -38,8 +38,8 @@ from unetlib.stack import open_tiff_series
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["overlay_image", "overlay_organs", "predict_folder", "predict_probabilities", "segment",
-           "validate_threshold"]
+__all__ = ["overlay_image", "overlay_organs", "predict_folder", "predict_probabilities",
+           "predict_probabilities_batch", "segment", "validate_threshold"]
 
 # Stems of what predict_folder writes; a folder predicted into itself must not feed them
 # back as frames on the next run (0_predict_predict.png).
@@ -156,22 +156,50 @@ def predict_probabilities(model: keras.Model, image: np.ndarray, *,
     ParameterError
         When tile, overlap or batch_size are out of range.
     """
-    PredictConfig(tile=tile, overlap=overlap, batch_size=batch_size, tta=tta).validate()
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == 2:
         image = image[..., np.newaxis]
     if image.ndim != 3:
         raise InputError(f"image must have shape (H, W) or (H, W, C), got {image.shape}")
+    return predict_probabilities_batch(model, image[np.newaxis], tile=tile, overlap=overlap,
+                                       tta=tta, batch_size=batch_size)[0]
+
+
+def predict_probabilities_batch(model: keras.Model, images: np.ndarray, *,
+                                tile: int = PredictConfig.tile,
+                                overlap: int = PredictConfig.overlap, tta: bool = False,
+                                batch_size: int = PredictConfig.batch_size) -> np.ndarray:
+    """Probabilities of several normalised frames of one size, their tiles batched together.
+
+    The same tiling and blending as :func:`predict_probabilities` (each frame's result is
+    identical to predicting it alone), but the tiles of all frames share forward passes,
+    so a stack's cycles keep the network's batch full.
+
+    Parameters
+    ----------
+    images : ndarray of shape (N, H, W, C), float32
+        Normalised frames of equal size.
+    tile, overlap, tta, batch_size
+        As for :func:`predict_probabilities`; ``batch_size`` counts tiles of any frame.
+
+    Returns
+    -------
+    ndarray of shape (N, H, W), or (N, H, W, classes) for a multi-organ model, float32
+    """
+    PredictConfig(tile=tile, overlap=overlap, batch_size=batch_size, tta=tta).validate()
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4:
+        raise InputError(f"images must have shape (N, H, W, C), got {images.shape}")
     channels = model_input_channels(model)
-    if image.shape[-1] != channels:
-        raise InputError(f"the image has {image.shape[-1]} channel(s) but the model expects "
+    if images.shape[-1] != channels:
+        raise InputError(f"the image has {images.shape[-1]} channel(s) but the model expects "
                          f"{channels}; give frames like the ones it was trained on.")
-    height, width = image.shape[:2]
+    count, height, width = images.shape[:3]
     multiple = 2 ** model_depth(model)
     tile = math.ceil(tile / multiple) * multiple
     padded_h = math.ceil(height / multiple) * multiple
     padded_w = math.ceil(width / multiple) * multiple
-    padded = _pad_to(image, padded_h, padded_w)
+    padded = [_pad_to(image, padded_h, padded_w) for image in images]
     tile_h, tile_w = min(tile, padded_h), min(tile, padded_w)
     # Tile starts stay multiples of 2**depth so every tile sees the same pooling grid as a
     # whole-frame pass would, and interiors of tiles agree exactly with it.
@@ -183,18 +211,21 @@ def predict_probabilities(model: keras.Model, image: np.ndarray, *,
     margin = overlap // 4
     row_windows = {r: _window(tile_h, r, padded_h, margin, len(rows) > 1) for r in rows}
     col_windows = {c: _window(tile_w, c, padded_w, margin, len(cols) > 1) for c in cols}
-    total = np.zeros((padded_h, padded_w, model_classes(model)), np.float32)
+    total = np.zeros((count, padded_h, padded_w, model_classes(model)), np.float32)
     weight_sum = np.zeros((padded_h, padded_w, 1), np.float32)
-    corners = [(row, col) for row in rows for col in cols]
-    for first in range(0, len(corners), batch_size):
-        chunk = corners[first:first + batch_size]
-        batch = np.stack([padded[r:r + tile_h, c:c + tile_w] for r, c in chunk])
+    for row in rows:
+        for col in cols:
+            weight = np.outer(row_windows[row], col_windows[col])[..., np.newaxis]
+            weight_sum[row:row + tile_h, col:col + tile_w] += weight
+    tiles = [(index, row, col) for index in range(count) for row in rows for col in cols]
+    for first in range(0, len(tiles), batch_size):
+        chunk = tiles[first:first + batch_size]
+        batch = np.stack([padded[i][r:r + tile_h, c:c + tile_w] for i, r, c in chunk])
         probabilities = _forward(model, batch, tta)
-        for (r, c), probability in zip(chunk, probabilities):
+        for (i, r, c), probability in zip(chunk, probabilities):
             weight = np.outer(row_windows[r], col_windows[c])[..., np.newaxis]
-            total[r:r + tile_h, c:c + tile_w] += probability * weight
-            weight_sum[r:r + tile_h, c:c + tile_w] += weight
-    result = np.clip(total[:height, :width] / weight_sum[:height, :width], 0.0, 1.0)
+            total[i, r:r + tile_h, c:c + tile_w] += probability * weight
+    result = np.clip(total[:, :height, :width] / weight_sum[:height, :width], 0.0, 1.0)
     return (result[..., 0] if result.shape[-1] == 1 else result).astype(np.float32)
 
 

@@ -14,7 +14,6 @@ the same config gives the same stack however it is generated (whole, or streamed
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -142,8 +141,8 @@ def dye_level(organ: Organ, cycle: float) -> float:
     return float(organ.baseline + (1.0 - organ.baseline) * uptake * clearance)
 
 
-def _render(scene: _Scene, frame_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """Render one frame (uint16) and its organ labels (uint8)."""
+def _expected_counts(scene: _Scene, frame_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Noise-free expected counts of one frame (float32, dark offset included) and its labels."""
     config = scene.config
     laser = frame_index % config.lasers
     cycle = frame_index / config.lasers
@@ -153,13 +152,42 @@ def _render(scene: _Scene, frame_index: int) -> tuple[np.ndarray, np.ndarray]:
         level = organ.laser_gain[laser % len(organ.laser_gain)] * dye_level(organ, cycle)
         signal = np.maximum(signal, level * _soft_edge(distance, width=1.5))
         labels[distance < 0] = number
-    expected = signal * scene.texture * config.max_count
+    return (signal * scene.texture * config.max_count).astype(np.float32), labels
+
+
+def _render(scene: _Scene, frame_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Render one frame (uint16, with shot and read noise) and its organ labels (uint8)."""
+    config = scene.config
+    expected, labels = _expected_counts(scene, frame_index)
     rng = np.random.default_rng([config.seed, frame_index])
     counts = rng.poisson(np.maximum(expected, 0.0)).astype(np.float32)
     counts += rng.normal(0.0, config.read_noise, size=counts.shape).astype(np.float32)
     counts += config.offset_counts
     frame = np.clip(np.rint(counts), 0, np.iinfo(np.uint16).max).astype(np.uint16)
     return frame, labels
+
+
+def true_organ_means(config: SyntheticConfig = SyntheticConfig()) -> np.ndarray:
+    """The known time course of every organ in every laser: what quantification should find.
+
+    Returns
+    -------
+    ndarray of shape (cycles, lasers, organs), float64
+        The noise-free expected intensity (counts, dark offset included) averaged over
+        each organ's true pixels in the frame of that cycle and laser -- the mean a
+        perfect mask would measure on a noiseless camera. Organ ``k`` is the k-th of
+        :data:`ORGANS` (value ``k`` in :func:`organ_table`).
+    """
+    config.validate()
+    scene = _Scene(config)
+    means = np.zeros((config.cycles, config.lasers, len(ORGANS)))
+    for index in range(config.cycles * config.lasers):
+        expected, labels = _expected_counts(scene, index)
+        for number in range(1, len(ORGANS) + 1):
+            inside = labels == number
+            means[index // config.lasers, index % config.lasers, number - 1] = (
+                float(expected[inside].mean()) + config.offset_counts if inside.any() else np.nan)
+    return means
 
 
 def make_synthetic_stack(config: SyntheticConfig = SyntheticConfig()) -> SyntheticAcquisition:
@@ -229,16 +257,29 @@ def write_synthetic_stack(stack_path: str | os.PathLike[str],
 
 
 def _stream(scene: _Scene, count: int, stack_path: Path, truth_path: Path | None) -> None:
-    """Write frames (and labels) page by page: memory stays at one frame whatever the size."""
-    with contextlib.ExitStack() as stack:
-        stack_writer = stack.enter_context(tifffile.TiffWriter(stack_path))
-        truth_writer = (stack.enter_context(tifffile.TiffWriter(truth_path))
-                        if truth_path is not None else None)
-        for index in range(count):
-            frame, labels = _render(scene, index)
-            stack_writer.write(frame, contiguous=True, photometric="minisblack")
-            if truth_writer is not None:
+    """Write frames (and labels) page by page: memory stays at one frame whatever the size.
+
+    The stack is an uncompressed ImageJ TIFF whose ``finterval`` records the time between
+    frames, as camera software does; the truth is a plain multi-page TIFF.
+    """
+    config = scene.config
+    shape = (count, config.height, config.width)
+    if truth_path is None:
+        frames = (_render(scene, index)[0] for index in range(count))
+        tifffile.imwrite(stack_path, frames, shape=shape, dtype=np.uint16, imagej=True,
+                         metadata={"axes": "TYX", "finterval": config.frame_interval_s,
+                                   "tunit": "s"})
+        return
+    with tifffile.TiffWriter(truth_path) as truth_writer:
+        def frames_writing_truth():
+            for index in range(count):
+                frame, labels = _render(scene, index)
                 truth_writer.write(labels, contiguous=True, photometric="minisblack")
+                yield frame
+
+        tifffile.imwrite(stack_path, frames_writing_truth(), shape=shape, dtype=np.uint16,
+                         imagej=True, metadata={"axes": "TYX", "finterval": config.frame_interval_s,
+                                                "tunit": "s"})
 
 
 def organ_table() -> organ_tables.OrganTable:

@@ -1,0 +1,521 @@
+"""Organ signal over a whole acquisition: per-cycle masks applied to every laser.
+
+For every laser cycle of a stack, :func:`quantify_stack` builds the model input the run
+was trained on (one laser, or the same composite), segments it at full resolution and
+applies that cycle's organ mask to the frame of every laser of the same cycle. The stack
+is read memory-mapped and processed a few cycles at a time, so memory stays far below
+the stack's size. Into ``<out>/<stack stem>/`` it writes
+
+- ``intensities.csv``: one row per cycle x laser x organ (area, mean, median, 95th
+  percentile, integrated intensity, background mean, signal-to-background ratio, QC);
+- ``summary.csv``: one row per organ x laser (peak, time to peak, area under the curve,
+  clearance half-life and its fit quality; see :mod:`unetlib.kinetics`);
+- ``labels.tif``: the organ mask of every cycle (organ values of ``organs.csv``);
+- ``curves.png``: one panel per laser, one line per organ; ``organs.csv``;
+- ``quantify.json``: what was measured with what, written last: a stack folder without
+  it did not finish.
+
+Everything is staged and moved in only when complete; a finished stack is skipped when
+asked again with the same run and settings. Intensities are the camera's raw values
+(its dark offset included): background and ratios are reported beside them, never
+silently subtracted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+
+from unetlib.config import QuantifyConfig, to_dict
+from unetlib.errors import InputError, Interrupted, OutputError, ParameterError, describe
+from unetlib.frames import recorded_lasers
+from unetlib.io import file_sha256, read_json, staged_folder, write_csv, write_json
+from unetlib.kinetics import summarize_curve
+from unetlib.locking import output_lock
+from unetlib.model import model_classes, model_input_channels
+from unetlib.normalize import fill_non_finite, non_finite_pixels, normalize_image
+from unetlib.organs import DEFAULT_COLORS, ORGANS_FILE, Organ, OrganTable, write_organ_table
+from unetlib.predict import predict_probabilities_batch, segment
+from unetlib.run import LoadedRun, load_run
+from unetlib.stack import LaserStack, load_stack
+from unetlib.timing import cycle_interval
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["INTENSITY_FIELDS", "SUMMARY_FIELDS", "StackResult", "body_mask", "flag_area_jumps",
+           "measure_cycle", "model_input_lasers", "quantify_stack", "read_intensities",
+           "run_organs", "stack_output_dir"]
+
+INTENSITY_FIELDS = ("cycle", "time_s", "laser", "organ", "area_px", "mean", "median", "p95",
+                    "integrated", "background_mean", "sbr", "qc")
+SUMMARY_FIELDS = ("stack", "organ", "laser", "cycles", "qc_flagged", "peak", "time_to_peak_s",
+                  "auc", "half_life_s", "half_life_r2", "half_life_rel_se", "plateau",
+                  "mean_sbr")
+RECORD_FILE = "quantify.json"
+QC_OK, QC_JUMP, QC_ABSENT = "ok", "area_jump", "absent"
+BINARY_ORGAN = "foreground"
+
+
+@dataclasses.dataclass(frozen=True)
+class StackResult:
+    """What :func:`quantify_stack` wrote (or found already written) for one stack."""
+
+    stack: Path
+    out_dir: Path
+    cycles: int
+    flagged: int
+    skipped: bool
+
+    @property
+    def intensities(self) -> Path:
+        return self.out_dir / "intensities.csv"
+
+    @property
+    def summary(self) -> Path:
+        return self.out_dir / "summary.csv"
+
+    @property
+    def labels(self) -> Path:
+        return self.out_dir / "labels.tif"
+
+    @property
+    def figure(self) -> Path:
+        return self.out_dir / "curves.png"
+
+
+# --- what the run needs -----------------------------------------------------------------
+
+def run_organs(run: LoadedRun) -> OrganTable:
+    """The organs a run segments; a binary run's foreground counts as one organ (value 1)."""
+    if run.organs is not None:
+        return run.organs
+    if model_classes(run.model) > 1:
+        raise InputError(describe(run.model_path, f"segments {model_classes(run.model) - 1} "
+                                  "organs but comes without its organ table",
+                                  "Give the run folder it was trained in."))
+    return OrganTable(organs=(Organ(value=1, name=BINARY_ORGAN, color=DEFAULT_COLORS[0]),),
+                      explicit_colors=True)
+
+
+def model_input_lasers(run: LoadedRun, override: tuple[int, ...] | None = None
+                       ) -> tuple[int, ...]:
+    """The lasers (1-based, in channel order) whose frames make the run's input.
+
+    ``override`` (``--model-input``) wins; otherwise the lasers the run's training frames
+    were picked with, from its ``config.json`` or the ``frames.csv`` of its data folder.
+
+    Raises
+    ------
+    ParameterError
+        ``override`` gives another channel count than the model takes.
+    InputError
+        Nothing records the lasers and no override is given.
+    """
+    channels = model_input_channels(run.model)
+    where = run.model_path.parent if run.config else run.model_path
+    if override is not None:
+        if len(override) != channels:
+            raise ParameterError(
+                f"model_input={','.join(map(str, override))} is invalid: {where} takes "
+                f"{channels}-channel frames; give {channels} laser number(s), e.g. "
+                f"{','.join(str(n) for n in range(1, channels + 1))}.")
+        return tuple(override)
+    data = run.config.get("data") or {}
+    recorded = data.get("lasers")
+    if recorded is None and data.get("data_dir"):
+        recorded = recorded_lasers(data["data_dir"])
+    if recorded is None or len(recorded) != channels:
+        raise InputError(describe(where, "does not record which lasers its training frames "
+                                  "were made of", f"Pass --model-input with {channels} laser "
+                                  "number(s) in channel order, e.g. "
+                                  f"{','.join(str(n) for n in range(1, channels + 1))}."))
+    return tuple(int(n) for n in recorded)
+
+
+def stack_output_dir(out_dir: str | os.PathLike[str], stack_path: str | os.PathLike[str]) -> Path:
+    """``<out>/<stack stem>``: where one stack's results go."""
+    return Path(out_dir) / Path(stack_path).stem
+
+
+# --- measurements -----------------------------------------------------------------------
+
+def _otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    counts, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2.0
+    weight_low = np.cumsum(counts)
+    weight_high = weight_low[-1] - weight_low
+    sum_low = np.cumsum(counts * centres)
+    mean_low = sum_low / np.maximum(weight_low, 1)
+    mean_high = (sum_low[-1] - sum_low) / np.maximum(weight_high, 1)
+    between = weight_low * weight_high * (mean_low - mean_high) ** 2
+    return float(centres[int(np.argmax(between))])
+
+
+def body_mask(image: np.ndarray, organs: np.ndarray | None = None) -> np.ndarray:
+    """The mouse's body in one frame: Otsu's threshold of the smoothed image, holes filled,
+    the largest connected region.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W) or (H, W, C)
+        A frame (channels are averaged); NaN pixels count as dark.
+    organs : ndarray of shape (H, W), bool, optional
+        Organ pixels. They are part of the body but left out of the threshold, which then
+        separates body from air rather than bright organs from the rest.
+    """
+    from scipy import ndimage
+
+    values = np.asarray(image, dtype=np.float32)
+    if values.ndim == 3:
+        values = values.mean(axis=-1)
+    finite = np.isfinite(values)
+    values = np.where(finite, values, np.min(values[finite]) if finite.any() else 0.0)
+    smooth = ndimage.uniform_filter(values, size=5)
+    sample = smooth if organs is None or organs.all() else smooth[~organs]
+    body = smooth > _otsu_threshold(sample)
+    if organs is not None:
+        body |= organs
+    regions, count = ndimage.label(body)
+    if count > 1:
+        sizes = np.bincount(regions.ravel())
+        sizes[0] = 0
+        body = regions == int(np.argmax(sizes))
+    return ndimage.binary_fill_holes(body)
+
+
+def measure_cycle(frames: np.ndarray, labels: np.ndarray, organs: OrganTable,
+                  background: np.ndarray) -> np.ndarray:
+    """Statistics of every organ in every laser's frame of one cycle.
+
+    Parameters
+    ----------
+    frames : ndarray of shape (lasers, H, W)
+        The raw frames of the cycle.
+    labels : ndarray of shape (H, W)
+        Organ values (``organs.csv``), 0 elsewhere.
+    organs : OrganTable
+    background : ndarray of shape (H, W), bool
+        The background pixels of the signal-to-background ratio.
+
+    Returns
+    -------
+    ndarray of shape (lasers, organs, 6), float64
+        ``area_px, mean, median, p95, integrated, background_mean``; NaN for an organ
+        absent from the cycle. Non-finite pixels (float stacks) are left out.
+    """
+    lasers = frames.shape[0]
+    result = np.full((lasers, len(organs.organs), 6), np.nan)
+    masks = [labels == organ.value for organ in organs.organs]
+    for laser in range(lasers):
+        frame = np.asarray(frames[laser])
+        finite = np.isfinite(frame) if np.issubdtype(frame.dtype, np.floating) else None
+        back = background if finite is None else background & finite
+        back_mean = float(frame[back].mean(dtype=np.float64)) if back.any() else math.nan
+        for index, mask in enumerate(masks):
+            inside = mask if finite is None else mask & finite
+            values = frame[inside].astype(np.float64)
+            result[laser, index, 0] = values.size
+            result[laser, index, 5] = back_mean
+            if values.size:
+                median, p95 = np.percentile(values, [50.0, 95.0])
+                result[laser, index, 1:5] = (values.mean(), median, p95, values.sum())
+    return result
+
+
+def flag_area_jumps(areas: np.ndarray, *, window: int, tolerance: float) -> np.ndarray:
+    """QC label of every cycle x organ from the organs' areas.
+
+    ``absent`` where an organ has no pixels; ``area_jump`` where its area differs from the
+    running median over ``window`` cycles by more than ``tolerance`` of that median (a
+    failed mask, or the mouse moved); ``ok`` otherwise.
+
+    Parameters
+    ----------
+    areas : ndarray of shape (cycles, organs)
+    """
+    areas = np.asarray(areas, dtype=np.float64)
+    cycles = areas.shape[0]
+    half = window // 2
+    flags = np.full(areas.shape, QC_OK, dtype=object)
+    for cycle in range(cycles):
+        around = areas[max(0, cycle - half):cycle + half + 1]
+        median = np.median(around, axis=0)
+        jump = np.abs(areas[cycle] - median) > tolerance * np.maximum(median, 1.0)
+        flags[cycle, jump] = QC_JUMP
+    flags[areas <= 0] = QC_ABSENT
+    return flags
+
+
+# --- one stack --------------------------------------------------------------------------
+
+def _request(run: LoadedRun, stack: LaserStack, lasers: tuple[int, ...], interval: float,
+             config: QuantifyConfig) -> dict[str, Any]:
+    """What determines one stack's results: equal requests give equal results."""
+    settings = to_dict(dataclasses.replace(config, force=False))
+    settings["model_input"] = list(lasers)
+    settings["interval_s"] = interval
+    return {"stack": stack.path.name, "stack_bytes": stack.path.stat().st_size,
+            "stack_modified_ns": stack.path.stat().st_mtime_ns,
+            "model_sha256": file_sha256(run.model_path), "config": settings}
+
+
+def _finished(folder: Path, request: dict[str, Any]) -> bool | None:
+    """True: ``folder`` holds these results; False: other results; None: none finished."""
+    record = folder / RECORD_FILE
+    if not record.is_file():
+        return None
+    try:
+        stored = read_json(record).get("request")
+    except (InputError, AttributeError):
+        return False
+    return stored == json.loads(json.dumps(request))
+
+
+def quantify_stack(run_or_path: LoadedRun | str | os.PathLike[str],
+                   stack_path: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                   config: QuantifyConfig = QuantifyConfig(), *,
+                   progress: bool = False) -> StackResult:
+    """Organ time--intensity curves of one acquisition.
+
+    Parameters
+    ----------
+    run_or_path : LoadedRun or path
+        A run folder (or its ``model.keras``) written by training.
+    stack_path : path-like
+        The acquisition TIFF (interleaved lasers, or a hyperstack).
+    out_dir : path-like
+        Results go to ``<out_dir>/<stack stem>/`` (see the module docstring).
+    config : QuantifyConfig
+    progress : bool
+        A progress bar over cycles.
+
+    Returns
+    -------
+    StackResult
+        ``skipped`` when the folder already held these results.
+
+    Raises
+    ------
+    InputError
+        Unreadable stack, frame count that does not fit ``lasers``, a stack without the
+        lasers the model input needs, no timing (and no ``interval_s``).
+    ParameterError
+        Invalid settings, a ``model_input`` of the wrong length, an unknown background
+        organ.
+    OutputError
+        Results of another run or other settings exist and ``force`` is off; the folder
+        cannot be written.
+    """
+    config.validate()
+    run = run_or_path if isinstance(run_or_path, LoadedRun) else load_run(run_or_path)
+    organs = run_organs(run)
+    lasers = model_input_lasers(run, config.model_input)
+    stack = load_stack(stack_path, config.split)
+    missing = [n for n in lasers if n > stack.lasers]
+    if missing:
+        raise InputError(describe(stack.path, f"has lasers 1 to {stack.lasers}, but the model "
+                                  f"input needs laser(s) {','.join(map(str, lasers))}",
+                                  "Check --lasers, or pass --model-input with lasers it has."))
+    if config.background is not None and config.background not in organs.names:
+        raise ParameterError(f"background={config.background!r} is invalid: the run's organs "
+                             f"are {', '.join(organs.names)}.")
+    interval = cycle_interval(stack.path, lasers=stack.lasers,
+                              hyperstack=_is_hyperstack(stack), interval_s=config.interval_s)
+    folder = stack_output_dir(out_dir, stack.path)
+    request = _request(run, stack, lasers, interval, config)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(describe(folder, "exists and is not a folder",
+                                   "Choose another --out."))
+    with output_lock(folder):
+        state = _finished(folder, request)
+        if state and not config.force:
+            logger.info("%s already holds these results of %s; skipped", folder, stack.path)
+            flagged = _count_flagged(folder / "intensities.csv")
+            return StackResult(stack=stack.path, out_dir=folder, cycles=stack.cycles,
+                               flagged=flagged, skipped=True)
+        if state is False and not config.force:
+            raise OutputError(describe(folder, "holds results of another run, stack or settings",
+                                       "Choose another --out or pass --force to redo them."))
+        (folder / RECORD_FILE).unlink(missing_ok=True)
+        try:
+            with staged_folder(folder, last=(RECORD_FILE,)) as staging:
+                flagged = _quantify_into(staging, run, stack, organs, lasers, interval, config,
+                                         progress=progress)
+                write_json(staging / RECORD_FILE, {
+                    "request": request, "run": str(run.model_path.parent.resolve()),
+                    "stack": str(stack.path.resolve()), "cycles": stack.cycles,
+                    "lasers": stack.lasers, "organs": organs.to_rows(),
+                    "qc_flagged": flagged})
+        except KeyboardInterrupt:
+            raise Interrupted(describe(stack.path, "quantification interrupted; nothing of it "
+                                       "was kept", "Run the same command again.")) from None
+    logger.info("quantified %d cycles of %s into %s (%d organ-cycles flagged)", stack.cycles,
+                stack.path, folder, flagged)
+    return StackResult(stack=stack.path, out_dir=folder, cycles=stack.cycles, flagged=flagged,
+                       skipped=False)
+
+
+def _is_hyperstack(stack: LaserStack) -> bool:
+    # A hyperstack's frame numbers run through every channel of a time point in turn, as
+    # an interleaved stack's do; only its file says which it is.
+    from unetlib.stack import open_tiff_series
+
+    return "C" in open_tiff_series(stack.path)[1]
+
+
+def _count_flagged(intensities: Path) -> int:
+    from unetlib.io import read_csv
+
+    rows = read_csv(intensities)
+    return len({(row["cycle"], row["organ"]) for row in rows if row["qc"] != QC_OK})
+
+
+def _input_image(stack: LaserStack, cycle: int, lasers: tuple[int, ...]) -> np.ndarray:
+    image = stack.composite(cycle, lasers)
+    return image[..., 0] if image.shape[-1] == 1 else image
+
+
+def _segment_cycles(run: LoadedRun, stack: LaserStack, cycles: range, lasers: tuple[int, ...],
+                    organs: OrganTable, config: QuantifyConfig
+                    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Organ-value masks and body masks of a batch of cycles."""
+    inputs, bads = [], []
+    for cycle in cycles:
+        raw = _input_image(stack, cycle, lasers)
+        bad = non_finite_pixels(raw)
+        if bad is not None:
+            if bad.all():
+                raise InputError(describe(stack.path, f"cycle {cycle} has no finite pixels in "
+                                          "the model input", "Check the stack's export."))
+            raw = fill_non_finite(raw, bad)
+        inputs.append(normalize_image(raw, run.normalize))
+        bads.append(bad)
+    probabilities = predict_probabilities_batch(
+        run.model, np.stack(inputs), tile=config.predict.tile, overlap=config.predict.overlap,
+        tta=config.predict.tta, batch_size=config.predict.batch_size)
+    masks = []
+    for probability, bad in zip(probabilities, bads):
+        mask = segment(probability, threshold=run.threshold, organs=run.organs)
+        if run.organs is None:
+            mask = (mask > 0).astype(np.uint8)  # the binary foreground is organ value 1
+        if bad is not None:
+            mask[bad] = 0
+        masks.append(mask)
+    bodies = [body_mask(image, mask > 0) for image, mask in zip(inputs, masks)]
+    return masks, bodies
+
+
+def _background(labels: np.ndarray, body: np.ndarray, organs: OrganTable,
+                config: QuantifyConfig) -> np.ndarray:
+    if config.background is not None:
+        value = next(o.value for o in organs.organs if o.name == config.background)
+        return labels == value
+    from scipy import ndimage
+
+    near_organs = labels > 0
+    if config.organ_margin:
+        near_organs = ndimage.binary_dilation(near_organs, iterations=config.organ_margin)
+    return body & ~near_organs
+
+
+def _quantify_into(folder: Path, run: LoadedRun, stack: LaserStack, organs: OrganTable,
+                   lasers: tuple[int, ...], interval: float, config: QuantifyConfig, *,
+                   progress: bool) -> int:
+    """Segment and measure every cycle; write the results into ``folder``. Returns the
+    number of flagged organ-cycles."""
+    from tqdm.auto import tqdm
+
+    from unetlib.plots import plot_organ_curves
+
+    measured = np.full((stack.cycles, stack.lasers, len(organs.organs), 6), np.nan)
+    dtype = np.uint8 if max(organs.values) <= 255 else np.uint16
+    with tifffile.TiffWriter(folder / "labels.tif") as labels_file, \
+            tqdm(total=stack.cycles, desc=f"quantify {stack.path.name}", unit="cycle",
+                 disable=not progress) as bar:
+        for first in range(0, stack.cycles, config.batch_cycles):
+            cycles = range(first, min(first + config.batch_cycles, stack.cycles))
+            masks, bodies = _segment_cycles(run, stack, cycles, lasers, organs, config)
+            for cycle, labels, body in zip(cycles, masks, bodies):
+                labels = labels.astype(dtype)
+                labels_file.write(labels, contiguous=True, photometric="minisblack")
+                background = _background(labels, body, organs, config)
+                measured[cycle] = measure_cycle(np.asarray(stack.data[cycle]), labels, organs,
+                                                background)
+            bar.update(len(cycles))
+    areas = measured[:, 0, :, 0]
+    flags = flag_area_jumps(areas, window=config.qc_window, tolerance=config.qc_tolerance)
+    times = np.arange(stack.cycles) * interval
+    rows = _intensity_rows(measured, flags, times, organs)
+    write_csv(folder / "intensities.csv", rows, INTENSITY_FIELDS)
+    write_csv(folder / "summary.csv", _summary_rows(stack.path.stem, measured, flags, times, organs),
+              SUMMARY_FIELDS)
+    write_organ_table(folder / ORGANS_FILE, organs)
+    figure = plot_organ_curves(rows, organs, title=stack.path.name)
+    figure.savefig(folder / "curves.png", dpi=100)
+    return int(np.count_nonzero(flags != QC_OK))
+
+
+def _number(value: float, digits: int = 6) -> str:
+    """A CSV cell: empty for NaN, else the value to ``digits`` significant figures."""
+    if value is None or not math.isfinite(value):
+        return ""
+    return f"{value:.{digits}g}"
+
+
+def _intensity_rows(measured: np.ndarray, flags: np.ndarray, times: np.ndarray,
+                    organs: OrganTable) -> list[dict[str, str]]:
+    rows = []
+    cycles, lasers = measured.shape[:2]
+    for cycle in range(cycles):
+        for laser in range(lasers):
+            for index, organ in enumerate(organs.organs):
+                area, mean, median, p95, integrated, back = measured[cycle, laser, index]
+                sbr = mean / back if math.isfinite(mean) and back and math.isfinite(back) else math.nan
+                rows.append({"cycle": str(cycle), "time_s": _number(times[cycle], 10),
+                             "laser": str(laser + 1), "organ": organ.name,
+                             "area_px": str(int(area)), "mean": _number(mean),
+                             "median": _number(median), "p95": _number(p95),
+                             "integrated": _number(integrated, 10),
+                             "background_mean": _number(back), "sbr": _number(sbr),
+                             "qc": str(flags[cycle, index])})
+    return rows
+
+
+def _summary_rows(stem: str, measured: np.ndarray, flags: np.ndarray, times: np.ndarray,
+                  organs: OrganTable) -> list[dict[str, str]]:
+    rows = []
+    for index, organ in enumerate(organs.organs):
+        ok = flags[:, index] == QC_OK
+        for laser in range(measured.shape[1]):
+            means = np.where(ok, measured[:, laser, index, 1], np.nan)
+            back = measured[:, laser, index, 5]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                sbr = means / back
+            curve = summarize_curve(times, means)
+            rows.append({"stack": stem, "organ": organ.name, "laser": str(laser + 1),
+                         "cycles": str(curve.points),
+                         "qc_flagged": str(int(np.count_nonzero(flags[:, index] == QC_JUMP))),
+                         "peak": _number(curve.peak), "time_to_peak_s": _number(curve.time_to_peak_s),
+                         "auc": _number(curve.auc, 8), "half_life_s": _number(curve.half_life_s, 4),
+                         "half_life_r2": _number(curve.half_life_r2, 4),
+                         "half_life_rel_se": _number(curve.half_life_rel_se, 3),
+                         "plateau": _number(curve.plateau),
+                         "mean_sbr": _number(float(np.nanmean(sbr)) if np.isfinite(sbr).any()
+                                             else math.nan, 4)})
+    return rows
+
+
+def read_intensities(path: str | os.PathLike[str]) -> list[dict[str, str]]:
+    """The rows of an ``intensities.csv`` (or of a stack's results folder)."""
+    from unetlib.io import read_csv
+
+    path = Path(path)
+    return read_csv(path / "intensities.csv" if path.is_dir() else path)

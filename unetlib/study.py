@@ -1,0 +1,252 @@
+"""Many acquisitions of a study, one task per stack, on a Dask cluster.
+
+A study is tens to hundreds of ~500 MB stacks. :func:`quantify_study` runs
+:func:`unetlib.quantify.quantify_stack` on each as one ``dask.distributed`` task: on a
+local cluster of ``workers`` processes by default, or on an existing cluster given by its
+scheduler address (a lab server, or SLURM through dask-jobqueue; see the README). Each
+task writes its stack's results atomically, so a stack is either finished or absent; a
+finished one is skipped on a re-run; a bad stack is reported and the others finish. The
+results of every finished stack are gathered into ``<out>/summary.csv`` and each stack's
+outcome into ``<out>/stacks.csv``.
+
+A single stack without a scheduler runs in this process (no cluster to start), with a
+progress bar over its cycles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from unetlib.config import QuantifyConfig
+from unetlib.errors import InputError, OutputError, ParameterError, UnetlibError, describe
+from unetlib.io import ensure_folder, read_csv, write_csv
+from unetlib.locking import output_lock
+from unetlib.quantify import SUMMARY_FIELDS, StackResult, quantify_stack
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["StackOutcome", "StudyResult", "quantify_study"]
+
+STATUS_FIELDS = ("stack", "status", "cycles", "qc_flagged", "results", "message")
+MAX_WORKERS = 32
+FINISHED, SKIPPED, FAILED = "finished", "skipped", "failed"
+
+
+@dataclasses.dataclass(frozen=True)
+class StackOutcome:
+    """How one stack of a study ended: ``finished``, ``skipped`` (done before) or ``failed``."""
+
+    stack: Path
+    status: str
+    message: str = ""
+    result: StackResult | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyResult:
+    """Every stack's outcome, and the gathered tables."""
+
+    out_dir: Path
+    outcomes: list[StackOutcome]
+    summary: Path
+    table: Path
+
+    @property
+    def failed(self) -> list[StackOutcome]:
+        return [outcome for outcome in self.outcomes if outcome.status == FAILED]
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_run(model_path: str, modified_ns: int):
+    """One loaded model per worker process and run (not one per stack)."""
+    from unetlib.run import load_run
+
+    return load_run(model_path)
+
+
+def _quantify_task(run_path: str, stack: str, out_dir: str, config: QuantifyConfig,
+                   progress: bool = False) -> StackOutcome:
+    """One stack, as a worker runs it: every failure becomes an outcome, never a crash."""
+    try:
+        path = Path(run_path)
+        model = path / "model.keras" if path.is_dir() else path
+        run = _cached_run(str(model), model.stat().st_mtime_ns)
+        result = quantify_stack(run, stack, out_dir, config, progress=progress)
+        return StackOutcome(stack=Path(stack), status=SKIPPED if result.skipped else FINISHED,
+                            result=result)
+    except UnetlibError as error:
+        return StackOutcome(stack=Path(stack), status=FAILED, message=str(error))
+    except MemoryError:
+        return StackOutcome(stack=Path(stack), status=FAILED,
+                            message=f"{stack}: ran out of memory; use fewer --workers.")
+    except Exception as error:  # an unexpected bug: report it, let the other stacks finish
+        logger.error("%s", traceback.format_exc())
+        return StackOutcome(stack=Path(stack), status=FAILED,
+                            message=f"{stack}: {type(error).__name__}: {error}")
+
+
+def _check_stacks(stacks: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    paths = [Path(stack) for stack in stacks]
+    if not paths:
+        raise ParameterError("stacks=[] is invalid: give at least one acquisition TIFF.")
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in seen and seen[path.stem].resolve() != path.resolve():
+            raise ParameterError(f"{path}: has the same name as {seen[path.stem]}; their results "
+                                 f"would share the folder {path.stem}/. Rename one, or quantify "
+                                 "them into different --out folders.")
+        seen[path.stem] = path
+    return list(dict.fromkeys(paths))
+
+
+def quantify_study(run_path: str | os.PathLike[str], stacks: Sequence[str | os.PathLike[str]],
+                   out_dir: str | os.PathLike[str], config: QuantifyConfig = QuantifyConfig(),
+                   *, workers: int = 1, scheduler: str | None = None,
+                   progress: bool = True) -> StudyResult:
+    """Quantify every stack of a study; gather the summaries.
+
+    Parameters
+    ----------
+    run_path : path-like
+        The run folder (or ``model.keras``); on a remote cluster, a path the workers see.
+    stacks : sequence of path-like
+        Acquisition TIFFs; their names (stems) must differ.
+    out_dir : path-like
+        ``<out>/<stem>/`` per stack, ``<out>/summary.csv`` and ``<out>/stacks.csv``.
+    config : QuantifyConfig
+    workers : int
+        Processes of the local cluster (1 to 32); ignored with ``scheduler``.
+    scheduler : str, optional
+        Address of a running Dask scheduler, e.g. ``tcp://10.0.0.5:8786``.
+    progress : bool
+        A progress bar over stacks (over cycles when there is one stack).
+
+    Returns
+    -------
+    StudyResult
+
+    Raises
+    ------
+    ParameterError, InputError
+        Invalid settings, an unusable run, or stacks with the same name: before any work.
+    OutputError
+        The output folder cannot be written, or another process is writing it.
+    """
+    config.validate()
+    if not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise ParameterError(f"workers={workers!r} is invalid: expected a whole number of worker "
+                             f"processes from 1 to {MAX_WORKERS}.")
+    paths = _check_stacks(stacks)
+    run_path = Path(run_path)
+    _check_run(run_path, config)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(describe(out_dir, "exists and is not a folder", "Choose another --out."))
+    ensure_folder(out_dir)
+    with output_lock(out_dir):
+        if len(paths) == 1 and scheduler is None:
+            outcomes = [_quantify_task(str(run_path), str(paths[0]), str(out_dir), config,
+                                       progress=progress)]
+        else:
+            outcomes = _on_dask(run_path, paths, out_dir, config, workers=workers,
+                                scheduler=scheduler, progress=progress)
+        order = {path: index for index, path in enumerate(paths)}
+        outcomes.sort(key=lambda outcome: order.get(outcome.stack, len(order)))
+        summary, table = _gather(out_dir, outcomes)
+    return StudyResult(out_dir=out_dir, outcomes=outcomes, summary=summary, table=table)
+
+
+def _check_run(run_path: Path, config: QuantifyConfig) -> None:
+    """Refuse an unusable run (or ``--model-input``) here, once, not once per stack."""
+    from unetlib.quantify import model_input_lasers, run_organs
+    from unetlib.run import load_run
+
+    run = load_run(run_path)
+    run_organs(run)
+    model_input_lasers(run, config.model_input)
+
+
+def _on_dask(run_path: Path, paths: list[Path], out_dir: Path, config: QuantifyConfig, *,
+             workers: int, scheduler: str | None, progress: bool) -> list[StackOutcome]:
+    from dask.distributed import Client, LocalCluster, as_completed
+    from tqdm.auto import tqdm
+
+    # The cluster's own start-up and shut-down chatter is not the user's business.
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    if scheduler is None:
+        # One TensorFlow thread pool per worker sized to its share of the cores, so
+        # workers do not oversubscribe the machine.
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None,
+                               env={"TF_NUM_INTRAOP_THREADS": threads,
+                                    "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": threads,
+                                    "TF_CPP_MIN_LOG_LEVEL": "2",
+                                    "DASK_LOGGING__DISTRIBUTED": "warning"})
+    else:
+        cluster = None
+    try:
+        client = _connect(scheduler) if cluster is None else Client(cluster)
+    except BaseException:
+        if cluster is not None:
+            cluster.close()
+        raise
+    outcomes: list[StackOutcome] = []
+    try:
+        futures = {client.submit(_quantify_task, str(run_path.resolve()), str(path.resolve()),
+                                 str(out_dir.resolve()), config, pure=False,
+                                 key=f"quantify-{path.stem}-{os.getpid()}-{index}"): path
+                   for index, path in enumerate(paths)}
+        with tqdm(total=len(futures), desc="quantify stacks", unit="stack",
+                  disable=not progress) as bar:
+            for future in as_completed(futures):
+                path = futures[future]
+                try:
+                    outcome = future.result()
+                    outcome = dataclasses.replace(outcome, stack=path)
+                except Exception as error:  # the worker died (killed, out of memory)
+                    outcome = StackOutcome(stack=path, status=FAILED,
+                                           message=f"{path}: its worker failed ({type(error).__name__}"
+                                                   f": {error}); run again to retry it.")
+                outcomes.append(outcome)
+                bar.update(1)
+                if outcome.status == FAILED:
+                    logger.info("%s", outcome.message)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return outcomes
+
+
+def _connect(scheduler: str):
+    from dask.distributed import Client
+
+    try:
+        return Client(scheduler, timeout="20s")
+    except (OSError, TimeoutError, ValueError) as error:
+        raise InputError(describe(scheduler, f"no Dask scheduler answered ({error})",
+                                  "Start one (dask scheduler) and its workers, or leave out "
+                                  "--scheduler to use a local cluster.")) from None
+
+
+def _gather(out_dir: Path, outcomes: list[StackOutcome]) -> tuple[Path, Path]:
+    """Write ``summary.csv`` (every finished stack's summary) and ``stacks.csv``."""
+    rows = []
+    for outcome in outcomes:
+        if outcome.result is not None and outcome.result.summary.is_file():
+            rows += read_csv(outcome.result.summary)
+    summary = write_csv(out_dir / "summary.csv", rows, SUMMARY_FIELDS, overwrite=True)
+    table = write_csv(out_dir / "stacks.csv", [
+        {"stack": str(outcome.stack), "status": outcome.status,
+         "cycles": str(outcome.result.cycles) if outcome.result else "",
+         "qc_flagged": str(outcome.result.flagged) if outcome.result else "",
+         "results": str(outcome.result.out_dir) if outcome.result else "",
+         "message": outcome.message} for outcome in outcomes], STATUS_FIELDS, overwrite=True)
+    return summary, table
