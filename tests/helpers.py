@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from unetlib.config import SyntheticConfig
 from unetlib.io import write_image
+
+# The acquisition of organ_data: 16 cycles of 96 x 128 pixels, 3 organs.
+ORGAN_STACK = SyntheticConfig(cycles=16, height=96, width=128)
 
 
 def write_data_folder(root, count=4, size=(48, 64), dtype=np.uint16):
@@ -24,3 +28,23 @@ def write_data_folder(root, count=4, size=(48, 64), dtype=np.uint16):
         write_image(root / "test" / f"{index}{suffix}", frame)
         write_image(root / "truth" / f"{index}.png", disc.astype(np.uint8) * 255)
     return root
+
+
+def organ_data(root, config=None):
+    """A tiny synthetic acquisition with 3 named organs: 8 annotated frames, 4 held out."""
+    from unetlib.config import PickConfig
+    from unetlib.frames import pick_frames
+    from unetlib.organs import write_organ_table
+    from unetlib.synthetic import export_truth_masks, organ_table, write_synthetic_stack
+
+    stack, truth = write_synthetic_stack(root / "stack.tif",
+                                         config or ORGAN_STACK,
+                                         truth_path=root / "truth.tif")
+    data = root / "data"
+    picked = pick_frames(stack, data, PickConfig(count=8)).cycles
+    write_organ_table(data / "organs.csv", organ_table())
+    export_truth_masks(truth, data / "train" / "frames.csv", data / "train" / "masks",
+                       organs=True)
+    pick_frames(stack, data, PickConfig(count=4, subset="test", exclude=tuple(picked)))
+    export_truth_masks(truth, data / "test" / "frames.csv", root / "truth", organs=True)
+    return data

@@ -17,6 +17,8 @@ from unetlib.io import read_csv, read_json, write_image
 from unetlib.predict import load_run, predict_folder
 from unetlib.train import calibrate_threshold, train
 
+from helpers import organ_data
+
 
 @pytest.fixture(autouse=True)
 def _fresh_keras_session():
@@ -179,26 +181,6 @@ def test_changed_parameters_do_not_reuse_a_finished_run(finished_run, data_dir):
 
 
 # --- several organs -----------------------------------------------------------------------
-
-def organ_data(root):
-    """A tiny synthetic acquisition with 3 named organs: 8 annotated frames, 4 held out."""
-    from unetlib.config import PickConfig, SyntheticConfig
-    from unetlib.frames import pick_frames
-    from unetlib.organs import write_organ_table
-    from unetlib.synthetic import export_truth_masks, organ_table, write_synthetic_stack
-
-    stack, truth = write_synthetic_stack(root / "stack.tif",
-                                         SyntheticConfig(cycles=16, height=96, width=128),
-                                         truth_path=root / "truth.tif")
-    data = root / "data"
-    picked = pick_frames(stack, data, PickConfig(count=8)).cycles
-    write_organ_table(data / "organs.csv", organ_table())
-    export_truth_masks(truth, data / "train" / "frames.csv", data / "train" / "masks",
-                       organs=True)
-    pick_frames(stack, data, PickConfig(count=4, subset="test", exclude=tuple(picked)))
-    export_truth_masks(truth, data / "test" / "frames.csv", root / "truth", organs=True)
-    return data
-
 
 def test_a_small_multi_organ_model_learns_every_organ(tmp_path):
     """Fails when learning breaks: every organ's held-out Dice must clear a floor.

@@ -215,7 +215,7 @@ def _cmd_quantify(args: argparse.Namespace) -> int:
                             model_input=args.model_input, interval_s=args.interval,
                             background=args.background,
                             predict=PredictConfig(tile=args.tile, overlap=args.overlap),
-                            force=args.force)
+                            drop_incomplete=args.drop_incomplete, force=args.force)
     result = quantify_study(args.run, args.stacks, args.out, config, workers=args.workers,
                             scheduler=args.scheduler, progress=not args.quiet)
     for outcome in result.outcomes:
@@ -459,6 +459,9 @@ def _add_quantify(commands) -> None:
                           help=f"tile side in pixels (default: {predict_defaults.tile})")
     quantify.add_argument("--overlap", type=int, default=predict_defaults.overlap,
                           help=f"tile overlap in pixels (default: {predict_defaults.overlap})")
+    quantify.add_argument("--drop-incomplete", action="store_true",
+                          help="accept a stack that stops mid-cycle, leaving out the incomplete "
+                               "last cycle (otherwise refused: it often means wrong --lasers)")
     quantify.add_argument("--force", action="store_true",
                           help="quantify again stacks whose results exist")
     quantify.set_defaults(handler=_cmd_quantify)

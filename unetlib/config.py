@@ -644,6 +644,11 @@ class QuantifyConfig:
     qc_tolerance : float
         A cycle is flagged when an organ's area differs from its running median by more
         than this fraction of it: a failed mask or motion, kept out of the summary.
+    drop_incomplete : bool
+        Accept a stack whose frames after ``offset`` are not a whole number of cycles,
+        leaving out the incomplete last cycle (an acquisition stopped mid-cycle). Off, such
+        a stack is refused: a wrong ``lasers`` or ``offset`` shows up that way, and would
+        otherwise mix lasers silently.
     force : bool
         Quantify again stacks whose results exist (otherwise a finished stack is skipped).
     """
@@ -657,6 +662,7 @@ class QuantifyConfig:
     predict: PredictConfig = field(default_factory=PredictConfig)
     qc_window: int = 9
     qc_tolerance: float = 0.3
+    drop_incomplete: bool = False
     force: bool = False
 
     def validate(self) -> "QuantifyConfig":

@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,8 @@ import numpy as np
 import tifffile
 
 from unetlib.config import QuantifyConfig, to_dict
-from unetlib.errors import InputError, Interrupted, OutputError, ParameterError, describe
+from unetlib.errors import (InputError, Interrupted, OutputError, ParameterError, UnetlibWarning,
+                            describe)
 from unetlib.frames import recorded_lasers
 from unetlib.io import file_sha256, read_json, staged_folder, write_csv, write_json
 from unetlib.kinetics import summarize_curve
@@ -318,7 +320,7 @@ def quantify_stack(run_or_path: LoadedRun | str | os.PathLike[str],
     run = run_or_path if isinstance(run_or_path, LoadedRun) else load_run(run_or_path)
     organs = run_organs(run)
     lasers = model_input_lasers(run, config.model_input)
-    stack = load_stack(stack_path, config.split)
+    stack = _load_whole_cycles(stack_path, config)
     missing = [n for n in lasers if n > stack.lasers]
     if missing:
         raise InputError(describe(stack.path, f"has lasers 1 to {stack.lasers}, but the model "
@@ -361,6 +363,26 @@ def quantify_stack(run_or_path: LoadedRun | str | os.PathLike[str],
                 stack.path, folder, flagged)
     return StackResult(stack=stack.path, out_dir=folder, cycles=stack.cycles, flagged=flagged,
                        skipped=False)
+
+
+def _load_whole_cycles(stack_path: str | os.PathLike[str], config: QuantifyConfig) -> LaserStack:
+    """The stack, refused when its frames do not make whole cycles (unless allowed)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnetlibWarning)
+        stack = load_stack(stack_path, config.split)
+    left_over = stack.dropped - config.split.offset
+    if left_over > 0 and not config.drop_incomplete:
+        lasers = config.split.lasers
+        raise InputError(describe(
+            stack.path, f"has {stack.cycles * lasers + left_over} frames after offset "
+                        f"{config.split.offset}, not a whole number of {lasers}-laser cycles "
+                        f"({left_over} left over)",
+            "Check --lasers and --offset; if the acquisition stopped mid-cycle, pass "
+            "--drop-incomplete."))
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                               warning.lineno)
+    return stack
 
 
 def _is_hyperstack(stack: LaserStack) -> bool:
