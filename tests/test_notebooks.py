@@ -24,7 +24,7 @@ from unetlib.notebooks import find_notebooks, notebook_parameters
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 SUITE = ["01_reshaping.ipynb", "02_augmentation.ipynb", "03_train_grayscale.ipynb",
-         "04_train_rgb.ipynb"]
+         "04_train_rgb.ipynb", "05_quantify.ipynb"]
 
 # Small enough for a few seconds per notebook, big enough to exercise every step.
 TINY = {"demo_cycles": 6, "pick_count": 4, "test_count": 2, "preset": "small", "epochs": 1,

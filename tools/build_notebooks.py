@@ -327,11 +327,104 @@ publish_summary({"val_dice": round(result.val_dice, 4), "threshold": result.thre
     ]
 
 
+NB05 = [
+    ("md", """
+# 05 · Organ signal over time
+
+What a SWIR study reports is how bright each organ is, in each laser, over the
+acquisition. This notebook takes whole stacks and a trained run (notebook 03 or 04) and
+
+1. segments **every** laser cycle at full resolution with the run's model -- its input built
+   as in training (the same laser, or the same composite) -- and applies that cycle's organ
+   mask to the frame of every laser;
+2. writes, per stack, `intensities.csv` (cycle x laser x organ: area, mean, median, 95th
+   percentile, integrated intensity, body background, signal-to-background ratio, QC flag),
+   `summary.csv` (peak, time to peak, area under the curve, clearance half-life with its fit
+   quality), `labels.tif` (the mask of every cycle) and `curves.png`;
+3. lets you browse the cycles with the organ outlines over each laser, and shows the curves
+   and the summary.
+
+Cycles where an organ's area jumps away from its running median (a failed mask, motion)
+are flagged in the `qc` column and kept out of the summary, not averaged in. Several stacks
+run on a local Dask cluster (`workers`) or an existing one (`scheduler`); finished stacks are
+skipped when the notebook is run again.
+
+**Needs:** a run folder (notebook 04 trains the demo's) and stacks. With `stack_paths = []` it
+runs on the synthetic demo stack, whose true organ curves are known. **Command line:**
+`python -m unetlib quantify RUN STACK ... --out DIR` does the same.
+"""),
+    ("code", """
+%matplotlib inline
+%config InlineBackend.figure_formats = ["jpeg"]  # photos of noisy frames: a fraction of the PNG size
+from unetlib.config import PredictConfig, QuantifyConfig, SplitConfig, SyntheticConfig
+from unetlib.notebooks import publish_summary
+from unetlib.organs import read_organ_table
+from unetlib.plots import plot_organ_curves
+from unetlib.quantify import read_intensities, summary_text
+from unetlib.stack import load_stack
+from unetlib.study import quantify_study
+from unetlib.synthetic import ensure_demo_stack
+from unetlib.widgets import cycle_browser
+"""),
+    ("code", """
+stack_paths = []                 # acquisition TIFFs to quantify; []: the synthetic demo stack
+run_dir = "../demo/runs/rgb3d"   # run folder of the model (notebook 04 trains the demo's)
+out_dir = "../demo/quantify"     # results: <out_dir>/<stack stem>/ per stack, summary.csv over all
+demo_dir = "../demo"             # where the demo stack is written when stack_paths is empty
+demo_cycles = 30                 # laser cycles of the demo stack (4 frames each)
+interval = 0                     # seconds between laser cycles; 0: from the TIFF's timing metadata
+lasers = 4                       # number of lasers the stacks cycle through
+offset = 0                       # index of the first frame taken with laser 1
+model_input = []                 # lasers making the model input, e.g. [1] or [1, 2, 3]; []: as in training
+background = ""                  # organ used as background; "": body pixels outside every organ
+workers = 1                      # local Dask worker processes when there are several stacks
+scheduler = ""                   # a running Dask cluster, e.g. "tcp://10.0.0.5:8786"; "": local
+show_cycle = 10                  # cycle shown in the browser (the only one when run headless)
+tile = 512                       # tile side of the segmentation, pixels
+force = False                    # quantify again stacks whose results exist
+""", PARAMETERS),
+    ("code", """
+stacks = stack_paths or [ensure_demo_stack("", demo_dir, SyntheticConfig(cycles=demo_cycles))]
+config = QuantifyConfig(split=SplitConfig(lasers=lasers, offset=offset), model_input=tuple(model_input) or None,
+                        interval_s=interval or None, background=background or None,
+                        predict=PredictConfig(tile=tile), force=force)
+study = quantify_study(run_dir, stacks, out_dir, config, workers=workers, scheduler=scheduler or None,
+                       progress=False)
+print([(outcome.stack.name, outcome.status != "failed", outcome.result.cycles if outcome.result else outcome.message)
+       for outcome in study.outcomes])
+""", CHECK),
+    ("md", "Browse the cycles of the first stack: every laser's frame with that cycle's organ outlines (a static figure of `show_cycle` when run headless)."),
+    ("code", """
+first = study.outcomes[0].result
+stack = load_stack(first.stack, config.split)
+cycle_browser(stack, first.out_dir, cycle=min(show_cycle, stack.cycles - 1))
+"""),
+    ("md", "Mean intensity of each organ over time, one panel per laser; crosses mark cycles flagged by QC, the dashed line is the body background."),
+    ("code", """
+plot_organ_curves(read_intensities(first.out_dir), read_organ_table(first.out_dir / "organs.csv"),
+                  title=first.stack.name)
+"""),
+    ("md", "Per organ and laser: peak, time to peak (s), area under the curve (counts x s), clearance half-life (s) and its fit's R² (`-`: the curve does not decay enough within the acquisition to tell), mean signal-to-background ratio, cycles flagged."),
+    ("code", """
+print(summary_text(study.summary))
+"""),
+    ("code", """
+print(sorted({name for name in read_intensities(first.out_dir)[0]}))
+""", CHECK),
+    ("code", """
+publish_summary({"stacks": len(study.outcomes), "failed": len(study.failed),
+                 "cycles": sum(o.result.cycles for o in study.outcomes if o.result),
+                 "qc_flagged": sum(o.result.flagged for o in study.outcomes if o.result)})
+"""),
+]
+
+
 SUITE = {
     "01_reshaping.ipynb": NB01,
     "02_augmentation.ipynb": NB02,
     "03_train_grayscale.ipynb": _train_notebook("1d"),
     "04_train_rgb.ipynb": _train_notebook("3d"),
+    "05_quantify.ipynb": NB05,
 }
 
 

@@ -252,6 +252,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         detail = "" if not organs else " (" + ", ".join(
             f"{organ} {value:.3f}" for organ, value in organs.items()) + ")"
         print(f"data{name} test Dice vs ground truth: {dice:.3f}{detail}")
+    print(f"organ curves of every cycle: {result.quantify_dir} "
+          f"({result.seconds['quantify']:.0f} s); mean (max) error vs the true curves: " + ", ".join(
+              f"{organ} {100 * e['mean_error']:.1f} % ({100 * e['max_error']:.1f} %)"
+              for organ, e in result.curve_errors.items()))
+    off = result.curves_off(config.target_curve_error)
+    if off:
+        print(f"error: {result.quantify_dir}: organ curves further than "
+              f"{100 * config.target_curve_error:.0f} % from the truth: {', '.join(off)}.",
+              file=sys.stderr)
+        return EXIT_ERROR
     below = result.below(target)
     if below:
         print(f"error: {args.out}: test Dice below the demo target {target:.2f}: "

@@ -68,6 +68,9 @@ class DemoConfig:
         demo`` exits non-zero below it.
     organ_train : TrainConfig
         Training of the organ model (the 3-laser folder).
+    target_curve_error : float
+        Mean relative error of every organ's quantified curve against the true one that
+        the demo must stay below (measured: 1-2 %).
     """
 
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
@@ -77,6 +80,7 @@ class DemoConfig:
                                                                    verbose=2))
     organ_train: TrainConfig = field(default_factory=organ_demo_training)
     target_dice: float = 0.90
+    target_curve_error: float = 0.05
 
 
 @dataclass
@@ -92,6 +96,8 @@ class DemoResult:
     test_dice: dict[str, float] = field(default_factory=dict)
     organ_dice: dict[str, dict[str, float]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    quantify_dir: Path | None = None
+    curve_errors: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def below(self, target: float) -> list[str]:
         """``"data1d kidney 0.85"``-style entries of every score under ``target``."""
@@ -99,6 +105,11 @@ class DemoResult:
                   for name, dice in self.test_dice.items()}
         return [f"data{name} {organ} {dice:.3f}" for name, organs in scores.items()
                 for organ, dice in organs.items() if dice < target]
+
+    def curves_off(self, target: float) -> list[str]:
+        """``"kidney 6.1 %"``-style entries of every organ whose curve error exceeds ``target``."""
+        return [f"{organ} {100 * errors['mean_error']:.1f} %"
+                for organ, errors in self.curve_errors.items() if errors["mean_error"] > target]
 
 
 def prepare_demo_data(out_dir: str | os.PathLike[str],
@@ -239,12 +250,15 @@ def run_demo(out_dir: str | os.PathLike[str], config: DemoConfig = DemoConfig())
     Prepares the data (:func:`prepare_demo_data`), trains a grayscale model on
     ``data1d`` and an RGB model on ``data3d`` into ``runs/gray1d`` and ``runs/rgb3d``,
     predicts the held-out test frames into ``dataXd/results`` and scores them against the
-    ground truth (``truthXd``, written to ``dataXd/results/metrics.json``). Re-running
-    reuses finished runs and re-derives the results.
+    ground truth (``truthXd``, written to ``dataXd/results/metrics.json``), then measures
+    the organ curves of the whole stack with the RGB model into ``quantify/`` and compares
+    them with the known true curves. Re-running reuses finished runs and quantification.
     """
     from unetlib.evaluate import evaluate_folders
     from unetlib.io import write_json
     from unetlib.predict import predict_folder
+    from unetlib.quantify import quantify_stack, read_intensities
+    from unetlib.synthetic import curve_errors
     from unetlib.train import train
 
     out_dir = Path(out_dir)
@@ -270,4 +284,9 @@ def run_demo(out_dir: str | os.PathLike[str], config: DemoConfig = DemoConfig())
         result.seconds[run_name] = time.monotonic() - started
         logger.info("%s: test Dice %.4f over %d frames (validation %.4f)", run_name,
                     report.mean["dice"], len(report.frames), run.val_dice)
+    started = time.monotonic()
+    quantified = quantify_stack(result.run_dirs["3d"], result.stack, out_dir / "quantify")
+    result.quantify_dir = quantified.out_dir
+    result.curve_errors = curve_errors(read_intensities(quantified.out_dir), config.synthetic)
+    result.seconds["quantify"] = time.monotonic() - started
     return result

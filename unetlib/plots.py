@@ -319,3 +319,29 @@ def plot_organ_curves(rows: Sequence[dict], organs: OrganTable, *, value: str = 
     if title:
         figure.suptitle(title, fontsize=9)
     return figure
+
+
+def plot_cycle_organs(stack: LaserStack, labels: np.ndarray, cycle: int,
+                      organs: OrganTable, *, panel_inches: float = PANEL_INCHES) -> Figure:
+    """Every laser's frame of one cycle with that cycle's organ outlines drawn over it.
+
+    Parameters
+    ----------
+    stack : LaserStack
+    labels : ndarray of shape (H, W)
+        The cycle's organ values (a page of a quantification's ``labels.tif``).
+    cycle : int
+    organs : OrganTable
+    """
+    lookup = np.zeros(max(organs.values) + 1, dtype=np.int32)
+    for value, klass in organs.value_lookup().items():
+        lookup[value] = klass
+    classes = lookup[np.asarray(labels)]
+    figure, axes = new_figure(1, stack.lasers, panel_inches=panel_inches,
+                              aspect=stack.frame_shape[0] / stack.frame_shape[1])
+    for laser in range(1, stack.lasers + 1):
+        ax = axes[0, laser - 1]
+        show_image(ax, stack.data[cycle, laser - 1], f"laser {laser}")
+        outline_organs(ax, classes, organs)
+    figure.suptitle(f"{stack.path.name}: cycle {cycle} of {stack.cycles}", fontsize=10)
+    return organ_legend(figure, organs)

@@ -54,7 +54,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["INTENSITY_FIELDS", "SUMMARY_FIELDS", "StackResult", "body_mask", "flag_area_jumps",
            "measure_cycle", "model_input_lasers", "quantify_stack", "read_intensities",
-           "run_organs", "stack_output_dir"]
+           "run_organs", "stack_output_dir", "summary_text"]
 
 INTENSITY_FIELDS = ("cycle", "time_s", "laser", "organ", "area_px", "mean", "median", "p95",
                     "integrated", "background_mean", "sbr", "qc")
@@ -541,3 +541,21 @@ def read_intensities(path: str | os.PathLike[str]) -> list[dict[str, str]]:
 
     path = Path(path)
     return read_csv(path / "intensities.csv" if path.is_dir() else path)
+
+
+def summary_text(path: str | os.PathLike[str],
+                 columns: tuple[str, ...] = ("stack", "organ", "laser", "peak", "time_to_peak_s",
+                                             "auc", "half_life_s", "half_life_r2", "mean_sbr",
+                                             "qc_flagged")) -> str:
+    """A fixed-width text table of a ``summary.csv`` (a stack's, or a study's), for notebooks
+    and logs; empty cells (no half-life) show as ``-``."""
+    from unetlib.io import read_csv
+
+    path = Path(path)
+    rows = read_csv(path / "summary.csv" if path.is_dir() else path)
+    cells = [list(columns)] + [[row.get(name) or "-" for name in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    lines = ["  ".join(cell.rjust(width) if i > 1 else cell.ljust(width)
+                       for i, (cell, width) in enumerate(zip(line, widths))) for line in cells]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)

@@ -190,6 +190,41 @@ def true_organ_means(config: SyntheticConfig = SyntheticConfig()) -> np.ndarray:
     return means
 
 
+def curve_errors(rows: list[dict[str, str]],
+                 config: SyntheticConfig = SyntheticConfig()) -> dict[str, dict[str, float]]:
+    """How far measured organ curves are from the known truth (:func:`true_organ_means`).
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of an ``intensities.csv`` of this config's stack, quantified with a run whose
+        organs are named as in :data:`ORGANS`.
+
+    Returns
+    -------
+    dict
+        Per organ: ``mean_error`` and ``max_error`` (relative error of the measured mean
+        over all cycles and lasers) and ``min_correlation`` (the lowest Pearson correlation
+        of a measured curve with the true one, over the lasers: the shape).
+    """
+    truth = true_organ_means(config)
+    names = [organ.name for organ in ORGANS]
+    measured = np.full(truth.shape, np.nan)
+    for row in rows:
+        if row["organ"] in names and row["mean"] != "":
+            measured[int(row["cycle"]), int(row["laser"]) - 1, names.index(row["organ"])] = \
+                float(row["mean"])
+    errors = {}
+    for index, name in enumerate(names):
+        relative = np.abs(measured[..., index] / truth[..., index] - 1.0)
+        correlations = [np.corrcoef(measured[:, laser, index], truth[:, laser, index])[0, 1]
+                        for laser in range(truth.shape[1])]
+        errors[name] = {"mean_error": float(np.nanmean(relative)),
+                        "max_error": float(np.nanmax(relative)),
+                        "min_correlation": float(np.min(correlations))}
+    return errors
+
+
 def make_synthetic_stack(config: SyntheticConfig = SyntheticConfig()) -> SyntheticAcquisition:
     """Generate a whole synthetic acquisition in memory.
 

@@ -19,7 +19,9 @@ from unetlib.io import list_images, read_image
 from unetlib.dataset import find_pairs
 from unetlib.masks import read_labels, read_mask
 from unetlib.organs import OrganTable, find_organ_table
-from unetlib.plots import new_figure, plot_lasers, plot_pairs, plot_predictions, show_image
+from unetlib.organs import read_organ_table
+from unetlib.plots import (new_figure, plot_cycle_organs, plot_lasers, plot_pairs, plot_predictions,
+                           show_image)
 from unetlib.stack import LaserStack
 
 STATIC_PANELS = 6
@@ -155,5 +157,39 @@ def prediction_viewer(frames_dir: str | os.PathLike[str], results_dir: str | os.
         image, prediction, truth = load(index)
         return plot_predictions([image], [prediction], [truth], [stems[index]], columns=1,
                                 panel_inches=5.0, organs=organs)
+
+    return _viewer(controls, draw)
+
+
+def cycle_browser(stack: LaserStack, results_dir: str | os.PathLike[str], *, cycle: int = 0,
+                  interactive: bool | None = None):
+    """Browse a quantified acquisition: each laser's frame with the cycle's organ outlines.
+
+    Parameters
+    ----------
+    stack : LaserStack
+        The acquisition that was quantified.
+    results_dir : path-like
+        Its results folder (``<out>/<stack stem>``: ``labels.tif`` and ``organs.csv``).
+    cycle : int
+        The cycle shown first (and the only one when headless).
+
+    Returns a widget with a cycle slider, or (headless) the figure of ``cycle``.
+    """
+    import tifffile
+
+    results_dir = Path(results_dir)
+    labels = tifffile.memmap(results_dir / "labels.tif", mode="r")
+    if labels.ndim == 2:
+        labels = labels[np.newaxis]
+    organs = read_organ_table(results_dir / "organs.csv")
+    if not (widgets_available() if interactive is None else interactive):
+        return plot_cycle_organs(stack, labels[cycle], cycle, organs)
+    import ipywidgets
+
+    controls = {"cycle": ipywidgets.IntSlider(cycle, 0, stack.cycles - 1, description="cycle")}
+
+    def draw(cycle: int) -> Figure:
+        return plot_cycle_organs(stack, labels[cycle], cycle, organs, panel_inches=3.0)
 
     return _viewer(controls, draw)
