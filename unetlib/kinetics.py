@@ -45,9 +45,9 @@ class CurveSummary:
     peak : float
         Highest value.
     time_to_peak_s : float
-        Time of the peak, from the first cycle.
+        Time of the peak, from the first cycle (``times[0]``, kept or not).
     auc : float
-        Area under the curve over the acquisition (trapezoids), value x seconds.
+        Area under the curve (trapezoids over the kept points), value x seconds.
     half_life_s : float
         Clearance half-life after the peak; NaN where the curve does not decay.
     half_life_r2 : float
@@ -80,6 +80,7 @@ def summarize_curve(times: np.ndarray, values: np.ndarray) -> CurveSummary:
     """
     times = np.asarray(times, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
+    first = float(times[0]) if times.size else math.nan  # the acquisition's start
     keep = np.isfinite(values) & np.isfinite(times)
     times, values = times[keep], values[keep]
     if values.size == 0:
@@ -92,7 +93,7 @@ def summarize_curve(times: np.ndarray, values: np.ndarray) -> CurveSummary:
     half_life, r2, relative_error, plateau = fit_clearance(times[start:] - times[start],
                                                            values[start:])
     return CurveSummary(points=int(values.size), peak=float(values[peak_index]),
-                        time_to_peak_s=float(times[peak_index] - times[0]), auc=auc,
+                        time_to_peak_s=float(times[peak_index] - first), auc=auc,
                         half_life_s=half_life, half_life_r2=r2,
                         half_life_rel_se=relative_error, plateau=plateau)
 

@@ -179,17 +179,18 @@ def cycle_browser(stack: LaserStack, results_dir: str | os.PathLike[str], *, cyc
     import tifffile
 
     results_dir = Path(results_dir)
-    labels = tifffile.memmap(results_dir / "labels.tif", mode="r")
-    if labels.ndim == 2:
-        labels = labels[np.newaxis]
     organs = read_organ_table(results_dir / "organs.csv")
+
+    def labels(cycle: int) -> np.ndarray:
+        return tifffile.imread(results_dir / "labels.tif", key=cycle)
+
     if not (widgets_available() if interactive is None else interactive):
-        return plot_cycle_organs(stack, labels[cycle], cycle, organs)
+        return plot_cycle_organs(stack, labels(cycle), cycle, organs)
     import ipywidgets
 
     controls = {"cycle": ipywidgets.IntSlider(cycle, 0, stack.cycles - 1, description="cycle")}
 
     def draw(cycle: int) -> Figure:
-        return plot_cycle_organs(stack, labels[cycle], cycle, organs, panel_inches=3.0)
+        return plot_cycle_organs(stack, labels(cycle), cycle, organs, panel_inches=3.0)
 
     return _viewer(controls, draw)
