@@ -22,12 +22,15 @@ import os
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from unetlib.config import QuantifyConfig
 from unetlib.errors import InputError, OutputError, ParameterError, UnetlibError, describe
 from unetlib.io import ensure_folder, read_csv, write_csv
 from unetlib.locking import output_lock
-from unetlib.quantify import SUMMARY_FIELDS, StackResult, quantify_stack
+
+if TYPE_CHECKING:
+    from unetlib.quantify import StackResult
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ class StackOutcome:
     stack: Path
     status: str
     message: str = ""
-    result: StackResult | None = None
+    result: "StackResult | None" = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +77,8 @@ def _quantify_task(run_path: str, stack: str, out_dir: str, config: QuantifyConf
                    progress: bool = False) -> StackOutcome:
     """One stack, as a worker runs it: every failure becomes an outcome, never a crash."""
     try:
+        from unetlib.quantify import quantify_stack
+
         path = Path(run_path)
         model = path / "model.keras" if path.is_dir() else path
         run = _cached_run(str(model), model.stat().st_mtime_ns)
@@ -92,17 +97,22 @@ def _quantify_task(run_path: str, stack: str, out_dir: str, config: QuantifyConf
 
 
 def _check_stacks(stacks: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """The stacks as given, each once (however it is spelled); refuse two with one name."""
     paths = [Path(stack) for stack in stacks]
     if not paths:
         raise ParameterError("stacks=[] is invalid: give at least one acquisition TIFF.")
+    unique: dict[Path, Path] = {}
     seen: dict[str, Path] = {}
     for path in paths:
-        if path.stem in seen and seen[path.stem].resolve() != path.resolve():
+        if path.resolve() in unique:
+            continue
+        if path.stem in seen:
             raise ParameterError(f"{path}: has the same name as {seen[path.stem]}; their results "
                                  f"would share the folder {path.stem}/. Rename one, or quantify "
                                  "them into different --out folders.")
         seen[path.stem] = path
-    return list(dict.fromkeys(paths))
+        unique[path.resolve()] = path
+    return list(unique.values())
 
 
 def quantify_study(run_path: str | os.PathLike[str], stacks: Sequence[str | os.PathLike[str]],
@@ -144,21 +154,27 @@ def quantify_study(run_path: str | os.PathLike[str], stacks: Sequence[str | os.P
                              f"processes from 1 to {MAX_WORKERS}.")
     paths = _check_stacks(stacks)
     run_path = Path(run_path)
-    _check_run(run_path, config)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(describe(out_dir, "exists and is not a folder", "Choose another --out."))
-    ensure_folder(out_dir)
-    with output_lock(out_dir):
-        if len(paths) == 1 and scheduler is None:
-            outcomes = [_quantify_task(str(run_path), str(paths[0]), str(out_dir), config,
-                                       progress=progress)]
-        else:
-            outcomes = _on_dask(run_path, paths, out_dir, config, workers=workers,
-                                scheduler=scheduler, progress=progress)
-        order = {path: index for index, path in enumerate(paths)}
-        outcomes.sort(key=lambda outcome: order.get(outcome.stack, len(order)))
-        summary, table = _gather(out_dir, outcomes)
+    _check_run(run_path, config)
+    # An unreachable scheduler is found out before anything is created or locked.
+    client = _connect(scheduler) if scheduler is not None else None
+    try:
+        ensure_folder(out_dir)
+        with output_lock(out_dir):
+            if len(paths) == 1 and client is None:
+                outcomes = [_quantify_task(str(run_path), str(paths[0]), str(out_dir), config,
+                                           progress=progress)]
+            else:
+                outcomes = _on_dask(run_path, paths, out_dir, config, workers=workers,
+                                    client=client, progress=progress)
+            order = {path: index for index, path in enumerate(paths)}
+            outcomes.sort(key=lambda outcome: order.get(outcome.stack, len(order)))
+            summary, table = _gather(out_dir, outcomes)
+    finally:
+        if client is not None:
+            client.close()
     return StudyResult(out_dir=out_dir, outcomes=outcomes, summary=summary, table=table)
 
 
@@ -173,13 +189,14 @@ def _check_run(run_path: Path, config: QuantifyConfig) -> None:
 
 
 def _on_dask(run_path: Path, paths: list[Path], out_dir: Path, config: QuantifyConfig, *,
-             workers: int, scheduler: str | None, progress: bool) -> list[StackOutcome]:
+             workers: int, client, progress: bool) -> list[StackOutcome]:
+    """Run one task per stack on ``client``'s cluster, or on a local cluster of ``workers``
+    processes started here when ``client`` is None."""
     from dask.distributed import Client, LocalCluster, as_completed
     from tqdm.auto import tqdm
 
-    # The cluster's own start-up and shut-down chatter is not the user's business.
-    logging.getLogger("distributed").setLevel(logging.WARNING)
-    if scheduler is None:
+    _quiet_dask()
+    if client is None:
         # One TensorFlow thread pool per worker sized to its share of the cores, so
         # workers do not oversubscribe the machine.
         threads = str(max(1, (os.cpu_count() or 1) // workers))
@@ -189,14 +206,13 @@ def _on_dask(run_path: Path, paths: list[Path], out_dir: Path, config: QuantifyC
                                     "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": threads,
                                     "TF_CPP_MIN_LOG_LEVEL": "2",
                                     "DASK_LOGGING__DISTRIBUTED": "warning"})
+        try:
+            client = Client(cluster)
+        except BaseException:
+            cluster.close()
+            raise
     else:
         cluster = None
-    try:
-        client = _connect(scheduler) if cluster is None else Client(cluster)
-    except BaseException:
-        if cluster is not None:
-            cluster.close()
-        raise
     outcomes: list[StackOutcome] = []
     try:
         futures = {client.submit(_quantify_task, str(run_path.resolve()), str(path.resolve()),
@@ -216,20 +232,24 @@ def _on_dask(run_path: Path, paths: list[Path], out_dir: Path, config: QuantifyC
                                                    f": {error}); run again to retry it.")
                 outcomes.append(outcome)
                 bar.update(1)
-                if outcome.status == FAILED:
-                    logger.info("%s", outcome.message)
     finally:
-        client.close()
         if cluster is not None:
+            client.close()
             cluster.close()
     return outcomes
+
+
+def _quiet_dask() -> None:
+    """The cluster's own start-up and shut-down chatter is not the user's business."""
+    logging.getLogger("distributed").setLevel(logging.WARNING)
 
 
 def _connect(scheduler: str):
     from dask.distributed import Client
 
+    _quiet_dask()
     try:
-        return Client(scheduler, timeout="20s")
+        return Client(scheduler, timeout="10s")
     except (OSError, TimeoutError, ValueError) as error:
         raise InputError(describe(scheduler, f"no Dask scheduler answered ({error})",
                                   "Start one (dask scheduler) and its workers, or leave out "
@@ -238,6 +258,8 @@ def _connect(scheduler: str):
 
 def _gather(out_dir: Path, outcomes: list[StackOutcome]) -> tuple[Path, Path]:
     """Write ``summary.csv`` (every finished stack's summary) and ``stacks.csv``."""
+    from unetlib.quantify import SUMMARY_FIELDS
+
     rows = []
     for outcome in outcomes:
         if outcome.result is not None and outcome.result.summary.is_file():
