@@ -356,7 +356,7 @@ runs on the synthetic demo stack, whose true organ curves are known. **Command l
     ("code", """
 %matplotlib inline
 %config InlineBackend.figure_formats = ["jpeg"]  # photos of noisy frames: a fraction of the PNG size
-from unetlib.config import PredictConfig, QuantifyConfig, SplitConfig, SyntheticConfig
+from unetlib.config import QuantifyConfig, SplitConfig, SyntheticConfig
 from unetlib.notebooks import publish_summary
 from unetlib.organs import read_organ_table
 from unetlib.plots import plot_organ_curves
@@ -380,14 +380,12 @@ background = ""                  # organ used as background; "": body pixels out
 workers = 1                      # local Dask worker processes when there are several stacks
 scheduler = ""                   # a running Dask cluster, e.g. "tcp://10.0.0.5:8786"; "": local
 show_cycle = 10                  # cycle shown in the browser (the only one when run headless)
-tile = 512                       # tile side of the segmentation, pixels
 force = False                    # quantify again stacks whose results exist
 """, PARAMETERS),
     ("code", """
 stacks = stack_paths or [ensure_demo_stack("", demo_dir, SyntheticConfig(cycles=demo_cycles))]
 config = QuantifyConfig(split=SplitConfig(lasers=lasers, offset=offset), model_input=tuple(model_input) or None,
-                        interval_s=interval or None, background=background or None,
-                        predict=PredictConfig(tile=tile), force=force)
+                        interval_s=interval or None, background=background or None, force=force)
 study = quantify_study(run_dir, stacks, out_dir, config, workers=workers, scheduler=scheduler or None,
                        progress=False)
 print([(outcome.stack.name, outcome.status != "failed", outcome.result.cycles if outcome.result else outcome.message)

@@ -208,13 +208,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_quantify(args: argparse.Namespace) -> int:
-    from unetlib.config import PredictConfig, QuantifyConfig, SplitConfig
+    import dataclasses
+
+    from unetlib.config import QuantifyConfig, SplitConfig
     from unetlib.study import quantify_study
 
     config = QuantifyConfig(split=SplitConfig(lasers=args.lasers, offset=args.offset),
                             model_input=args.model_input, interval_s=args.interval,
                             background=args.background,
-                            predict=PredictConfig(tile=args.tile, overlap=args.overlap),
+                            predict=dataclasses.replace(QuantifyConfig().predict, tile=args.tile,
+                                                        overlap=args.overlap),
                             drop_incomplete=args.drop_incomplete, force=args.force)
     result = quantify_study(args.run, args.stacks, args.out, config, workers=args.workers,
                             scheduler=args.scheduler, progress=not args.quiet)
@@ -431,9 +434,10 @@ def _add_predict(commands) -> None:
 
 def _add_quantify(commands) -> None:
     """Declare the ``quantify`` command and its arguments."""
-    from unetlib.config import PredictConfig, QuantifyConfig
+    from unetlib.config import QuantifyConfig
 
-    predict_defaults, defaults = PredictConfig(), QuantifyConfig()
+    defaults = QuantifyConfig()
+    predict_defaults = defaults.predict
     quantify = commands.add_parser(
         "quantify", help="organ time-intensity curves of whole acquisitions",
         description="Segment every laser cycle of each STACK with the run's model (input "

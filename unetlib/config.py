@@ -638,7 +638,7 @@ class QuantifyConfig:
     batch_cycles : int
         Cycles segmented together (their tiles share the network's forward passes).
     predict : PredictConfig
-        Tiling of the segmentation, as in prediction.
+        Tiling of the segmentation, as in prediction (one tile per forward pass).
     qc_window : int
         Cycles in the running median of each organ's area (odd, >= 3).
     qc_tolerance : float
@@ -659,7 +659,9 @@ class QuantifyConfig:
     background: str | None = None
     organ_margin: int = 3
     batch_cycles: int = 4
-    predict: PredictConfig = field(default_factory=PredictConfig)
+    # One tile per forward pass: on the demo's 508 x 636 stack 5 % slower than 4 tiles but
+    # half the memory (peak 0.49 instead of 0.82 GB per process), which each Dask worker pays.
+    predict: PredictConfig = field(default_factory=lambda: PredictConfig(batch_size=1))
     qc_window: int = 9
     qc_tolerance: float = 0.3
     drop_incomplete: bool = False
