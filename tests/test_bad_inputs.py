@@ -331,6 +331,13 @@ def evaluate(*extra: str, predictions: str = "{ws}/predictions",
     return ("evaluate", predictions, truth, *extra)
 
 
+def quantify(*extra: str, run: str = "{ws}/run", stacks: tuple[str, ...] = ("{ws}/stack.tif",),
+             out: str = "{ws}/quantified") -> tuple[str, ...]:
+    # The shared run is a 1-channel model trained on frames without a frames.csv: it takes
+    # laser 1, which only --model-input can say.
+    return ("quantify", run, *stacks, "--out", out, *extra)
+
+
 def notebooks(*extra: str) -> tuple[str, ...]:
     # --notebooks points at an empty folder: even if validation let a case through,
     # no notebook could ever be executed.
@@ -597,6 +604,43 @@ CASES: list[Case] = [
          setup=(PREDICTIONS, TRUTH, MakeFolder("reports"))),
     Case("evaluate/json-inside-a-file", evaluate("--json", "{ws}/notes.txt/scores.json"),
          ("{ws}/notes.txt",), setup=(PREDICTIONS, TRUTH, NOTES)),
+
+    # quantify
+    Case("quantify/missing-run", quantify("--model-input", "1"), ("{ws}/run",), setup=(STACK,)),
+    Case("quantify/run-without-recorded-lasers", quantify(), ("{ws}/run",),
+         setup=(RUN, STACK)),
+    Case("quantify/model-input-wrong-length", quantify("--model-input", "1,2"),
+         ("--model-input", "model_input="), setup=(RUN, STACK)),
+    Case("quantify/model-input-laser-the-stack-lacks", quantify("--model-input", "7"),
+         ("{ws}/stack.tif",), setup=(RUN, STACK)),
+    Case("quantify/frames-not-whole-cycles", quantify("--model-input", "1", "--lasers", "5"),
+         ("{ws}/stack.tif",), setup=(RUN, STACK)),
+    Case("quantify/more-lasers-than-frames", quantify("--model-input", "1", "--lasers", "20"),
+         ("{ws}/stack.tif",), setup=(RUN, STACK)),
+    Case("quantify/stack-without-timing", quantify("--model-input", "1"), ("{ws}/stack.tif",),
+         setup=(RUN, WriteTiff("stack.tif", lambda: np.stack([noisy_frame(i, (32, 48))
+                                                              for i in range(12)])))),
+    Case("quantify/interval-negative", quantify("--model-input", "1", "--interval", "-5"),
+         ("--interval",), setup=(RUN, STACK)),
+    Case("quantify/unknown-background-organ",
+         quantify("--model-input", "1", "--background", "spleen"), ("--background",),
+         setup=(RUN, STACK)),
+    Case("quantify/truncated-stack", quantify("--model-input", "1"), ("{ws}/stack.tif",),
+         setup=(RUN, TruncatedStack("stack.tif"))),
+    Case("quantify/text-file-named-tif", quantify("--model-input", "1"), ("{ws}/stack.tif",),
+         setup=(RUN, WriteText("stack.tif"))),
+    Case("quantify/out-inside-a-file", quantify("--model-input", "1", out="{ws}/notes.txt/q"),
+         ("{ws}/notes.txt",), setup=(RUN, STACK, NOTES)),
+    Case("quantify/workers-zero", quantify("--model-input", "1", "--workers", "0"),
+         ("--workers",), setup=(RUN, STACK)),
+    Case("quantify/two-stacks-with-one-name",
+         quantify("--model-input", "1", stacks=("{ws}/stack.tif", "{ws}/other/stack.tif")),
+         ("{ws}/other/stack.tif",), setup=(RUN, STACK, Copy("stack.tif", "other/stack.tif"))),
+    Case("quantify/results-of-other-settings", quantify("--model-input", "1", "--interval", "5"),
+         ("{ws}/quantified/stack",),
+         setup=(RUN, STACK, RunCommand(quantify("--model-input", "1", "--interval", "10")))),
+    Case("quantify/usage-interval-not-a-number", quantify("--interval", "ten"), ("--interval",),
+         setup=(RUN, STACK), usage_error=True),
 
     # run-notebooks: only failures found before any notebook would run
     Case("run-notebooks/params-missing", notebooks("--params", "{ws}/sets.yaml"),

@@ -228,11 +228,12 @@ def _cmd_quantify(args: argparse.Namespace) -> int:
                        if outcome.result.flagged else "")
             print(f"{outcome.stack}: {outcome.result.cycles} cycles -> "
                   f"{outcome.result.out_dir}{note}{flagged}")
-    print(f"summary: {result.summary}")
-    print(f"stacks: {result.table}")
+    if len(result.failed) < len(result.outcomes):
+        print(f"summary: {result.summary}")
+        print(f"stacks: {result.table}")
     for outcome in result.failed:
         print(f"error: {outcome.message}", file=sys.stderr)
-    if result.failed:
+    if result.failed and len(result.outcomes) > 1:
         print(f"error: {len(result.failed)} of {len(result.outcomes)} stack(s) failed; the "
               f"others finished. Fix them and run the same command again (finished stacks "
               "are skipped).", file=sys.stderr)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from unetlib.config import QuantifyConfig
 from unetlib.errors import InputError, OutputError, ParameterError, UnetlibError, describe
-from unetlib.io import ensure_folder, read_csv, write_csv
+from unetlib.io import read_csv, write_csv
 from unetlib.locking import output_lock
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["StackOutcome", "StudyResult", "quantify_study"]
 
 STATUS_FIELDS = ("stack", "status", "cycles", "qc_flagged", "results", "message")
+SUMMARY_FILE, STACKS_FILE = "summary.csv", "stacks.csv"
 MAX_WORKERS = 32
 FINISHED, SKIPPED, FAILED = "finished", "skipped", "failed"
 
@@ -53,7 +54,7 @@ class StackOutcome:
 
 @dataclasses.dataclass(frozen=True)
 class StudyResult:
-    """Every stack's outcome, and the gathered tables."""
+    """Every stack's outcome, and the gathered tables (not written when every stack failed)."""
 
     out_dir: Path
     outcomes: list[StackOutcome]
@@ -161,8 +162,7 @@ def quantify_study(run_path: str | os.PathLike[str], stacks: Sequence[str | os.P
     # An unreachable scheduler is found out before anything is created or locked.
     client = _connect(scheduler) if scheduler is not None else None
     try:
-        ensure_folder(out_dir)
-        with output_lock(out_dir):
+        with output_lock(out_dir):  # creates out_dir, and removes it if it stays empty
             if len(paths) == 1 and client is None:
                 outcomes = [_quantify_task(str(run_path), str(paths[0]), str(out_dir), config,
                                            progress=progress)]
@@ -171,11 +171,14 @@ def quantify_study(run_path: str | os.PathLike[str], stacks: Sequence[str | os.P
                                     client=client, progress=progress)
             order = {path: index for index, path in enumerate(paths)}
             outcomes.sort(key=lambda outcome: order.get(outcome.stack, len(order)))
-            summary, table = _gather(out_dir, outcomes)
+            # When every stack failed there is nothing to gather: the folder stays as it was.
+            if any(outcome.status != FAILED for outcome in outcomes):
+                _gather(out_dir, outcomes)
     finally:
         if client is not None:
             client.close()
-    return StudyResult(out_dir=out_dir, outcomes=outcomes, summary=summary, table=table)
+    return StudyResult(out_dir=out_dir, outcomes=outcomes, summary=out_dir / SUMMARY_FILE,
+                       table=out_dir / STACKS_FILE)
 
 
 def _check_run(run_path: Path, config: QuantifyConfig) -> None:
@@ -184,8 +187,11 @@ def _check_run(run_path: Path, config: QuantifyConfig) -> None:
     from unetlib.run import load_run
 
     run = load_run(run_path)
-    run_organs(run)
+    organs = run_organs(run)
     model_input_lasers(run, config.model_input)
+    if config.background is not None and config.background not in organs.names:
+        raise ParameterError(f"background={config.background!r} is invalid: the organs of "
+                             f"{run_path} are {', '.join(organs.names)}.")
 
 
 def _on_dask(run_path: Path, paths: list[Path], out_dir: Path, config: QuantifyConfig, *,
@@ -256,19 +262,26 @@ def _connect(scheduler: str):
                                   "--scheduler to use a local cluster.")) from None
 
 
-def _gather(out_dir: Path, outcomes: list[StackOutcome]) -> tuple[Path, Path]:
-    """Write ``summary.csv`` (every finished stack's summary) and ``stacks.csv``."""
-    from unetlib.quantify import SUMMARY_FIELDS
+def _gather(out_dir: Path, outcomes: list[StackOutcome]) -> None:
+    """Write ``summary.csv`` and ``stacks.csv`` of ``out_dir``.
+
+    ``summary.csv`` gathers the summary of every finished stack in ``out_dir`` -- those of
+    earlier runs too, so quantifying a study in several goes still gives one table --
+    and is left untouched when that changes nothing. ``stacks.csv`` lists this run's
+    outcomes.
+    """
+    from unetlib.quantify import RECORD_FILE, SUMMARY_FIELDS
 
     rows = []
-    for outcome in outcomes:
-        if outcome.result is not None and outcome.result.summary.is_file():
-            rows += read_csv(outcome.result.summary)
-    summary = write_csv(out_dir / "summary.csv", rows, SUMMARY_FIELDS, overwrite=True)
-    table = write_csv(out_dir / "stacks.csv", [
+    for folder in sorted(path for path in out_dir.iterdir() if path.is_dir()):
+        if (folder / RECORD_FILE).is_file() and (folder / "summary.csv").is_file():
+            rows += read_csv(folder / "summary.csv")
+    summary = out_dir / SUMMARY_FILE
+    if not (summary.is_file() and read_csv(summary) == rows):
+        write_csv(summary, rows, SUMMARY_FIELDS, overwrite=True)
+    write_csv(out_dir / STACKS_FILE, [
         {"stack": str(outcome.stack), "status": outcome.status,
          "cycles": str(outcome.result.cycles) if outcome.result else "",
          "qc_flagged": str(outcome.result.flagged) if outcome.result else "",
          "results": str(outcome.result.out_dir) if outcome.result else "",
          "message": outcome.message} for outcome in outcomes], STATUS_FIELDS, overwrite=True)
-    return summary, table
