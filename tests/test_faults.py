@@ -331,7 +331,9 @@ def test_split_interrupted_mid_export_cleans_up_and_exits_130(big_stack, tmp_pat
 
 # --- 3, 4: interrupted and killed trainings, then --resume --------------------------------
 
-RESUME_EPOCHS = "6"
+# Enough epochs that the signal lands mid-training: an epoch of this tiny network takes a
+# fraction of a second, and 6 epochs once finished before the SIGINT arrived.
+RESUME_EPOCHS = "30"
 
 
 def train_until_an_epoch_ends(start, data_dir, run_dir):

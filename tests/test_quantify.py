@@ -24,8 +24,8 @@ from unetlib.config import QuantifyConfig, SplitConfig
 from unetlib.io import read_csv
 from unetlib.kinetics import summarize_curve
 from unetlib.organs import DEFAULT_COLORS, Organ, OrganTable
-from unetlib.quantify import (INTENSITY_FIELDS, SUMMARY_FIELDS, body_mask, flag_area_jumps,
-                              measure_cycle, quantify_stack, read_intensities)
+from unetlib.measure import body_mask, flag_area_jumps, measure_cycle
+from unetlib.quantify import INTENSITY_FIELDS, SUMMARY_FIELDS, quantify_stack, read_intensities
 from unetlib.run import load_run
 from unetlib.synthetic import true_organ_means
 from unetlib.timing import cycle_interval, recorded_frame_interval

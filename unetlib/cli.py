@@ -43,6 +43,14 @@ def _add_stack_options(parser: argparse.ArgumentParser) -> None:
                         help="lasers combined into 4-channel composites (default: 1,2,3,4)")
 
 
+def _add_tiling_options(parser: argparse.ArgumentParser, defaults) -> None:
+    """``--tile`` and ``--overlap`` of the sliding-window segmentation (a PredictConfig)."""
+    parser.add_argument("--tile", type=int, default=defaults.tile,
+                        help=f"tile side in pixels (default: {defaults.tile})")
+    parser.add_argument("--overlap", type=int, default=defaults.overlap,
+                        help=f"tile overlap in pixels (default: {defaults.overlap})")
+
+
 def _split_config(args: argparse.Namespace, **extra):
     from unetlib.config import SplitConfig
 
@@ -425,10 +433,7 @@ def _add_predict(commands) -> None:
                          help="also write <stem>_prob.tif (float32)")
     predict.add_argument("--overlay", action="store_true",
                          help="also write <stem>_overlay.png (mask tinted on the frame)")
-    predict.add_argument("--tile", type=int, default=predict_defaults.tile,
-                         help=f"tile side in pixels (default: {predict_defaults.tile})")
-    predict.add_argument("--overlap", type=int, default=predict_defaults.overlap,
-                         help=f"tile overlap in pixels (default: {predict_defaults.overlap})")
+    _add_tiling_options(predict, predict_defaults)
     predict.add_argument("--force", action="store_true", help="replace existing outputs")
     predict.set_defaults(handler=_cmd_predict)
 
@@ -470,10 +475,7 @@ def _add_quantify(commands) -> None:
                           help="local Dask worker processes for several stacks (default: 1)")
     quantify.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                           help="use this running Dask scheduler instead of a local cluster")
-    quantify.add_argument("--tile", type=int, default=predict_defaults.tile,
-                          help=f"tile side in pixels (default: {predict_defaults.tile})")
-    quantify.add_argument("--overlap", type=int, default=predict_defaults.overlap,
-                          help=f"tile overlap in pixels (default: {predict_defaults.overlap})")
+    _add_tiling_options(quantify, predict_defaults)
     quantify.add_argument("--drop-incomplete", action="store_true",
                           help="accept a stack that stops mid-cycle, leaving out the incomplete "
                                "last cycle (otherwise refused: it often means wrong --lasers)")
