@@ -156,7 +156,8 @@ def _train_config(args: argparse.Namespace):
     return TrainConfig(model=model_preset(args.preset, **model_changes),
                        augment=augment_preset(args.augment), pipeline=PipelineConfig(**pipeline),
                        resume=args.resume, force=args.force, deterministic=args.deterministic,
-                       verbose=verbose, **given)
+                       verbose=verbose, init_from=args.init_from,
+                       freeze_encoder_epochs=args.freeze_encoder, **given)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -404,6 +405,12 @@ def _add_train(commands) -> None:
                        help="stop cleanly after this many minutes, keeping the best model")
     train.add_argument("--deterministic", action="store_true",
                        help="bit-identical re-runs on this machine (somewhat slower)")
+    train.add_argument("--init-from", metavar="RUN",
+                       help="fine-tune: start from this trained run (its architecture and "
+                            "normalisation; same channels and organs as DATA_DIR)")
+    train.add_argument("--freeze-encoder", type=int, default=0, metavar="EPOCHS",
+                       help="with --init-from: keep the encoder frozen for this many first "
+                            "epochs (default: 0)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run")
     train.add_argument("--force", action="store_true", help="replace an existing run")
     train.set_defaults(handler=_cmd_train)

@@ -141,6 +141,13 @@ class SyntheticConfig:
         Seconds between consecutive frames, stored in the stack's ImageJ metadata
         (``finterval``) so quantification finds the acquisition's timing, as it would in a
         camera export that records it. 2.5 s per frame is 10 s per 4-laser cycle.
+    organ_shift : (float, float)
+        Displacement of every organ, as fractions of height and width: another mouse's
+        anatomy (with ``organ_scale``), for fine-tuning experiments.
+    organ_scale : float
+        Factor on every organ's radii.
+    organ_contrast : float
+        Factor on the organs' brightness relative to the body (another dye dose or camera).
     """
 
     cycles: int = 30
@@ -152,6 +159,9 @@ class SyntheticConfig:
     read_noise: float = 12.0
     offset_counts: int = 200
     frame_interval_s: float = 2.5
+    organ_shift: tuple[float, float] = (0.0, 0.0)
+    organ_scale: float = 1.0
+    organ_contrast: float = 1.0
 
     def validate(self) -> "SyntheticConfig":
         _require(isinstance(self.cycles, int) and 1 <= self.cycles <= 100_000, "cycles",
@@ -165,6 +175,11 @@ class SyntheticConfig:
                      "a whole number of pixels from 32 to 4096")
         _require(isinstance(self.frame_interval_s, (int, float)) and self.frame_interval_s > 0,
                  "frame_interval_s", self.frame_interval_s, "a positive number of seconds")
+        _require(len(self.organ_shift) == 2 and all(abs(v) <= 0.15 for v in self.organ_shift),
+                 "organ_shift", self.organ_shift, "two fractions within +-0.15 (inside the body)")
+        _require(0.5 <= self.organ_scale <= 1.5, "organ_scale", self.organ_scale, "0.5 to 1.5")
+        _require(0.2 <= self.organ_contrast <= 5.0, "organ_contrast", self.organ_contrast,
+                 "0.2 to 5")
         return self
 
 
@@ -537,6 +552,13 @@ class TrainConfig:
         Thresholds tried when calibrating the decision threshold on the validation frames.
     verbose : int
         Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.
+    init_from : str or None
+        Fine-tune: start from this trained run (folder or ``.keras`` file) instead of
+        random weights. Its architecture and normalisation are kept; its channels and
+        organs must be the data's.
+    freeze_encoder_epochs : int
+        With ``init_from``: keep the encoder (the ``down*`` levels) frozen for this many
+        first epochs, so the decoder adapts before the pretrained features move.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -552,6 +574,8 @@ class TrainConfig:
     force: bool = False
     threshold_grid: tuple[float, ...] = tuple(round(0.1 + 0.05 * i, 2) for i in range(17))
     verbose: int = 1
+    init_from: str | None = None
+    freeze_encoder_epochs: int = 0
 
     def validate(self) -> "TrainConfig":
         self.model.validate()
@@ -577,6 +601,12 @@ class TrainConfig:
                  and all(0.0 < value < 1.0 for value in self.threshold_grid),
                  "threshold_grid", self.threshold_grid, "thresholds strictly between 0 and 1")
         _require(self.verbose in (0, 1, 2), "verbose", self.verbose, "0, 1 or 2")
+        _require(isinstance(self.freeze_encoder_epochs, int)
+                 and 0 <= self.freeze_encoder_epochs < self.epochs, "freeze_encoder_epochs",
+                 self.freeze_encoder_epochs, f"a whole number from 0 to epochs - 1 ({self.epochs - 1})")
+        _require(self.freeze_encoder_epochs == 0 or self.init_from is not None,
+                 "freeze_encoder_epochs", self.freeze_encoder_epochs,
+                 "0 unless training starts from a trained model (init_from)")
         return self
 
 

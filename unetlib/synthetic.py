@@ -110,7 +110,11 @@ class _Scene:
         phase = 2.0 * np.pi * frame_index / BREATHING_PERIOD_FRAMES
         scale = BREATHING_SCALE * np.sin(phase)
         shift = BREATHING_SHIFT * np.sin(phase)
-        return [self._ellipse_distance(o.centre, o.radii, o.angle_degrees, scale, shift)
+        dy, dx = self.config.organ_shift
+        grow = self.config.organ_scale
+        return [self._ellipse_distance((o.centre[0] + dy, o.centre[1] + dx),
+                                       (o.radii[0] * grow, o.radii[1] * grow),
+                                       o.angle_degrees, scale, shift)
                 for o in ORGANS]
 
 
@@ -149,7 +153,8 @@ def _expected_counts(scene: _Scene, frame_index: int) -> tuple[np.ndarray, np.nd
     signal = scene.body * BODY_GAIN[laser % len(BODY_GAIN)]
     labels = np.zeros((config.height, config.width), dtype=np.uint8)
     for number, (organ, distance) in enumerate(zip(ORGANS, scene.organ_distances(frame_index)), 1):
-        level = organ.laser_gain[laser % len(organ.laser_gain)] * dye_level(organ, cycle)
+        level = (config.organ_contrast * organ.laser_gain[laser % len(organ.laser_gain)]
+                 * dye_level(organ, cycle))
         signal = np.maximum(signal, level * _soft_edge(distance, width=1.5))
         labels[distance < 0] = number
     return (signal * scene.texture * config.max_count).astype(np.float32), labels

@@ -33,8 +33,9 @@ from unetlib.config import (BINARY_LOSSES, ORGAN_LOSSES, ModelConfig, PipelineCo
                             TrainConfig, to_dict)
 from unetlib.dataset import find_pairs
 from unetlib.errors import InputError, Interrupted, OutputError, ParameterError, describe
+from unetlib.finetune import StartingPoint, set_encoder_trainable, starting_point
 from unetlib.frames import recorded_lasers
-from unetlib.io import atomic_path, read_csv, read_json, write_csv, write_json
+from unetlib.io import atomic_path, read_csv, read_image, read_json, write_csv, write_json
 from unetlib.locking import output_lock
 from unetlib.metrics import (frame_metrics, get_loss, metric_name, organ_frame_metrics,
                              organ_training_metrics, training_metrics)
@@ -353,9 +354,22 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     organs = find_organ_table(data_dir)
     config = dataclasses.replace(config, loss=_resolve_loss(config.loss, organs, data_dir))
 
-    fingerprint = data_fingerprint([path for pair in find_pairs(data_dir) for path in pair],
-                                   data_dir)
+    pair_paths = find_pairs(data_dir)
+    fingerprint = data_fingerprint([path for pair in pair_paths for path in pair], data_dir)
+    start = None
+    if config.init_from is not None:
+        channels = _channels_of(pair_paths[0][0]) if pair_paths else config.model.input_channels
+        start = starting_point(config.init_from, channels=channels, organs=organs,
+                               data_dir=data_dir, requested=config.model)
+        # The starting model's architecture, with the optimiser asked for (fine-tuning
+        # often wants a lower learning rate); its features expect inputs scaled as they
+        # were learnt, so its normalisation too.
+        model = dataclasses.replace(start.model_config, optimizer=config.model.optimizer,
+                                    learning_rate=config.model.learning_rate)
+        config = dataclasses.replace(config, model=model, normalize=start.normalize)
     request = _request(config, fingerprint, organs)
+    if start is not None:
+        request["init_sha256"] = start.sha256
     if not config.force and not config.resume and same_finished_run(run_dir, request):
         logger.info("%s already holds this run (same parameters and data): reusing it",
                     run_dir)
@@ -366,7 +380,7 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     with output_lock(run_dir):
         try:
             return _train_locked(data_dir, run_dir, config, organs, fingerprint, request,
-                                 started, deadline)
+                                 started, deadline, start)
         except KeyboardInterrupt:
             raise _interrupted(run_dir) from None
 
@@ -411,9 +425,15 @@ class _Data:
     channels: int
 
 
+def _channels_of(frame: Path) -> int:
+    image = read_image(frame)
+    return 1 if image.ndim == 2 else int(image.shape[-1])
+
+
 def _train_locked(data_dir: Path, run_dir: Path, config: TrainConfig,
                   organs: OrganTable | None, fingerprint: str, request: dict[str, Any],
-                  started: float, deadline: float | None) -> TrainResult:
+                  started: float, deadline: float | None,
+                  start: StartingPoint | None = None) -> TrainResult:
     """The steps of :func:`train` that run while holding the run folder's lock."""
     saved_state, replaced = _check_run_folder(run_dir, config)
     data = _load_data(data_dir, config)
@@ -429,9 +449,13 @@ def _train_locked(data_dir: Path, run_dir: Path, config: TrainConfig,
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     model, state, history, elapsed_before = _build_or_resume(run_dir, config, organs,
-                                                             saved_state, fingerprint, data_dir)
+                                                             saved_state, fingerprint, data_dir,
+                                                             start)
     run_config = _run_config(run_dir, data_dir, config, organs, data, fingerprint, request,
                              model, resumed=saved_state is not None)
+    if start is not None:
+        run_config["init_from"] = {"model": str(start.source.resolve()), "sha256": start.sha256,
+                                   "freeze_encoder_epochs": config.freeze_encoder_epochs}
     write_json(run_dir / "config.json", run_config, overwrite=True)
 
     recorder = _fit(model, run_dir, config, organs, data, state, history, started,
@@ -482,14 +506,25 @@ def _model_config(config: TrainConfig, data: _Data, organs: OrganTable | None, r
     return stored_model
 
 
+def _compile(model: keras.Model, config: TrainConfig, organs: OrganTable | None) -> None:
+    """Compile with a fresh optimiser, the run's loss and its Dice/IoU metrics."""
+    metrics = training_metrics() if organs is None else organ_training_metrics(organs.names)
+    model.compile(optimizer=make_optimizer(config.model), loss=get_loss(config.loss),
+                  metrics=metrics)
+
+
 def _build_or_resume(run_dir: Path, config: TrainConfig, organs: OrganTable | None,
-                     saved_state: dict | None, fingerprint: str, data_dir: Path):
-    """A compiled new model, or the interrupted run's last checkpoint with its state."""
+                     saved_state: dict | None, fingerprint: str, data_dir: Path,
+                     start: StartingPoint | None = None):
+    """A compiled new model (random, or the starting point's weights), or the interrupted
+    run's last checkpoint with its state."""
     if saved_state is None:
-        model = build_unet(config.model)
-        metrics = training_metrics() if organs is None else organ_training_metrics(organs.names)
-        model.compile(optimizer=make_optimizer(config.model), loss=get_loss(config.loss),
-                      metrics=metrics)
+        if start is None:
+            model = build_unet(config.model)
+        else:
+            model = start.model
+            logger.info("starting from the weights of %s", start.source)
+        _compile(model, config, organs)
         state = {"epochs_completed": 0, "best_val_dice": -1.0, "best_epoch": 0,
                  "elapsed_seconds": 0.0, "finished": False}
         return model, state, [], 0.0
@@ -550,10 +585,25 @@ def _fit(model: keras.Model, run_dir: Path, config: TrainConfig, organs: OrganTa
     logger.info("training %s (%d parameters%s) on %d frames, validating on %d", model.name,
                 model.count_params(), "" if organs is None else f", organs {organs.names}",
                 len(data.train), len(data.val))
+    frozen_until = config.freeze_encoder_epochs
+    # Phases of (last epoch, encoder trainable): frozen first when fine-tuning asks for it.
+    phases = ([(frozen_until, False)] if initial_epoch < frozen_until else []) + [
+        (config.epochs, True)]
     try:
-        model.fit(train_dataset, epochs=config.epochs, initial_epoch=initial_epoch,
-                  steps_per_epoch=config.steps_per_epoch, validation_data=val_dataset,
-                  callbacks=[recorder], verbose=config.verbose, shuffle=False)
+        for last_epoch, encoder_trainable in phases:
+            if not encoder_trainable or frozen_until:
+                # Changing what trains takes a recompile (and a fresh optimiser state).
+                changed = set_encoder_trainable(model, encoder_trainable)
+                _compile(model, config, organs)
+                logger.info("encoder (%d layers) %s", changed,
+                            "trainable" if encoder_trainable else
+                            f"frozen for epochs 1 to {frozen_until}")
+            model.fit(train_dataset, epochs=last_epoch, initial_epoch=initial_epoch,
+                      steps_per_epoch=config.steps_per_epoch, validation_data=val_dataset,
+                      callbacks=[recorder], verbose=config.verbose, shuffle=False)
+            initial_epoch = int(state["epochs_completed"])
+            if recorder.stopped_by_time_budget:
+                break
     except OutputError as error:
         # Checkpoints are written atomically: the last complete epoch is still intact.
         what_failed = str(error).split(". ", 1)[0]
