@@ -249,6 +249,16 @@ def _cmd_quantify(args: argparse.Namespace) -> int:
     return min(len(result.failed), 100)
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from unetlib.export import check_package, export_package, package_summary
+
+    package = export_package(args.run, args.out, authors=args.author or None, license=args.license,
+                             overwrite=args.force)
+    print(f"package: {package} ({package.stat().st_size / 1e6:.1f} MB)")
+    print(f"validation: {package_summary(check_package(package))}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from unetlib.demo import DemoConfig, run_demo
 
@@ -506,6 +516,29 @@ def _add_evaluate(commands) -> None:
     evaluate.set_defaults(handler=_cmd_evaluate)
 
 
+def _add_export(commands) -> None:
+    """Declare the ``export`` command and its arguments."""
+    from unetlib.export import EXPORT_DEFAULTS
+
+    export = commands.add_parser(
+        "export", help="write a run as a bioimage.io model package (zip)",
+        description="Write RUN as a bioimage.io model package (format 0.5): Keras 3, "
+                    "TensorFlow SavedModel and (with tf2onnx installed) ONNX weights, the "
+                    "run's normalisation as preprocessing, a binary run's calibrated "
+                    "threshold as postprocessing, a test image and its expected output, a "
+                    "cover, a README and the run's config.json; then validate it offline. "
+                    "predict and quantify accept the package in place of the run folder.")
+    export.add_argument("run", help="a finished run folder written by train")
+    export.add_argument("--out", required=True, help="the package to write, e.g. liver.zip")
+    export.add_argument("--author", action="append", metavar="NAME",
+                        help="an author (repeat for several; default: "
+                             f"{', '.join(EXPORT_DEFAULTS.authors)!r})")
+    export.add_argument("--license", default=EXPORT_DEFAULTS.license, metavar="ID",
+                        help=f"SPDX licence of the weights (default: {EXPORT_DEFAULTS.license})")
+    export.add_argument("--force", action="store_true", help="replace an existing package")
+    export.set_defaults(handler=_cmd_export)
+
+
 def _add_run_notebooks(commands) -> None:
     """Declare the ``run-notebooks`` command and its arguments."""
     notebooks = commands.add_parser(
@@ -549,8 +582,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only print warnings and errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_demo_stack, _add_split_stack, _add_pick_frames, _add_check_masks,
-                _add_train, _add_predict, _add_evaluate, _add_quantify, _add_run_notebooks,
-                _add_demo):
+                _add_train, _add_predict, _add_evaluate, _add_quantify, _add_export,
+                _add_run_notebooks, _add_demo):
         add(commands)
     return parser
 

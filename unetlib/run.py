@@ -27,12 +27,14 @@ from unetlib.organs import Organ, OrganTable
 import unetlib.metrics  # noqa: F401  (registration side effect)
 
 __all__ = ["DEFAULT_THRESHOLD", "LoadedRun", "RUN_FILES", "load_run", "load_run_model",
-           "organs_of", "read_run_config", "same_finished_run", "save_model"]
+           "loaded_run", "organs_of", "read_run_config", "same_finished_run", "save_model"]
 
 RUN_FILES = ("model.keras", "last.keras", "state.json", "config.json", "history.csv",
              "metrics.json", "history.png")
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 DEFAULT_THRESHOLD = 0.5
+
+
 @dataclasses.dataclass(frozen=True)
 class LoadedRun:
     """A trained model with what prediction needs from its run folder.
@@ -101,21 +103,46 @@ def load_run_model(model_path_or_run_dir: str | os.PathLike[str]) -> keras.Model
 
 
 def load_run(model_path_or_run_dir: str | os.PathLike[str]) -> LoadedRun:
-    """Load a model and, from its run folder, the normalisation and calibrated threshold."""
-    path = _model_path(Path(model_path_or_run_dir))
+    """Load a model with its normalisation, calibrated threshold and organ table.
+
+    Parameters
+    ----------
+    model_path_or_run_dir : path-like
+        A run folder, its ``model.keras``, or a bioimage.io package exported by unetlib
+        (the ``.zip``, its unpacked folder, or that folder's ``rdf.yaml``). A package gives
+        the same run as the folder it was exported from (its ``config.json`` is inside).
+
+    Raises
+    ------
+    InputError
+        Missing path, unreadable model, or a package not exported by unetlib.
+    """
+    from unetlib.package import is_package, load_package  # noqa: PLC0415  (it imports this module)
+
+    path = Path(model_path_or_run_dir)
+    if is_package(path):
+        return load_package(path)
+    path = _model_path(path)
     model = load_run_model(path)
     config: dict = {}
     config_path = path.parent / "config.json"
     if config_path.is_file():
         config = read_json(config_path)
+    metrics_path = path.parent / "metrics.json"
+    metrics = read_json(metrics_path) if metrics_path.is_file() else {}
+    return loaded_run(model, path, config, metrics)
+
+
+def loaded_run(model: keras.Model, model_path: Path, config: dict[str, Any],
+               metrics: dict[str, Any]) -> LoadedRun:
+    """A :class:`LoadedRun` from a model and its run's ``config.json`` and ``metrics.json``."""
     normalize = NormalizeConfig(**config["normalize"]) if "normalize" in config else NormalizeConfig()
     threshold = config.get("threshold")
-    metrics_path = path.parent / "metrics.json"
-    if threshold is None and metrics_path.is_file():
-        threshold = read_json(metrics_path).get("threshold")
+    if threshold is None:
+        threshold = metrics.get("threshold")
     calibrated = threshold is not None
     threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
-    return LoadedRun(model=model, normalize=normalize, threshold=threshold, model_path=path,
+    return LoadedRun(model=model, normalize=normalize, threshold=threshold, model_path=model_path,
                      config=config, calibrated=calibrated, organs=organs_of(config))
 
 
