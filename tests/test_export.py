@@ -43,7 +43,6 @@ def _collect_leaked_readers():
 
 
 # requirements.txt pins what bioimageio.spec needs: a broken environment fails, not skips.
-needs_bioimageio = pytest.mark.usefixtures()
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +79,6 @@ def _masks(folder: Path) -> dict[str, np.ndarray]:
     return {path.name: np.asarray(read_image(path)) for path in sorted(folder.glob("*_predict.png"))}
 
 
-@needs_bioimageio
 def test_organ_package_validates_offline_and_holds_its_files(organ_package):
     from unetlib.export import check_package
 
@@ -96,7 +94,6 @@ def test_organ_package_validates_offline_and_holds_its_files(organ_package):
     assert "laser1" in description and "background" in description
 
 
-@needs_bioimageio
 def test_bioimageio_core_runs_every_weight_format(organ_package, tmp_path, monkeypatch):
     from bioimageio.core import test_model
 
@@ -113,7 +110,6 @@ def test_bioimageio_core_runs_every_weight_format(organ_package, tmp_path, monke
         assert summary.status == "passed", (weight_format, summary.format())
 
 
-@needs_bioimageio
 @pytest.mark.parametrize("kind", ["organs", "binary"])
 def test_package_predicts_the_masks_of_its_run(kind, organ_run, organ_package, binary_run,
                                                tmp_path):
@@ -136,7 +132,6 @@ def test_package_predicts_the_masks_of_its_run(kind, organ_run, organ_package, b
         np.testing.assert_array_equal(_masks(tmp_path / "unpacked_out")[name], mask)
 
 
-@needs_bioimageio
 def test_load_run_of_a_package_matches_the_run_folder(organ_run, organ_package):
     from unetlib.run import load_run
 
@@ -147,7 +142,6 @@ def test_load_run_of_a_package_matches_the_run_folder(organ_run, organ_package):
     assert from_package.model_path == organ_package
 
 
-@needs_bioimageio
 def test_saved_model_reproduces_the_masks_with_plain_tensorflow(organ_run, organ_package,
                                                                  tmp_path):
     from unetlib.io import read_image
@@ -174,7 +168,6 @@ def test_saved_model_reproduces_the_masks_with_plain_tensorflow(organ_run, organ
     np.testing.assert_array_equal(np.load(tmp_path / "classes.npy"), expected)
 
 
-@needs_bioimageio
 def test_cli_export_prints_package_and_validation(organ_run, tmp_path, capsys):
     from unetlib.cli import main
 

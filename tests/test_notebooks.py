@@ -92,7 +92,7 @@ def test_run_notebooks_with_two_parameter_sets_and_one_failing(tmp_path):
 
 
 def test_rerunning_a_training_notebook_reuses_the_finished_run(tmp_path):
-    parameters = {**TINY, "demo": False, "truth1d_dir": ""}
+    parameters = {**TINY, "demo": False, "truth1d_dir": "", "package_path": ""}
     data = tmp_path / "data1d"
     papermill.execute_notebook(str(NOTEBOOKS / SUITE[0]), str(tmp_path / "01.ipynb"),
                                parameters={key: value for key, value in {

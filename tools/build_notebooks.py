@@ -250,6 +250,7 @@ import os
 from unetlib.config import PipelineConfig, TrainConfig, augment_preset, model_preset
 from unetlib.demo import annotate_demo, demo_test_truth
 from unetlib.evaluate import evaluate_folders
+from unetlib.export import check_package, export_package, package_summary
 from unetlib.notebooks import publish_summary
 from unetlib.plots import plot_frame_scores, plot_history, plot_organ_scores
 from unetlib.predict import predict_folder
@@ -276,6 +277,7 @@ max_minutes = 0                    # stop after this many minutes, keeping the b
 threshold = 0                      # decision threshold in (0, 1); 0: the one calibrated on validation frames
 tta = False                        # average predictions over flips (4x slower)
 force = False                      # replace an existing, different run in the run folder
+""" + f'package_path = "../demo/{run_prefix}{kind}.zip"'.ljust(33) + """  # bioimage.io package the model is exported to; "": none
 """, PARAMETERS),
         ("code", f"""
 annotate_demo({data_name}, demo=demo)
@@ -318,6 +320,11 @@ figure
         ("code", """
 print(sorted(report.mean) if report else [])
 """, CHECK),
+        ("md", "Export the model as a bioimage.io package (Fiji/deepImageJ, ilastik, QuPath, napari; `predict` and `quantify` accept it too), validated offline."),
+        ("code", """
+package = export_package(result.run_dir, package_path, overwrite=True) if package_path else None
+print(package_summary(check_package(package)) if package else "not exported")
+"""),
         ("code", """
 publish_summary({"val_dice": round(result.val_dice, 4), "threshold": result.threshold,
                  **({f"test_dice_{name}": round(s["dice"], 4) for name, s in report.per_organ.items()} if report else {}),

@@ -716,3 +716,41 @@ class QuantifyConfig:
         _require(isinstance(self.qc_tolerance, (int, float)) and 0 < self.qc_tolerance < 10,
                  "qc_tolerance", self.qc_tolerance, "a fraction such as 0.3")
         return self
+
+
+# The U-Net paper: what an exported model package cites by default.
+UNET_CITATION = ("Ronneberger O, Fischer P, Brox T (2015). U-Net: Convolutional Networks for "
+                 "Biomedical Image Segmentation. MICCAI 2015.", "10.1007/978-3-319-24574-4_28")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportConfig:
+    """What a package says about its makers and how it may be used.
+
+    Attributes
+    ----------
+    authors : tuple of str
+        Who trained the model (shown on bioimage.io).
+    license : str
+        SPDX licence identifier of the weights, e.g. ``CC-BY-4.0`` or ``MIT``.
+    cite : tuple of (text, doi)
+        References; the U-Net paper by default.
+    name : str or None
+        Package name (default: from the run folder's name).
+    onnx : bool
+        Also add ONNX weights (needs tf2onnx; skipped with a warning when missing).
+    """
+
+    authors: tuple[str, ...] = ("unetlib user",)
+    license: str = "CC-BY-4.0"
+    cite: tuple[tuple[str, str], ...] = (UNET_CITATION,)
+    name: str | None = None
+    onnx: bool = True
+
+    def validate(self) -> "ExportConfig":
+        _require(bool(self.authors) and all(str(author).strip() and "/" not in str(author)
+                                            for author in self.authors),
+                 "authors", list(self.authors), "at least one author name, without '/'")
+        _require(bool(str(self.license).strip()), "license", self.license,
+                 "an SPDX licence identifier such as CC-BY-4.0")
+        return self

@@ -12,7 +12,6 @@ Validation is offline: every file the description names is inside the package.
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import importlib.util
 import logging
@@ -28,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from unetlib.config import NormalizeConfig
+from unetlib.config import ExportConfig, NormalizeConfig
 from unetlib.errors import InputError, ParameterError, UnetlibWarning, describe
 from unetlib.io import atomic_path, check_output_file, ensure_folder, list_images, read_image
 from unetlib.run import LoadedRun, load_run
@@ -44,46 +43,6 @@ PACKAGE_FILES = {"keras": "model.keras", "saved_model": "saved_model.zip", "onnx
 INPUT_ID = "image"
 OUTPUT_ID = "probabilities"
 ONNX_OPSET = 17
-UNET_CITATION = ("Ronneberger O, Fischer P, Brox T (2015). U-Net: Convolutional Networks for "
-                 "Biomedical Image Segmentation. MICCAI 2015.", "10.1007/978-3-319-24574-4_28")
-
-
-@dataclasses.dataclass(frozen=True)
-class ExportConfig:
-    """What a package says about its makers and how it may be used.
-
-    Attributes
-    ----------
-    authors : tuple of str
-        Who trained the model (shown on bioimage.io).
-    license : str
-        SPDX licence identifier of the weights, e.g. ``CC-BY-4.0`` or ``MIT``.
-    cite : tuple of (text, doi)
-        References; the U-Net paper by default.
-    name : str or None
-        Package name (default: from the run folder's name).
-    onnx : bool
-        Also add ONNX weights (needs tf2onnx; skipped with a warning when missing).
-    """
-
-    authors: tuple[str, ...] = ("unetlib user",)
-    license: str = "CC-BY-4.0"
-    cite: tuple[tuple[str, str], ...] = (UNET_CITATION,)
-    name: str | None = None
-    onnx: bool = True
-
-    def validate(self) -> "ExportConfig":
-        if not self.authors or not all(str(author).strip() for author in self.authors):
-            raise ParameterError(f"authors={list(self.authors)} is invalid: give at least one "
-                                 "author name.")
-        if any("/" in author for author in self.authors):
-            raise ParameterError(f"authors={list(self.authors)} is invalid: a name may not "
-                                 "contain '/'.")
-        if not self.license.strip():
-            raise ParameterError(f"license={self.license!r} is invalid: give an SPDX licence "
-                                 "identifier such as CC-BY-4.0.")
-        return self
-
 
 EXPORT_DEFAULTS = ExportConfig()
 
