@@ -518,7 +518,9 @@ def _add_evaluate(commands) -> None:
 
 def _add_export(commands) -> None:
     """Declare the ``export`` command and its arguments."""
-    from unetlib.export import EXPORT_DEFAULTS
+    from unetlib.config import ExportConfig
+
+    defaults = ExportConfig()
 
     export = commands.add_parser(
         "export", help="write a run as a bioimage.io model package (zip)",
@@ -532,9 +534,9 @@ def _add_export(commands) -> None:
     export.add_argument("--out", required=True, help="the package to write, e.g. liver.zip")
     export.add_argument("--author", action="append", metavar="NAME",
                         help="an author (repeat for several; default: "
-                             f"{', '.join(EXPORT_DEFAULTS.authors)!r})")
-    export.add_argument("--license", default=EXPORT_DEFAULTS.license, metavar="ID",
-                        help=f"SPDX licence of the weights (default: {EXPORT_DEFAULTS.license})")
+                             f"{', '.join(defaults.authors)!r})")
+    export.add_argument("--license", default=defaults.license, metavar="ID",
+                        help=f"SPDX licence of the weights (default: {defaults.license})")
     export.add_argument("--force", action="store_true", help="replace an existing package")
     export.set_defaults(handler=_cmd_export)
 
