@@ -170,3 +170,39 @@ def test_cli_fine_tunes_with_a_frozen_encoder(organ_start, tmp_path, capsys):
     stored = read_json(tmp_path / "tuned" / "config.json")
     assert stored["init_from"]["freeze_encoder_epochs"] == 1
     assert len(read_json(tmp_path / "tuned" / "metrics.json")) > 0
+
+
+def test_organs_listed_in_another_order_are_mapped_by_name(organ_start, tmp_path):
+    start, data = organ_start
+    reordered = tmp_path / "reordered"
+    shutil.copytree(data, reordered)
+    # The same organs with other values and in another order: kidney, bladder, liver.
+    from unetlib.masks import read_labels
+    from unetlib.organs import read_organ_table
+    from unetlib.io import write_image
+
+    old = read_organ_table(data / "organs.csv")
+    new = OrganTable(organs=(Organ(5, "kidney", "#3cb44b"), Organ(6, "bladder", "#4363d8"),
+                             Organ(7, "liver", "#e6194b")), explicit_colors=True)
+    write_organ_table(reordered / "organs.csv", new, overwrite=True)
+    values = {"liver": 7, "kidney": 5, "bladder": 6}
+    for mask in sorted((data / "train" / "masks").glob("*.png")):
+        classes = read_labels(mask, old)[0]
+        relabelled = np.zeros(classes.shape, np.uint8)
+        for index, organ in enumerate(old.organs, start=1):
+            relabelled[classes == index] = values[organ.name]
+        write_image(reordered / "train" / "masks" / mask.name, relabelled, overwrite=True)
+    config = dataclasses.replace(TINY, init_from=str(start), epochs=1, steps_per_epoch=1,
+                                 model=dataclasses.replace(model_preset("default"),
+                                                           learning_rate=1e-12))
+    result = train(reordered, tmp_path / "tuned", config)
+    tuned = keras.saving.load_model(result.run_dir / "model.keras", compile=False)
+    original = keras.saving.load_model(start / "model.keras", compile=False)
+    # The output layer's class k is now the data's k-th organ, as the model learnt it.
+    after = np.array(tuned.get_layer("class_probabilities").kernel)
+    before = np.array(original.get_layer("class_probabilities").kernel)
+    np.testing.assert_allclose(after[..., 0], before[..., 0], atol=1e-6)
+    for name in ("liver", "kidney", "bladder"):
+        np.testing.assert_allclose(after[..., 1 + new.names.index(name)],
+                                   before[..., 1 + old.names.index(name)], atol=1e-6)
+    assert not np.allclose(after[..., 1], before[..., 1], atol=1e-3)
