@@ -14,6 +14,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 ISBI_DIR = REPO_ROOT.parent / "shared" / "data" / "isbi2012-membrane"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _environment_restored_after_each_module():
+    """Undo what third-party code writes into ``os.environ`` (bioimageio.core sets
+    KERAS_BACKEND to torch on import), so no later test's subprocess inherits it."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def isbi_dir() -> Path:
     """The real ISBI 2012 training set beside the repository; skip when it is absent."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -98,6 +99,11 @@ def test_bioimageio_core_runs_every_weight_format(organ_package, tmp_path, monke
     from bioimageio.core import test_model
 
     monkeypatch.chdir(tmp_path)  # core unzips the SavedModel into the working folder
+    # bioimageio.core writes KERAS_BACKEND (default "torch") and TF_ENABLE_ONEDNN_OPTS into
+    # os.environ; set them here so the test's teardown restores them, or every later
+    # subprocess of the session (the CLI tests) would start Keras on torch.
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1"))
     formats = ["keras_v3", "tensorflow_saved_model_bundle"]
     if "model.onnx" in zipfile.ZipFile(organ_package).namelist():
         formats.append("onnx")
