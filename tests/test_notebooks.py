@@ -28,7 +28,8 @@ SUITE = ["01_reshaping.ipynb", "02_augmentation.ipynb", "03_train_grayscale.ipyn
 
 # Small enough for a few seconds per notebook, big enough to exercise every step.
 TINY = {"demo_cycles": 6, "pick_count": 4, "test_count": 2, "preset": "small", "epochs": 1,
-        "steps_per_epoch": 2, "batch_size": 2, "patch_size": 64, "preview_count": 2}
+        "steps_per_epoch": 2, "batch_size": 2, "patch_size": 64, "preview_count": 2,
+        "package_path": ""}  # export is tested in test_export; here it would only add time
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
