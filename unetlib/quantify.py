@@ -225,7 +225,7 @@ def quantify_stack(run_or_path: LoadedRun | str | os.PathLike[str],
         raise ParameterError(f"background={config.background!r} is invalid: the run's organs "
                              f"are {', '.join(organs.names)}.")
     interval = cycle_interval(stack.path, lasers=stack.lasers,
-                              hyperstack=_is_hyperstack(stack), interval_s=config.interval_s)
+                              hyperstack=stack.hyperstack, interval_s=config.interval_s)
     folder = stack_output_dir(out_dir, stack.path)
     request = _request(run, stack, lasers, interval, config)
     if folder.exists() and not folder.is_dir():
@@ -278,14 +278,6 @@ def _load_whole_cycles(stack_path: str | os.PathLike[str], config: QuantifyConfi
         warnings.warn_explicit(warning.message, warning.category, warning.filename,
                                warning.lineno)
     return stack
-
-
-def _is_hyperstack(stack: LaserStack) -> bool:
-    # A hyperstack's frame numbers run through every channel of a time point in turn, as
-    # an interleaved stack's do; only its file says which it is.
-    from unetlib.stack import open_tiff_series
-
-    return "C" in open_tiff_series(stack.path)[1]
 
 
 def _count_flagged(intensities: Path) -> int:

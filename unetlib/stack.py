@@ -57,12 +57,16 @@ class LaserStack:
         Index of each frame in the original stack (its page order).
     dropped : int
         Frames of a trailing incomplete cycle (and before ``offset``) left out.
+    hyperstack : bool
+        The lasers are a channel axis of the file (ImageJ/OME), not interleaved frames;
+        its recorded frame interval is then per time point, not per frame.
     """
 
     path: Path
     data: np.ndarray
     frame_numbers: np.ndarray
     dropped: int = 0
+    hyperstack: bool = False
 
     @property
     def cycles(self) -> int:
@@ -205,7 +209,7 @@ def _from_hyperstack(path: Path, array: np.ndarray, axes: str, config: SplitConf
                              f"with {channels} channels; pass --lasers {channels}.")
     data = data.reshape(-1, channels, *data.shape[-2:])
     numbers = np.arange(data.shape[0] * channels).reshape(data.shape[0], channels)
-    return LaserStack(path=path, data=data, frame_numbers=numbers, dropped=0)
+    return LaserStack(path=path, data=data, frame_numbers=numbers, dropped=0, hyperstack=True)
 
 
 def _deinterleave(path: Path, frames: np.ndarray, config: SplitConfig) -> LaserStack:
