@@ -155,9 +155,10 @@ def _train_config(args: argparse.Namespace):
     verbose = 0 if args.quiet else 1 if sys.stdout.isatty() else 2
     return TrainConfig(model=model_preset(args.preset, **model_changes),
                        augment=augment_preset(args.augment), pipeline=PipelineConfig(**pipeline),
-                       resume=args.resume, force=args.force, deterministic=args.deterministic,
-                       verbose=verbose, init_from=args.init_from,
-                       freeze_encoder_epochs=args.freeze_encoder, **given)
+                       resume=getattr(args, "resume", False), force=args.force,
+                       deterministic=args.deterministic, verbose=verbose,
+                       init_from=getattr(args, "init_from", None),
+                       freeze_encoder_epochs=getattr(args, "freeze_encoder", 0), **given)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -175,6 +176,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
               f"(calibrated on the validation frames)")
     print(f"run: {result.run_dir} (model.keras, config.json, history.csv, history.png, "
           "metrics.json)")
+    return 0
+
+
+def _cmd_crossval(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from unetlib.config import CrossvalConfig
+    from unetlib.crossval import crossvalidate
+
+    train = dataclasses.replace(_train_config(args), force=False)
+    result = crossvalidate(args.data_dir, args.out, CrossvalConfig(
+        folds=args.folds, seed=args.fold_seed, train=train, force=args.force))
+    reused = len(result.folds) - len(result.trained)
+    print(f"{len(result.folds)} folds of {', '.join(str(len(f)) for f in result.folds)} held-out "
+          f"frames; trained {len(result.trained)}, reused {reused} finished fold(s)")
+    print("held-out Dice, mean ± SD over folds (each fold's mean over its frames):")
+    print(result.to_text())
+    print(f"cross-validation: {result.out_dir} (crossval.json, crossval.csv, frames.csv, "
+          "crossval.png, fold<k>/)")
     return 0
 
 
@@ -372,11 +392,44 @@ def _add_check_masks(commands) -> None:
     check.set_defaults(handler=_cmd_check_masks)
 
 
-def _add_train(commands) -> None:
-    """Declare the ``train`` command and its arguments."""
+def _add_training_options(parser) -> None:
+    """The options of how a model trains, shared by ``train`` and ``crossval``."""
     from unetlib.config import LOSSES, MODEL_PRESETS, PipelineConfig, TrainConfig, preset_names
 
     train_defaults, pipeline_defaults = TrainConfig(), PipelineConfig()
+    parser.add_argument("--epochs", type=int,
+                        help=f"epochs (default: {train_defaults.epochs})")
+    parser.add_argument("--steps-per-epoch", type=int,
+                        help=f"batches per epoch (default: {train_defaults.steps_per_epoch})")
+    parser.add_argument("--batch-size", type=int,
+                        help=f"patches per batch (default: {pipeline_defaults.batch_size})")
+    parser.add_argument("--patch-size", type=int,
+                        help=f"patch side in pixels, a multiple of 16 "
+                             f"(default: {pipeline_defaults.patch_size})")
+    parser.add_argument("--preset", choices=sorted(MODEL_PRESETS), default="default",
+                        help="network: default (fast, measured), classic (the original "
+                             "recipe), small (quick looks) (default: default)")
+    parser.add_argument("--augment", choices=preset_names(), default="default",
+                        help="augmentation preset; original = the Keras 2 recipe's settings "
+                             "(default: default)")
+    parser.add_argument("--loss", choices=LOSSES,
+                        help="bce or bce+dice for binary masks; ce or ce+dice (soft Dice "
+                             "averaged over organs) with organs.csv; auto picks bce or ce+dice "
+                             f"(default: {train_defaults.loss})")
+    parser.add_argument("--lr", type=float, help="learning rate (default: the preset's)")
+    parser.add_argument("--val-fraction", type=float,
+                        help=f"share of frames held out for validation, 0 < F < 1 "
+                             f"(default: {pipeline_defaults.val_fraction})")
+    parser.add_argument("--seed", type=int,
+                        help=f"random seed of training (default: {pipeline_defaults.seed})")
+    parser.add_argument("--max-minutes", type=float,
+                        help="stop cleanly after this many minutes, keeping the best model")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="bit-identical re-runs on this machine (somewhat slower)")
+
+
+def _add_train(commands) -> None:
+    """Declare the ``train`` command and its arguments."""
     train = commands.add_parser(
         "train", help="train a U-Net on a data folder's annotated frames",
         description="Train a U-Net on DATA_DIR/train/frames + masks (channels come from the "
@@ -387,34 +440,7 @@ def _add_train(commands) -> None:
                     "without --force.")
     train.add_argument("data_dir", help="a data folder such as data1d or data3d")
     train.add_argument("--out", required=True, help="run folder, e.g. runs/gray1d")
-    train.add_argument("--epochs", type=int,
-                       help=f"epochs (default: {train_defaults.epochs})")
-    train.add_argument("--steps-per-epoch", type=int,
-                       help=f"batches per epoch (default: {train_defaults.steps_per_epoch})")
-    train.add_argument("--batch-size", type=int,
-                       help=f"patches per batch (default: {pipeline_defaults.batch_size})")
-    train.add_argument("--patch-size", type=int,
-                       help=f"patch side in pixels, a multiple of 16 "
-                            f"(default: {pipeline_defaults.patch_size})")
-    train.add_argument("--preset", choices=sorted(MODEL_PRESETS), default="default",
-                       help="network: default (fast, measured), classic (the original "
-                            "recipe), small (quick looks) (default: default)")
-    train.add_argument("--augment", choices=preset_names(), default="default",
-                       help="augmentation preset; original = the Keras 2 recipe's settings "
-                            "(default: default)")
-    train.add_argument("--loss", choices=LOSSES,
-                       help="bce or bce+dice for binary masks; ce or ce+dice (soft Dice "
-                            "averaged over organs) with organs.csv; auto picks bce or ce+dice "
-                            f"(default: {train_defaults.loss})")
-    train.add_argument("--lr", type=float, help="learning rate (default: the preset's)")
-    train.add_argument("--val-fraction", type=float,
-                       help=f"share of frames held out for validation, 0 < F < 1 "
-                            f"(default: {pipeline_defaults.val_fraction})")
-    train.add_argument("--seed", type=int, help=f"random seed (default: {pipeline_defaults.seed})")
-    train.add_argument("--max-minutes", type=float,
-                       help="stop cleanly after this many minutes, keeping the best model")
-    train.add_argument("--deterministic", action="store_true",
-                       help="bit-identical re-runs on this machine (somewhat slower)")
+    _add_training_options(train)
     train.add_argument("--init-from", metavar="RUN",
                        help="fine-tune: start from this trained run (its architecture and "
                             "normalisation; same channels and organs as DATA_DIR)")
@@ -424,6 +450,33 @@ def _add_train(commands) -> None:
     train.add_argument("--resume", action="store_true", help="continue an interrupted run")
     train.add_argument("--force", action="store_true", help="replace an existing run")
     train.set_defaults(handler=_cmd_train)
+
+
+def _add_crossval(commands) -> None:
+    """Declare the ``crossval`` command and its arguments."""
+    from unetlib.config import CrossvalConfig
+
+    defaults = CrossvalConfig()
+    crossval = commands.add_parser(
+        "crossval", help="cross-validate training: held-out Dice per organ, mean ± SD",
+        description="Deal DATA_DIR's annotated frames into K folds (whole frames, seeded); "
+                    "for each fold train a run on the other frames (with the usual options; "
+                    "--max-minutes is per fold) and score it on the held-out frames it never "
+                    "saw. Writes OUT/folds.csv, OUT/fold<k>/ (run folders, kept), "
+                    "OUT/frames.csv, OUT/crossval.csv, OUT/crossval.png and OUT/crossval.json "
+                    "(mean ± SD Dice per organ). The same command again reuses finished "
+                    "folds, resumes an interrupted one and trains the missing ones.")
+    crossval.add_argument("data_dir", help="a data folder such as data1d or data3d")
+    crossval.add_argument("--out", required=True, help="cross-validation folder, e.g. runs/cv1d")
+    crossval.add_argument("--folds", type=int, default=defaults.folds,
+                          help=f"K, the number of folds (default: {defaults.folds})")
+    crossval.add_argument("--fold-seed", type=int, default=defaults.seed,
+                          help=f"seed of the assignment of frames to folds "
+                               f"(default: {defaults.seed})")
+    _add_training_options(crossval)
+    crossval.add_argument("--force", action="store_true",
+                          help="replace fold runs of other folds or parameters")
+    crossval.set_defaults(handler=_cmd_crossval)
 
 
 def _add_predict(commands) -> None:
@@ -584,7 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only print warnings and errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_demo_stack, _add_split_stack, _add_pick_frames, _add_check_masks,
-                _add_train, _add_predict, _add_evaluate, _add_quantify, _add_export,
+                _add_train, _add_crossval, _add_predict, _add_evaluate, _add_quantify, _add_export,
                 _add_run_notebooks, _add_demo):
         add(commands)
     return parser

@@ -559,6 +559,10 @@ class TrainConfig:
     freeze_encoder_epochs : int
         With ``init_from``: keep the encoder (the ``down*`` levels) frozen for this many
         first epochs, so the decoder adapts before the pretrained features move.
+    holdout : tuple of str
+        Stems of annotated frames left out of training and validation altogether: the
+        test fold of a cross-validation (:mod:`unetlib.crossval`), scored afterwards on
+        frames the run never saw, not even to choose its best epoch.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -576,6 +580,7 @@ class TrainConfig:
     verbose: int = 1
     init_from: str | None = None
     freeze_encoder_epochs: int = 0
+    holdout: tuple[str, ...] = ()
 
     def validate(self) -> "TrainConfig":
         self.model.validate()
@@ -607,6 +612,41 @@ class TrainConfig:
         _require(self.freeze_encoder_epochs == 0 or self.init_from is not None,
                  "freeze_encoder_epochs", self.freeze_encoder_epochs,
                  "0 unless training starts from a trained model (init_from)")
+        _require(all(isinstance(stem, str) for stem in self.holdout), "holdout", self.holdout,
+                 "frame stems (strings)")
+        return self
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrossvalConfig:
+    """K-fold cross-validation by whole frame (``crossval``, :mod:`unetlib.crossval`).
+
+    Attributes
+    ----------
+    folds : int
+        K: the annotated frames are dealt into K folds; each fold is held out once while
+        a model trains (and validates) on the others. 5 is the usual compromise between
+        the cost of K trainings and a noisy estimate.
+    seed : int
+        Seeds the assignment of frames to folds (each fold's training uses
+        ``train.pipeline.seed``), so a resumed cross-validation holds out the same frames.
+    train : TrainConfig
+        How each fold trains; ``max_minutes`` is per fold, ``holdout`` is set per fold.
+    force : bool
+        Replace fold runs made with other parameters or folds (finished folds of the
+        same request are always reused).
+    """
+
+    folds: int = 5
+    seed: int = 0
+    train: TrainConfig = field(default_factory=TrainConfig)
+    force: bool = False
+
+    def validate(self) -> "CrossvalConfig":
+        _require(isinstance(self.folds, int) and 2 <= self.folds <= 100, "folds", self.folds,
+                 "a whole number from 2 to 100")
+        _require(isinstance(self.seed, int), "seed", self.seed, "a whole number")
+        self.train.validate()
         return self
 
 

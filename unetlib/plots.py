@@ -345,3 +345,109 @@ def plot_cycle_organs(stack: LaserStack, labels: np.ndarray, cycle: int,
         outline_organs(ax, classes, organs)
     figure.suptitle(f"{stack.path.name}: cycle {cycle} of {stack.cycles}", fontsize=10)
     return organ_legend(figure, organs)
+
+
+def plot_crossval(per_fold: Sequence[dict], summary: dict[str, dict],
+                  organs: OrganTable | None = None) -> Figure:
+    """Cross-validated Dice per organ: each fold's held-out Dice as a dot, the mean over
+    folds as a bar with ± one standard deviation, so the spread is seen next to the mean.
+
+    ``per_fold`` and ``summary`` are :class:`unetlib.crossval.CrossvalResult`'s.
+    """
+    figure, axes = new_figure(1, 1, panel_inches=max(3.0, 1.1 * len(summary) + 1.5), aspect=0.6)
+    ax = axes[0, 0]
+    colors = {} if organs is None else {organ.name: organ.color for organ in organs.organs}
+    names = list(summary)
+    low = min([s["min"] for s in summary.values()] + [1.0])
+    for position, name in enumerate(names):
+        stats = summary[name]
+        ax.bar(position, stats["mean"], 0.6, color=colors.get(name, "tab:blue"), alpha=0.45,
+               yerr=stats["sd"], capsize=6, error_kw={"linewidth": 1.2})
+        values = [float(row["dice"]) for row in per_fold if row["organ"] == name]
+        spread = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else [0.0]
+        ax.plot(position + np.asarray(spread), values, "o", color="black", markersize=4)
+        ax.annotate(f"{stats['mean']:.3f}\n± {stats['sd']:.3f}", (position, stats["mean"]),
+                    xytext=(0, -22), textcoords="offset points", ha="center", fontsize=7)
+    ax.set_xticks(range(len(names)), names, fontsize=8)
+    ax.set_ylim(max(0.0, low - 0.1), 1.0)
+    ax.set_ylabel("held-out Dice", fontsize=8)
+    folds = len(next(iter(summary.values()))["per_fold"]) if summary else 0
+    ax.set_title(f"{folds}-fold cross-validation: folds (dots), mean ± SD", fontsize=9)
+    return figure
+
+
+def plot_feature_maps(maps: dict[str, np.ndarray], *, image: np.ndarray | None = None,
+                      channels_per_level: int = 8) -> Figure:
+    """The most active channels of each level of a U-Net for one frame, one row per level.
+
+    Parameters
+    ----------
+    maps : dict of str to ndarray of shape (h, w, channels)
+        Level name -> activations, as :func:`unetlib.activations.feature_maps` returns.
+    image : ndarray of shape (H, W) or (H, W, C), optional
+        The frame the maps were computed from; when given, it starts every row, so each
+        level's maps sit beside what they were computed from.
+    channels_per_level : int
+        At most this many channels per level. They are the level's most active channels
+        (highest mean absolute activation), most active first: dead ReLU channels (all
+        zero) carry no information and would crowd out the ones that do.
+
+    Returns
+    -------
+    Figure
+        Rows labelled with the level and its size in pixels; panels titled
+        ``"down1 · ch 5"``. Each panel is coloured from its own 1st to 99th percentile, as
+        levels and channels differ in scale by orders of magnitude and a shared range would
+        leave most panels flat.
+
+    Raises
+    ------
+    ParameterError
+        When ``maps`` is empty or ``channels_per_level < 1``.
+    """
+    from unetlib.errors import ParameterError
+
+    if not isinstance(channels_per_level, (int, np.integer)) or channels_per_level < 1:
+        raise ParameterError(f"channels_per_level={channels_per_level!r} is invalid: expected "
+                             "a whole number of channels >= 1.")
+    if not maps:
+        raise ParameterError("maps={} is invalid: expected at least one level's feature maps.")
+    arrays = {}
+    for level, values in maps.items():
+        values = np.asarray(values, dtype=np.float32)
+        arrays[level] = values[..., np.newaxis] if values.ndim == 2 else values
+    shown = {level: min(channels_per_level, values.shape[-1]) for level, values in arrays.items()}
+    first = 1 if image is not None else 0
+    columns = first + max(shown.values())
+    shape = np.shape(image) if image is not None else next(iter(arrays.values())).shape
+    # Panels shrink with the column count so a full row stays about a screen wide.
+    panel_inches = min(PANEL_INCHES, 13.0 / columns)
+    figure, axes = new_figure(len(arrays), columns, panel_inches=panel_inches,
+                              aspect=shape[0] / shape[1])
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for row, (level, values) in enumerate(arrays.items()):
+        activity = np.abs(values).mean(axis=(0, 1))
+        order = np.argsort(-activity, kind="stable")[:shown[level]]
+        if image is not None:
+            show_image(axes[row, 0], image, "input" if row == 0 else "")
+        for column, channel in enumerate(order, start=first):
+            panel = values[..., channel]
+            low, high = np.percentile(panel, (1.0, 99.0))
+            # Antialiased, not nearest: full-resolution maps shown ~6x smaller would alias
+            # the 2-4 pixel patterns of transposed convolutions into coarse false blocks.
+            axes[row, column].imshow(panel, cmap="magma", vmin=low, vmax=max(high, low + 1e-6),
+                                     interpolation="antialiased")
+            axes[row, column].set_title(f"{level} · ch {channel}", fontsize=7)
+        # The row label is a y-label, so constrained layout makes room for it; the axes
+        # stay on for it, without ticks or frame.
+        label_ax = axes[row, 0]
+        label_ax.set_axis_on()
+        label_ax.set_xticks([])
+        label_ax.set_yticks([])
+        for spine in label_ax.spines.values():
+            spine.set_visible(False)
+        label_ax.set_ylabel(f"{level}\n{values.shape[0]} × {values.shape[1]} px", fontsize=8)
+    figure.suptitle("most active channels per level (mean |activation|), each coloured "
+                    "from its 1st to 99th percentile", fontsize=9)
+    return figure

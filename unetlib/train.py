@@ -470,8 +470,15 @@ def _load_data(data_dir: Path, config: TrainConfig) -> _Data:
 
     pipeline = config.pipeline
     pairs = load_pairs(data_dir, normalize=config.normalize)
+    if config.holdout:
+        unknown = sorted(set(config.holdout) - {pair.stem for pair in pairs})
+        if unknown:
+            raise ParameterError(describe(data_dir, f"has no annotated frame(s) {unknown} to "
+                                          "hold out", "Hold out stems of train/frames."))
+        pairs = [pair for pair in pairs if pair.stem not in set(config.holdout)]
     if len(pairs) < 2:
-        raise InputError(describe(data_dir, f"has {len(pairs)} frame/mask pair(s)",
+        held = f" besides the {len(config.holdout)} held out" if config.holdout else ""
+        raise InputError(describe(data_dir, f"has {len(pairs)} frame/mask pair(s){held}",
                                   "Training needs at least 2 (one is kept for validation); "
                                   "annotate more frames."))
     # Sizes a typo can make absurd are refused here, before anything is allocated or written.
@@ -559,7 +566,8 @@ def _run_config(run_dir: Path, data_dir: Path, config: TrainConfig, organs: Orga
                  "pairs": len(data.pairs), "channels": data.channels,
                  "lasers": recorded_lasers(data_dir),
                  "train_stems": [pair.stem for pair in data.train],
-                 "val_stems": [pair.stem for pair in data.val]},
+                 "val_stems": [pair.stem for pair in data.val],
+                 "holdout_stems": list(config.holdout)},
         "versions": _versions(),
         "devices": [device.name for device in tf.config.list_physical_devices()],
         "created": created,
