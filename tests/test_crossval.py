@@ -71,7 +71,7 @@ def test_each_frame_is_scored_by_the_one_run_that_never_saw_it(crossval):
     result, data = crossval["result"], crossval["data"]
     stems = [row["stem"] for row in read_csv(data / "train" / "frames.csv")]
     assert sorted(stem for fold in result.folds for stem in fold) == sorted(stems)
-    frames = read_csv(result.out_dir / "frames.csv")
+    frames = read_csv(result.out_dir / "scores.csv")
     scored = {(row["stem"], row["organ"]): row["fold"] for row in frames}
     assert len(scored) == len(frames) == 3 * len(stems)  # liver, kidney, bladder per frame
     for fold, held_out in enumerate(result.folds):
@@ -94,7 +94,7 @@ def test_the_summary_is_computed_from_the_fold_scores(crossval):
         assert stats["mean"] == pytest.approx(np.mean(values))
         assert stats["sd"] == pytest.approx(np.std(values, ddof=1))
     # Each fold's Dice is the mean of its held-out frames' Dice.
-    kidney_0 = [float(row["dice"]) for row in read_csv(result.out_dir / "frames.csv")
+    kidney_0 = [float(row["dice"]) for row in read_csv(result.out_dir / "scores.csv")
                 if row["organ"] == "kidney" and row["fold"] == "0"]
     assert result.summary["kidney"]["per_fold"][0] == pytest.approx(np.mean(kidney_0))
     assert saved["folds"] == 3 and saved["seed"] == 4 and saved["held_out"] == result.folds

@@ -93,10 +93,12 @@ def _cmd_pick_frames(args: argparse.Namespace) -> int:
 
     config = PickConfig(count=args.count, method=args.method, channels=args.channels,
                         laser=args.laser, subset=args.subset, exclude=args.exclude,
-                        force=args.force)
+                        force=args.force, run=args.run)
     result = pick_frames(args.stack, args.out, config, _split_config(args))
     print(f"picked cycles {result.cycles}")
-    print(f"frames: {result.frames[0].parent} ({len(result.frames)} files)")
+    names = (f": {', '.join(path.name for path in result.frames)}" if config.method == "uncertain"
+             else "")
+    print(f"frames: {result.frames[0].parent} ({len(result.frames)} files{names})")
     if result.annotate:
         print(f"draw masks on: {result.annotate[0].parent} -> save them as "
               f"{Path(args.out) / 'train' / 'masks'}/<same name>.png")
@@ -193,7 +195,7 @@ def _cmd_crossval(args: argparse.Namespace) -> int:
           f"frames; trained {len(result.trained)}, reused {reused} finished fold(s)")
     print("held-out Dice, mean ± SD over folds (each fold's mean over its frames):")
     print(result.to_text())
-    print(f"cross-validation: {result.out_dir} (crossval.json, crossval.csv, frames.csv, "
+    print(f"cross-validation: {result.out_dir} (crossval.json, crossval.csv, scores.csv, "
           "crossval.png, fold<k>/)")
     return 0
 
@@ -363,8 +365,13 @@ def _add_pick_frames(commands) -> None:
     pick.add_argument("stack", help="the acquisition's multi-page TIFF")
     pick.add_argument("--out", required=True, help="data folder, e.g. data1d or data3d")
     pick.add_argument("--count", type=int, default=15, help="frames to pick (default: 15)")
-    pick.add_argument("--method", choices=("spread", "diverse"), default="spread",
-                      help="evenly spread in time, or most different (default: spread)")
+    pick.add_argument("--method", choices=("spread", "diverse", "uncertain"), default="spread",
+                      help="evenly spread in time, most different, or (with --run) the cycles "
+                           "a trained model is least sure about, added after the frames "
+                           "already there (default: spread)")
+    pick.add_argument("--run", metavar="RUN",
+                      help="with --method uncertain: the trained run (folder, .keras file or "
+                           "bioimage.io package) whose uncertainty ranks the cycles")
     pick.add_argument("--channels", type=int, choices=(1, 3, 4), default=1,
                       help="1: one laser (data1d); 3 or 4: a composite (data3d) (default: 1)")
     pick.add_argument("--laser", type=int, default=1, help="laser for --channels 1 (default: 1)")
@@ -463,7 +470,7 @@ def _add_crossval(commands) -> None:
                     "for each fold train a run on the other frames (with the usual options; "
                     "--max-minutes is per fold) and score it on the held-out frames it never "
                     "saw. Writes OUT/folds.csv, OUT/fold<k>/ (run folders, kept), "
-                    "OUT/frames.csv, OUT/crossval.csv, OUT/crossval.png and OUT/crossval.json "
+                    "OUT/scores.csv, OUT/crossval.csv, OUT/crossval.png and OUT/crossval.json "
                     "(mean ± SD Dice per organ). The same command again reuses finished "
                     "folds, resumes an interrupted one and trains the missing ones.")
     crossval.add_argument("data_dir", help="a data folder such as data1d or data3d")

@@ -82,9 +82,10 @@ class PickConfig:
     ----------
     count : int
         Number of frames to annotate (the original recipe used ~15).
-    method : {"spread", "diverse"}
+    method : {"spread", "diverse", "uncertain"}
         ``spread`` takes cycles evenly spaced over the acquisition; ``diverse`` takes
-        cycles that differ most from each other (greedy farthest-point sampling).
+        cycles that differ most from each other (greedy farthest-point sampling);
+        ``uncertain`` the cycles ``run`` is least sure about, added to existing frames.
     channels : int
         1 (one laser, grayscale, for ``data1d``), 3 or 4 (a composite, for ``data3d``).
     laser : int
@@ -95,6 +96,10 @@ class PickConfig:
         Cycles never picked (for example, the ones already picked for training).
     force : bool
         Overwrite frames that already exist in the destination.
+    run : str or None
+        ``method="uncertain"``: the trained run (folder, ``.keras`` or bioimage.io
+        package) whose uncertainty ranks the cycles not annotated yet; the chosen ones are
+        added after the existing frames (:mod:`unetlib.uncertainty`).
     """
 
     count: int = 15
@@ -104,12 +109,17 @@ class PickConfig:
     subset: str = "train"
     exclude: tuple[int, ...] = ()
     force: bool = False
+    run: str | None = None
 
     def validate(self) -> "PickConfig":
         _require(isinstance(self.count, int) and self.count >= 1, "count", self.count,
                  "a whole number of frames >= 1")
-        _require(self.method in ("spread", "diverse"), "method", self.method,
-                 "'spread' or 'diverse'")
+        _require(self.method in ("spread", "diverse", "uncertain"), "method", self.method,
+                 "'spread', 'diverse' or 'uncertain'")
+        _require(self.method != "uncertain" or self.run, "run", self.run,
+                 "a trained run (folder or model file) with method='uncertain'")
+        _require(self.method != "uncertain" or self.subset == "train", "subset", self.subset,
+                 "'train' with method='uncertain' (frames to annotate)")
         _require(self.channels in (1, 3, 4), "channels", self.channels, "1, 3 or 4")
         _require(isinstance(self.laser, int) and self.laser >= 1, "laser", self.laser,
                  "a laser number >= 1")

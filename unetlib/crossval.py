@@ -7,7 +7,7 @@ own inner validation split for checkpoint and threshold -- then scores it on the
 fold, whose frames that run never saw. Every frame is scored exactly once.
 
 ``DIR/`` holds ``folds.csv`` (frame -> fold, written first), ``fold<k>/`` (ordinary run
-folders, kept), ``frames.csv`` (held-out scores per frame and organ), ``crossval.csv``
+folders, kept), ``scores.csv`` (held-out scores per frame and organ), ``crossval.csv``
 (per fold and organ), ``crossval.json`` (mean ± SD per organ, written last) and
 ``crossval.png``. Re-running the same command reuses finished folds, resumes an
 interrupted one and trains the missing ones.
@@ -52,7 +52,7 @@ class CrossvalResult:
     folds : list of list of str
         The held-out stems of each fold.
     frames : list of dict
-        Rows of ``frames.csv``: each held-out frame's scores per organ.
+        Rows of ``scores.csv``: each held-out frame's scores per organ.
     per_fold : list of dict
         Rows of ``crossval.csv``: each fold's mean scores per organ.
     summary : dict
@@ -281,10 +281,10 @@ def fold_summary(per_fold: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def _write_outputs(out_dir: Path, config: CrossvalConfig, data_dir: Path,
                    folds: list[list[str]], frames: list[dict[str, Any]],
                    per_fold: list[dict[str, Any]], summary: dict[str, dict[str, Any]]) -> None:
-    """frames.csv, crossval.csv, crossval.png, then crossval.json (last: complete)."""
+    """scores.csv, crossval.csv, crossval.png, then crossval.json (last: complete)."""
     from unetlib.plots import plot_crossval  # noqa: PLC0415
 
-    write_csv(out_dir / "frames.csv", frames, FRAME_FIELDS, overwrite=True)
+    write_csv(out_dir / "scores.csv", frames, FRAME_FIELDS, overwrite=True)
     write_csv(out_dir / "crossval.csv", per_fold, FOLD_FIELDS, overwrite=True)
     figure = plot_crossval(per_fold, summary, find_organ_table(data_dir))
     with atomic_path(out_dir / "crossval.png", overwrite=True) as temporary:

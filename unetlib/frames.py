@@ -32,7 +32,10 @@ logger = logging.getLogger(__name__)
 
 # ``sha256`` is the written frame's content: check-masks refuses a frame that changed since
 # it was picked, as its mask was drawn on another image.
-FRAMES_FIELDS = ("stem", "file", "cycle", "lasers", "stack_frames", "stack", "sha256")
+# ``uncertainty``/``picked_by``: set for frames added by ``--method uncertain`` (the score,
+# and the model that chose them), so re-running the same pick adds nothing.
+FRAMES_FIELDS = ("stem", "file", "cycle", "lasers", "stack_frames", "stack", "sha256",
+                 "uncertainty", "picked_by")
 THUMBNAIL_STEP = 16
 
 
@@ -138,6 +141,10 @@ def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[
         if number > stack.lasers:
             raise ParameterError(f"laser={number} is invalid: {stack.path} has lasers 1 to "
                                  f"{stack.lasers}.")
+    if config.method == "uncertain":
+        from unetlib.uncertainty import pick_uncertain  # noqa: PLC0415
+
+        return pick_uncertain(stack, Path(data_dir), config, split)
     cycles = pick_cycles(stack, config, split)
 
     data_dir = Path(data_dir)
@@ -189,6 +196,50 @@ def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[
                 path.unlink(missing_ok=True)
             raise
     logger.info("picked cycles %s of %s into %s", cycles, stack.path, frames_dir)
+    return PickResult(frames=targets, annotate=previews, table=table, cycles=cycles)
+
+
+def append_frames(stack: LaserStack, data_dir: Path, cycles: list[int], lasers: tuple[int, ...],
+                  split: SplitConfig, extra: list[dict[str, str]]) -> PickResult:
+    """Add ``cycles`` as new training frames after the existing ones.
+
+    The new stems continue the existing numbering; existing frames, masks and rows of
+    ``train/frames.csv`` are left as they are. ``extra`` holds each new row's
+    ``uncertainty`` and ``picked_by``.
+    """
+    frames_dir, annotate_dir = data_dir / "train" / "frames", data_dir / "train" / "annotate"
+    table = data_dir / "train" / "frames.csv"
+    existing = read_csv(table) if table.is_file() else []
+    taken = [row.get("stem", "") for row in existing]
+    if frames_dir.is_dir():
+        taken += [path.stem for path in frames_dir.iterdir()]
+    first = 1 + max([int(stem) for stem in taken if stem.isdigit()], default=-1)
+    suffix = ".png" if len(lasers) == 1 else ".tif"
+    stems = [str(first + index) for index in range(len(cycles))]
+    targets = [frames_dir / f"{stem}{suffix}" for stem in stems]
+    previews = [annotate_dir / f"{stem}.png" for stem in stems]
+    _refuse_existing([*targets, *previews], force=False)
+    rows = [{"stem": stem, "file": target.name, "cycle": str(cycle),
+             "lasers": " ".join(map(str, lasers)),
+             "stack_frames": " ".join(str(int(stack.frame_numbers[cycle, n - 1])) for n in lasers),
+             "stack": stack.path.name, **more}
+            for stem, target, cycle, more in zip(stems, targets, cycles, extra)]
+    with output_lock(data_dir):
+        written: list[Path] = []
+        try:
+            for row, target, preview, cycle in zip(rows, targets, previews, cycles):
+                image = stack.composite(cycle, lasers)
+                image = image[..., 0] if image.shape[-1] == 1 else image
+                written.append(write_image(target, image))
+                row["sha256"] = file_sha256(target)
+                written.append(write_image(preview, display_scale(image, split.display_percentiles)))
+            kept = [{key: row.get(key, "") for key in FRAMES_FIELDS} for row in existing]
+            write_csv(table, kept + rows, FRAMES_FIELDS, overwrite=True)
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+    logger.info("added cycles %s of %s as frames %s", cycles, stack.path, stems)
     return PickResult(frames=targets, annotate=previews, table=table, cycles=cycles)
 
 
