@@ -57,3 +57,21 @@ def test_a_user_folder_is_never_annotated_with_demo_masks(demo_dir, tmp_path):
     assert not (data / "train" / "masks").exists()
     with pytest.raises(InputError, match="is not a demo data folder"):
         annotate_demo(tmp_path / "elsewhere", demo=True)
+
+
+def test_the_demo_fails_when_a_score_misses_its_target(tmp_path):
+    """`make demo` exits non-zero on any of these lines: a broken training must not pass."""
+    from unetlib.demo import DemoConfig, DemoResult
+
+    config = DemoConfig()
+    result = DemoResult(stack=tmp_path / "stack.tif", split_dir=tmp_path / "split",
+                        test_dice={"1d": 0.95, "3d": 0.97}, quantify_dir=tmp_path / "q",
+                        organ_dice={"3d": {"liver": 0.99, "kidney": 0.97, "bladder": 0.96}},
+                        curve_errors={"liver": {"mean_error": 0.01, "max_error": 0.02}})
+    assert result.failures(config) == []
+    result.organ_dice["3d"]["kidney"] = 0.85
+    result.test_dice["1d"] = 0.5
+    result.curve_errors["bladder"] = {"mean_error": 0.08, "max_error": 0.2}
+    curves, dice = result.failures(config)
+    assert curves.endswith("further than 5 % from the truth: bladder 8.0 %.")
+    assert "below the demo target 0.90: data1d foreground 0.500, data3d kidney 0.850." in dice

@@ -111,6 +111,25 @@ class DemoResult:
         return [f"{organ} {100 * errors['mean_error']:.1f} %"
                 for organ, errors in self.curve_errors.items() if errors["mean_error"] > target]
 
+    def failures(self, config: "DemoConfig") -> list[str]:
+        """The error lines of every target the demo missed (empty when all are met).
+
+        ``make demo`` exits non-zero when this is not empty: the demo is the check that
+        training, prediction and quantification still work end to end.
+        """
+        lines = []
+        off = self.curves_off(config.target_curve_error)
+        if off:
+            lines.append(f"{self.quantify_dir}: organ curves further than "
+                         f"{100 * config.target_curve_error:.0f} % from the truth: "
+                         f"{', '.join(off)}.")
+        below = self.below(config.target_dice)
+        if below:
+            lines.append(f"{self.stack.parent}: test Dice below the demo target "
+                         f"{config.target_dice:.2f}: {', '.join(below)}. Something in training "
+                         "broke; see the runs' history.png.")
+        return lines
+
 
 def prepare_demo_data(out_dir: str | os.PathLike[str],
                       config: DemoConfig = DemoConfig()) -> DemoResult:
