@@ -229,4 +229,6 @@ def test_label_values_survive_augmentation_intact(seed):
     assert set(np.unique(out_labels)) <= {0, 1, 2, 5}
     for value in (1, 2, 5):
         area = (labels == value).sum()
-        assert (out_labels == value).sum() < 2.5 * area
+        # Zoom (up to 30 % a side), shear and shifts out of the frame change areas; a class
+        # that vanished or spread (label values interpolated) would not stay within these.
+        assert 0.4 * area < (out_labels == value).sum() < 2.5 * area, value

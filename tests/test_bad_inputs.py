@@ -659,6 +659,27 @@ CASES: list[Case] = [
     Case("run-notebooks/usage-parameter-without-value", notebooks("-p", "epochs"),
          ("--parameter",), setup=(NOTEBOOKS_FOLDER,), usage_error=True),
 
+    # crossval: refused before any fold is trained
+    Case("crossval/missing-data-folder",
+         ("crossval", "{ws}/data", "--out", "{ws}/cv", *QUICK_TRAINING), ("{ws}/data",)),
+    Case("crossval/more-folds-than-frames",
+         ("crossval", "{ws}/data", "--out", "{ws}/cv", "--folds", "5", *QUICK_TRAINING),
+         ("--folds",), setup=(DATA,)),
+    Case("crossval/out-inside-a-file",
+         ("crossval", "{ws}/data", "--out", "{ws}/notes.txt/cv", "--folds", "2",
+          *QUICK_TRAINING), ("{ws}/notes.txt",), setup=(DATA, NOTES)),
+
+    # demo: refused before the acquisition is written or anything trained
+    Case("demo/out-inside-a-file", ("demo", "--out", "{ws}/notes.txt/demo"), ("{ws}/notes.txt",),
+         setup=(NOTES,), max_seconds=30),
+
+    # export
+    Case("export/missing-run", ("export", "{ws}/run", "--out", "{ws}/run.zip"), ("{ws}/run",)),
+    Case("export/out-inside-a-file", ("export", "{ws}/run", "--out", "{ws}/notes.txt/run.zip"),
+         ("{ws}/notes.txt",), setup=(RUN, NOTES)),
+    Case("export/usage-missing-out", ("export", "{ws}/run"), ("--out",), setup=(RUN,),
+         usage_error=True),
+
     # the top-level parser
     Case("cli/usage-unknown-command", ("segment", "{ws}/data"), ("segment",), usage_error=True),
 ]
@@ -909,9 +930,13 @@ def test_bad_input_is_refused_with_one_line(case, tmp_path, capsys, caplog, requ
 
 
 def test_the_catalogue_is_large_and_covers_every_command():
+    from unetlib.cli import build_parser
+
     names = [case.name for case in CASES]
     assert len(names) == len(set(names)), "case ids must be unique"
     assert len(CASES) >= 45
-    commands = {name.split("/")[0] for name in names}
-    assert {"demo-stack", "split-stack", "pick-frames", "check-masks", "train", "predict",
-            "evaluate", "run-notebooks"} <= commands
+    # Every command the CLI has (asked of its parser, so a new command needs cases), and
+    # only those ("cli/" is the top-level parser itself).
+    parser = build_parser()
+    commands = set(next(a for a in parser._actions if a.dest == "command").choices)
+    assert {name.split("/")[0] for name in names} == commands | {"cli"}

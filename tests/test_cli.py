@@ -1,5 +1,6 @@
 """The CLI: help for every command, one-line errors without tracebacks, real outputs."""
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -36,6 +37,18 @@ def test_every_command_explains_its_arguments(command, capsys):
     out = capsys.readouterr().out
     assert out.startswith(f"usage: python -m unetlib {command}")
     assert "options:" in out
+    # Every argument is listed with its own help text (compared without line wrapping).
+    parser = build_parser()
+    subparser = next(a for a in parser._actions if a.dest == "command").choices[command]
+    flat = "".join(out.split())
+    for action in subparser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        name = action.option_strings[0] if action.option_strings else (action.metavar
+                                                                        or action.dest)
+        assert action.help and action.help != argparse.SUPPRESS, name
+        assert name in out, name
+        assert "".join(subparser._get_formatter()._expand_help(action).split()) in flat, name
 
 
 def test_expected_error_is_one_line_without_traceback(tmp_path):
@@ -128,6 +141,15 @@ def test_check_train_predict_evaluate_from_the_command_line(tmp_path):
     scores = json.loads((tmp_path / "scores.json").read_text())
     assert [row["stem"] for row in scores["frames"]] == ["0", "1", "2", "3"]
     assert set(scores["mean"]) == {"dice", "iou", "precision", "recall", "pixel_accuracy"}
+    # The scores are those of the files written: Dice counted here from the masks.
+    expected = []
+    for index in range(4):
+        predicted = read_image(data / "results" / f"{index}_predict.png") > 0
+        truth = read_image(data / "truth" / f"{index}.png") > 0
+        both = predicted.sum() + truth.sum()
+        expected.append(1.0 if both == 0 else 2 * (predicted & truth).sum() / both)
+    assert [row["dice"] for row in scores["frames"]] == pytest.approx(expected)
+    assert scores["mean"]["dice"] == pytest.approx(np.mean(expected))
 
 
 def test_check_masks_reports_errors_with_non_zero_exit(tmp_path):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import tifffile
 
 from unetlib.config import PickConfig, SyntheticConfig
 from unetlib.dataset import check_pairs
 from unetlib.demo import annotate_demo, demo_test_truth
 from unetlib.errors import InputError
 from unetlib.frames import pick_frames
+from unetlib.io import read_csv, read_image
 from unetlib.synthetic import write_synthetic_stack
 
 SMALL = SyntheticConfig(cycles=6, height=48, width=64)
@@ -29,6 +32,13 @@ def test_the_demo_folder_is_annotated_from_its_truth(demo_dir, organs):
                                                          exclude=tuple(picked)))
     written = annotate_demo(data, demo=True, organs=organs)
     assert [path.name for path in written] == ["0.png", "1.png", "2.png"]
+    # Each mask is the truth of the stack frame it was picked from: organ values, or 0/1.
+    labels = tifffile.imread(demo_dir / "truth.tif")
+    for row, path in zip(read_csv(data / "train" / "frames.csv"), written):
+        expected = labels[int(row["stack_frames"].split()[0])]
+        mask = np.asarray(read_image(path))
+        np.testing.assert_array_equal(mask, expected if organs else (expected > 0))
+        assert mask.max() == (3 if organs else 1)
     report = check_pairs(data)
     assert report.ok and (report.organs is not None) == organs
     truth = demo_test_truth(data, demo_dir / "truth1d", demo=True, organs=organs)

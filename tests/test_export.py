@@ -184,7 +184,11 @@ def test_cli_export_prints_package_and_validation(organ_run, tmp_path, capsys):
     assert f"package: {out}" in printed and "MB" in printed and "valid-format" in printed
     with zipfile.ZipFile(out) as archive:
         assert "Jane Doe" in archive.read("rdf.yaml").decode()
-        assert json.loads(archive.read("config.json"))["organs"]
+        assert "MIT" in archive.read("rdf.yaml").decode()
+        packed = json.loads(archive.read("config.json"))
+    # The run's own config.json, organs included.
+    assert packed == json.loads((organ_run["run"] / "config.json").read_text())
+    assert [organ["name"] for organ in packed["organs"]] == ["liver", "kidney", "bladder"]
 
 
 def test_cli_export_refuses_a_missing_run(tmp_path, capsys):

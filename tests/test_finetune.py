@@ -13,7 +13,7 @@ from unetlib.cli import main
 from unetlib.config import PipelineConfig, TrainConfig, model_preset
 from unetlib.errors import InputError, ParameterError
 from unetlib.finetune import encoder_layers
-from unetlib.io import read_json
+from unetlib.io import read_csv, read_json
 from unetlib.organs import Organ, OrganTable, write_organ_table
 from unetlib.train import train
 
@@ -71,22 +71,37 @@ def test_fine_tuning_changes_the_weights_and_learns(organ_start, tmp_path):
     assert result.val_dice > 0.8
 
 
-def test_frozen_encoder_does_not_move_during_its_epochs(organ_start, tmp_path):
+def test_frozen_encoder_does_not_move_during_its_epochs(organ_start, tmp_path, monkeypatch):
+    import unetlib.train
+
     start, data = organ_start
     config = dataclasses.replace(TINY, init_from=str(start), epochs=2, steps_per_epoch=3,
                                  freeze_encoder_epochs=1)
-    # Stop after the frozen epoch: a budget of one epoch via max epochs is not possible with
-    # freeze < epochs, so compare the checkpoint after the first epoch (last.keras is
-    # rewritten each epoch; history says when). Run the frozen phase alone instead:
-    frozen_only = dataclasses.replace(config, epochs=2, freeze_encoder_epochs=1)
-    result = train(data, tmp_path / "tuned", frozen_only)
-    tuned = keras.saving.load_model(result.run_dir / "last.keras", compile=False)
+    # The encoder's weights at the end of each epoch, taken when last.keras is saved.
+    encoder_after_epoch = []
+    save_model = unetlib.train.save_model
+
+    def recording_save_model(model, path, *args, **kwargs):
+        if path.name == "last.keras":
+            encoder_after_epoch.append([np.array(weight) for layer in encoder_layers(model)
+                                        for weight in layer.weights])
+        return save_model(model, path, *args, **kwargs)
+
+    monkeypatch.setattr(unetlib.train, "save_model", recording_save_model)
+    result = train(data, tmp_path / "tuned", config)
     original = keras.saving.load_model(start / "model.keras", compile=False)
-    # After the unfrozen second epoch the encoder has moved too...
-    assert not np.allclose(first_kernel(tuned), first_kernel(original))
+    before = [np.array(weight) for layer in encoder_layers(original) for weight in layer.weights]
+    assert before, "the U-Net has no down* layers to freeze"
+    assert len(encoder_after_epoch) == 2
+    # Epoch 1 (frozen): every encoder weight, batch-norm statistics included, as it started.
+    for after, start_weight in zip(encoder_after_epoch[0], before, strict=True):
+        np.testing.assert_array_equal(after, start_weight)
+    # Epoch 2 (unfrozen): the encoder moves.
+    assert not np.allclose(encoder_after_epoch[1][0], before[0])
+    tuned = keras.saving.load_model(result.run_dir / "last.keras", compile=False)
+    np.testing.assert_array_equal(first_kernel(tuned), encoder_after_epoch[1][0])
     # ...and every encoder layer is trainable again in the saved model.
     assert all(layer.trainable for layer in encoder_layers(tuned))
-    assert encoder_layers(tuned), "the U-Net has no down* layers to freeze"
 
 
 def test_frozen_encoder_keeps_its_weights_while_the_decoder_learns(organ_start, tmp_path):
@@ -95,7 +110,7 @@ def test_frozen_encoder_keeps_its_weights_while_the_decoder_learns(organ_start, 
     start, _ = organ_start
     model = keras.saving.load_model(start / "model.keras", compile=False)
     before = first_kernel(model)
-    decoder = np.array(model.layers[-1].kernel) if hasattr(model.layers[-1], "kernel") else None
+    decoder = np.array(model.get_layer("class_probabilities").kernel)
     assert set_encoder_trainable(model, False) == len(encoder_layers(model)) > 0
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="categorical_crossentropy")
     images = np.random.default_rng(0).random((2, 32, 32, 1)).astype(np.float32)
@@ -103,8 +118,7 @@ def test_frozen_encoder_keeps_its_weights_while_the_decoder_learns(organ_start, 
     labels[..., 1] = 1.0
     model.fit(images, labels, epochs=2, verbose=0)
     np.testing.assert_array_equal(first_kernel(model), before)
-    if decoder is not None:
-        assert not np.allclose(np.array(model.layers[-1].kernel), decoder)
+    assert not np.allclose(np.array(model.get_layer("class_probabilities").kernel), decoder)
 
 
 def test_fine_tuning_refuses_another_channel_count(organ_start, tmp_path):
@@ -169,7 +183,12 @@ def test_cli_fine_tunes_with_a_frozen_encoder(organ_start, tmp_path, capsys):
     assert status == 0, capsys.readouterr().err
     stored = read_json(tmp_path / "tuned" / "config.json")
     assert stored["init_from"]["freeze_encoder_epochs"] == 1
-    assert len(read_json(tmp_path / "tuned" / "metrics.json")) > 0
+    assert stored["init_from"]["model"] == str((start / "model.keras").resolve())
+    # A finished run of both epochs (one frozen, one not), scored on every organ.
+    metrics = read_json(tmp_path / "tuned" / "metrics.json")
+    assert metrics["epochs_completed"] == 2 and not metrics["stopped_by_time_budget"]
+    assert set(metrics["val_organs"]) == {"liver", "kidney", "bladder"}
+    assert [row["epoch"] for row in read_csv(tmp_path / "tuned" / "history.csv")] == ["1", "2"]
 
 
 def test_organs_listed_in_another_order_are_mapped_by_name(organ_start, tmp_path):

@@ -30,7 +30,9 @@ def test_spread_picks_evenly_over_the_acquisition(acquisition):
 def test_excluded_cycles_are_never_picked(acquisition):
     stack = load_stack(acquisition[0])
     picked = pick_cycles(stack, PickConfig(count=4, exclude=(0, 5, 10, 14, 19)))
-    assert len(picked) == 4 and not set(picked) & {0, 5, 10, 14, 19}
+    # Spread evenly over the 15 cycles left (positions 0, 5, 9, 14 of them), not over all 20.
+    left = [cycle for cycle in range(stack.cycles) if cycle not in {0, 5, 10, 14, 19}]
+    assert stack.cycles == 20 and picked == [left[0], left[5], left[9], left[14]] == [1, 7, 12, 18]
 
 
 def test_diverse_picks_distinct_cycles_that_differ_most(acquisition):

@@ -72,7 +72,7 @@ def test_list_images_is_natural_order_and_skips_hidden_and_other_files(tmp_path)
 
 def test_staged_folder_leaves_nothing_when_the_block_fails(tmp_path):
     out = tmp_path / "out"
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="^disk full$"):  # the block's own error
         with staged_folder(out) as staging:
             (staging / "half.txt").write_text("x")
             raise RuntimeError("disk full")

@@ -79,10 +79,18 @@ def test_losses():
     truth = np.zeros((2, 8, 8, 1), np.float32)
     truth[:, 2:6, 2:6] = 1
     perfect = np.clip(truth, 1e-4, 1 - 1e-4)
-    assert np.all(keras.ops.convert_to_numpy(soft_dice_loss(truth, perfect)) < 1e-3)
+    # Per sample: 16 foreground and 48 background pixels; soft Dice with smooth = 1.
+    # Near-perfect: intersection 16 (1 - e), sum of probabilities 16 (1 - e) + 48 e.
+    e = 1e-4
+    dice_loss = 1 - (2 * 16 * (1 - e) + 1) / (16 + 16 * (1 - e) + 48 * e + 1)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(soft_dice_loss(truth, perfect)),
+                               [dice_loss] * 2, rtol=1e-3)
+    # Everything wrong: every pixel's cross-entropy is -ln(1e-4); intersection 16 e.
     wrong = 1.0 - perfect
     combined = keras.ops.convert_to_numpy(bce_dice_loss(truth, wrong))
-    assert combined.shape == (2,) and np.all(combined > 1.0)
+    expected = -np.log(e) + 1 - (2 * 16 * e + 1) / (16 + 16 * e + 48 * (1 - e) + 1)
+    assert combined.shape == (2,)
+    np.testing.assert_allclose(combined, [expected] * 2, rtol=1e-4)
     assert get_loss("bce+dice") is bce_dice_loss
     assert isinstance(get_loss("bce"), keras.losses.BinaryCrossentropy)
     with pytest.raises(ValueError, match="loss"):
@@ -106,7 +114,9 @@ def test_evaluate_folders(tmp_path):
     assert [path.name for path in report.unpaired_truths] == ["3.png"]
     text = report.to_text()
     assert "mean (2)" in text and "2_predict.png" in text and "3.png" in text
-    json.dumps(report.to_dict())
+    data = json.loads(json.dumps(report.to_dict()))  # JSON-ready, and holds the scores
+    assert [row["stem"] for row in data["frames"]] == ["0", "1"]
+    assert data["mean"]["dice"] == pytest.approx((4 / 7 + 1) / 2)
 
 
 def test_evaluate_folders_errors(tmp_path):

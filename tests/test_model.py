@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -79,7 +81,8 @@ def test_model_preset_changes_and_unknown_name():
                                      {"upsampling": "bilinear"}, {"learning_rate": 0.0},
                                      {"optimizer": "adagrad"}])
 def test_invalid_model_config(changes):
-    with pytest.raises(ParameterError):
+    ((field, value),) = changes.items()
+    with pytest.raises(ParameterError, match=re.escape(f"{field}={value!r} is invalid")):
         build_unet(ModelConfig(**changes))
 
 

@@ -15,10 +15,12 @@ import sys
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import papermill
 import pytest
 import yaml
 
+from unetlib.io import read_image
 from unetlib.notebooks import find_notebooks, notebook_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +31,8 @@ SUITE = ["01_reshaping.ipynb", "02_augmentation.ipynb", "03_train_grayscale.ipyn
 # Small enough for a few seconds per notebook, big enough to exercise every step.
 TINY = {"demo_cycles": 6, "pick_count": 4, "test_count": 2, "preset": "small", "epochs": 1,
         "steps_per_epoch": 2, "batch_size": 2, "patch_size": 64, "preview_count": 2,
-        "package_path": ""}  # export is tested in test_export; here it would only add time
+        "package_path": "",  # export is tested in test_export; here it would only add time
+        "crossval_folds": 2, "crossval_epochs": 1}
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -81,13 +84,25 @@ def test_run_notebooks_with_two_parameter_sets_and_one_failing(tmp_path):
     assert status[("broken", SUITE[0])] == "failed"
     assert all(status[("broken", name)] == "skipped" for name in SUITE[1:])
     trained = next(row for row in rows if row["notebook"] == SUITE[2] and row["set"] == "small")
-    assert float(trained["epochs"]) == 1 and 0.0 <= float(trained["test_dice"]) <= 1.0
+    assert float(trained["epochs"]) == 1 and int(trained["test_frames"]) == TINY["test_count"]
 
     # Everything the small set wrote lives in its own folder, never beside the sources.
     demo = out / "small" / "demo"
     assert sorted(p.name for p in (demo / "data1d" / "results").glob("*_predict.png")) == [
         "0_predict.png", "1_predict.png"]
+    # The published test Dice is that of the masks the notebook wrote, counted here.
+    dice = []
+    for index in range(TINY["test_count"]):
+        predicted = np.asarray(read_image(demo / "data1d" / "results" / f"{index}_predict.png")) > 0
+        truth = np.asarray(read_image(demo / "truth1d" / f"{index}.png")) > 0
+        both = predicted.sum() + truth.sum()
+        dice.append(1.0 if both == 0 else 2 * (predicted & truth).sum() / both)
+    assert float(trained["test_dice"]) == pytest.approx(np.mean(dice), abs=5e-5)
     assert (demo / "runs" / "rgb3d" / "model.keras").is_file()
+    # The cross-validated score is the one of the folds the notebook trained and kept.
+    crossval = json.loads((demo / "runs" / "gray1d_crossval" / "crossval.json").read_text())
+    assert crossval["folds"] == 2 and len(crossval["held_out"]) == 2
+    assert float(trained["crossval_dice"]) == pytest.approx(crossval["mean_dice"], abs=5e-5)
     assert [p.name for p in sorted((out / "small").glob("*.ipynb"))] == SUITE
     assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == SUITE
 

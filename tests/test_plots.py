@@ -1,8 +1,11 @@
 """Figures: built without pyplot, small, and showing the data they are given."""
 
 import numpy as np
+import pytest
+from matplotlib.colors import to_hex
 
 from unetlib.plots import DPI, plot_frame_scores, plot_history, plot_pairs, plot_predictions
+from unetlib.stack import display_scale
 
 
 def test_history_plot_uses_the_epoch_numbers_of_history_csv():
@@ -17,30 +20,49 @@ def test_history_plot_uses_the_epoch_numbers_of_history_csv():
     assert dice_axes.get_ylim() == (0.0, 1.0)
 
 
+def outline_extent(collection):
+    """(x min, x max, y min, y max) of a contour's vertices, in pixel coordinates."""
+    vertices = np.concatenate([path.vertices for path in collection.get_paths()])
+    return (vertices[:, 0].min(), vertices[:, 0].max(), vertices[:, 1].min(),
+            vertices[:, 1].max())
+
+
 def test_pairs_and_predictions_outline_masks_at_modest_size():
     images = [np.random.default_rng(i).random((40, 50)) for i in range(3)]
     masks = [np.zeros((40, 50), np.uint8) for _ in range(3)]
     for mask in masks:
         mask[10:20, 10:30] = 1
+    # The 0.5 contour of rows 10-19, columns 10-29 runs half a pixel outside them.
+    box = (9.5, 29.5, 9.5, 19.5)
     figure = plot_pairs(images, masks, ["a", "b", "c"], columns=2)
     assert [ax.get_title() for ax in figure.axes[:3]] == ["a", "b", "c"]
+    for ax, image in zip(figure.axes[:3], images):
+        np.testing.assert_array_equal(ax.images[0].get_array(), display_scale(image))
+        (outline,) = ax.collections
+        assert to_hex(outline.get_edgecolor()[0]) == to_hex("yellow")
+        assert outline_extent(outline) == pytest.approx(box, abs=0.01)
+    assert not figure.axes[3].images  # the spare fourth panel stays blank
     width, height = figure.get_size_inches() * DPI
     assert width <= 800 and height <= 800
     predictions = plot_predictions(images, [m * 255 for m in masks], masks, ["a", "b", "c"])
     assert predictions.get_suptitle() == "red: prediction, green: truth"
-    assert len(predictions.axes[0].collections) == 2  # truth and prediction outlines
+    truth, prediction = predictions.axes[0].collections  # truth and prediction outlines
+    assert (to_hex(truth.get_edgecolor()[0]), to_hex(prediction.get_edgecolor()[0])) == (
+        to_hex("lime"), to_hex("red"))
+    assert outline_extent(truth) == pytest.approx(box, abs=0.01)
+    assert outline_extent(prediction) == pytest.approx(box, abs=0.01)
 
 
 def test_frame_scores_bars_match_the_rows():
     rows = [{"stem": "0", "dice": 0.9, "iou": 0.8}, {"stem": "1", "dice": 0.5, "iou": 0.4}]
     figure = plot_frame_scores(rows)
-    heights = sorted(round(patch.get_height(), 3) for patch in figure.axes[0].patches)
-    assert heights == [0.4, 0.5, 0.8, 0.9]
+    heights = [round(patch.get_height(), 3) for patch in figure.axes[0].patches]
+    assert heights == [0.9, 0.5, 0.8, 0.4]  # the Dice bars of frames 0 and 1, then the IoU bars
+    assert [label.get_text() for label in figure.axes[0].get_xticklabels()] == ["0", "1"]
+    assert [text.get_text() for text in figure.axes[0].get_legend().get_texts()] == ["dice", "iou"]
 
 
 def test_organ_scores_are_bars_in_the_organs_colours():
-    from matplotlib.colors import to_hex
-
     from unetlib.organs import Organ, OrganTable
     from unetlib.plots import plot_organ_scores
 

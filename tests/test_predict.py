@@ -68,7 +68,12 @@ def test_tta_of_a_symmetric_image_is_symmetric():
     image = noise((32, 32, 1))
     image = (image + image[:, ::-1] + image[::-1] + image[::-1, ::-1]) / 4
     probability = predict_probabilities(model, image, tta=True)
+    # The frame and its 3 flips are averaged: symmetric about both axes, as the image is.
     np.testing.assert_allclose(probability, probability[:, ::-1], atol=1e-5)
+    np.testing.assert_allclose(probability, probability[::-1], atol=1e-5)
+    # Without TTA the untrained network's output is not symmetric: the check above can fail.
+    plain = predict_probabilities(model, image)
+    assert np.abs(plain - plain[:, ::-1]).max() > 1e-3
 
 
 def test_channel_mismatch():
@@ -142,7 +147,11 @@ def test_predict_folder_writes_masks_probabilities_overlays(run_dir, tmp_path):
     with pytest.raises(OutputError, match="already exists"):
         predict_folder(run_dir, frames, out, progress=False)
     again = predict_folder(run_dir, frames, out, threshold=0.9, overwrite=True, progress=False)
-    assert len(again) == 2
+    assert [path.name for path in again] == ["0_predict.png", "10_predict.png"]
+    # The given threshold replaced the run's: the mask is redrawn from the same probabilities.
+    redrawn = read_image(out / "10_predict.png")
+    np.testing.assert_array_equal(redrawn == 255, probability >= 0.9)
+    assert not np.array_equal(redrawn, mask)
 
 
 def test_predict_stack(tmp_path):
@@ -190,8 +199,16 @@ def test_overlay_image():
     overlay = overlay_image(np.arange(16, dtype=np.uint16).reshape(4, 4),
                             np.eye(4, dtype=np.uint8))
     assert overlay.shape == (4, 4, 3) and overlay.dtype == np.uint8
-    assert overlay[0, 0, 0] > overlay[0, 0, 1]  # tinted red on the mask
-    assert overlay[0, 1, 0] == overlay[0, 1, 1]  # gray elsewhere
+    # On the mask, 40 % red over the stretched frame: black (the darkest pixel, 0) becomes
+    # 0.4 * (255, 0, 0) and white (the brightest, 15) 0.6 * 255 + 0.4 * (255, 0, 0).
+    np.testing.assert_array_equal(overlay[0, 0], [102, 0, 0])
+    np.testing.assert_array_equal(overlay[3, 3], [255, 153, 153])
+    # Elsewhere gray, brighter where the frame is brighter.
+    off = ~np.eye(4, dtype=bool)
+    assert (overlay[off][:, 0] == overlay[off][:, 1]).all()
+    assert (overlay[off][:, 1] == overlay[off][:, 2]).all()
+    grey = overlay[..., 0][off]
+    assert (np.diff(grey.astype(int)) > 0).all() and grey[0] < 30 and grey[-1] > 225
 
 
 # --- organ runs, and binary runs from before organs existed ------------------------------

@@ -181,6 +181,15 @@ def test_quantify_writes_labels_summary_figure_and_record(quantified):
         assert float(row["time_to_peak_s"]) == int(np.argmax(curve)) * SECONDS_PER_CYCLE
 
     assert result.figure.read_bytes()[:8] == PNG_SIGNATURE
+    # The figure draws a curve for every organ, in the colour organs.csv gives it.
+    from PIL import Image
+
+    with Image.open(result.figure) as picture:
+        pixels = np.asarray(picture.convert("RGB")).reshape(-1, 3).astype(int)
+    for organ in read_csv(result.out_dir / "organs.csv"):
+        colour = np.array([int(organ["color"][i:i + 2], 16) for i in (1, 3, 5)])
+        near = np.count_nonzero(np.abs(pixels - colour).max(axis=1) <= 24)
+        assert near > 200, (organ["name"], organ["color"], near)
     record = json.loads((result.out_dir / "quantify.json").read_text())
     assert record["cycles"] == CYCLES and record["qc_flagged"] == 0
     assert record["request"]["config"]["model_input"] == [1]

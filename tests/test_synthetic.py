@@ -23,8 +23,10 @@ def test_stack_has_interleaved_uint16_frames_and_labels_per_frame():
 def test_default_frame_size_is_the_cameras():
     config = SyntheticConfig(cycles=1)
     acquisition = make_synthetic_stack(config)
-    assert acquisition.frames.shape == (4, 508, 636)
-    assert len(ORGANS) >= 2
+    assert acquisition.frames.shape == acquisition.labels.shape == (4, 508, 636)
+    # At the camera's size every organ is in view, in every laser's frame.
+    for labels in acquisition.labels:
+        assert set(np.unique(labels)) == set(range(len(ORGANS) + 1))
 
 
 def test_same_config_gives_the_same_stack_and_another_seed_another():

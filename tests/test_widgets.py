@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from unetlib.config import SyntheticConfig
-from unetlib.io import write_image
-from unetlib.stack import load_stack
+from unetlib.io import read_image, write_image
+from unetlib.stack import display_scale, load_stack
 from unetlib.synthetic import write_synthetic_stack
 from unetlib.widgets import frame_browser, mask_viewer, prediction_viewer, widgets_available
 
@@ -37,11 +38,27 @@ def test_headless_runs_get_static_figures(monkeypatch, stack, data_dir):
     assert not widgets_available()  # no kernel, no widget front end
     browser = frame_browser(stack)
     assert isinstance(browser, Figure) and len(browser.axes) == stack.lasers
+    # Every laser of cycle 0: frame numbers 0..3 of the interleaved stack, each its own data.
+    assert [ax.get_title() for ax in browser.axes] == [
+        f"laser {laser} (frame {laser - 1})" for laser in range(1, stack.lasers + 1)]
+    for laser, ax in enumerate(browser.axes):
+        np.testing.assert_array_equal(ax.images[0].get_array(),
+                                      display_scale(stack.data[0, laser]))
     masks = mask_viewer(data_dir)
     assert isinstance(masks, Figure)
-    assert [ax.get_title() for ax in masks.axes if ax.get_title()] == ["0", "1", "2", "3", "4", "5"]
+    # The first 6 of the 8 pairs, each frame with one (yellow) outline of its mask.
+    shown = [ax for ax in masks.axes if ax.get_title()]
+    assert [ax.get_title() for ax in shown] == ["0", "1", "2", "3", "4", "5"]
+    assert all(len(ax.images) == 1 and len(ax.collections) == 1 for ax in shown)
+    assert {to_hex(ax.collections[0].get_edgecolor()[0]) for ax in shown} == {to_hex("yellow")}
     predictions = prediction_viewer(data_dir / "test", data_dir / "results", data_dir / "test")
-    assert isinstance(predictions, Figure) and "truth" in predictions.get_suptitle()
+    assert isinstance(predictions, Figure)
+    assert predictions.get_suptitle() == "red: prediction, green: truth"
+    shown = [ax for ax in predictions.axes if ax.get_title()]
+    assert [ax.get_title() for ax in shown] == ["0", "1", "2", "3", "4", "5"]
+    for ax in shown:  # the truth (here the frame: its bright disc) in green, prediction in red
+        assert [to_hex(c.get_edgecolor()[0]) for c in ax.collections] == [to_hex("lime"),
+                                                                          to_hex("red")]
 
 
 def test_environment_variable_forces_either_mode(monkeypatch):
@@ -51,35 +68,66 @@ def test_environment_variable_forces_either_mode(monkeypatch):
     assert not widgets_available()
 
 
-def test_interactive_viewers_redraw_when_a_control_changes(stack, data_dir, capsys):
+def test_interactive_viewers_redraw_when_a_control_changes(stack, data_dir, monkeypatch):
+    import IPython.display
     import ipywidgets
+
+    shown = []  # every figure the viewers' output areas display, in order
+    monkeypatch.setattr(IPython.display, "display", lambda figure: shown.append(figure))
+
+    def image_of(figure):
+        (ax,) = [ax for ax in figure.axes if ax.images]
+        return ax.images[0].get_array()
 
     browser = frame_browser(stack, interactive=True)
     assert isinstance(browser, ipywidgets.VBox)
     cycle, laser, limits = browser.children[0].children
     assert (cycle.max, list(laser.options)) == (stack.cycles - 1, [1, 2, 3, 4])
-    capsys.readouterr()
+    # Drawn at once, at cycle 0 (the initial draw may come twice: interactive_output draws too).
+    assert shown and {figure.axes[0].get_title() for figure in shown} == {
+        "cycle 0, laser 1 (frame 0)"}
+    shown.clear()
     cycle.value = 2
-    assert "Figure" in capsys.readouterr().out  # the output area was redrawn
+    # Redrawn once, for the new cycle: interleaved frame 2 * 4 + 0.
+    assert [figure.axes[0].get_title() for figure in shown] == ["cycle 2, laser 1 (frame 8)"]
+    np.testing.assert_array_equal(image_of(shown[0]),
+                                  display_scale(stack.data[2, 0], tuple(limits.value)))
+    shown.clear()
     laser.value = 3
-    assert "Figure" in capsys.readouterr().out
+    assert [figure.axes[0].get_title() for figure in shown] == ["cycle 2, laser 3 (frame 10)"]
+    np.testing.assert_array_equal(image_of(shown[0]),
+                                  display_scale(stack.data[2, 2], tuple(limits.value)))
+    shown.clear()
+    limits.value = (10.0, 90.0)
+    assert len(shown) == 1
+    np.testing.assert_array_equal(image_of(shown[0]), display_scale(stack.data[2, 2], (10.0, 90.0)))
+    assert not np.array_equal(image_of(shown[0]), display_scale(stack.data[2, 2]))
 
+    shown.clear()
     viewer = mask_viewer(data_dir, interactive=True)
     slider = viewer.children[0].children[0]
     assert [label for label, _ in slider.options] == [str(i) for i in range(8)]
-    capsys.readouterr()
+    assert shown and {figure.axes[0].get_title() for figure in shown} == {"0"}
+    shown.clear()
     slider.value = 5
-    assert "Figure" in capsys.readouterr().out
+    assert [figure.axes[0].get_title() for figure in shown] == ["5"]
+    frame_5 = np.asarray(read_image(data_dir / "train" / "frames" / "5.png"))
+    np.testing.assert_array_equal(image_of(shown[0]), display_scale(frame_5))
 
+    shown.clear()
     predictions = prediction_viewer(data_dir / "test", data_dir / "results", interactive=True)
-    assert len(predictions.children[0].children[0].options) == 8
+    slider = predictions.children[0].children[0]
+    assert len(slider.options) == 8
+    shown.clear()
+    slider.value = 3
+    assert [figure.axes[0].get_title() for figure in shown] == ["3"]
+    assert shown[0].get_suptitle() == "red: prediction"  # no truth folder given
+    assert [to_hex(c.get_edgecolor()[0]) for c in shown[0].axes[0].collections] == [to_hex("red")]
 
 
 def test_viewers_outline_each_organ_in_its_colour(tmp_path):
     """Organ folders: the static mask viewer and prediction viewer draw organ outlines
     in the organs' colours, with a legend naming them."""
-    from matplotlib.colors import to_hex
-
     data = tmp_path / "data"
     data.mkdir()
     (data / "organs.csv").write_text("value,name,color\n1,liver,#ff0000\n2,spleen,#0000ff\n")

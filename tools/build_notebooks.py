@@ -245,15 +245,23 @@ train`, `predict`, `evaluate` do the same.
         ("code", """
 %matplotlib inline
 %config InlineBackend.figure_formats = ["jpeg"]  # photos of noisy frames: a fraction of the PNG size
+import dataclasses
 import os
 
-from unetlib.config import PipelineConfig, TrainConfig, augment_preset, model_preset
+from unetlib.activations import feature_maps
+from unetlib.config import CrossvalConfig, PipelineConfig, TrainConfig, augment_preset, model_preset
+from unetlib.crossval import crossvalidate
+from unetlib.dataset import find_pairs
 from unetlib.demo import annotate_demo, demo_test_truth
 from unetlib.evaluate import evaluate_folders
 from unetlib.export import check_package, export_package, package_summary
 from unetlib.notebooks import publish_summary
-from unetlib.plots import plot_frame_scores, plot_history, plot_organ_scores
+from unetlib.io import read_image
+from unetlib.normalize import normalize_image
+from unetlib.plots import (plot_crossval, plot_feature_maps, plot_frame_scores, plot_history,
+                           plot_organ_scores)
 from unetlib.predict import predict_folder
+from unetlib.run import load_run
 from unetlib.train import train
 from unetlib.widgets import prediction_viewer
 """),
@@ -277,6 +285,10 @@ max_minutes = 0                    # stop after this many minutes, keeping the b
 threshold = 0                      # decision threshold in (0, 1); 0: the one calibrated on validation frames
 tta = False                        # average predictions over flips (4x slower)
 force = False                      # replace an existing, different run in the run folder
+""" + f"crossval_folds = {3 if gray else 0}".ljust(35) + """# K-fold cross-validation of this training (e.g. 5); 0: skip it
+crossval_epochs = 2                # epochs per fold (the demo keeps it short; use `epochs` for a real estimate)
+crossval_dir = ""                  # fold runs and scores; "": <run folder>_crossval
+feature_levels = []                # U-Net levels to show, e.g. ["down0", "bottleneck"]; []: encoder, bottleneck, last decoder
 """ + f'package_path = "../demo/{run_prefix}{kind}.zip"'.ljust(33) + """  # bioimage.io package the model is exported to; "": none
 """, PARAMETERS),
         ("code", f"""
@@ -293,6 +305,33 @@ print(f"{{result.epochs_completed}} epochs, best {{result.best_epoch}}: validati
 """),
         ("code", """
 plot_history(result.history)
+"""),
+        ("md", """
+**What the network sees.** The activations of a few levels of the U-Net for the first annotated
+frame, the most active channels of each (every panel scaled on its own): the encoder's
+edges and textures, the coarse organ-versus-body map at the bottleneck, and the last
+decoder level the classes are read from.
+"""),
+        ("code", f"""
+run = load_run(result.run_dir)
+frame = normalize_image(read_image(find_pairs({data_name})[0][0]), run.normalize)  # the first annotated frame
+plot_feature_maps(feature_maps(run.model, frame, feature_levels or None), image=frame)
+"""),
+        ("md", """
+**How good is this model likely to be?** The validation frames above are few, and they
+also chose the best epoch. K-fold cross-validation trains one model per fold of whole
+frames and scores each on the frames it never saw; the spread over folds says how much a
+single split can be trusted. Fold runs are kept and reused (`python -m unetlib crossval`
+does the same).
+"""),
+        ("code", f"""
+cv = crossvalidate({data_name}, crossval_dir or str({run_name}).rstrip("/") + "_crossval",
+                   CrossvalConfig(folds=crossval_folds, seed=seed,
+                                  train=dataclasses.replace(config, epochs=crossval_epochs, force=False))) if crossval_folds else None
+print(cv.to_text() if cv else "cross-validation skipped (crossval_folds = 0)")
+"""),
+        ("code", """
+plot_crossval(cv.per_fold, cv.summary, load_run(cv.run_dirs[0]).organs) if cv else None
 """),
         ("code", f"""
 results_dir = {results_name} or os.path.join({data_name}, "results")
@@ -327,6 +366,7 @@ print(package_summary(check_package(package)) if package else "not exported")
 """),
         ("code", """
 publish_summary({"val_dice": round(result.val_dice, 4), "threshold": result.threshold,
+                 **({"crossval_dice": round(float(sum(s["mean"] for s in cv.summary.values()) / len(cv.summary)), 4)} if cv else {}),
                  **({f"test_dice_{name}": round(s["dice"], 4) for name, s in report.per_organ.items()} if report else {}),
                  "epochs": result.epochs_completed, "test_frames": len(written),
                  **({f"test_{key}": round(value, 4) for key, value in report.mean.items()} if report else {})})
