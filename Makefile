@@ -22,12 +22,17 @@ demo: $(STAMP)  ## the whole pipeline on the synthetic demo acquisition
 
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
+# Two test processes, a test module each at a time (module fixtures are built once): most
+# tests wait on process start-up, files and small models, so a 2-core machine runs the
+# suite in about half the time (567 tests on a 2-core AMD EPYC: 6.2 min here, 11-13 min in one process).
+TEST_WORKERS ?= 2
+
 test: $(STAMP)  ## unit tests, headless notebook runs, then nbval on the committed notebooks
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile
 	$(PYTHON) -m pytest $(NBVAL) notebooks/
 
 test-fast: $(STAMP)  ## skip the slow tests
-	$(PYTHON) -m pytest -m "not slow"
+	$(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 notebooks: $(STAMP)  ## rebuild the notebooks from tools/build_notebooks.py with demo outputs
 	$(PYTHON) tools/build_notebooks.py --execute

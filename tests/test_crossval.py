@@ -98,7 +98,7 @@ def test_the_summary_is_computed_from_the_fold_scores(crossval):
                 if row["organ"] == "kidney" and row["fold"] == "0"]
     assert result.summary["kidney"]["per_fold"][0] == pytest.approx(np.mean(kidney_0))
     assert saved["folds"] == 3 and saved["seed"] == 4 and saved["held_out"] == result.folds
-    assert (result.out_dir / "crossval.png").stat().st_size > 10_000
+    assert (result.out_dir / "crossval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_small_model_cross_validates_above_a_floor(crossval):
@@ -171,3 +171,18 @@ def test_cli_refuses_too_many_folds_in_one_line(crossval, tmp_path, capsys):
     assert code == 2 and len(error) == 1 and "--folds 9 is invalid for 8 annotated" in error[0]
     assert error[0].endswith("use 2 to 8 folds.")
     assert not (tmp_path / "cv").exists()
+
+
+def test_the_plot_shows_each_fold_beside_the_mean_and_sd():
+    from unetlib.plots import plot_crossval
+
+    rows = [{"fold": f, "organ": organ, "dice": dice} for organ, values in
+            (("liver", (0.95, 0.97, 0.99)), ("kidney", (0.7, 0.8, 0.9))) for f, dice in enumerate(values)]
+    summary = fold_summary(rows)
+    ax = plot_crossval(rows, summary).axes[0]
+    assert [bar.get_height() for bar in ax.patches] == pytest.approx([0.97, 0.8])
+    dots = [line.get_ydata().tolist() for line in ax.lines if line.get_marker() == "o"]
+    assert dots == [pytest.approx([0.95, 0.97, 0.99]), pytest.approx([0.7, 0.8, 0.9])]
+    caps = sorted(y for line in ax.lines if line.get_marker() == "_" for y in line.get_ydata())
+    assert caps == pytest.approx([0.8 - 0.1, 0.8 + 0.1, 0.97 - 0.02, 0.97 + 0.02])  # ± SD
+    assert [tick.get_text() for tick in ax.get_xticklabels()] == ["liver", "kidney"]

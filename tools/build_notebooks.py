@@ -288,7 +288,7 @@ force = False                      # replace an existing, different run in the r
 """ + f"crossval_folds = {3 if gray else 0}".ljust(35) + """# K-fold cross-validation of this training (e.g. 5); 0: skip it
 crossval_epochs = 2                # epochs per fold (the demo keeps it short; use `epochs` for a real estimate)
 crossval_dir = ""                  # fold runs and scores; "": <run folder>_crossval
-feature_levels = []                # U-Net levels to show, e.g. ["down0", "bottleneck"]; []: encoder, bottleneck, last decoder
+feature_levels = ["down0", "down2", "bottleneck", "up0"]  # U-Net levels to show (down0 … bottleneck … up0); []: every encoder level, the bottleneck, the last decoder level
 """ + f'package_path = "../demo/{run_prefix}{kind}.zip"'.ljust(33) + """  # bioimage.io package the model is exported to; "": none
 """, PARAMETERS),
         ("code", f"""
@@ -315,7 +315,7 @@ decoder level the classes are read from.
         ("code", f"""
 run = load_run(result.run_dir)
 frame = normalize_image(read_image(find_pairs({data_name})[0][0]), run.normalize)  # the first annotated frame
-plot_feature_maps(feature_maps(run.model, frame, feature_levels or None), image=frame)
+plot_feature_maps(feature_maps(run.model, frame, feature_levels or None), image=frame, channels_per_level=5)
 """),
         ("md", """
 **How good is this model likely to be?** The validation frames above are few, and they

@@ -366,13 +366,15 @@ def plot_crossval(per_fold: Sequence[dict], summary: dict[str, dict],
         values = [float(row["dice"]) for row in per_fold if row["organ"] == name]
         spread = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else [0.0]
         ax.plot(position + np.asarray(spread), values, "o", color="black", markersize=4)
-        ax.annotate(f"{stats['mean']:.3f}\n± {stats['sd']:.3f}", (position, stats["mean"]),
-                    xytext=(0, -22), textcoords="offset points", ha="center", fontsize=7)
+        ax.annotate(f"{stats['mean']:.3f}\n± {stats['sd']:.3f}", (position + 0.3, stats["mean"]),
+                    xytext=(4, 0), textcoords="offset points", ha="left", va="center",
+                    fontsize=7)
     ax.set_xticks(range(len(names)), names, fontsize=8)
+    ax.set_xlim(-0.6, len(names) - 0.4 + 0.5)
     ax.set_ylim(max(0.0, low - 0.1), 1.0)
     ax.set_ylabel("held-out Dice", fontsize=8)
     folds = len(next(iter(summary.values()))["per_fold"]) if summary else 0
-    ax.set_title(f"{folds}-fold cross-validation: folds (dots), mean ± SD", fontsize=9)
+    ax.set_title(f"{folds}-fold cross-validation\nmean ± SD; dots: the folds", fontsize=8)
     return figure
 
 
@@ -420,8 +422,8 @@ def plot_feature_maps(maps: dict[str, np.ndarray], *, image: np.ndarray | None =
     first = 1 if image is not None else 0
     columns = first + max(shown.values())
     shape = np.shape(image) if image is not None else next(iter(arrays.values())).shape
-    # Panels shrink with the column count so a full row stays about a screen wide.
-    panel_inches = min(PANEL_INCHES, 13.0 / columns)
+    # Small panels: a notebook stores this figure, and the patterns read at this size.
+    panel_inches = min(1.6, 11.0 / columns)
     figure, axes = new_figure(len(arrays), columns, panel_inches=panel_inches,
                               aspect=shape[0] / shape[1])
     for ax in axes.ravel():
