@@ -80,7 +80,9 @@ def test_uncertain_frames_are_added_after_the_annotated_ones_untouched(organ_run
                for row in new)
 
     ranking = read_csv(picked_data / "train" / "uncertainty.csv")
-    assert sorted(int(row["cycle"]) for row in ranking) == sorted(set(range(16)) - annotated)
+    tested = {int(row["cycle"]) for row in read_csv(picked_data / "test" / "frames.csv")}
+    assert len(tested) == 4  # the test frames are never offered for training
+    assert sorted(int(row["cycle"]) for row in ranking) == sorted(set(range(16)) - annotated - tested)
     scores = [float(row["uncertainty"]) for row in ranking]
     assert scores == sorted(scores, reverse=True)
     gap = max(1, 16 // (3 * (2 + 8)))

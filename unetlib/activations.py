@@ -18,8 +18,8 @@ import numpy as np
 
 from unetlib._tensorflow import keras
 from unetlib.errors import InputError, ParameterError, describe
-from unetlib.model import model_depth, model_input_channels
-from unetlib.predict import _pad_to
+from unetlib.model import model_depth
+from unetlib.predict import _pad_to, check_input_channels
 
 __all__ = ["default_levels", "feature_levels", "feature_maps", "level_layer"]
 
@@ -149,10 +149,7 @@ def feature_maps(model: keras.Model, image: np.ndarray,
         image = image[..., np.newaxis]
     if image.ndim != 3:
         raise InputError(f"image must have shape (H, W) or (H, W, C), got {image.shape}")
-    channels = model_input_channels(model)
-    if image.shape[-1] != channels:
-        raise InputError(f"the image has {image.shape[-1]} channel(s) but the model expects "
-                         f"{channels}; give frames like the ones it was trained on.")
+    check_input_channels(model, image.shape[-1])
     height, width = image.shape[:2]
     multiple = 2 ** model_depth(model)
     padded_h = math.ceil(height / multiple) * multiple

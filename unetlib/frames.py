@@ -179,22 +179,9 @@ def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[
     with output_lock(data_dir):
         if orphaned:
             _move_aside(orphaned, masks_dir)
-        written: list[Path] = []
-        try:
-            for index, cycle in enumerate(cycles):
-                image = frame_of(cycle)
-                written.append(write_image(targets[index], image, overwrite=config.force))
-                rows[index]["sha256"] = file_sha256(targets[index])
-                if previews:
-                    written.append(write_image(previews[index],
-                                               display_scale(image, split.display_percentiles),
-                                               overwrite=config.force))
-            write_csv(table, rows + _other_rows(table, rows, frames_dir), FRAMES_FIELDS,
-                      overwrite=config.force)
-        except BaseException:
-            for path in written:
-                path.unlink(missing_ok=True)
-            raise
+        _write_frames(stack, cycles, lasers, targets, previews, rows, split,
+                      overwrite=config.force,
+                      table=(table, rows + _other_rows(table, rows, frames_dir)))
     logger.info("picked cycles %s of %s into %s", cycles, stack.path, frames_dir)
     return PickResult(frames=targets, annotate=previews, table=table, cycles=cycles)
 
@@ -224,23 +211,40 @@ def append_frames(stack: LaserStack, data_dir: Path, cycles: list[int], lasers: 
              "stack_frames": " ".join(str(int(stack.frame_numbers[cycle, n - 1])) for n in lasers),
              "stack": stack.path.name, **more}
             for stem, target, cycle, more in zip(stems, targets, cycles, extra)]
+    kept = [{key: row.get(key, "") for key in FRAMES_FIELDS} for row in existing]
     with output_lock(data_dir):
-        written: list[Path] = []
-        try:
-            for row, target, preview, cycle in zip(rows, targets, previews, cycles):
-                image = stack.composite(cycle, lasers)
-                image = image[..., 0] if image.shape[-1] == 1 else image
-                written.append(write_image(target, image))
-                row["sha256"] = file_sha256(target)
-                written.append(write_image(preview, display_scale(image, split.display_percentiles)))
-            kept = [{key: row.get(key, "") for key in FRAMES_FIELDS} for row in existing]
-            write_csv(table, kept + rows, FRAMES_FIELDS, overwrite=True)
-        except BaseException:
-            for path in written:
-                path.unlink(missing_ok=True)
-            raise
+        # The table is rewritten with its old rows unchanged and the new ones appended.
+        _write_frames(stack, cycles, lasers, targets, previews, rows, split, overwrite=False,
+                      table=(table, kept + rows), replace_table=True)
     logger.info("added cycles %s of %s as frames %s", cycles, stack.path, stems)
     return PickResult(frames=targets, annotate=previews, table=table, cycles=cycles)
+
+
+def _write_frames(stack: LaserStack, cycles: list[int], lasers: tuple[int, ...],
+                  targets: list[Path], previews: list[Path], rows: list[dict[str, str]],
+                  split: SplitConfig, *, overwrite: bool,
+                  table: tuple[Path, list[dict[str, str]]], replace_table: bool = False) -> None:
+    """Write each cycle's frame (and its 8-bit preview to draw on), fill in each row's
+    sha256, then the table; on any failure remove the files written so far."""
+    written: list[Path] = []
+    try:
+        for index, cycle in enumerate(cycles):
+            # Read from the memory-mapped stack one cycle at a time: picking every cycle of
+            # a long acquisition must not hold all of them in memory at once.
+            image = stack.composite(cycle, lasers)
+            image = image[..., 0] if image.shape[-1] == 1 else image
+            written.append(write_image(targets[index], image, overwrite=overwrite))
+            rows[index]["sha256"] = file_sha256(targets[index])
+            if previews:
+                written.append(write_image(previews[index],
+                                           display_scale(image, split.display_percentiles),
+                                           overwrite=overwrite))
+        path, table_rows = table
+        write_csv(path, table_rows, FRAMES_FIELDS, overwrite=overwrite or replace_table)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
 
 
 def recorded_lasers(data_dir: str | os.PathLike[str]) -> tuple[int, ...] | None:

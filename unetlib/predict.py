@@ -61,6 +61,14 @@ def validate_threshold(threshold: float) -> float:
 
 # --- sliding-window inference -----------------------------------------------------------
 
+def check_input_channels(model: keras.Model, channels: int) -> None:
+    """Refuse frames whose channel count is not the one ``model`` was trained on."""
+    expected = model_input_channels(model)
+    if channels != expected:
+        raise InputError(f"the image has {channels} channel(s) but the model expects "
+                         f"{expected}; give frames like the ones it was trained on.")
+
+
 def _tile_starts(size: int, tile: int, step: int) -> list[int]:
     """Start offsets of tiles of length ``tile`` covering ``size`` (last one flush right)."""
     if size <= tile:
@@ -192,10 +200,7 @@ def predict_probabilities_batch(model: keras.Model, images: np.ndarray, *,
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4:
         raise InputError(f"images must have shape (N, H, W, C), got {images.shape}")
-    channels = model_input_channels(model)
-    if images.shape[-1] != channels:
-        raise InputError(f"the image has {images.shape[-1]} channel(s) but the model expects "
-                         f"{channels}; give frames like the ones it was trained on.")
+    check_input_channels(model, images.shape[-1])
     count, height, width = images.shape[:3]
     multiple = 2 ** model_depth(model)
     tile = math.ceil(tile / multiple) * multiple

@@ -126,13 +126,19 @@ def choose_uncertain(cycles: Sequence[int], scores: Sequence[float], count: int,
     return chosen
 
 
+def _cycles_of(rows: list[dict[str, str]], stack: LaserStack) -> set[int]:
+    """The cycles of ``stack`` that rows of a ``frames.csv`` were picked from."""
+    return {int(row["cycle"]) for row in rows
+            if row.get("stack") == stack.path.name and str(row.get("cycle", "")).isdigit()}
+
+
 def pick_uncertain(stack: LaserStack, data_dir: Path, config: PickConfig,
                    split: SplitConfig) -> "PickResult":
     """``pick-frames --method uncertain``: add the ``config.count`` cycles ``config.run``
     is least sure about to ``data_dir``'s training frames.
 
-    Candidates are the cycles of ``stack`` not yet in ``train/frames.csv`` (for this
-    stack) nor in ``config.exclude``. Picks are at least a third of an even spread's
+    Candidates are the cycles of ``stack`` not yet in ``train/frames.csv`` nor in
+    ``test/frames.csv`` (for this stack) nor in ``config.exclude``. Picks are at least a third of an even spread's
     spacing apart (:func:`choose_uncertain`). Re-running with the same model adds
     nothing: the rows it added name it in ``picked_by``.
 
@@ -166,9 +172,11 @@ def pick_uncertain(stack: LaserStack, data_dir: Path, config: PickConfig,
                           annotate=[data_dir / "train" / "annotate" / f"{row['stem']}.png"
                                     for row in mine],
                           table=table, cycles=[int(row["cycle"]) for row in mine])
-    annotated = {int(row["cycle"]) for row in rows
-                 if row.get("stack") == stack.path.name and row.get("cycle", "").isdigit()}
-    excluded = annotated | set(config.exclude)
+    annotated = _cycles_of(rows, stack)
+    # Test frames are never offered for training: they would stop being a test.
+    test_table = data_dir / "test" / "frames.csv"
+    tested = _cycles_of(read_csv(test_table), stack) if test_table.is_file() else set()
+    excluded = annotated | tested | set(config.exclude)
     candidates = [cycle for cycle in range(stack.cycles) if cycle not in excluded]
     if len(candidates) < config.count:
         raise ParameterError(f"{stack.path}: count={config.count} is invalid: only "
