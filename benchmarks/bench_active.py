@@ -38,6 +38,7 @@ from unetlib.run import load_run  # noqa: E402
 from unetlib.stack import load_stack  # noqa: E402
 from unetlib.synthetic import export_truth_masks, organ_table, write_synthetic_stack  # noqa: E402
 from unetlib.train import train  # noqa: E402
+from unetlib.runtime import runtime_line  # noqa: E402
 
 LASERS = (1, 2, 3)
 
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args(argv)
+    print(runtime_line(), flush=True)  # every figure names its CPU
 
     config = TrainConfig(model=model_preset("default"), epochs=args.epochs,
                          steps_per_epoch=args.steps, verbose=0,

@@ -38,6 +38,7 @@ from unetlib.normalize import normalize_image  # noqa: E402
 from unetlib.predict import predict_probabilities  # noqa: E402
 from unetlib.run import load_run  # noqa: E402
 from unetlib.train import train  # noqa: E402
+from unetlib.runtime import runtime_line  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_isbi import ISBI, make_data_folder  # noqa: E402
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    print(runtime_line(), flush=True)  # every figure names its CPU
 
     if args.isbi:
         temporary = tempfile.TemporaryDirectory(prefix="isbi_")

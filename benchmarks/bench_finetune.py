@@ -63,6 +63,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="steps per epoch")
     parser.add_argument("--freeze", type=int, default=2, help="epochs with the encoder frozen")
     args = parser.parse_args()
+    from unetlib.runtime import runtime_line
+
+    print(runtime_line(), flush=True)  # every figure names its CPU
     if not (Path(args.run) / "model.keras").is_file():
         sys.exit(f"{args.run}: no trained run; run `make demo` first or pass --run.")
 

@@ -36,6 +36,7 @@ from unetlib.normalize import normalize_image  # noqa: E402
 from unetlib.predict import predict_probabilities  # noqa: E402
 from unetlib.run import load_run  # noqa: E402
 from unetlib.train import train  # noqa: E402
+from unetlib.runtime import runtime_line  # noqa: E402
 
 ISBI = Path(__file__).resolve().parents[2] / "shared" / "data" / "isbi2012-membrane"
 
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tta", action="store_true")
     parser.add_argument("--data", type=Path, default=ISBI)
     args = parser.parse_args(argv)
+    print(runtime_line(), flush=True)  # every figure names its CPU
 
     changes = {key: value for key, value in (("learning_rate", args.lr),
                                              ("base_filters", args.base_filters),

@@ -34,6 +34,7 @@ from unetlib.io import read_image  # noqa: E402
 from unetlib.metrics import get_loss, training_metrics  # noqa: E402
 from unetlib.model import build_unet, make_optimizer  # noqa: E402
 from unetlib.pipeline import load_pairs, make_training_dataset  # noqa: E402
+from unetlib.runtime import runtime_line  # noqa: E402
 
 
 def describe_folder(data_dir: Path) -> dict:
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patch", type=int, default=256)
     parser.add_argument("--batch", type=int, default=8)
     args = parser.parse_args(argv)
+    print(runtime_line(), flush=True)  # every figure names its CPU
     pipeline = PipelineConfig(patch_size=args.patch, batch_size=args.batch)
 
     results: dict = {"patch": args.patch, "batch": args.batch, "pipeline": [], "model": []}

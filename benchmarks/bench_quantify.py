@@ -117,6 +117,9 @@ def main() -> None:
     parser.add_argument("--child-single", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--child-study", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from unetlib.runtime import runtime_line
+
+    print(runtime_line(), flush=True)  # every figure names its CPU
     if args.child_single:
         child_single(*args.child_single)
         return

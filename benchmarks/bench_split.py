@@ -44,6 +44,9 @@ def main() -> None:
     parser.add_argument("--child", nargs=4, metavar=("STACK", "OUT", "FORMAT", "WORKERS"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from unetlib.runtime import describe_cpu
+
+    print(f"machine: {describe_cpu()}", flush=True)  # every figure names its CPU
     if args.child:
         child(args.child[0], args.child[1], args.child[2], int(args.child[3]))
         return

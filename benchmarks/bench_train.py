@@ -29,6 +29,7 @@ from unetlib.config import model_preset  # noqa: E402
 from unetlib.metrics import get_loss, training_metrics  # noqa: E402
 from unetlib.model import build_unet, make_optimizer  # noqa: E402
 from unetlib.predict import predict_probabilities  # noqa: E402
+from unetlib.runtime import runtime_line  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--predict-frames", type=int, default=5)
     args = parser.parse_args(argv)
+    print(runtime_line(), flush=True)  # every figure names its CPU
     results = {"training": [train_speed(preset, args.patch, args.batch, args.steps, args.warmup)
                             for preset in args.presets],
                "prediction": predict_speed("default", args.predict_frames)}

@@ -56,7 +56,11 @@ def _with_quiet_stderr(load: Callable[[], None]) -> None:
 
 
 def _load() -> None:
+    from unetlib.runtime import prepare_environment
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Kernel choices TensorFlow reads only while it loads (oneDNN on AVX2 CPUs).
+    prepare_environment()
     import tensorflow
 
     import keras  # noqa: F401  (loads the backend inside the capture too)

@@ -44,6 +44,7 @@ from unetlib.organs import OrganTable, find_organ_table, organ_table_path
 from unetlib.predict import predict_probabilities
 from unetlib.resources import require_memory, training_memory_bytes
 from unetlib.run import RUN_FILES, read_run_config, same_finished_run, save_model
+from unetlib.runtime import runtime_record
 
 logger = logging.getLogger(__name__)
 
@@ -570,6 +571,7 @@ def _run_config(run_dir: Path, data_dir: Path, config: TrainConfig, organs: Orga
                  "holdout_stems": list(config.holdout)},
         "versions": _versions(),
         "devices": [device.name for device in tf.config.list_physical_devices()],
+        "runtime": runtime_record(),
         "created": created,
         "parameters": int(model.count_params()),
         "threshold": None,
