@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from unetlib.config import CrossvalConfig, to_dict
+from unetlib.config import CrossvalConfig, NormalizeConfig, to_dict
 from unetlib.errors import Interrupted, OutputError, ParameterError, describe
 from unetlib.io import atomic_path, read_csv, write_csv, write_json
 from unetlib.locking import output_lock
@@ -142,8 +142,8 @@ def crossvalidate(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(describe(out_dir, "exists and is not a folder",
                                    "Give a folder for --out."))
-    stems = [pair.stem for pair in load_pairs(data_dir, normalize=config.train.normalize)]
-    folds = assign_folds(stems, config.folds, config.seed)
+    pairs = load_pairs(data_dir, normalize=config.train.normalize)
+    folds = assign_folds([pair.stem for pair in pairs], config.folds, config.seed)
     with output_lock(out_dir):
         _record_folds(out_dir / "folds.csv", folds, force=config.force)
         run_dirs, trained = [], []
@@ -161,7 +161,8 @@ def crossvalidate(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
                                        f"{len(folds)} fold(s); finished folds are kept",
                                        "Run the same command again to continue.")) from None
         frames = [row for fold, run_dir in enumerate(run_dirs)
-                  for row in score_held_out(run_dir, data_dir, folds[fold], fold)]
+                  for row in score_held_out(run_dir, data_dir, folds[fold], fold,
+                                            loaded=(config.train.normalize, pairs))]
         per_fold = _per_fold(frames, run_dirs)
         summary = fold_summary(per_fold)
         _write_outputs(out_dir, config, data_dir, folds, frames, per_fold, summary)
@@ -214,12 +215,17 @@ def _record_folds(path: Path, folds: list[list[str]], *, force: bool) -> None:
 
 
 def score_held_out(run_dir: str | os.PathLike[str], data_dir: str | os.PathLike[str],
-                   stems: list[str], fold: int = 0) -> list[dict[str, Any]]:
+                   stems: list[str], fold: int = 0, *,
+                   loaded: tuple[NormalizeConfig, list] | None = None) -> list[dict[str, Any]]:
     """Score a run on annotated frames of ``data_dir`` it never saw, at full resolution.
 
     Frames are normalised as the run's training frames were and segmented as
     ``predict`` does (overlapping tiles; a binary run at its calibrated threshold, an
     organ run by the most probable class).
+
+    ``loaded`` is ``(normalisation, pairs)`` of the data folder's pairs already loaded
+    (:func:`unetlib.pipeline.load_pairs`): used when normalised as the run's frames
+    were, so K folds do not read the data K times.
 
     Returns
     -------
@@ -232,8 +238,11 @@ def score_held_out(run_dir: str | os.PathLike[str], data_dir: str | os.PathLike[
     from unetlib.run import load_run  # noqa: PLC0415
 
     run = load_run(run_dir)
+    pairs = loaded[1] if loaded is not None and loaded[0] == run.normalize else None
+    if pairs is None:
+        pairs = load_pairs(data_dir, normalize=run.normalize)
     wanted = set(stems)
-    pairs = [pair for pair in load_pairs(data_dir, normalize=run.normalize) if pair.stem in wanted]
+    pairs = [pair for pair in pairs if pair.stem in wanted]
     rows = []
     for pair in pairs:
         probability = predict_probabilities(run.model, pair.image)
