@@ -8,6 +8,10 @@ Measures, on whatever device TensorFlow picks (CPU here):
   ``predict_probabilities`` (one tile, padded to 512 x 640);
 - peak resident memory of the process (``resource.getrusage``).
 
+Kernel choices can be set per run (``--jit-compile``, ``--precision mixed_bfloat16``,
+``--intra-threads``/``--inter-threads``; oneDNN through ``TF_ENABLE_ONEDNN_OPTS`` in the
+environment); ``bench_kernels.py`` runs this script once per combination and compares them.
+
     .venv/bin/python benchmarks/bench_train.py --patch 256 --batch 4 --steps 5
 """
 
@@ -22,7 +26,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from unetlib._tensorflow import keras  # noqa: E402
+from unetlib._tensorflow import keras, tf  # noqa: E402
 import numpy as np  # noqa: E402
 
 from unetlib.config import model_preset  # noqa: E402
@@ -36,13 +40,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def train_speed(preset: str, patch: int, batch: int, steps: int, warmup: int) -> dict:
+def train_speed(preset: str, patch: int, batch: int, steps: int, warmup: int,
+                jit_compile: bool = False) -> dict:
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
     config = model_preset(preset)
     model = build_unet(config)
     model.compile(optimizer=make_optimizer(config), loss=get_loss("bce"),
-                  metrics=training_metrics())
+                  metrics=training_metrics(), jit_compile=jit_compile)
     rng = np.random.default_rng(0)
     images = rng.random((batch, patch, patch, 1), dtype=np.float32)
     masks = (rng.random((batch, patch, patch, 1)) > 0.5).astype(np.float32)
@@ -57,9 +62,11 @@ def train_speed(preset: str, patch: int, batch: int, steps: int, warmup: int) ->
             "peak_rss_mb": peak_rss_mb()}
 
 
-def predict_speed(preset: str, frames: int) -> dict:
+def predict_speed(preset: str, frames: int, jit_compile: bool = False) -> dict:
     keras.backend.clear_session()
     model = build_unet(model_preset(preset))
+    if jit_compile:
+        model.compile(jit_compile=True)  # predict_on_batch then runs the XLA-compiled graph
     image = np.random.default_rng(0).random((508, 636, 1), dtype=np.float32)
     predict_probabilities(model, image)  # warm-up
     started = time.perf_counter()
@@ -78,17 +85,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--predict-frames", type=int, default=5)
+    parser.add_argument("--predict-presets", nargs="+", default=["default"],
+                        help="networks whose prediction speed is measured")
+    parser.add_argument("--jit-compile", action="store_true", help="XLA for training and prediction")
+    parser.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32")
+    parser.add_argument("--intra-threads", type=int, default=0, help="0: TensorFlow's default")
+    parser.add_argument("--inter-threads", type=int, default=0, help="0: TensorFlow's default")
+    parser.add_argument("--json", action="store_true", help="print only the JSON results")
     args = parser.parse_args(argv)
-    print(runtime_line(), flush=True)  # every figure names its CPU
-    results = {"training": [train_speed(preset, args.patch, args.batch, args.steps, args.warmup)
+    # Both must be set before TensorFlow runs its first operation.
+    tf.config.threading.set_intra_op_parallelism_threads(args.intra_threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.inter_threads)
+    keras.mixed_precision.set_global_policy(args.precision)
+    machine = runtime_line()
+    if not args.json:
+        print(machine, flush=True)  # every figure names its CPU
+    results = {"machine": machine,
+               "settings": {"jit_compile": args.jit_compile, "precision": args.precision,
+                            "intra_threads": args.intra_threads,
+                            "inter_threads": args.inter_threads,
+                            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
+                            "patch": args.patch, "batch": args.batch},
+               "training": [train_speed(preset, args.patch, args.batch, args.steps, args.warmup,
+                                        args.jit_compile)
                             for preset in args.presets],
-               "prediction": predict_speed("default", args.predict_frames)}
+               "prediction": predict_speed(args.predict_presets[0], args.predict_frames,
+                                           args.jit_compile),
+               "predictions": [predict_speed(preset, args.predict_frames, args.jit_compile)
+                               for preset in args.predict_presets]}
     results["peak_rss_mb"] = peak_rss_mb()
-    print(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=None if args.json else 2))
+    if args.json:
+        return 0
     for row in results["training"]:
         print(f"train {row['preset']:>8}: {row['samples_per_second']:7.2f} samples/s "
               f"({row['seconds_per_step']:.2f} s/step, patch {args.patch}, batch {args.batch})")
-    print(f"predict default: {results['prediction']['frames_per_second']:.2f} frames/s (508x636)")
+    for row in results["predictions"]:
+        print(f"predict {row['preset']:>6}: {1 / row['frames_per_second']:.3f} s per 508x636 "
+              f"frame ({row['frames_per_second']:.2f} frames/s)")
     print(f"peak RSS: {results['peak_rss_mb']:.0f} MB")
     return 0
 

@@ -89,3 +89,20 @@ def test_a_run_folder_records_the_cpu_and_the_choice(tmp_path):
     assert runtime["cpu_model"] == cpu_info().model and runtime["cores"] == cpu_info().cores
     assert runtime["onednn"] == runtime_record()["onednn"] in ("0", "1", "TensorFlow default")
     assert runtime["onednn_reason"] and runtime["tensorflow"]
+
+
+def test_a_cap_on_onednn_s_instructions_is_named_in_every_report():
+    """Benchmarks emulating an AVX2 CPU (ONEDNN_MAX_CPU_ISA) must say so beside their figures."""
+    script = "from unetlib.runtime import runtime_line, runtime_record\n" \
+             "print(runtime_record()['onednn_max_isa']); print(runtime_line())"
+    lines = {}
+    for cap in (None, "AVX2"):
+        environ = {key: value for key, value in os.environ.items() if key != "ONEDNN_MAX_CPU_ISA"}
+        if cap:
+            environ["ONEDNN_MAX_CPU_ISA"] = cap
+        child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                               env=environ, timeout=300)
+        assert child.returncode == 0, child.stderr[-2000:]
+        lines[cap] = child.stdout.strip().splitlines()[-2:]
+    assert lines["AVX2"][0] == "AVX2" and "kernels capped at AVX2" in lines["AVX2"][1]
+    assert lines[None][0] == "all the CPU has" and "capped" not in lines[None][1]

@@ -141,6 +141,29 @@ def test_time_budget_stops_cleanly(data_dir, tmp_path):
     assert read_json(tmp_path / "run" / "metrics.json")["stopped_by_time_budget"]
 
 
+def test_with_a_budget_an_epoch_ends_early_by_time_then_training_goes_on(data_dir, tmp_path):
+    """A slow CPU keeps its best model every ``checkpoint_minutes``, not every epoch."""
+    config = dataclasses.replace(TINY, epochs=3, steps_per_epoch=10_000, max_minutes=10.0,
+                                 checkpoint_minutes=0.05)
+    result = train(data_dir, tmp_path / "run", config)
+    assert result.epochs_completed == 3 and not result.stopped_by_time_budget
+    history = read_csv(tmp_path / "run" / "history.csv")
+    steps = [int(row["steps"]) for row in history]
+    assert len(steps) == 3 and all(1 <= count < 10_000 for count in steps)
+    assert all(row["val_dice"] != "" for row in history)  # each short epoch was validated
+    # Each fit call draws its own patch stream: the later epochs did not start over.
+    assert result.metrics["samples_per_second"] == pytest.approx(
+        sum(steps[1:]) * TINY.pipeline.batch_size
+        / sum(float(row["epoch_seconds"]) for row in history[1:]))
+
+
+def test_without_a_budget_epochs_are_whole_whatever_the_checkpoint_minutes(data_dir, tmp_path):
+    config = dataclasses.replace(TINY, epochs=2, checkpoint_minutes=1e-6)
+    train(data_dir, tmp_path / "run", config)
+    history = read_csv(tmp_path / "run" / "history.csv")
+    assert [int(row["steps"]) for row in history] == [TINY.steps_per_epoch] * 2
+
+
 def test_deterministic_runs_with_the_same_seed_have_identical_weights(data_dir, tmp_path):
     """``deterministic=True`` promises bit-identical re-runs. Op determinism is switched on
     for a whole process, so the two runs train in a child process of their own."""

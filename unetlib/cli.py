@@ -151,7 +151,8 @@ def _train_config(args: argparse.Namespace):
                 ("batch_size", "patch_size", "val_fraction", "seed")
                 if getattr(args, name) is not None}
     given = {name: getattr(args, name) for name in
-             ("epochs", "steps_per_epoch", "loss", "max_minutes") if getattr(args, name) is not None}
+             ("epochs", "steps_per_epoch", "loss", "max_minutes", "checkpoint_minutes")
+             if getattr(args, name) is not None}
     # A progress bar redrawn in a log file (CI, `make demo > log`) is one huge line: one
     # line per epoch there.
     verbose = 0 if args.quiet else 1 if sys.stdout.isatty() else 2
@@ -424,6 +425,11 @@ def _add_training_options(parser) -> None:
                         help=f"random seed of training (default: {pipeline_defaults.seed})")
     parser.add_argument("--max-minutes", type=float,
                         help="stop cleanly after this many minutes, keeping the best model")
+    parser.add_argument("--checkpoint-minutes", type=float,
+                        help="with --max-minutes: end an epoch early after this many minutes, "
+                             "so validation and the best checkpoint come at least this often "
+                             f"on a slow CPU; 0: whole epochs (default: "
+                             f"{train_defaults.checkpoint_minutes:g})")
     parser.add_argument("--deterministic", action="store_true",
                         help="bit-identical re-runs on this machine (somewhat slower)")
 

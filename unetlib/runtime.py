@@ -140,6 +140,8 @@ def runtime_record() -> dict[str, Any]:
             # As TensorFlow saw it when it loaded (the environment may change since).
             "onednn": _CHOICE.get("onednn", os.environ.get(ONEDNN_VARIABLE, "TensorFlow default")),
             "onednn_reason": _CHOICE.get("onednn_reason", "set before unetlib loaded TensorFlow"),
+            # oneDNN's own cap on the instructions it uses (a benchmark can emulate AVX2).
+            "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "all the CPU has"),
             "intra_op_threads": threading.get_intra_op_parallelism_threads() or "TensorFlow default",
             "inter_op_threads": threading.get_inter_op_parallelism_threads() or "TensorFlow default",
             "tensorflow": tf.__version__}
@@ -148,5 +150,7 @@ def runtime_record() -> dict[str, Any]:
 def runtime_line() -> str:
     """One line for reports: the CPU, oneDNN and TensorFlow's version."""
     record = runtime_record()
-    return (f"machine: {record['cpu']}; oneDNN {record['onednn']} ({record['onednn_reason']}); "
-            f"TensorFlow {record['tensorflow']}")
+    capped = ("" if "ONEDNN_MAX_CPU_ISA" not in os.environ
+              else f", kernels capped at {record['onednn_max_isa']}")
+    return (f"machine: {record['cpu']}; oneDNN {record['onednn']} ({record['onednn_reason']}"
+            f"{capped}); TensorFlow {record['tensorflow']}")

@@ -222,7 +222,7 @@ class _RunRecorder(keras.callbacks.Callback):
 
     def __init__(self, run_dir: Path, history: list[dict[str, float]], state: dict,
                  fields: tuple[str, ...], started: float, elapsed_before: float,
-                 deadline: float | None):
+                 deadline: float | None, epoch_seconds: float | None = None):
         super().__init__()
         self.run_dir = run_dir
         self.history = history
@@ -231,16 +231,27 @@ class _RunRecorder(keras.callbacks.Callback):
         self.started = started
         self.elapsed_before = elapsed_before
         self.deadline = deadline
+        self.epoch_seconds = epoch_seconds
         self.stopped_by_time_budget = False
+        self.ended_epoch_early = False
         self.epoch_started = started
+        self.epoch_steps = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = time.monotonic()
+        self.epoch_steps = 0
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            # Keras finishes this epoch's validation and callbacks, then stops.
+        # Either stop ends this epoch's steps; Keras still validates it and calls
+        # on_epoch_end, then leaves fit (which _fit calls again after an early epoch end).
+        self.epoch_steps = batch + 1
+        now = time.monotonic()
+        if self.deadline is not None and now >= self.deadline:
             self.stopped_by_time_budget = True
+            self.model.stop_training = True
+        elif (self.epoch_seconds and now - self.epoch_started >= self.epoch_seconds
+              and self.epoch_steps < self.params.get("steps", float("inf"))):
+            self.ended_epoch_early = True
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
@@ -252,6 +263,7 @@ class _RunRecorder(keras.callbacks.Callback):
                 row[name] = float(logs[name])
         row["learning_rate"] = float(keras.ops.convert_to_numpy(
             self.model.optimizer.learning_rate))
+        row["steps"] = self.epoch_steps
         row["epoch_seconds"] = now - self.epoch_started
         row["elapsed_seconds"] = self.elapsed_before + now - self.started
         self.history.append(row)
@@ -278,7 +290,7 @@ def _logged_fields(organs: OrganTable | None) -> tuple[str, ...]:
 
 
 def _history_fields(logged: tuple[str, ...]) -> tuple[str, ...]:
-    return ("epoch", *logged, "learning_rate", "epoch_seconds", "elapsed_seconds")
+    return ("epoch", *logged, "learning_rate", "steps", "epoch_seconds", "elapsed_seconds")
 
 
 # --- threshold calibration --------------------------------------------------------------
@@ -586,12 +598,18 @@ def _fit(model: keras.Model, run_dir: Path, config: TrainConfig, organs: OrganTa
     from unetlib.pipeline import make_training_dataset, make_validation_dataset  # noqa: PLC0415
 
     initial_epoch = int(state["epochs_completed"])
-    # A resumed run draws a fresh patch stream, not the one its first epochs already saw.
-    train_dataset = make_training_dataset(data.train, config.pipeline, config.augment,
-                                          seed=config.pipeline.seed + initial_epoch)
+
+    def patch_stream():
+        # A resumed run, and fit called again after an epoch ended early, draw a fresh
+        # patch stream, not the one the epochs before already saw.
+        return make_training_dataset(data.train, config.pipeline, config.augment,
+                                     seed=config.pipeline.seed + int(state["epochs_completed"]))
+
     val_dataset = make_validation_dataset(data.val, config.pipeline)
+    epoch_seconds = (60.0 * config.checkpoint_minutes
+                     if deadline is not None and config.checkpoint_minutes else None)
     recorder = _RunRecorder(run_dir, history, state, _logged_fields(organs), started,
-                            elapsed_before, deadline)
+                            elapsed_before, deadline, epoch_seconds)
     logger.info("training %s (%d parameters%s) on %d frames, validating on %d", model.name,
                 model.count_params(), "" if organs is None else f", organs {organs.names}",
                 len(data.train), len(data.val))
@@ -608,10 +626,14 @@ def _fit(model: keras.Model, run_dir: Path, config: TrainConfig, organs: OrganTa
                 logger.info("encoder (%d layers) %s", changed,
                             "trainable" if encoder_trainable else
                             f"frozen for epochs 1 to {frozen_until}")
-            model.fit(train_dataset, epochs=last_epoch, initial_epoch=initial_epoch,
-                      steps_per_epoch=config.steps_per_epoch, validation_data=val_dataset,
-                      callbacks=[recorder], verbose=config.verbose, shuffle=False)
-            initial_epoch = int(state["epochs_completed"])
+            while initial_epoch < last_epoch and not recorder.stopped_by_time_budget:
+                recorder.ended_epoch_early = False
+                model.fit(patch_stream(), epochs=last_epoch, initial_epoch=initial_epoch,
+                          steps_per_epoch=config.steps_per_epoch, validation_data=val_dataset,
+                          callbacks=[recorder], verbose=config.verbose, shuffle=False)
+                initial_epoch = int(state["epochs_completed"])
+                if not recorder.ended_epoch_early:
+                    break
             if recorder.stopped_by_time_budget:
                 break
     except OutputError as error:
@@ -695,7 +717,9 @@ def _samples_per_second(history: list[dict[str, float]], config: TrainConfig) ->
     seconds = sum(row.get("epoch_seconds", 0.0) for row in rows)
     if not seconds:
         return None
-    return len(rows) * config.steps_per_epoch * config.pipeline.batch_size / seconds
+    # Epochs ended early by time (or by the budget) record their steps; older runs do not.
+    steps = sum(row.get("steps", config.steps_per_epoch) for row in rows)
+    return steps * config.pipeline.batch_size / seconds
 
 
 def _write_history_plot(path: Path, history: list[dict[str, float]]) -> None:
