@@ -1,4 +1,4 @@
-# unet-mice: the two commands a new user needs are `make demo` and `make test`.
+# unet-mice: a new user needs `make demo`, `make lab` and `make test`.
 # Each creates or updates the virtual environment in .venv first (Python 3.11).
 
 PYTHON_BASE ?= $(shell command -v python3.11 || command -v python3)
@@ -7,7 +7,7 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo
 
-.PHONY: venv demo test test-fast benchmark notebooks run-notebooks clean
+.PHONY: venv demo lab test test-fast test-browser chromium benchmark notebooks run-notebooks clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PYTHON) || $(PYTHON_BASE) -m venv $(VENV)
@@ -19,6 +19,14 @@ venv: $(STAMP)
 
 demo: $(STAMP)  ## the whole pipeline on the synthetic demo acquisition
 	$(PYTHON) -m unetlib demo --out $(DEMO_DIR)
+
+# JupyterLab of .venv on notebooks/: its "python3" kernel, the one the notebooks name, is
+# .venv's Python (Jupyter prefers the environment's kernels over the user's own).
+# LAB_ARGS passes more options, e.g. LAB_ARGS="--port 8899 --no-browser".
+LAB_ARGS ?=
+lab: $(STAMP)  ## open the notebooks in JupyterLab with this environment's kernel
+	JUPYTER_PREFER_ENV_PATH=1 $(VENV)/bin/jupyter lab notebooks/ \
+		$(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
@@ -33,6 +41,20 @@ test: $(STAMP)  ## unit tests, headless notebook runs, then nbval on the committ
 
 test-fast: $(STAMP)  ## skip the slow tests
 	$(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
+
+test-browser: $(STAMP)  ## only the notebooks in JupyterLab in headless Chromium (part of make test)
+	$(PYTHON) -m pytest -m browser tests/test_browser.py
+
+# The browser test drives Debian's chromium with its chromedriver (nothing is downloaded at
+# run time); .ci/run calls this before make test. Installing needs root.
+chromium:  ## install chromium and chromium-driver with apt-get when they are missing
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+		echo "chromium and chromedriver are installed"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	else \
+		echo "as root: apt-get install -y chromium chromium-driver"; exit 1; \
+	fi
 
 notebooks: $(STAMP)  ## rebuild the notebooks from tools/build_notebooks.py with demo outputs
 	$(PYTHON) tools/build_notebooks.py --execute

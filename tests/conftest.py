@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
+from lab_browser import SCREENSHOTS
 
 # Quiet TensorFlow's C++ start-up banner; must be set before TensorFlow is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ISBI_DIR = REPO_ROOT.parent / "shared" / "data" / "isbi2012-membrane"
+_SESSION_START = time.time()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Name the browser test's screenshots of this run (the CI log shows where they are)."""
+    shots = sorted(path.name for path in SCREENSHOTS.glob("*.png")
+                   if path.stat().st_mtime >= _SESSION_START)
+    if shots:
+        terminalreporter.write_line(f"browser screenshots in {SCREENSHOTS}: {', '.join(shots)}")
 
 
 @pytest.fixture(scope="module", autouse=True)

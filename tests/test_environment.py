@@ -1,12 +1,25 @@
 """requirements.txt and environment.yml describe the same environment."""
 
+import json
 import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def environment() -> dict:
+    return yaml.safe_load((ROOT / "environment.yml").read_text())
+
+
+def pip_section(environment: dict) -> list[str]:
+    return next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
 
 
 def parse(lines):
@@ -23,17 +36,19 @@ def parse(lines):
 
 def test_requirements_and_environment_pin_the_same_packages():
     requirements = parse((ROOT / "requirements.txt").read_text().splitlines())
-    environment = yaml.safe_load((ROOT / "environment.yml").read_text())
-    pip_section = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
-    assert parse(pip_section) == requirements
-    assert "python=3.11" in environment["dependencies"]
-    assert {"pip", "python=3.11"} <= set(d for d in environment["dependencies"] if isinstance(d, str))
+    conda = environment()
+    assert parse(pip_section(conda)) == requirements
+    assert "python=3.11" in conda["dependencies"]
+    assert {"pip", "python=3.11"} <= set(d for d in conda["dependencies"] if isinstance(d, str))
+    # The pip section installs this checkout too, as the Makefile's venv does.
+    assert pip_section(conda)[-1] == "-e ."
 
 
 def test_the_field_s_packages_are_all_there():
     requirements = parse((ROOT / "requirements.txt").read_text().splitlines())
     for name in ("tensorflow", "keras", "numpy", "tifffile", "pillow", "matplotlib",
-                 "ipywidgets", "papermill", "nbval", "ipykernel"):
+                 "ipywidgets", "papermill", "nbval", "ipykernel",
+                 "jupyterlab", "jupyterlab-widgets", "selenium"):
         assert name in requirements, name
     assert requirements["tensorflow"].startswith(">=2.21")
     assert requirements["keras"].startswith(">=3")
@@ -54,3 +69,59 @@ def test_tensorflow_start_up_chatter_is_hidden_but_real_errors_are_not():
              "E0000 00:00:1795594497.085670   12030 cuda_platform.cc:52] failed call to cuInit: X\n"
              "E0000 00:00:1795594497.085670   12030 some_op.cc:52] a real failure\n")
     assert filter_chatter(noisy) == "E0000 00:00:1795594497.085670   12030 some_op.cc:52] a real failure\n"
+
+
+def test_the_readme_s_conda_path_names_this_environment_and_opens_the_notebooks():
+    """The commands the README gives a conda user match environment.yml's environment."""
+    readme = (ROOT / "README.md").read_text()
+    name = environment()["name"]
+    for command in ("conda env create -f environment.yml", f"conda activate {name}",
+                    "jupyter lab notebooks/",
+                    f'python -m ipykernel install --user --name {name} --display-name "Python ({name})"'):
+        assert command in readme, command
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^lab: ", makefile, re.MULTILINE), "make lab is the pip path's way in"
+
+
+@pytest.mark.slow
+def test_the_environment_s_pip_section_installs_into_a_clean_virtual_environment(tmp_path):
+    """What ``conda env create`` does once Python is there: pip installs the pip section.
+
+    Here into a fresh virtual environment of this Python, with a copy of this checkout in
+    place of ``-e .`` (an editable install writes its metadata beside the sources, and a
+    test writes nothing into the repository). pip's cache, filled by the project's own
+    install, spares the downloads. Then the README's next step must be possible: a
+    ``jupyter lab`` command, ipywidgets' front end enabled in it, and the environment's own
+    Python as the ``python3`` kernel the notebooks ask for.
+    """
+    source = tmp_path / "unet-mice"
+    shutil.copytree(ROOT / "unetlib", source / "unetlib",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    requirements = tmp_path / "environment-pip.txt"
+    requirements.write_text("\n".join(f"-e {source}" if line == "-e ." else line
+                                      for line in pip_section(environment())) + "\n")
+    env_dir = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True, timeout=300)
+    python, jupyter = env_dir / "bin" / "python", env_dir / "bin" / "jupyter"
+
+    def run(*command: str | Path, timeout: float = 300) -> str:
+        result = subprocess.run([str(part) for part in command], capture_output=True, text=True,
+                                timeout=timeout, cwd=tmp_path)
+        assert result.returncode == 0, f"{command}: {(result.stdout + result.stderr)[-3000:]}"
+        return result.stdout + result.stderr
+
+    # --no-compile: bytecode is written on first import anyway; compiling TensorFlow's
+    # thousands of modules up front would double the time of this test.
+    run(python, "-m", "pip", "install", "--quiet", "--no-compile", "-r", requirements,
+        timeout=1500)
+    run(python, "-m", "pip", "check")
+    assert run(jupyter, "lab", "--version").strip().startswith("4.")
+    manager = [line for line in run(jupyter, "labextension", "list").splitlines()
+               if "@jupyter-widgets/jupyterlab-manager" in line]
+    assert manager and "enabled" in manager[0] and "OK" in manager[0], manager
+    kernels = json.loads(run(jupyter, "kernelspec", "list", "--json"))["kernelspecs"]
+    assert Path(kernels["python3"]["resource_dir"]).is_relative_to(env_dir)
+    imported = run(python, "-c", "import unetlib.widgets, ipywidgets, selenium; print(unetlib.__file__)")
+    assert Path(imported.strip()).is_relative_to(source)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -35,9 +36,10 @@ TINY = {"demo_cycles": 6, "pick_count": 4, "test_count": 2, "preset": "small", "
         "crossval_folds": 2, "crossval_epochs": 1}
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "unetlib", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=900)
+                          text=True, cwd=cwd, timeout=900, env=env)
 
 
 def test_the_suite_is_complete_and_in_order():
@@ -72,7 +74,11 @@ def test_run_notebooks_with_two_parameter_sets_and_one_failing(tmp_path):
         "sets": {"small": {}, "broken": {"stack_path": str(tmp_path / "missing.tif")}},
     }))
     out = tmp_path / "out"
-    result = run_cli("run-notebooks", "--out", str(out), "--params", str(params))
+    # Started from a notebook's kernel in JupyterLab, which passes the server's
+    # JPY_SESSION_NAME on: the executed copies must still hold static figures.
+    from_a_notebook = {key: value for key, value in os.environ.items() if key != "UNETLIB_WIDGETS"}
+    result = run_cli("run-notebooks", "--out", str(out), "--params", str(params),
+                     env={**from_a_notebook, "JPY_SESSION_NAME": str(tmp_path / "sweep.ipynb")})
     assert result.returncode == 1, result.stderr[-2000:]
     assert "error: set 'broken' failed in 01_reshaping.ipynb, cell" in result.stderr
     assert "missing.tif" in result.stderr
@@ -104,6 +110,13 @@ def test_run_notebooks_with_two_parameter_sets_and_one_failing(tmp_path):
     assert crossval["folds"] == 2 and len(crossval["held_out"]) == 2
     assert float(trained["crossval_dice"]) == pytest.approx(crossval["mean_dice"], abs=5e-5)
     assert [p.name for p in sorted((out / "small").glob("*.ipynb"))] == SUITE
+    for name in SUITE:  # every viewer a figure (a JPEG), none a widget
+        outputs = json.dumps([cell.get("outputs", [])
+                              for cell in nbformat.read(out / "small" / name, as_version=4).cells])
+        assert "application/vnd.jupyter.widget-view+json" not in outputs, name
+    browser = next(cell for cell in nbformat.read(out / "small" / SUITE[0], as_version=4).cells
+                   if cell.source.strip() == "frame_browser(stack)")
+    assert [sorted(output.get("data", {})) for output in browser.outputs] == [["image/jpeg", "text/plain"]]
     assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == SUITE
 
 

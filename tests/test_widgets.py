@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from matplotlib.colors import to_hex
@@ -11,7 +13,8 @@ from unetlib.config import SyntheticConfig
 from unetlib.io import read_image, write_image
 from unetlib.stack import display_scale, load_stack
 from unetlib.synthetic import write_synthetic_stack
-from unetlib.widgets import frame_browser, mask_viewer, prediction_viewer, widgets_available
+from unetlib.widgets import (VIEWER_CLASS, frame_browser, mask_viewer, prediction_viewer,
+                             widgets_available)
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +71,33 @@ def test_environment_variable_forces_either_mode(monkeypatch):
     assert not widgets_available()
 
 
+def test_a_kernel_serving_a_notebook_for_a_jupyter_server_shows_widgets():
+    """In a real kernel: with the variable a Jupyter server sets for a notebook's kernel
+    (``JPY_SESSION_NAME``) the viewers are widgets, without it (papermill, nbval) static.
+    JupyterLab's widget manager opens its control comm only after a first widget is shown,
+    so a freshly opened notebook has no other sign."""
+    from jupyter_client.manager import start_new_kernel
+
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("UNETLIB_WIDGETS", "JPY_SESSION_NAME")}
+    manager, client = start_new_kernel(kernel_name="python3",
+                                       env={**env, "JPY_SESSION_NAME": "/lab/01_reshaping.ipynb"})
+    printed = []
+
+    def run(code: str) -> None:
+        reply = client.execute_interactive(code, timeout=120, output_hook=lambda message: printed.append(
+            message["content"].get("text", "")) if message["msg_type"] == "stream" else None)
+        assert reply["content"]["status"] == "ok", reply["content"]
+
+    try:
+        run("from unetlib.widgets import widgets_available\nprint(widgets_available())")
+        run("import os\ndel os.environ['JPY_SESSION_NAME']\nprint(widgets_available())")
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    assert "".join(printed).split() == ["True", "False"]
+
+
 def test_interactive_viewers_redraw_when_a_control_changes(stack, data_dir, monkeypatch):
     import IPython.display
     import ipywidgets
@@ -81,11 +111,11 @@ def test_interactive_viewers_redraw_when_a_control_changes(stack, data_dir, monk
 
     browser = frame_browser(stack, interactive=True)
     assert isinstance(browser, ipywidgets.VBox)
+    assert VIEWER_CLASS in browser._dom_classes  # how a page finds the viewers
     cycle, laser, limits = browser.children[0].children
     assert (cycle.max, list(laser.options)) == (stack.cycles - 1, [1, 2, 3, 4])
-    # Drawn at once, at cycle 0 (the initial draw may come twice: interactive_output draws too).
-    assert shown and {figure.axes[0].get_title() for figure in shown} == {
-        "cycle 0, laser 1 (frame 0)"}
+    # Drawn at once, once, at cycle 0.
+    assert [figure.axes[0].get_title() for figure in shown] == ["cycle 0, laser 1 (frame 0)"]
     shown.clear()
     cycle.value = 2
     # Redrawn once, for the new cycle: interleaved frame 2 * 4 + 0.
@@ -107,7 +137,7 @@ def test_interactive_viewers_redraw_when_a_control_changes(stack, data_dir, monk
     viewer = mask_viewer(data_dir, interactive=True)
     slider = viewer.children[0].children[0]
     assert [label for label, _ in slider.options] == [str(i) for i in range(8)]
-    assert shown and {figure.axes[0].get_title() for figure in shown} == {"0"}
+    assert [figure.axes[0].get_title() for figure in shown] == ["0"]
     shown.clear()
     slider.value = 5
     assert [figure.axes[0].get_title() for figure in shown] == ["5"]
@@ -118,6 +148,7 @@ def test_interactive_viewers_redraw_when_a_control_changes(stack, data_dir, monk
     predictions = prediction_viewer(data_dir / "test", data_dir / "results", interactive=True)
     slider = predictions.children[0].children[0]
     assert len(slider.options) == 8
+    assert [figure.axes[0].get_title() for figure in shown] == ["0"]
     shown.clear()
     slider.value = 3
     assert [figure.axes[0].get_title() for figure in shown] == ["3"]

@@ -14,10 +14,11 @@ publish their headline numbers with :func:`publish_summary`; the runner collects
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,13 +155,31 @@ def run_suite(out_dir: str | os.PathLike[str], parameter_sets: Mapping[str, Mapp
         raise ParameterError(f"parameter(s) {', '.join(sorted(unknown))} are not declared by any "
                              f"notebook in {notebooks[0].parent}; check the spelling.")
     # One suite run per output folder: two would overwrite each other's executed copies.
-    with output_lock(out_dir):
+    with output_lock(out_dir), _static_viewers():
         runs: list[NotebookRun] = []
         for set_name, values in parameter_sets.items():
             runs += _run_set(set_name, values, ensure_folder(out_dir / set_name), notebooks,
                              declared, kernel_name=kernel_name, progress=progress)
         write_summary(out_dir / "summary.csv", runs)
     return runs
+
+
+@contextlib.contextmanager
+def _static_viewers() -> Iterator[None]:
+    """Kernels started meanwhile show the viewers as static figures (``UNETLIB_WIDGETS=0``).
+
+    A kernel that JupyterLab started for a notebook shows them as widgets, recognised by the
+    ``JPY_SESSION_NAME`` the server gives it; run from such a kernel (``!python -m unetlib
+    run-notebooks``), papermill's kernels would inherit it. A choice of the user's stands.
+    """
+    if "UNETLIB_WIDGETS" in os.environ:
+        yield
+        return
+    os.environ["UNETLIB_WIDGETS"] = "0"
+    try:
+        yield
+    finally:
+        os.environ.pop("UNETLIB_WIDGETS", None)
 
 
 def _run_set(set_name: str, values: Mapping[str, Any], set_dir: Path, notebooks: Sequence[Path],

@@ -1,9 +1,10 @@
 """Interactive viewers (ipywidgets) for the notebooks, with static fallbacks.
 
-Each viewer returns an ipywidgets box when a widget-capable front end (JupyterLab,
-Notebook 7, classic Notebook) is connected to the kernel, and a static matplotlib figure
-otherwise, so headless papermill and nbval runs stay clean and reviewable. Set the
-environment variable ``UNETLIB_WIDGETS`` to ``1`` or ``0`` to force either.
+Each viewer returns an ipywidgets box when the kernel serves a notebook open in a
+widget-capable front end (JupyterLab, Notebook 7; see :func:`widgets_available`), and a
+static matplotlib figure otherwise, so headless papermill and nbval runs stay clean and
+reviewable. Set the environment variable ``UNETLIB_WIDGETS`` to ``1`` or ``0`` to force
+either.
 """
 
 from __future__ import annotations
@@ -25,14 +26,24 @@ from unetlib.plots import (new_figure, plot_cycle_organs, plot_lasers, plot_pair
 from unetlib.stack import LaserStack
 
 STATIC_PANELS = 6
+VIEWER_CLASS = "unetlib-viewer"  # CSS class of every interactive viewer
 
 
 def widgets_available() -> bool:
-    """True when a front end that renders ipywidgets is connected to this kernel.
+    """True when this kernel serves a notebook open in a front end that renders ipywidgets.
 
-    JupyterLab's and Notebook's widget managers open the ``jupyter.widget.control`` comm
-    as soon as they connect to a kernel; headless executors (papermill, nbval, nbclient)
-    never do. ``UNETLIB_WIDGETS=1``/``0`` overrides the detection.
+    Two signs, either is enough:
+
+    - the kernel was started by a Jupyter server for a document (jupyter_server 2, behind
+      JupyterLab 4 and Notebook 7): the server names the document in ``JPY_SESSION_NAME``;
+      headless executors (papermill, nbclient, nbval) start kernels without it;
+    - a widget manager has opened the ``jupyter.widget.control`` comm. JupyterLab's does
+      so only once a first widget is shown, not when the kernel starts, so this sign
+      alone would leave every viewer of a freshly opened notebook static.
+
+    ``UNETLIB_WIDGETS=1``/``0`` overrides the detection: ``0`` suits papermill started from
+    a notebook's kernel, which passes its ``JPY_SESSION_NAME`` on (``python -m unetlib
+    run-notebooks`` sets it itself).
     """
     forced = os.environ.get("UNETLIB_WIDGETS", "").strip()
     if forced in ("0", "1"):
@@ -44,24 +55,29 @@ def widgets_available() -> bool:
         return False
     if get_ipython() is None or not hasattr(get_ipython(), "kernel"):
         return False
+    if os.environ.get("JPY_SESSION_NAME"):
+        return True
     return getattr(Widget, "_control_comm", None) is not None
 
 
 def _viewer(controls: dict, draw: Callable[..., Figure]):
-    """An ipywidgets box: the controls, and an output area redrawn when they change."""
+    """An ipywidgets box: the controls, and an output area redrawn when they change.
+
+    The box carries the CSS class :data:`VIEWER_CLASS`, so a page (or a test driving one
+    in a browser) can find the viewers among other widgets.
+    """
     import ipywidgets
     from IPython.display import display
 
-    output = ipywidgets.Output()
+    def show(**values) -> None:
+        display(draw(**values))
 
-    def redraw(**values) -> None:
-        with output:
-            output.clear_output(wait=True)
-            display(draw(**values))
-
-    ipywidgets.interactive_output(redraw, controls)
-    redraw(**{name: control.value for name, control in controls.items()})
-    return ipywidgets.VBox([ipywidgets.HBox(list(controls.values())), output])
+    # interactive_output draws at once and after every change, each time into its output
+    # area, cleared first; drawing here as well would show the first figure twice.
+    output = ipywidgets.interactive_output(show, controls)
+    viewer = ipywidgets.VBox([ipywidgets.HBox(list(controls.values())), output])
+    viewer.add_class(VIEWER_CLASS)
+    return viewer
 
 
 def frame_browser(stack: LaserStack, *, interactive: bool | None = None):
@@ -76,8 +92,9 @@ def frame_browser(stack: LaserStack, *, interactive: bool | None = None):
     controls = {
         "cycle": ipywidgets.IntSlider(0, 0, stack.cycles - 1, description="cycle"),
         "laser": ipywidgets.Dropdown(options=list(range(1, stack.lasers + 1)), description="laser"),
+        # One decimal, as the step: the default two ("0.50 – 99.80") overflow the readout.
         "limits": ipywidgets.FloatRangeSlider(value=(0.5, 99.8), min=0, max=100, step=0.1,
-                                              description="contrast %"),
+                                              readout_format=".1f", description="contrast %"),
     }
 
     def draw(cycle: int, laser: int, limits: tuple[float, float]) -> Figure:
