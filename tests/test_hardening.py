@@ -83,11 +83,16 @@ def test_1_memory_estimate_refuses_a_batch_the_machine_cannot_hold(tmp_path):
     with pytest.raises(ParameterError, match="needs about .* of memory, more than"):
         train(data, tmp_path / "run", TrainConfig(pipeline=PipelineConfig(batch_size=100000, patch_size=64)))
     assert not (tmp_path / "run").exists()
-    # The estimate grows with the batch and the square of the patch.
+    # Above a fixed part, the estimate grows with the batch and the square of the patch.
     config = ModelConfig()
-    small = training_memory_bytes(config, patch_size=256, batch_size=8)
-    assert training_memory_bytes(config, patch_size=512, batch_size=8) > 3 * small
-    assert training_memory_bytes(config, patch_size=256, batch_size=16) > 1.7 * small
+
+    def estimate(patch: int, batch: int) -> int:
+        return training_memory_bytes(config, patch_size=patch, batch_size=batch)
+
+    doubled_patch = estimate(512, 8) - estimate(256, 8)
+    assert doubled_patch / (estimate(256, 8) - estimate(128, 8)) == pytest.approx(4.0, rel=1e-3)
+    doubled_batch = estimate(256, 16) - estimate(256, 8)
+    assert doubled_batch / (estimate(256, 8) - estimate(256, 4)) == pytest.approx(2.0, rel=1e-3)
 
 
 # --- 2. a mask never stays on a frame it was not drawn on ----------------------------
