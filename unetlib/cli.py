@@ -408,8 +408,9 @@ def _add_training_options(parser) -> None:
                         help=f"patch side in pixels, a multiple of 16 "
                              f"(default: {pipeline_defaults.patch_size})")
     parser.add_argument("--preset", choices=sorted(MODEL_PRESETS), default="default",
-                        help="network: default (fast, measured), classic (the original "
-                             "recipe), small (quick looks) (default: default)")
+                        help="network: default (8 base filters: best Dice per CPU-second, "
+                             "measured), wide (16 filters, the default before 2026-11), classic "
+                             "(the original recipe), small (quick looks) (default: default)")
     parser.add_argument("--augment", choices=preset_names(), default="default",
                         help="augmentation preset; original = the Keras 2 recipe's settings "
                              "(default: default)")
