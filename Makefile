@@ -32,7 +32,8 @@ NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/nbval_s
 
 # Two test processes, a test module each at a time (module fixtures are built once): most
 # tests wait on process start-up, files and small models, so a 2-core machine runs the
-# suite in about half the time (567 tests on a 2-core AMD EPYC: 6.2 min here, 11-13 min in one process).
+# suite in about half the time (586 tests on a 2-core AMD EPYC: 7.8 min; one process took
+# 11-13 min for 567 tests).
 TEST_WORKERS ?= 2
 
 test: $(STAMP)  ## unit tests, headless notebook runs, then nbval on the committed notebooks
