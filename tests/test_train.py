@@ -142,19 +142,21 @@ def test_time_budget_stops_cleanly(data_dir, tmp_path):
 
 
 def test_with_a_budget_an_epoch_ends_early_by_time_then_training_goes_on(data_dir, tmp_path):
-    """A slow CPU keeps its best model every ``checkpoint_minutes``, not every epoch."""
-    config = dataclasses.replace(TINY, epochs=3, steps_per_epoch=10_000, max_minutes=10.0,
-                                 checkpoint_minutes=0.05)
+    """A slow CPU keeps its best model every ``checkpoint_minutes``, not every epoch, and
+    still trains ``epochs x steps_per_epoch`` steps: an epoch cut short is finished first.
+    With a checkpoint interval shorter than one step, every step is validated on its own."""
+    config = dataclasses.replace(TINY, epochs=2, steps_per_epoch=6, max_minutes=10.0,
+                                 checkpoint_minutes=1e-9)
     result = train(data_dir, tmp_path / "run", config)
-    assert result.epochs_completed == 3 and not result.stopped_by_time_budget
+    assert result.epochs_completed == 2 and not result.stopped_by_time_budget
     history = read_csv(tmp_path / "run" / "history.csv")
-    steps = [int(row["steps"]) for row in history]
-    assert len(steps) == 3 and all(1 <= count < 10_000 for count in steps)
-    assert all(row["val_dice"] != "" for row in history)  # each short epoch was validated
-    # Each fit call draws its own patch stream: the later epochs did not start over.
+    assert [int(row["steps"]) for row in history] == [1] * 12
+    assert [int(row["epoch"]) for row in history] == [1] * 6 + [2] * 6
+    assert all(row["val_dice"] != "" for row in history)  # each piece was validated
     assert result.metrics["samples_per_second"] == pytest.approx(
-        sum(steps[1:]) * TINY.pipeline.batch_size
-        / sum(float(row["epoch_seconds"]) for row in history[1:]))
+        11 * TINY.pipeline.batch_size / sum(float(row["epoch_seconds"]) for row in history[1:]))
+    state = read_json(tmp_path / "run" / "state.json")
+    assert state["epochs_completed"] == 2 and state["epoch_steps_done"] == 0
 
 
 def test_without_a_budget_epochs_are_whole_whatever_the_checkpoint_minutes(data_dir, tmp_path):

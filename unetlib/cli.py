@@ -427,9 +427,9 @@ def _add_training_options(parser) -> None:
     parser.add_argument("--max-minutes", type=float,
                         help="stop cleanly after this many minutes, keeping the best model")
     parser.add_argument("--checkpoint-minutes", type=float,
-                        help="with --max-minutes: end an epoch early after this many minutes, "
-                             "so validation and the best checkpoint come at least this often "
-                             f"on a slow CPU; 0: whole epochs (default: "
+                        help="with --max-minutes: validate and keep the best model at least "
+                             "this often, pausing an epoch if it is slower (it then trains its "
+                             f"remaining steps); 0: only after whole epochs (default: "
                              f"{train_defaults.checkpoint_minutes:g})")
     parser.add_argument("--deterministic", action="store_true",
                         help="bit-identical re-runs on this machine (somewhat slower)")

@@ -564,11 +564,12 @@ class TrainConfig:
         Time budget; training stops cleanly after the step that spends it, validates,
         and keeps the best checkpoint.
     checkpoint_minutes : float
-        With a time budget: an epoch also ends (validation, best and last checkpoints)
-        once it has trained this many minutes, short of ``steps_per_epoch``, so a slow
-        CPU (where 50 steps can take 4 minutes) still keeps its best model about this
-        often. 0 keeps whole epochs. Without a budget, epochs are always whole: a run's
-        steps then never depend on the machine.
+        With a time budget: after this many minutes of training, an epoch pauses for
+        validation and the best and last checkpoints, then trains its remaining steps
+        (so ``epochs`` still means ``epochs x steps_per_epoch`` steps). A slow CPU, where
+        50 steps can take 4 minutes, thus keeps its best model about this often. 0: only
+        whole epochs. Without a budget nothing pauses, so validation never depends on
+        the machine's speed.
     resume : bool
         Continue an interrupted run in ``out_dir`` from its last checkpoint.
     force : bool

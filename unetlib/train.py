@@ -277,7 +277,13 @@ class _RunRecorder(keras.callbacks.Callback):
         save_model(self.model, self.run_dir / "last.keras")
         write_csv(self.run_dir / "history.csv", self.history, _history_fields(self.fields),
                   overwrite=True)
-        self.state.update(epochs_completed=epoch + 1, elapsed_seconds=row["elapsed_seconds"])
+        if self.ended_epoch_early:
+            # Part of an epoch: the next fit call trains its remaining steps first, so
+            # --epochs still means epochs x steps_per_epoch steps on any machine.
+            self.state["epoch_steps_done"] = self.state.get("epoch_steps_done", 0) + self.epoch_steps
+        else:
+            self.state.update(epochs_completed=epoch + 1, epoch_steps_done=0)
+        self.state["elapsed_seconds"] = row["elapsed_seconds"]
         write_json(self.run_dir / "state.json", self.state, overwrite=True)
 
 
@@ -601,9 +607,9 @@ def _fit(model: keras.Model, run_dir: Path, config: TrainConfig, organs: OrganTa
 
     def patch_stream():
         # A resumed run, and fit called again after an epoch ended early, draw a fresh
-        # patch stream, not the one the epochs before already saw.
+        # patch stream (one seed per history row), not one the steps before already saw.
         return make_training_dataset(data.train, config.pipeline, config.augment,
-                                     seed=config.pipeline.seed + int(state["epochs_completed"]))
+                                     seed=config.pipeline.seed + len(history))
 
     val_dataset = make_validation_dataset(data.val, config.pipeline)
     epoch_seconds = (60.0 * config.checkpoint_minutes
@@ -628,11 +634,15 @@ def _fit(model: keras.Model, run_dir: Path, config: TrainConfig, organs: OrganTa
                             f"frozen for epochs 1 to {frozen_until}")
             while initial_epoch < last_epoch and not recorder.stopped_by_time_budget:
                 recorder.ended_epoch_early = False
-                model.fit(patch_stream(), epochs=last_epoch, initial_epoch=initial_epoch,
-                          steps_per_epoch=config.steps_per_epoch, validation_data=val_dataset,
+                remaining = config.steps_per_epoch - int(state.get("epoch_steps_done", 0))
+                # An epoch ended early by checkpoint_minutes is finished on its own first.
+                model.fit(patch_stream(), initial_epoch=initial_epoch,
+                          epochs=initial_epoch + 1 if remaining < config.steps_per_epoch
+                          else last_epoch,
+                          steps_per_epoch=remaining, validation_data=val_dataset,
                           callbacks=[recorder], verbose=config.verbose, shuffle=False)
                 initial_epoch = int(state["epochs_completed"])
-                if not recorder.ended_epoch_early:
+                if not recorder.ended_epoch_early and remaining == config.steps_per_epoch:
                     break
             if recorder.stopped_by_time_budget:
                 break
