@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import numpy as np
 
 from unetlib.config import SyntheticConfig
@@ -48,3 +50,10 @@ def organ_data(root, config=None):
     pick_frames(stack, data, PickConfig(count=4, subset="test", exclude=tuple(picked)))
     export_truth_masks(truth, data / "test" / "frames.csv", root / "truth", organs=True)
     return data
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on now (for servers the tests start)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -29,6 +29,8 @@ from unetlib.cli import main
 from unetlib.config import QuantifyConfig, SyntheticConfig
 from unetlib.synthetic import ORGANS, write_synthetic_stack
 
+from helpers import free_port
+
 SMALL_STACK = dict(cycles=4, height=96, width=128)
 LASERS = 4
 ORGAN_NAMES = {organ.name for organ in ORGANS}
@@ -91,12 +93,6 @@ def marked_processes(marker: str) -> list[psutil.Process]:
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def stop(process: subprocess.Popen, timeout: float = 30) -> None:
