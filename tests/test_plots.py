@@ -16,8 +16,20 @@ def test_history_plot_uses_the_epoch_numbers_of_history_csv():
     loss_axes, dice_axes = figure.axes[:2]
     lines = {line.get_label(): line for line in loss_axes.lines + dice_axes.lines}
     assert list(lines["loss"].get_xdata()) == [1, 2, 3]
-    assert list(lines["val dice"].get_ydata()) == [0.6, 0.7, 0.8]
+    assert list(lines["val dice (tiles)"].get_ydata()) == [0.6, 0.7, 0.8]
     assert dice_axes.get_ylim() == (0.0, 1.0)
+
+
+def test_history_plot_shows_the_whole_frame_validation_that_chose_the_checkpoint():
+    rows = [{"epoch": "1", "loss": "0.5", "val_dice": "0.6", "val_dice_liver": "0.5",
+             "val_frame_dice": "0.8", "val_frame_dice_liver": "0.9"},
+            {"epoch": "2", "loss": "0.3", "val_dice": "0.7", "val_dice_liver": "0.6",
+             "val_frame_dice": "0.85", "val_frame_dice_liver": "0.95"}]
+    dice_axes = plot_history(rows).axes[1]
+    lines = {line.get_label(): line for line in dice_axes.lines}
+    assert list(lines["val dice (whole frames)"].get_ydata()) == [0.8, 0.85]
+    # Each organ's dotted curve is its whole-frame score, not the tiles'.
+    assert list(lines["liver"].get_ydata()) == [0.9, 0.95]
 
 
 def outline_extent(collection):

@@ -73,3 +73,94 @@ def test_existing_stack_is_not_overwritten(tmp_path):
     with pytest.raises(OutputError, match="already exists"):
         write_synthetic_stack(path, SMALL)
     assert path.read_bytes() == b"keep me"
+
+
+# --- the hard preset: what makes it as hard as a real acquisition ----------------------
+
+def _hard(mouse=0, **changes):
+    from unetlib.synthetic import hard_mouse
+    return hard_mouse(mouse, **{"cycles": 2, **changes})
+
+
+def test_hard_preset_has_four_organs_among_them_a_thin_one_and_a_small_one():
+    from scipy import ndimage
+
+    from unetlib.phantom import HARD_ORGANS
+    from unetlib.synthetic import render_frames
+
+    _, labels = render_frames(_hard(), [0])
+    names = [organ.name for organ in HARD_ORGANS]
+    assert set(np.unique(labels[0])) == set(range(len(names) + 1))
+    areas = {name: int((labels[0] == value).sum()) for value, name in enumerate(names, 1)}
+    # The bladder is the smallest organ, under 1 % of the frame.
+    assert min(areas, key=areas.get) == "bladder"
+    assert areas["bladder"] < 0.01 * labels[0].size
+    # The spleen is thin: erosion by 10 pixels leaves nothing of it, but much of the kidney.
+    spleen = ndimage.binary_erosion(labels[0] == names.index("spleen") + 1, iterations=10)
+    kidney = ndimage.binary_erosion(labels[0] == names.index("kidney") + 1, iterations=10)
+    assert not spleen.any() and kidney.sum() > 100
+
+
+def test_hard_preset_mice_lie_differently_and_each_is_reproducible():
+    from unetlib.synthetic import render_frames
+
+    first, second = _hard(0), _hard(1)
+    assert (first.pose_shift, first.pose_angle_degrees, first.pose_scale) != (
+        second.pose_shift, second.pose_angle_degrees, second.pose_scale)
+    frames_a, labels_a = render_frames(first, [0])
+    frames_b, labels_b = render_frames(second, [0])
+    overlap = np.logical_and(labels_a[0] > 0, labels_b[0] > 0).sum()
+    assert overlap < 0.9 * min((labels_a[0] > 0).sum(), (labels_b[0] > 0).sum())
+    again, _ = render_frames(_hard(0), [0])
+    np.testing.assert_array_equal(frames_a, again)
+
+
+def test_hard_preset_organs_breathe_and_the_mouse_drifts():
+    from unetlib.synthetic import render_frames
+
+    config = _hard(cycles=30)
+    _, labels = render_frames(config, [0, 1, 2, 119])
+    liver = [np.argwhere(frame == 1).mean(axis=0) for frame in labels]
+    # Breathing: consecutive frames differ; drift: the first and last frame differ more.
+    assert any(np.abs(liver[0] - other).max() > 1.0 for other in liver[1:3])
+    assert np.abs(liver[0] - liver[3]).max() > 4.0
+
+
+def test_hard_preset_organs_nearly_vanish_in_laser_2_and_show_in_laser_1():
+    from unetlib.synthetic import true_organ_means
+
+    from scipy import ndimage
+
+    from unetlib.synthetic import render_frames
+
+    config = _hard(read_noise=0.0)
+    means = true_organ_means(config)[0]  # cycle 0: (lasers, organs)
+    frames, labels = render_frames(config, [0, 1])
+    for laser in (0, 1):
+        around = ndimage.binary_dilation(labels[laser] == 3, iterations=15) & (labels[laser] == 0)
+        body = frames[laser][around].mean() - config.offset_counts
+        spleen = means[laser, 2] - config.offset_counts
+        ratio = spleen / body
+        if laser == 0:
+            assert ratio > 1.3  # the spleen shows in laser 1
+        else:
+            assert 0.8 < ratio < 1.25  # and is about as bright as the body in laser 2
+
+
+def test_hard_preset_rejects_poses_out_of_view_and_poses_with_the_demo_preset():
+    from unetlib.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="pose_shift"):
+        SyntheticConfig(preset="hard", pose_shift=(0.5, 0.0)).validate()
+    with pytest.raises(ParameterError, match="pose"):
+        SyntheticConfig(pose_angle_degrees=10.0).validate()
+    with pytest.raises(ParameterError, match="preset"):
+        SyntheticConfig(preset="harder").validate()
+
+
+DEMO_SMALL_FRAME0_SUM = 2694933  # SMALL's first frame before the hard preset existed
+
+
+def test_demo_preset_is_unchanged_by_the_hard_one():
+    acquisition = make_synthetic_stack(SMALL)
+    assert int(acquisition.frames[0].astype(np.int64).sum()) == DEMO_SMALL_FRAME0_SUM

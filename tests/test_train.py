@@ -79,7 +79,8 @@ def test_train_writes_a_complete_run_folder(finished_run, data_dir, tmp_path):
         assert (run_dir / name).is_file(), name
     history = read_csv(run_dir / "history.csv")
     assert len(history) == 3 == result.epochs_completed
-    assert {"loss", "dice", "iou", "pixel_accuracy", "val_loss", "val_dice"} <= set(history[0])
+    assert {"loss", "dice", "iou", "pixel_accuracy", "val_loss", "val_dice",
+            "val_frame_dice"} <= set(history[0])
     assert float(history[-1]["loss"]) < float(history[0]["loss"])
     config = read_json(run_dir / "config.json")
     assert config["model"]["input_channels"] == 1
@@ -89,12 +90,15 @@ def test_train_writes_a_complete_run_folder(finished_run, data_dir, tmp_path):
     assert config["normalize"]["method"] == "percentile"
     metrics = read_json(run_dir / "metrics.json")
     # The threshold is the grid's best on the validation frames; the best epoch the one
-    # with the highest validation Dice.
+    # with the highest Dice on whole validation frames, and the checkpoint kept is that
+    # epoch's: calibration, which reloads model.keras, scores it the same at 0.5.
     by_threshold = metrics["dice_by_threshold"]
     assert metrics["threshold"] == config["threshold"] == result.threshold
     assert by_threshold[f"{metrics['threshold']:.2f}"] == max(by_threshold.values())
-    val_dice = [float(row["val_dice"]) for row in history]
-    assert metrics["best_epoch"] == 1 + int(np.argmax(val_dice))
+    frame_dice = [float(row["val_frame_dice"]) for row in history]
+    assert metrics["best_epoch"] == 1 + int(np.argmax(frame_dice))
+    assert metrics["best_val_dice"] == pytest.approx(max(frame_dice))
+    assert metrics["val_dice_at_0.5"] == pytest.approx(max(frame_dice), abs=1e-6)
     assert not metrics["stopped_by_time_budget"]
     # The run folder is what prediction needs.
     run = load_run(run_dir)

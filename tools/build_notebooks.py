@@ -272,7 +272,7 @@ from unetlib.widgets import prediction_viewer
         ]) + """
 demo = True                        # the synthetic demo: its ground truth stands in for GIMP masks; False for your data
 """ + f'{truth_name} = "{truth_default}"'.ljust(33) + """  # truth masks of the test frames, for scoring; "" if none
-preset = "default"                 # network: "default" (fast), "classic" (original recipe), "small"
+preset = ""                        # network; "": by task ("default" for one foreground, "organs" with organs.csv); or "wide", "classic", "small"
 augment = "default"                # augmentation preset: "default", "original" or "none"
 loss = "auto"                      # "auto": bce (binary masks) or ce+dice (organs.csv); or "bce+dice", "ce"
 """ + f"epochs = {epochs}".ljust(35) + """# training epochs
@@ -295,7 +295,7 @@ feature_levels = ["down0", "down2", "bottleneck", "up0"]  # U-Net levels to show
 annotate_demo({data_name}, demo=demo)
 truth_dir = demo_test_truth({data_name}, {truth_name}, demo=demo)
 pipeline = PipelineConfig(batch_size=batch_size, patch_size=patch_size, val_fraction=val_fraction, seed=seed)
-config = TrainConfig(model=model_preset(preset), augment=augment_preset(augment), pipeline=pipeline, loss=loss,
+config = TrainConfig(model=model_preset(preset) if preset else None, augment=augment_preset(augment), pipeline=pipeline, loss=loss,
                      epochs=epochs, steps_per_epoch=steps_per_epoch, max_minutes=max_minutes or None, force=force,
                      verbose=2)
 result = train({data_name}, {run_name}, config)

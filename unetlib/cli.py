@@ -144,9 +144,16 @@ def _cmd_check_masks(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace):
-    from unetlib.config import PipelineConfig, TrainConfig, augment_preset, model_preset
+    from unetlib.config import (PipelineConfig, TrainConfig, augment_preset, model_preset,
+                                task_preset)
+    from unetlib.organs import find_organ_table
 
     model_changes = {} if args.lr is None else {"learning_rate": args.lr}
+    preset = args.preset
+    if preset is None and model_changes:
+        # --lr changes the network the task would get, so that network is chosen here.
+        preset = task_preset(find_organ_table(args.data_dir) is not None)
+    model = None if preset is None else model_preset(preset, **model_changes)
     pipeline = {name: getattr(args, name) for name in
                 ("batch_size", "patch_size", "val_fraction", "seed")
                 if getattr(args, name) is not None}
@@ -156,7 +163,7 @@ def _train_config(args: argparse.Namespace):
     # A progress bar redrawn in a log file (CI, `make demo > log`) is one huge line: one
     # line per epoch there.
     verbose = 0 if args.quiet else 1 if sys.stdout.isatty() else 2
-    return TrainConfig(model=model_preset(args.preset, **model_changes),
+    return TrainConfig(model=model,
                        augment=augment_preset(args.augment), pipeline=PipelineConfig(**pipeline),
                        resume=getattr(args, "resume", False), force=args.force,
                        deterministic=args.deterministic, verbose=verbose,
@@ -407,10 +414,12 @@ def _add_training_options(parser) -> None:
     parser.add_argument("--patch-size", type=int,
                         help=f"patch side in pixels, a multiple of 16 "
                              f"(default: {pipeline_defaults.patch_size})")
-    parser.add_argument("--preset", choices=sorted(MODEL_PRESETS), default="default",
-                        help="network: default (8 base filters: best Dice per CPU-second, "
-                             "measured), wide (16 filters, the default before 2026-11), classic "
-                             "(the original recipe), small (quick looks) (default: default)")
+    parser.add_argument("--preset", choices=sorted(MODEL_PRESETS),
+                        help="network: default (8 base filters, Adam 3e-3: best for one "
+                             "foreground, measured), organs (16 filters, Adam 1e-3: best for "
+                             "several organs, measured), wide (16 filters, the default before "
+                             "2026-11), classic (the original recipe), small (quick looks) "
+                             "(default: by task, default without organs.csv, organs with it)")
     parser.add_argument("--augment", choices=preset_names(), default="default",
                         help="augmentation preset; original = the Keras 2 recipe's settings "
                              "(default: default)")

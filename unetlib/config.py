@@ -127,6 +127,9 @@ class PickConfig:
         return self
 
 
+SYNTHETIC_PRESETS = ("demo", "hard")
+
+
 @dataclass(frozen=True, kw_only=True)
 class SyntheticConfig:
     """The deterministic synthetic acquisition used by the demo, notebooks and tests.
@@ -158,6 +161,18 @@ class SyntheticConfig:
         Factor on every organ's radii.
     organ_contrast : float
         Factor on the organs' brightness relative to the body (another dye dose or camera).
+    preset : {"demo", "hard"}
+        ``demo``: three high-contrast elliptical organs in a still mouse. ``hard``: four
+        irregular, textured organs (a thin spleen, a small bladder), low contrast in some
+        lasers, breathing and drift, scattered light and vignetting
+        (:mod:`unetlib.phantom`); :func:`unetlib.synthetic.hard_mouse` gives one mouse of
+        a study with its own pose.
+    pose_shift : (float, float)
+        Hard preset: where the mouse lies, as fractions of height and width.
+    pose_angle_degrees : float
+        Hard preset: the mouse's rotation in the frame.
+    pose_scale : float
+        Hard preset: the mouse's size (1: the reference mouse).
     """
 
     cycles: int = 30
@@ -172,6 +187,10 @@ class SyntheticConfig:
     organ_shift: tuple[float, float] = (0.0, 0.0)
     organ_scale: float = 1.0
     organ_contrast: float = 1.0
+    preset: str = "demo"
+    pose_shift: tuple[float, float] = (0.0, 0.0)
+    pose_angle_degrees: float = 0.0
+    pose_scale: float = 1.0
 
     def validate(self) -> "SyntheticConfig":
         _require(isinstance(self.cycles, int) and 1 <= self.cycles <= 100_000, "cycles",
@@ -190,6 +209,17 @@ class SyntheticConfig:
         _require(0.5 <= self.organ_scale <= 1.5, "organ_scale", self.organ_scale, "0.5 to 1.5")
         _require(0.2 <= self.organ_contrast <= 5.0, "organ_contrast", self.organ_contrast,
                  "0.2 to 5")
+        _require(self.preset in SYNTHETIC_PRESETS, "preset", self.preset,
+                 f"one of {SYNTHETIC_PRESETS}")
+        pose_set = (self.pose_shift, self.pose_angle_degrees, self.pose_scale) != ((0.0, 0.0), 0.0, 1.0)
+        _require(self.preset == "hard" or not pose_set, "pose", (self.pose_shift,
+                 self.pose_angle_degrees, self.pose_scale), "the default pose with the demo "
+                 "preset (poses are the hard preset's; the demo uses organ_shift)")
+        _require(len(self.pose_shift) == 2 and all(abs(v) <= 0.1 for v in self.pose_shift),
+                 "pose_shift", self.pose_shift, "two fractions within +-0.1 (the mouse in view)")
+        _require(-45.0 <= self.pose_angle_degrees <= 45.0, "pose_angle_degrees",
+                 self.pose_angle_degrees, "-45 to 45")
+        _require(0.7 <= self.pose_scale <= 1.3, "pose_scale", self.pose_scale, "0.7 to 1.3")
         return self
 
 
@@ -405,6 +435,9 @@ class PipelineConfig:
 # === Model, training, prediction and evaluation (issue 4) ===============================
 
 
+LEARNING_RATE_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     """Architecture and optimiser of a U-Net (see :func:`unetlib.model.build_unet`).
@@ -448,7 +481,12 @@ class ModelConfig:
     optimizer : {"adam", "adamw", "sgd", "rmsprop"}
         Optimiser used by training.
     learning_rate : float
-        Optimiser learning rate.
+        Optimiser learning rate (the peak one with a schedule).
+    learning_rate_schedule : {"constant", "cosine"}
+        ``cosine``: the rate decays along a cosine from ``learning_rate`` to 5 % of it
+        over the run's ``epochs x steps_per_epoch`` steps, so the last epochs settle
+        instead of jumping between solutions (a time budget that ends the run early
+        stops it part way down).
     classes : int
         Outputs of the head. 1: one foreground, a sigmoid probability (binary data).
         2 or more: background plus one class per organ of ``organs.csv``, a softmax.
@@ -467,6 +505,7 @@ class ModelConfig:
     kernel_initializer: str = "he_normal"
     optimizer: str = "adam"
     learning_rate: float = 3e-3
+    learning_rate_schedule: str = "constant"
     classes: int = 1
 
     def validate(self) -> "ModelConfig":
@@ -488,18 +527,23 @@ class ModelConfig:
         _require(self.optimizer in ("adam", "adamw", "sgd", "rmsprop"), "optimizer",
                  self.optimizer, "'adam', 'adamw', 'sgd' or 'rmsprop'")
         _require(self.learning_rate > 0, "learning_rate", self.learning_rate, "> 0")
+        _require(self.learning_rate_schedule in LEARNING_RATE_SCHEDULES, "learning_rate_schedule",
+                 self.learning_rate_schedule, f"one of {LEARNING_RATE_SCHEDULES}")
         _require(isinstance(self.classes, int) and 1 <= self.classes <= 255, "classes",
                  self.classes, "1 (binary) or 2-255 (background + organs)")
         return self
 
 
 MODEL_PRESETS: dict[str, ModelConfig] = {
-    # The fast default (measured: benchmarks/bench_time_to_quality.py, README "Time to
-    # quality"): 8 base filters, Adam 3e-3, 0.5 M parameters.
+    # The network for one foreground (measured on ISBI membranes and a blob-like organ
+    # union: benchmarks/bench_time_to_quality.py, bench_organs.py --binary; README "Which
+    # network for which task"): 8 base filters, Adam 3e-3, 0.5 M parameters.
     "default": ModelConfig(),
-    # The default until 2026-11 (16 base filters, Adam 1e-3, 1.9 M parameters): a third of
-    # the default's steps per second, no better on ISBI within 5 minutes; kept for data
-    # where a larger network may pay off.
+    # The network for several organs (benchmarks/bench_organs.py on the hard synthetic
+    # preset, seen and unseen mice): 16 base filters, Adam 1e-3, 1.9 M parameters.
+    "organs": ModelConfig(base_filters=16, learning_rate=1e-3),
+    # 16 base filters, Adam 1e-3: the default for every task until 2026-11, and the
+    # organ network's architecture; kept under its old name.
     "wide": ModelConfig(base_filters=16, learning_rate=1e-3),
     # zhixuhao/unet, the recipe this project replaces: 64 base filters, 4 poolings, no batch
     # norm, dropout 0.5 at the two deepest levels, UpSampling2D + 2x2 conv, the 2-filter
@@ -510,6 +554,13 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
     # A smaller, faster network for quick looks and tests.
     "small": ModelConfig(depth=3, base_filters=8, learning_rate=1e-3),
 }
+# The network chosen when none is asked for, by task (several organs: organs.csv).
+TASK_PRESETS = {"binary": "default", "organs": "organs"}
+
+
+def task_preset(organs: bool) -> str:
+    """The preset name training uses for a task when no network is asked for."""
+    return TASK_PRESETS["organs" if organs else "binary"]
 
 
 def model_preset(name: str, **changes: Any) -> ModelConfig:
@@ -539,9 +590,11 @@ class TrainConfig:
 
     Attributes
     ----------
-    model : ModelConfig
-        Architecture and optimiser (``model_preset(...)``); ``input_channels`` is replaced
-        by the data's channel count.
+    model : ModelConfig or None
+        Architecture and optimiser (``model_preset(...)``); ``input_channels`` and
+        ``classes`` are replaced by the data's. None (the default): the network measured
+        best for the data's task, :func:`task_preset` -- ``default`` for one foreground,
+        ``organs`` when the data folder has ``organs.csv`` (:meth:`for_task`).
     normalize : NormalizeConfig
         Intensity scaling; stored with the run and reused by prediction.
     pipeline : PipelineConfig
@@ -591,7 +644,7 @@ class TrainConfig:
         frames the run never saw, not even to choose its best epoch.
     """
 
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig | None = None
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     augment: AugmentConfig = field(default_factory=_default_augment_config)
@@ -609,8 +662,21 @@ class TrainConfig:
     freeze_encoder_epochs: int = 0
     holdout: tuple[str, ...] = ()
 
+    def for_task(self, organs: bool) -> "TrainConfig":
+        """This config with its network chosen for the task when none was asked for.
+
+        Parameters
+        ----------
+        organs : bool
+            Whether the data has several organs (``organs.csv``) or one foreground.
+        """
+        if self.model is not None:
+            return self
+        return dataclasses.replace(self, model=model_preset(task_preset(organs))).validate()
+
     def validate(self) -> "TrainConfig":
-        self.model.validate()
+        if self.model is not None:
+            self.model.validate()
         self.normalize.validate()
         # Checked before the pipeline's own (wider) range, so training states one range.
         val_fraction = self.pipeline.val_fraction
@@ -622,10 +688,13 @@ class TrainConfig:
                  "a whole number >= 1")
         _require(isinstance(self.steps_per_epoch, int) and self.steps_per_epoch >= 1,
                  "steps_per_epoch", self.steps_per_epoch, "a whole number >= 1")
-        multiple = 2 ** self.model.depth
+        # Without a network yet (chosen by task), every task's preset is checked.
+        depths = ({self.model.depth} if self.model is not None else
+                  {MODEL_PRESETS[name].depth for name in TASK_PRESETS.values()})
+        multiple = 2 ** max(depths)
         patch_size = self.pipeline.patch_size
         _require(patch_size % multiple == 0, "patch_size", patch_size,
-                 f"a multiple of 2**depth = {multiple} for a depth-{self.model.depth} model")
+                 f"a multiple of 2**depth = {multiple} for a depth-{max(depths)} model")
         _require(self.loss in LOSSES, "loss", self.loss, f"one of {LOSSES}")
         _require(self.max_minutes is None or self.max_minutes > 0, "max_minutes",
                  self.max_minutes, "None or > 0")

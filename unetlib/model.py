@@ -101,12 +101,27 @@ def build_unet(config: ModelConfig = ModelConfig()) -> keras.Model:
     return keras.Model(inputs, outputs, name=f"unet_d{config.depth}_f{config.base_filters}")
 
 
-def make_optimizer(config: ModelConfig) -> keras.optimizers.Optimizer:
-    """Return a fresh optimiser of the kind and learning rate in ``config``."""
+COSINE_FINAL_FRACTION = 0.05  # a cosine schedule ends at this share of the peak rate
+
+
+def make_optimizer(config: ModelConfig, *, total_steps: int = 1) -> keras.optimizers.Optimizer:
+    """Return a fresh optimiser of the kind and learning rate (schedule) in ``config``.
+
+    Parameters
+    ----------
+    config : ModelConfig
+    total_steps : int
+        Steps of the whole run: the length of a ``cosine`` schedule.
+    """
     config.validate()
     kinds = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
              "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
-    return kinds[config.optimizer](learning_rate=config.learning_rate)
+    rate = config.learning_rate
+    if config.learning_rate_schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=config.learning_rate, decay_steps=max(1, int(total_steps)),
+            alpha=COSINE_FINAL_FRACTION)
+    return kinds[config.optimizer](learning_rate=rate)
 
 
 def model_depth(model: keras.Model) -> int:

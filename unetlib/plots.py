@@ -167,7 +167,8 @@ def plot_history(rows: Sequence[dict], *, title: str = "") -> Figure:
     ----------
     rows : sequence of dict
         One dict per epoch with keys such as ``loss``, ``val_loss``, ``dice``,
-        ``val_dice``, ``iou``, ``val_iou`` (strings or numbers).
+        ``val_dice``, ``iou``, ``val_iou`` (validation tiles) and ``val_frame_dice``
+        (whole validation frames: what chose the checkpoint), strings or numbers.
     """
     figure, axes = new_figure(1, 2, panel_inches=3.2, aspect=0.7)
     # history.csv counts epochs from 1; rows without the column are numbered likewise.
@@ -182,10 +183,15 @@ def plot_history(rows: Sequence[dict], *, title: str = "") -> Figure:
     for key, style in (("loss", "-o"), ("val_loss", "--o")):
         curve(axes[0, 0], key, key.replace("_", " "), style)
     for key, style in (("dice", "-o"), ("val_dice", "--o"), ("iou", "-s"), ("val_iou", "--s")):
-        curve(axes[0, 1], key, key.replace("_", " "), style)
-    organ_keys = sorted({key for row in rows for key in row if key.startswith("val_dice_")})
+        curve(axes[0, 1], key, key.replace("_", " ") + (" (tiles)" if "val" in key else ""),
+              style)
+    curve(axes[0, 1], "val_frame_dice", "val dice (whole frames)", "-D")
+    # Per organ: whole-frame validation where the run has it, else the tiles' (older runs).
+    prefix = ("val_frame_dice_" if any("val_frame_dice_" in key for row in rows for key in row)
+              else "val_dice_")
+    organ_keys = sorted({key for row in rows for key in row if key.startswith(prefix)})
     for key in organ_keys:
-        curve(axes[0, 1], key, key[len("val_dice_"):].replace("_", " "), ":.")
+        curve(axes[0, 1], key, key[len(prefix):].replace("_", " "), ":.")
     axes[0, 0].set_title("loss", fontsize=9)
     axes[0, 1].set_title("Dice, IoU; dotted: each organ (validation)"
                          if organ_keys else "Dice and IoU (threshold 0.5)", fontsize=9)

@@ -17,7 +17,6 @@ import datetime
 import hashlib
 import json
 import logging
-import math
 import os
 import platform
 import time
@@ -29,21 +28,22 @@ import numpy as np
 from unetlib._tensorflow import tf
 
 from unetlib import __version__
+from unetlib.callbacks import FrameValidation, RunRecorder, logged_fields
 from unetlib.config import (BINARY_LOSSES, ORGAN_LOSSES, ModelConfig, PipelineConfig,
                             TrainConfig, to_dict)
 from unetlib.dataset import find_pairs
 from unetlib.errors import InputError, Interrupted, OutputError, ParameterError, describe
 from unetlib.finetune import StartingPoint, set_encoder_trainable, starting_point
 from unetlib.frames import recorded_lasers
-from unetlib.io import atomic_path, read_csv, read_image, read_json, write_csv, write_json
+from unetlib.io import atomic_path, read_csv, read_image, read_json, write_json
 from unetlib.locking import output_lock
-from unetlib.metrics import (frame_metrics, get_loss, metric_name, organ_frame_metrics,
+from unetlib.metrics import (frame_metrics, get_loss, organ_frame_metrics,
                              organ_training_metrics, training_metrics)
 from unetlib.model import build_unet, make_optimizer
 from unetlib.organs import OrganTable, find_organ_table, organ_table_path
 from unetlib.predict import predict_probabilities
 from unetlib.resources import require_memory, training_memory_bytes
-from unetlib.run import RUN_FILES, read_run_config, same_finished_run, save_model
+from unetlib.run import RUN_FILES, read_run_config, same_finished_run
 from unetlib.runtime import runtime_record
 
 logger = logging.getLogger(__name__)
@@ -148,7 +148,8 @@ def load_result(run_dir: str | os.PathLike[str]) -> TrainResult:
     return TrainResult(run_dir=run_dir, model_path=run_dir / "model.keras",
                        history=_history_rows(run_dir / "history.csv"),
                        best_epoch=int(metrics["best_epoch"]),
-                       best_val_dice=float(metrics["best_val_dice_tiles"]),
+                       best_val_dice=float(metrics.get("best_val_dice",
+                                                       metrics.get("best_val_dice_tiles"))),
                        threshold=None if metrics.get("threshold") is None
                        else float(metrics["threshold"]),
                        val_dice=float(metrics["val_dice_at_threshold"]),
@@ -208,98 +209,6 @@ def _history_rows(path: Path) -> list[dict[str, float]]:
              for key, value in row.items() if value not in ("", None)}
             for row in read_csv(path)]
 
-
-# --- callbacks --------------------------------------------------------------------------
-
-class _RunRecorder(keras.callbacks.Callback):
-    """Keeps the best and last checkpoints, history.csv and state.json up to date.
-
-    Written here rather than with Keras's ModelCheckpoint and CSVLogger because every
-    file must be replaced atomically (a full disk or a kill during a save must leave the
-    previous checkpoint loadable) and the state needed by ``--resume`` must change in the
-    same step as the checkpoint it describes.
-    """
-
-    def __init__(self, run_dir: Path, history: list[dict[str, float]], state: dict,
-                 fields: tuple[str, ...], started: float, elapsed_before: float,
-                 deadline: float | None, epoch_seconds: float | None = None):
-        super().__init__()
-        self.run_dir = run_dir
-        self.history = history
-        self.state = state
-        self.fields = fields
-        self.started = started
-        self.elapsed_before = elapsed_before
-        self.deadline = deadline
-        self.epoch_seconds = epoch_seconds
-        self.stopped_by_time_budget = False
-        self.ended_epoch_early = False
-        self.epoch_started = started
-        self.epoch_steps = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch_started = time.monotonic()
-        self.epoch_steps = 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        # Either stop ends this epoch's steps; Keras still validates it and calls
-        # on_epoch_end, then leaves fit (which _fit calls again after an early epoch end).
-        self.epoch_steps = batch + 1
-        now = time.monotonic()
-        if self.deadline is not None and now >= self.deadline:
-            self.stopped_by_time_budget = True
-            self.model.stop_training = True
-        elif (self.epoch_seconds and now - self.epoch_started >= self.epoch_seconds
-              and self.epoch_steps < self.params.get("steps", float("inf"))):
-            self.ended_epoch_early = True
-            self.model.stop_training = True
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = dict(logs or {})
-        now = time.monotonic()
-        row: dict[str, float] = {"epoch": epoch + 1}
-        for name in self.fields:
-            if name in logs:
-                row[name] = float(logs[name])
-        row["learning_rate"] = float(keras.ops.convert_to_numpy(
-            self.model.optimizer.learning_rate))
-        row["steps"] = self.epoch_steps
-        row["epoch_seconds"] = now - self.epoch_started
-        row["elapsed_seconds"] = self.elapsed_before + now - self.started
-        self.history.append(row)
-        val_dice = row.get("val_dice", float("nan"))
-        if not math.isnan(val_dice) and val_dice > self.state["best_val_dice"]:
-            self.state.update(best_val_dice=val_dice, best_epoch=epoch + 1)
-            save_model(self.model, self.run_dir / "model.keras")
-        elif not (self.run_dir / "model.keras").exists():
-            save_model(self.model, self.run_dir / "model.keras")
-            self.state.update(best_epoch=epoch + 1)
-        save_model(self.model, self.run_dir / "last.keras")
-        write_csv(self.run_dir / "history.csv", self.history, _history_fields(self.fields),
-                  overwrite=True)
-        if self.ended_epoch_early:
-            # Part of an epoch: the next fit call trains its remaining steps first, so
-            # --epochs still means epochs x steps_per_epoch steps on any machine.
-            self.state["epoch_steps_done"] = self.state.get("epoch_steps_done", 0) + self.epoch_steps
-        else:
-            self.state.update(epochs_completed=epoch + 1, epoch_steps_done=0)
-        self.state["elapsed_seconds"] = row["elapsed_seconds"]
-        write_json(self.run_dir / "state.json", self.state, overwrite=True)
-
-
-def _logged_fields(organs: OrganTable | None) -> tuple[str, ...]:
-    """The Keras logs kept per epoch: loss and metrics, training then validation."""
-    names = ["loss", "dice", "iou", "pixel_accuracy"]
-    if organs is not None:
-        names += [f"dice_{metric_name(name)}" for name in organs.names]
-    return (*names, *(f"val_{name}" for name in names))
-
-
-def _history_fields(logged: tuple[str, ...]) -> tuple[str, ...]:
-    return ("epoch", *logged, "learning_rate", "steps", "epoch_seconds", "elapsed_seconds")
-
-
-# --- threshold calibration --------------------------------------------------------------
 
 def calibrate_threshold(probabilities: list[np.ndarray], masks: list[np.ndarray],
                         grid: tuple[float, ...]) -> tuple[float, dict[float, float]]:
@@ -371,7 +280,8 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     run_dir = Path(out_dir)
     deadline = started + 60.0 * config.max_minutes if config.max_minutes else None
     organs = find_organ_table(data_dir)
-    config = dataclasses.replace(config, loss=_resolve_loss(config.loss, organs, data_dir))
+    config = dataclasses.replace(config.for_task(organs is not None),
+                                 loss=_resolve_loss(config.loss, organs, data_dir))
 
     pair_paths = find_pairs(data_dir)
     fingerprint = data_fingerprint([path for pair in pair_paths for path in pair], data_dir)
@@ -535,7 +445,8 @@ def _model_config(config: TrainConfig, data: _Data, organs: OrganTable | None, r
 def _compile(model: keras.Model, config: TrainConfig, organs: OrganTable | None) -> None:
     """Compile with a fresh optimiser, the run's loss and its Dice/IoU metrics."""
     metrics = training_metrics() if organs is None else organ_training_metrics(organs.names)
-    model.compile(optimizer=make_optimizer(config.model), loss=get_loss(config.loss),
+    total_steps = config.epochs * config.steps_per_epoch
+    model.compile(optimizer=make_optimizer(config.model, total_steps=total_steps), loss=get_loss(config.loss),
                   metrics=metrics)
 
 
@@ -599,7 +510,7 @@ def _run_config(run_dir: Path, data_dir: Path, config: TrainConfig, organs: Orga
 
 def _fit(model: keras.Model, run_dir: Path, config: TrainConfig, organs: OrganTable | None,
          data: _Data, state: dict, history: list, started: float, elapsed_before: float,
-         deadline: float | None) -> _RunRecorder:
+         deadline: float | None) -> RunRecorder:
     """Fit epoch by epoch, keeping the checkpoints, history and state on disk."""
     from unetlib.pipeline import make_training_dataset, make_validation_dataset  # noqa: PLC0415
 
@@ -614,8 +525,10 @@ def _fit(model: keras.Model, run_dir: Path, config: TrainConfig, organs: OrganTa
     val_dataset = make_validation_dataset(data.val, config.pipeline)
     epoch_seconds = (60.0 * config.checkpoint_minutes
                      if deadline is not None and config.checkpoint_minutes else None)
-    recorder = _RunRecorder(run_dir, history, state, _logged_fields(organs), started,
-                            elapsed_before, deadline, epoch_seconds)
+    frame_validation = FrameValidation([pair.image for pair in data.val],
+                                       [pair.mask[..., 0] for pair in data.val], organs)
+    recorder = RunRecorder(run_dir, history, state, logged_fields(organs), started,
+                           elapsed_before, deadline, epoch_seconds)
     logger.info("training %s (%d parameters%s) on %d frames, validating on %d", model.name,
                 model.count_params(), "" if organs is None else f", organs {organs.names}",
                 len(data.train), len(data.val))
@@ -640,7 +553,7 @@ def _fit(model: keras.Model, run_dir: Path, config: TrainConfig, organs: OrganTa
                           epochs=initial_epoch + 1 if remaining < config.steps_per_epoch
                           else last_epoch,
                           steps_per_epoch=remaining, validation_data=val_dataset,
-                          callbacks=[recorder], verbose=config.verbose, shuffle=False)
+                          callbacks=[frame_validation, recorder], verbose=config.verbose, shuffle=False)
                 initial_epoch = int(state["epochs_completed"])
                 if not recorder.ended_epoch_early and remaining == config.steps_per_epoch:
                     break
@@ -694,12 +607,13 @@ def _score_organs(probabilities: list[np.ndarray], masks: list[np.ndarray], orga
 
 
 def _finish(run_dir: Path, config: TrainConfig, run_config: dict[str, Any],
-            scores: dict[str, Any], state: dict, history: list, recorder: _RunRecorder,
+            scores: dict[str, Any], state: dict, history: list, recorder: RunRecorder,
             started: float) -> TrainResult:
     """Write the threshold, history plot and metrics.json (last: the run is then finished)."""
     seconds = time.monotonic() - started
     stopped = recorder.stopped_by_time_budget and state["epochs_completed"] < config.epochs
-    metrics = {"best_epoch": state["best_epoch"], "best_val_dice_tiles": state["best_val_dice"],
+    # best_val_dice: the whole-frame validation Dice that chose the best epoch.
+    metrics = {"best_epoch": state["best_epoch"], "best_val_dice": state["best_val_dice"],
                **scores, "epochs_completed": state["epochs_completed"],
                "stopped_by_time_budget": stopped, "train_seconds": state["elapsed_seconds"],
                "seconds_this_call": seconds,
