@@ -72,14 +72,14 @@ def test_fine_tuning_changes_the_weights_and_learns(organ_start, tmp_path):
 
 
 def test_frozen_encoder_does_not_move_during_its_epochs(organ_start, tmp_path, monkeypatch):
-    import unetlib.train
+    import unetlib.callbacks
 
     start, data = organ_start
     config = dataclasses.replace(TINY, init_from=str(start), epochs=2, steps_per_epoch=3,
                                  freeze_encoder_epochs=1)
     # The encoder's weights at the end of each epoch, taken when last.keras is saved.
     encoder_after_epoch = []
-    save_model = unetlib.train.save_model
+    save_model = unetlib.callbacks.save_model
 
     def recording_save_model(model, path, *args, **kwargs):
         if path.name == "last.keras":
@@ -87,7 +87,7 @@ def test_frozen_encoder_does_not_move_during_its_epochs(organ_start, tmp_path, m
                                         for weight in layer.weights])
         return save_model(model, path, *args, **kwargs)
 
-    monkeypatch.setattr(unetlib.train, "save_model", recording_save_model)
+    monkeypatch.setattr(unetlib.callbacks, "save_model", recording_save_model)
     result = train(data, tmp_path / "tuned", config)
     original = keras.saving.load_model(start / "model.keras", compile=False)
     before = [np.array(weight) for layer in encoder_layers(original) for weight in layer.weights]

@@ -442,13 +442,17 @@ LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 class ModelConfig:
     """Architecture and optimiser of a U-Net (see :func:`unetlib.model.build_unet`).
 
-    The defaults are the ``default`` preset: chosen by measurement on the ISBI 2012 data
-    for test Dice per CPU-second (``benchmarks/bench_time_to_quality.py``), on an
-    AVX-512 CPU and with oneDNN capped at AVX2: 8 base filters and Adam 3e-3 train about
-    three times more steps per second than 16 filters and reach a better Dice within
-    every budget measured (1 to 5 minutes). ``model_preset("wide")`` is the 16-filter
-    network that was the default before; ``model_preset("classic")`` reproduces the
-    original network exactly.
+    The defaults are the ``default`` preset, the network for one foreground: chosen by
+    measurement on the ISBI 2012 data for test Dice per CPU-second
+    (``benchmarks/bench_time_to_quality.py``), on an AVX-512 CPU and with oneDNN capped
+    at AVX2: 8 base filters and Adam 3e-3 train about three times more steps per second
+    than 16 filters and reach a better Dice within every budget measured (1 to 5
+    minutes). Several organs get ``model_preset("organs")`` (16 filters, Adam 1e-3 on a
+    cosine schedule), chosen on the hard synthetic benchmark
+    (``benchmarks/bench_organs.py``), where the 8-filter network loses the small organs;
+    :meth:`TrainConfig.for_task` picks between them. ``model_preset("wide")`` is the
+    16-filter network that was the default before; ``model_preset("classic")``
+    reproduces the original network exactly.
 
     Attributes
     ----------
@@ -541,7 +545,7 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
     "default": ModelConfig(),
     # The network for several organs (benchmarks/bench_organs.py on the hard synthetic
     # preset, seen and unseen mice): 16 base filters, Adam 1e-3, 1.9 M parameters.
-    "organs": ModelConfig(base_filters=16, learning_rate=1e-3),
+    "organs": ModelConfig(base_filters=16, learning_rate=1e-3, learning_rate_schedule="cosine"),
     # 16 base filters, Adam 1e-3: the default for every task until 2026-11, and the
     # organ network's architecture; kept under its old name.
     "wide": ModelConfig(base_filters=16, learning_rate=1e-3),

@@ -119,8 +119,8 @@ def make_hard_benchmark(folder: str | os.PathLike[str], *, train_mice: int = 2,
                 write_image(data_dir / "train" / "frames" / f"{stem}.png", frame)
                 write_image(data_dir / "train" / "masks" / f"{stem}.png", label)
                 stem += 1
-            scored = [c for c in _spread(cycles, held_out_per_mouse, offset=0.5)
-                      if c not in annotated]
+            others = [c for c in range(cycles) if c not in annotated]
+            scored = [others[i] for i in _spread(len(others), held_out_per_mouse, offset=0.5)]
         else:
             scored = _spread(cycles, held_out_per_mouse, offset=0.5)
         frames, labels = render_frames(config, [c * config.lasers + laser - 1 for c in scored])
