@@ -182,6 +182,11 @@ def _check_run_folder(run_dir: Path, config: TrainConfig) -> tuple[dict | None, 
                                        "replace its model.keras",
                                        "Train into another --out, or add --force (with more "
                                        "--epochs) to train this run further."))
+        if not finished and state["epochs_completed"] >= config.epochs:
+            # Stopped after its last epoch, before metrics.json: only the finishing steps
+            # (calibration, metrics.json) are left, and resuming does just those.
+            logger.info("%s: every epoch is done; finishing the run", run_dir)
+            return state, []
         if state["epochs_completed"] >= config.epochs:
             raise OutputError(describe(run_dir, f"already completed {state['epochs_completed']} "
                                        f"of {config.epochs} epochs",

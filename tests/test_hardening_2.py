@@ -1,0 +1,90 @@
+"""One test per finding of the second hardening review, named by its item number.
+
+Each test reproduces the reported failure on small real files and asserts the behaviour
+that replaced it, as ``test_hardening.py`` does for the first review. Bad CLI inputs among
+these findings are also cases of ``test_bad_inputs.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import write_data_folder
+from unetlib.cli import main
+from unetlib.config import (CrossvalConfig, PipelineConfig, TrainConfig, augment_preset,
+                            model_preset)
+from unetlib.crossval import crossvalidate
+from unetlib.io import read_csv, read_json, write_json
+from unetlib.train import train
+
+TINY = TrainConfig(model=model_preset("small"), augment=augment_preset("none"), epochs=1,
+                   steps_per_epoch=1,
+                   pipeline=PipelineConfig(batch_size=2, patch_size=32, val_fraction=0.25))
+TINY_FLAGS = ("--preset", "small", "--augment", "none", "--epochs", "1", "--steps-per-epoch",
+              "1", "--batch-size", "2", "--patch-size", "32", "--val-fraction", "0.25")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_session():
+    keras.backend.clear_session()
+    yield
+    keras.backend.clear_session()
+
+
+def cli(capsys, *args):
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        status = main(["-q", *map(str, args)])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def stop_during_finalisation(run_dir) -> None:
+    """Leave ``run_dir`` as a kill right after the last epoch's checkpoint leaves it: every
+    epoch saved (``last.keras``, ``state.json``), but not calibrated and no metrics.json."""
+    (run_dir / "metrics.json").unlink()
+    (run_dir / "history.png").unlink()
+    write_json(run_dir / "state.json", dict(read_json(run_dir / "state.json"), finished=False),
+               overwrite=True)
+    write_json(run_dir / "config.json", dict(read_json(run_dir / "config.json"), threshold=None),
+               overwrite=True)
+
+
+# --- 1. a run stopped during finalisation is finished by --resume ------------------------
+
+def test_1_resume_finishes_a_run_stopped_after_its_last_epoch(tmp_path, capsys):
+    data = write_data_folder(tmp_path / "data")
+    run = train(data, tmp_path / "run", TINY).run_dir
+    stop_during_finalisation(run)
+    model_before = (run / "model.keras").read_bytes()
+    status, _, err = cli(capsys, "train", data, "--out", run, "--resume", *TINY_FLAGS)
+    assert status == 0, err
+    metrics = read_json(run / "metrics.json")
+    assert metrics["epochs_completed"] == 1 and 0.0 <= metrics["threshold"] <= 1.0
+    assert read_json(run / "config.json")["threshold"] == metrics["threshold"]
+    assert (run / "history.png").is_file() and read_json(run / "state.json")["finished"]
+    # Nothing was trained again: the one epoch and its best model are kept.
+    assert [row["epoch"] for row in read_csv(run / "history.csv")] == ["1"]
+    assert (run / "model.keras").read_bytes() == model_before
+    # The finished run is then reused by the plain command, and resuming it is refused.
+    status, _, err = cli(capsys, "train", data, "--out", run, *TINY_FLAGS)
+    assert status == 0, err
+    status, _, err = cli(capsys, "train", data, "--out", run, "--resume", *TINY_FLAGS)
+    assert status == 2 and "holds a finished run" in err
+
+
+def test_1_crossval_finishes_a_fold_stopped_after_its_last_epoch(tmp_path):
+    data = write_data_folder(tmp_path / "data", count=6)
+    config = CrossvalConfig(folds=2, seed=0, train=TINY)
+    first = crossvalidate(data, tmp_path / "cv", config)
+    stop_during_finalisation(tmp_path / "cv" / "fold1")
+    (tmp_path / "cv" / "crossval.json").unlink()
+    again = crossvalidate(data, tmp_path / "cv", config)
+    assert again.trained == [1]
+    assert (tmp_path / "cv" / "fold1" / "metrics.json").is_file()
+    assert json.loads((tmp_path / "cv" / "crossval.json").read_text())["held_out"] == first.folds
