@@ -16,10 +16,13 @@ import pytest
 
 from helpers import write_data_folder
 from unetlib.cli import main
-from unetlib.config import (CrossvalConfig, PipelineConfig, TrainConfig, augment_preset,
-                            model_preset)
+from unetlib.config import (CrossvalConfig, PipelineConfig, SplitConfig, SyntheticConfig,
+                            TrainConfig, augment_preset, model_preset)
 from unetlib.crossval import crossvalidate
-from unetlib.io import read_csv, read_json, write_json
+from unetlib.errors import UnetlibWarning
+from unetlib.io import read_csv, read_json, write_csv, write_image, write_json
+from unetlib.stack import split_stack
+from unetlib.synthetic import write_synthetic_stack
 from unetlib.train import train
 
 TINY = TrainConfig(model=model_preset("small"), augment=augment_preset("none"), epochs=1,
@@ -88,3 +91,29 @@ def test_1_crossval_finishes_a_fold_stopped_after_its_last_epoch(tmp_path):
     assert again.trained == [1]
     assert (tmp_path / "cv" / "fold1" / "metrics.json").is_file()
     assert json.loads((tmp_path / "cv" / "crossval.json").read_text())["held_out"] == first.folds
+
+
+# --- 2. split-stack --force removes only what a split wrote, inside --out ------------------
+
+def test_2_forced_split_never_removes_folders_a_manifest_names_beyond_its_own(tmp_path):
+    stack, _ = write_synthetic_stack(tmp_path / "stack.tif",
+                                     SyntheticConfig(cycles=3, lasers=4, height=32, width=48))
+    victim = tmp_path / "victim"
+    write_image(victim / "keep.png", np.ones((4, 4), np.uint8))
+    out = tmp_path / "project" / "split"
+    split_stack(stack, out, SplitConfig())
+    write_image(out.parent / "beside.png", np.ones((4, 4), np.uint8))
+    write_image(out / "mydata" / "frame.png", np.ones((4, 4), np.uint8))
+    write_image(out / "laser4" / "my_roi.png", np.ones((4, 4), np.uint8))
+    rows = read_csv(out / "manifest.csv")
+    rows += [{**rows[0], "file": "mydata/frame.png"}, {**rows[0], "file": "../victim/keep.png"},
+             {**rows[0], "file": "../../victim/keep.png"}]
+    write_csv(out / "manifest.csv", rows, list(rows[0]), overwrite=True)
+    with pytest.warns(UnetlibWarning, match="laser4: was a folder of the previous split"):
+        split_stack(stack, out, SplitConfig(lasers=2, force=True))
+    assert (victim / "keep.png").is_file() and (out.parent / "beside.png").is_file()
+    assert (out / "mydata" / "frame.png").is_file()
+    # The previous split's own folders go, a user's file in one of them stays.
+    assert sorted(path.name for path in out.iterdir()) == [
+        "laser1", "laser2", "laser4", "manifest.csv", "mydata", "split.json"]
+    assert [path.name for path in (out / "laser4").iterdir()] == ["my_roi.png"]
