@@ -8,13 +8,18 @@ these findings are also cases of ``test_bad_inputs.py``.
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 import warnings
 
 import keras
 import numpy as np
 import pytest
 
-from helpers import write_data_folder
+from helpers import free_port, organ_data, write_data_folder
 from unetlib.cli import main
 from unetlib.config import (CrossvalConfig, PipelineConfig, SplitConfig, SyntheticConfig,
                             TrainConfig, augment_preset, model_preset)
@@ -37,6 +42,28 @@ def _fresh_keras_session():
     keras.backend.clear_session()
     yield
     keras.backend.clear_session()
+
+
+@pytest.fixture(scope="module")
+def organ_run(tmp_path_factory):
+    """A one-step run of the small network on the synthetic organ data (quantify needs
+    organs, not quality), with its 16-cycle acquisition."""
+    root = tmp_path_factory.mktemp("organ_run")
+    data = organ_data(root)
+    keras.backend.clear_session()
+    train(data, root / "run", TINY)
+    return {"run": root / "run", "stack": root / "stack.tif", "data": data, "root": root}
+
+
+def run_cli(*args, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python -m unetlib ARGS`` in a fresh process, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "unetlib", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
 
 
 def cli(capsys, *args):
@@ -117,3 +144,37 @@ def test_2_forced_split_never_removes_folders_a_manifest_names_beyond_its_own(tm
     assert sorted(path.name for path in out.iterdir()) == [
         "laser1", "laser2", "laser4", "manifest.csv", "mydata", "split.json"]
     assert [path.name for path in (out / "laser4").iterdir()] == ["my_roi.png"]
+
+
+# --- 3. a Dask scheduler without workers -------------------------------------------------
+
+def test_3_quantify_on_a_scheduler_without_workers_stops_with_one_line(organ_run, tmp_path):
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    with open(tmp_path / "scheduler.log", "wb") as log:
+        scheduler = subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+             "--port", str(port), "--no-dashboard"], stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and scheduler.poll() is None, \
+                    (tmp_path / "scheduler.log").read_text()
+                time.sleep(0.2)
+        out = tmp_path / "out"
+        result = run_cli("quantify", organ_run["run"], organ_run["stack"], "--out", out,
+                         "--scheduler", address, timeout=90)
+    finally:
+        scheduler.terminate()
+        scheduler.wait(timeout=30)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert error_lines(result.stderr) == [
+        f"error: {address}: the Dask scheduler has no workers (none joined within 20 s). "
+        f"Start workers (dask worker {address}), or leave out --scheduler to use a local "
+        "cluster."]
+    assert not out.exists()  # no folder, no lock left behind

@@ -39,6 +39,8 @@ __all__ = ["StackOutcome", "StudyResult", "quantify_study"]
 STATUS_FIELDS = ("stack", "status", "cycles", "qc_flagged", "results", "message")
 SUMMARY_FILE, STACKS_FILE = "summary.csv", "stacks.csv"
 MAX_WORKERS = 32
+# How long a scheduler may take to show a worker before it counts as having none.
+WORKER_WAIT_SECONDS = 20
 FINISHED, SKIPPED, FAILED = "finished", "skipped", "failed"
 
 
@@ -255,11 +257,21 @@ def _connect(scheduler: str):
 
     _quiet_dask()
     try:
-        return Client(scheduler, timeout="10s")
+        client = Client(scheduler, timeout="10s")
     except (OSError, TimeoutError, ValueError) as error:
         raise InputError(describe(scheduler, f"no Dask scheduler answered ({error})",
                                   "Start one (dask scheduler) and its workers, or leave out "
                                   "--scheduler to use a local cluster.")) from None
+    # Tasks sent to a scheduler without workers wait forever: refuse it instead.
+    try:
+        client.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
+    except (OSError, TimeoutError):
+        client.close()
+        raise InputError(describe(scheduler, "the Dask scheduler has no workers (none joined "
+                                  f"within {WORKER_WAIT_SECONDS} s)",
+                                  f"Start workers (dask worker {scheduler}), or leave out "
+                                  "--scheduler to use a local cluster.")) from None
+    return client
 
 
 def _gather(out_dir: Path, outcomes: list[StackOutcome]) -> None:
