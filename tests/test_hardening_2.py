@@ -14,10 +14,12 @@ import subprocess
 import sys
 import time
 import warnings
+import zipfile
 
 import keras
 import numpy as np
 import pytest
+import yaml
 
 from helpers import free_port, organ_data, write_data_folder
 from unetlib.cli import main
@@ -178,3 +180,20 @@ def test_3_quantify_on_a_scheduler_without_workers_stops_with_one_line(organ_run
         f"Start workers (dask worker {address}), or leave out --scheduler to use a local "
         "cluster."]
     assert not out.exists()  # no folder, no lock left behind
+
+
+# --- 4. export with organ names that are not identifiers --------------------------------
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning",
+                            "ignore::ResourceWarning")
+def test_4_export_makes_identifiers_of_any_organ_names(tmp_path):
+    from unetlib.export import export_package
+
+    data = organ_data(tmp_path)
+    (data / "organs.csv").write_text("value,name\n1,kidney-left\n2,1st_lobe\n3,kidney left\n")
+    run = train(data, tmp_path / "run", TINY).run_dir
+    package = export_package(run, tmp_path / "organs.zip", onnx=False)
+    with zipfile.ZipFile(package) as archive:
+        rdf = yaml.safe_load(archive.read("rdf.yaml"))
+    channels = rdf["outputs"][0]["axes"][-1]["channel_names"]
+    assert channels == ["background", "kidney_left", "organ_1st_lobe", "kidney_left_2"]

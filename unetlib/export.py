@@ -489,12 +489,23 @@ def _channel_names(run: LoadedRun) -> list[str]:
 def _class_names(run: LoadedRun) -> list[str]:
     if run.organs is None:
         return ["foreground"]
-    return ["background", *(_identifier(name) for name in run.organs.names)]
+    names = ["background"]
+    for organ in run.organs.names:
+        name = _identifier(organ)
+        candidate, number = name, 2
+        while candidate in names:  # names that differ only in punctuation stay apart
+            candidate, number = f"{name}_{number}", number + 1
+        names.append(candidate)
+    return names
 
 
 def _identifier(text: str) -> str:
-    cleaned = "".join(char if char.isalnum() or char in "_-" else "_" for char in text.strip())
-    return cleaned or "organ"
+    """``text`` as the Python identifier bioimage.io needs for a channel name
+    (``kidney-left`` -> ``kidney_left``, ``1st_lobe`` -> ``organ_1st_lobe``)."""
+    cleaned = "".join(char if char.isalnum() or char == "_" else "_" for char in text.strip())
+    if not cleaned.isidentifier():
+        cleaned = f"organ_{cleaned}"
+    return cleaned if cleaned.isidentifier() else "organ"
 
 
 def _default_name(run: LoadedRun, run_dir: Path) -> str:
