@@ -582,6 +582,12 @@ CASES: list[Case] = [
          setup=(RUN, TEST_FRAMES, WriteText("test/4.png"))),
     Case("predict/out-inside-a-file", predict(out="{ws}/notes.txt/results"),
          ("{ws}/notes.txt",), setup=(RUN, TEST_FRAMES, NOTES)),
+    Case("predict/two-frames-with-one-name", predict(), ("{ws}/test/0.png",),
+         setup=(RUN, TEST_FRAMES, WriteTiff("test/0.tif", lambda: noisy_frame(0))),
+         output_matches=r"0\.png.* 0\.tif"),
+    Case("predict/two-frames-with-one-name-forced", predict("--force"), ("{ws}/test/0.png",),
+         setup=(RUN, TEST_FRAMES, WriteTiff("test/0.tif", lambda: noisy_frame(0))),
+         output_matches=r"0\.png.* 0\.tif"),
     Case("predict/usage-threshold-not-a-number", predict("--threshold", "high"),
          ("--threshold",), setup=(RUN, TEST_FRAMES), usage_error=True),
 

@@ -23,11 +23,12 @@ import yaml
 
 from helpers import free_port, organ_data, write_data_folder
 from unetlib.cli import main
-from unetlib.config import (CrossvalConfig, PipelineConfig, SplitConfig, SyntheticConfig,
-                            TrainConfig, augment_preset, model_preset)
+from unetlib.config import (CrossvalConfig, ModelConfig, PipelineConfig, SplitConfig,
+                            SyntheticConfig, TrainConfig, augment_preset, model_preset)
 from unetlib.crossval import crossvalidate
 from unetlib.errors import UnetlibWarning
 from unetlib.io import read_csv, read_json, write_csv, write_image, write_json
+from unetlib.model import build_unet
 from unetlib.stack import split_stack
 from unetlib.synthetic import write_synthetic_stack
 from unetlib.train import train
@@ -197,3 +198,21 @@ def test_4_export_makes_identifiers_of_any_organ_names(tmp_path):
         rdf = yaml.safe_load(archive.read("rdf.yaml"))
     channels = rdf["outputs"][0]["axes"][-1]["channel_names"]
     assert channels == ["background", "kidney_left", "organ_1st_lobe", "kidney_left_2"]
+
+
+# --- 5. two frames that would give one mask ---------------------------------------------
+
+@pytest.mark.parametrize("force", [False, True])
+def test_5_predict_refuses_two_frames_with_one_name_up_front(tmp_path, capsys, force):
+    model = tmp_path / "m.keras"
+    build_unet(ModelConfig(input_channels=1, depth=1, base_filters=4)).save(model)
+    frames = tmp_path / "frames"
+    write_image(frames / "0.png", np.full((32, 32), 100, np.uint16))
+    write_image(frames / "0.tif", np.full((32, 32), 200, np.uint16))
+    write_image(frames / "1.png", np.full((32, 32), 300, np.uint16))
+    status, out, err = cli(capsys, "predict", model, frames, "--out", tmp_path / "pred",
+                           *(["--force"] if force else []))
+    assert status == 2 and "Traceback" not in err
+    assert err.startswith(f"error: {frames / '0.png'}: and 0.tif would both give "
+                          "0_predict.png"), err
+    assert not (tmp_path / "pred").exists()

@@ -422,6 +422,7 @@ def predict_folder(model_or_run: Any, input_path: str | os.PathLike[str],
             raise InputError(describe(input_path, "holds no image files" + (
                 " other than prediction outputs" if listed else ""),
                 "Put the frames (PNG or TIFF) to segment in it."))
+        _refuse_shared_stems(files)
         frames = [_Frame(stem=file.stem, source=file, index=None) for file in files]
     elif input_path.is_file() and input_path.suffix.lower() in TIFF_SUFFIXES \
             and len(pages := _stack_frames(input_path)) > 1:
@@ -472,6 +473,16 @@ def predict_folder(model_or_run: Any, input_path: str | os.PathLike[str],
                 f"threshold {threshold:.2f}" if run.organs is None
                 else f"organs {', '.join(run.organs.names)}")
     return written
+
+
+def _refuse_shared_stems(files: list[Path]) -> None:
+    """Refuse two frames whose masks would have one name (``0.png`` and ``0.tif``)."""
+    seen: dict[str, Path] = {}
+    for file in files:
+        if file.stem in seen:
+            raise InputError(describe(seen[file.stem], f"and {file.name} would both give "
+                                      f"{file.stem}_predict.png", "Rename or move one of them."))
+        seen[file.stem] = file
 
 
 def _predict_frames(run: LoadedRun, frames: list[_Frame], stack: np.ndarray | None,
