@@ -27,6 +27,7 @@ from unetlib.config import (CrossvalConfig, ModelConfig, PipelineConfig, SplitCo
                             SyntheticConfig, TrainConfig, augment_preset, model_preset)
 from unetlib.crossval import crossvalidate
 from unetlib.errors import UnetlibWarning
+from unetlib.evaluate import evaluate_folders
 from unetlib.io import read_csv, read_json, write_csv, write_image, write_json
 from unetlib.model import build_unet
 from unetlib.stack import split_stack
@@ -216,3 +217,26 @@ def test_5_predict_refuses_two_frames_with_one_name_up_front(tmp_path, capsys, f
     assert err.startswith(f"error: {frames / '0.png'}: and 0.tif would both give "
                           "0_predict.png"), err
     assert not (tmp_path / "pred").exists()
+
+
+# --- 6. evaluate maps the truth's organs by name ------------------------------------------
+
+def _organ_masks(folder, stem, values, *, table):
+    mask = np.zeros((32, 48), np.uint8)
+    mask[2:12, 2:20], mask[16:30, 24:44] = values
+    write_image(folder / f"{stem}.png", mask)
+    (folder / "organs.csv").write_text(table)
+
+
+def test_6_evaluate_maps_truth_organs_by_name_or_refuses_other_organs(tmp_path, capsys):
+    pred, truth = tmp_path / "pred", tmp_path / "truth"
+    _organ_masks(pred, "0_predict", (1, 2), table="value,name\n1,liver\n2,kidney\n")
+    _organ_masks(truth, "0", (2, 1), table="value,name\n1,kidney\n2,liver\n")
+    report = evaluate_folders(pred, truth)
+    assert report.per_organ["liver"]["dice"] == 1.0
+    assert report.per_organ["kidney"]["dice"] == 1.0
+    (truth / "organs.csv").write_text("value,name\n1,kidney\n2,spleen\n")
+    status, out, err = cli(capsys, "evaluate", pred, truth)
+    assert status == 2 and out == ""
+    assert err.startswith(f"error: {truth / 'organs.csv'}: names the organs kidney, spleen "
+                          f"but the predictions in {pred} are of liver, kidney"), err
