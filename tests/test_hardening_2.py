@@ -23,11 +23,13 @@ import yaml
 
 from helpers import free_port, organ_data, write_data_folder
 from unetlib.cli import main
-from unetlib.config import (CrossvalConfig, ModelConfig, PipelineConfig, SplitConfig,
-                            SyntheticConfig, TrainConfig, augment_preset, model_preset)
+from unetlib.config import (CrossvalConfig, ModelConfig, PickConfig, PipelineConfig,
+                            SplitConfig, SyntheticConfig, TrainConfig, augment_preset,
+                            model_preset)
 from unetlib.crossval import crossvalidate
-from unetlib.errors import UnetlibWarning
+from unetlib.errors import ParameterError, UnetlibWarning
 from unetlib.evaluate import evaluate_folders
+from unetlib.frames import pick_frames
 from unetlib.io import read_csv, read_json, write_csv, write_image, write_json
 from unetlib.model import build_unet
 from unetlib.stack import split_stack
@@ -240,3 +242,18 @@ def test_6_evaluate_maps_truth_organs_by_name_or_refuses_other_organs(tmp_path, 
     assert status == 2 and out == ""
     assert err.startswith(f"error: {truth / 'organs.csv'}: names the organs kidney, spleen "
                           f"but the predictions in {pred} are of liver, kidney"), err
+
+
+# --- 7. test frames are never training frames -------------------------------------------
+
+def test_7_picking_test_frames_leaves_out_the_training_cycles(tmp_path):
+    stack, _ = write_synthetic_stack(tmp_path / "stack.tif",
+                                     SyntheticConfig(cycles=12, height=32, width=48))
+    data = tmp_path / "data"
+    train_cycles = pick_frames(stack, data, PickConfig(count=4)).cycles
+    test = pick_frames(stack, data, PickConfig(count=4, subset="test"))
+    assert not set(test.cycles) & set(train_cycles)
+    training = {path.read_bytes() for path in (data / "train" / "frames").iterdir()}
+    assert not any(path.read_bytes() in training for path in test.frames)
+    with pytest.raises(ParameterError, match="only 8 of its 12 cycles are left"):
+        pick_frames(stack, data, PickConfig(count=9, subset="test", force=True))

@@ -17,7 +17,7 @@ import datetime
 import logging
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -145,9 +145,11 @@ def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[
         from unetlib.uncertainty import pick_uncertain  # noqa: PLC0415
 
         return pick_uncertain(stack, Path(data_dir), config, split)
+    data_dir = Path(data_dir)
+    if config.subset == "test":
+        config = _without_training_cycles(config, data_dir, stack)
     cycles = pick_cycles(stack, config, split)
 
-    data_dir = Path(data_dir)
     frames_dir = data_dir / "train" / "frames" if config.subset == "train" else data_dir / "test"
     annotate_dir = data_dir / "train" / "annotate" if config.subset == "train" else None
     table = frames_dir.parent / "frames.csv" if config.subset == "train" else frames_dir / "frames.csv"
@@ -184,6 +186,23 @@ def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[
                       table=(table, rows + _other_rows(table, rows, frames_dir)))
     logger.info("picked cycles %s of %s into %s", cycles, stack.path, frames_dir)
     return PickResult(frames=targets, annotate=previews, table=table, cycles=cycles)
+
+
+def _without_training_cycles(config: PickConfig, data_dir: Path, stack: LaserStack) -> PickConfig:
+    """``config`` also excluding the cycles of this stack that ``train/frames.csv`` lists:
+    a test frame must be one the model never trained on."""
+    table = data_dir / "train" / "frames.csv"
+    if not table.is_file():
+        return config
+    training = {int(row["cycle"]) for row in read_csv(table)
+                if str(row.get("cycle", "")).strip().isdigit()
+                and row.get("stack") in (None, "", stack.path.name)}
+    added = training - set(config.exclude)
+    if not added:
+        return config
+    logger.info("leaving out the %d cycle(s) of %s that %s lists for training", len(added),
+                stack.path.name, table)
+    return replace(config, exclude=tuple(sorted(set(config.exclude) | training)))
 
 
 def append_frames(stack: LaserStack, data_dir: Path, cycles: list[int], lasers: tuple[int, ...],
