@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -257,3 +258,25 @@ def test_7_picking_test_frames_leaves_out_the_training_cycles(tmp_path):
     assert not any(path.read_bytes() in training for path in test.frames)
     with pytest.raises(ParameterError, match="only 8 of its 12 cycles are left"):
         pick_frames(stack, data, PickConfig(count=9, subset="test", force=True))
+
+
+# --- 8. quantify checks the laser layout the training frames record ------------------------
+
+def test_8_quantify_refuses_another_laser_count_than_the_training_frames(organ_run, tmp_path,
+                                                                         capsys):
+    assert read_json(organ_run["run"] / "config.json")["data"]["stack_lasers"] == 4
+    stack = organ_run["stack"]  # 16 cycles of 4 lasers: 64 frames, also 32 "cycles" of 2
+    status, out, err = cli(capsys, "quantify", organ_run["run"], stack, "--out",
+                           tmp_path / "q", "--lasers", "2")
+    assert status == 1 and "Traceback" not in err  # one stack failed
+    assert err.startswith(f"error: {stack}: is read as cycles of 2 lasers (--lasers 2), but "
+                          "the training frames of"), err
+    assert "Pass --lasers 4" in err and not (tmp_path / "q").exists()
+    # A run that does not record it (trained before) is checked against its frames.csv.
+    config = read_json(organ_run["run"] / "config.json")
+    del config["data"]["stack_lasers"]
+    run = tmp_path / "older_run"
+    shutil.copytree(organ_run["run"], run)
+    write_json(run / "config.json", config, overwrite=True)
+    status, _, err = cli(capsys, "quantify", run, stack, "--out", tmp_path / "q", "--lasers", "2")
+    assert status == 1 and "Pass --lasers 4" in err

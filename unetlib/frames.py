@@ -288,6 +288,35 @@ def recorded_lasers(data_dir: str | os.PathLike[str]) -> tuple[int, ...] | None:
         return None
 
 
+def recorded_laser_count(data_dir: str | os.PathLike[str]) -> int | None:
+    """How many lasers a cycle of the training acquisition had, from ``train/frames.csv``.
+
+    Two picked cycles of one stack are ``lasers`` stack frames apart per cycle between
+    them. None when the table is missing, unreadable, holds fewer than two cycles of a
+    stack, or its stacks disagree.
+    """
+    table = Path(data_dir) / "train" / "frames.csv"
+    if not table.is_file():
+        return None
+    first_frames: dict[str, dict[int, int]] = {}
+    try:
+        for row in read_csv(table):
+            laser = int(str(row["lasers"]).split()[0])
+            frame = int(str(row["stack_frames"]).split()[0])
+            # The stack frame laser 1 of this cycle would have.
+            first_frames.setdefault(str(row.get("stack", "")), {})[int(row["cycle"])] = frame - laser + 1
+    except (InputError, UnicodeDecodeError, KeyError, IndexError, ValueError):
+        return None
+    counts = set()
+    for frames in first_frames.values():
+        cycles = sorted(frames)
+        counts |= {(frames[b] - frames[a]) / (b - a) for a, b in zip(cycles, cycles[1:])}
+    if len(counts) != 1 or not float(next(iter(counts))).is_integer():
+        return None
+    count = int(next(iter(counts)))
+    return count if count >= 1 else None
+
+
 def _holds(path: Path, image: np.ndarray) -> bool:
     """True when ``path`` already holds exactly ``image``."""
     if not path.is_file():

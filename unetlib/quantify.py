@@ -39,7 +39,7 @@ import tifffile
 from unetlib.config import QuantifyConfig, to_dict
 from unetlib.errors import (InputError, Interrupted, OutputError, ParameterError, UnetlibWarning,
                             describe)
-from unetlib.frames import recorded_lasers
+from unetlib.frames import recorded_laser_count, recorded_lasers
 from unetlib.io import file_sha256, read_json, staged_folder, write_csv, write_json
 from unetlib.kinetics import summarize_curve
 from unetlib.locking import output_lock
@@ -216,6 +216,7 @@ def quantify_stack(run_or_path: LoadedRun | str | os.PathLike[str],
     organs = run_organs(run)
     lasers = model_input_lasers(run, config.model_input)
     stack = _load_whole_cycles(stack_path, config)
+    _check_layout(run, stack, config)
     missing = [n for n in lasers if n > stack.lasers]
     if missing:
         raise InputError(describe(stack.path, f"has lasers 1 to {stack.lasers}, but the model "
@@ -258,6 +259,23 @@ def quantify_stack(run_or_path: LoadedRun | str | os.PathLike[str],
                 stack.path, folder, flagged)
     return StackResult(stack=stack.path, out_dir=folder, cycles=stack.cycles, flagged=flagged,
                        skipped=False)
+
+
+def _check_layout(run: LoadedRun, stack: LaserStack, config: QuantifyConfig) -> None:
+    """Refuse a stack read with another number of lasers per cycle than the run's training
+    frames were picked with (unless ``--model-input`` says which lasers to use)."""
+    if config.model_input is not None:
+        return
+    data = run.config.get("data") or {}
+    expected = data.get("stack_lasers")
+    if expected is None and data.get("data_dir"):
+        expected = recorded_laser_count(data["data_dir"])
+    if expected is not None and int(expected) != stack.lasers:
+        raise InputError(describe(stack.path, f"is read as cycles of {stack.lasers} lasers "
+                                  f"(--lasers {config.split.lasers}), but the training frames "
+                                  f"of {run.model_path.parent} came from cycles of {expected}",
+                                  f"Pass --lasers {expected}, or --model-input to use these "
+                                  "lasers anyway."))
 
 
 def _load_whole_cycles(stack_path: str | os.PathLike[str], config: QuantifyConfig) -> LaserStack:

@@ -34,7 +34,7 @@ from unetlib.config import (BINARY_LOSSES, ORGAN_LOSSES, ModelConfig, PipelineCo
 from unetlib.dataset import find_pairs
 from unetlib.errors import InputError, Interrupted, OutputError, ParameterError, describe
 from unetlib.finetune import StartingPoint, set_encoder_trainable, starting_point
-from unetlib.frames import recorded_lasers
+from unetlib.frames import recorded_laser_count, recorded_lasers
 from unetlib.io import atomic_path, read_csv, read_image, read_json, write_csv, write_json
 from unetlib.locking import output_lock
 from unetlib.metrics import (frame_metrics, get_loss, metric_name, organ_frame_metrics,
@@ -589,6 +589,7 @@ def _run_config(run_dir: Path, data_dir: Path, config: TrainConfig, organs: Orga
         "data": {"data_dir": str(data_dir.resolve()), "fingerprint": fingerprint,
                  "pairs": len(data.pairs), "channels": data.channels,
                  "lasers": recorded_lasers(data_dir),
+                 "stack_lasers": recorded_laser_count(data_dir),
                  "train_stems": [pair.stem for pair in data.train],
                  "val_stems": [pair.stem for pair in data.val],
                  "holdout_stems": list(config.holdout)},
