@@ -280,3 +280,31 @@ def test_8_quantify_refuses_another_laser_count_than_the_training_frames(organ_r
     write_json(run / "config.json", config, overwrite=True)
     status, _, err = cli(capsys, "quantify", run, stack, "--out", tmp_path / "q", "--lasers", "2")
     assert status == 1 and "Pass --lasers 4" in err
+
+
+# --- 9. uncertain picks match the data folder ------------------------------------------------
+
+def test_9_uncertain_pick_refuses_other_channels_organs_or_stack(organ_run, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(organ_run["data"], data)
+    before = (data / "train" / "frames.csv").read_bytes()
+    model = tmp_path / "rgb.keras"
+    build_unet(ModelConfig(input_channels=3, depth=1, base_filters=4)).save(model)
+    pick = ("pick-frames", organ_run["stack"], "--out", data, "--method", "uncertain",
+            "--count", "1")
+    status, _, err = cli(capsys, *pick, "--channels", "3", "--run", model)
+    assert status == 2 and err.startswith(f"error: {data / 'train' / 'frames.csv'}: holds "
+                                          "frames of laser(s) 1 (1 channel(s)), not of laser(s) "
+                                          "1,2,3"), err
+    (data / "organs.csv").write_text("value,name\n1,liver\n2,kidney\n3,spleen\n")
+    status, _, err = cli(capsys, *pick, "--run", organ_run["run"])
+    assert status == 2 and err.startswith(f"error: {data / 'organs.csv'}: names the organs "
+                                          "liver, kidney, spleen"), err
+    shutil.copy(organ_run["data"] / "organs.csv", data / "organs.csv")
+    other, _ = write_synthetic_stack(tmp_path / "other" / "stack.tif",
+                                     SyntheticConfig(cycles=16, height=96, width=128, seed=7))
+    status, _, err = cli(capsys, "pick-frames", other, "--out", data, "--method", "uncertain",
+                         "--count", "1", "--run", organ_run["run"])
+    assert status == 2 and err.startswith(f"error: {other}: is not the stack.tif that"), err
+    assert (data / "train" / "frames.csv").read_bytes() == before
+    assert len(list((data / "train" / "frames").iterdir())) == 8
