@@ -308,3 +308,21 @@ def test_9_uncertain_pick_refuses_other_channels_organs_or_stack(organ_run, tmp_
     assert status == 2 and err.startswith(f"error: {other}: is not the stack.tif that"), err
     assert (data / "train" / "frames.csv").read_bytes() == before
     assert len(list((data / "train" / "frames").iterdir())) == 8
+
+
+# --- 10. non-finite learning rates and losses -----------------------------------------------
+
+def test_10_an_infinite_learning_rate_is_refused_and_a_nan_loss_stops_training(tmp_path,
+                                                                              capsys):
+    data = write_data_folder(tmp_path / "data")
+    status, _, err = cli(capsys, "train", data, "--out", tmp_path / "inf", *TINY_FLAGS,
+                         "--lr", "inf")
+    assert status == 2 and "--lr inf is invalid: expected a finite number > 0" in err
+    assert not (tmp_path / "inf").exists()
+    run = tmp_path / "run"
+    status, _, err = cli(capsys, "train", data, "--out", run, *TINY_FLAGS, "--lr", "1e38",
+                         "--epochs", "2", "--steps-per-epoch", "4")
+    assert status == 2 and "Traceback" not in err
+    assert err.startswith(f"error: {run}: training stopped: the loss became nan at step"), err
+    assert "Lower --lr (it is 1e+38)" in err
+    assert not (run / "metrics.json").exists() and not (run / "model.keras").exists()

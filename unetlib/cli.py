@@ -658,6 +658,8 @@ class _OneLineWarnings:
 
 
 _PYTHON_PARAMETER = re.compile(r"\b([a-z][a-z0-9_]*)=('[^']*'|\S+?) is invalid")
+# Parameters whose flag is not their name with dashes.
+_FLAG_OF = {"learning_rate": "--lr", "freeze_encoder_epochs": "--freeze-encoder"}
 
 
 def cli_message(message: str, parser: argparse.ArgumentParser) -> str:
@@ -666,7 +668,7 @@ def cli_message(message: str, parser: argparse.ArgumentParser) -> str:
     options = set(parser._option_string_actions)
 
     def as_flag(match: re.Match) -> str:
-        flag = "--" + match.group(1).replace("_", "-")
+        flag = _FLAG_OF.get(match.group(1), "--" + match.group(1).replace("_", "-"))
         return f"{flag} {match.group(2).strip(chr(39))} is invalid" if flag in options \
             else match.group(0)
 

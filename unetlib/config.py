@@ -487,7 +487,8 @@ class ModelConfig:
                  self.head_filters, "a whole number >= 0")
         _require(self.optimizer in ("adam", "adamw", "sgd", "rmsprop"), "optimizer",
                  self.optimizer, "'adam', 'adamw', 'sgd' or 'rmsprop'")
-        _require(self.learning_rate > 0, "learning_rate", self.learning_rate, "> 0")
+        _require(0 < self.learning_rate < float("inf"), "learning_rate", self.learning_rate,
+                 "a finite number > 0")
         _require(isinstance(self.classes, int) and 1 <= self.classes <= 255, "classes",
                  self.classes, "1 (binary) or 2-255 (background + organs)")
         return self

@@ -241,12 +241,21 @@ class _RunRecorder(keras.callbacks.Callback):
         self.ended_epoch_early = False
         self.epoch_started = started
         self.epoch_steps = 0
+        self.epoch = 0
+        # (epoch, step, loss) where the loss stopped being finite: nothing after is kept.
+        self.non_finite_loss: tuple[int, int, float] | None = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = time.monotonic()
         self.epoch_steps = 0
+        self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            self.non_finite_loss = (self.epoch + 1, batch + 1, loss)
+            self.model.stop_training = True
+            return
         # Either stop ends this epoch's steps; Keras still validates it and calls
         # on_epoch_end, then leaves fit (which _fit calls again after an early epoch end).
         self.epoch_steps = batch + 1
@@ -260,6 +269,8 @@ class _RunRecorder(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.non_finite_loss is not None:
+            return  # weights that gave a NaN loss are not worth a checkpoint
         logs = dict(logs or {})
         now = time.monotonic()
         row: dict[str, float] = {"epoch": epoch + 1}
@@ -648,6 +659,8 @@ def _fit(model: keras.Model, run_dir: Path, config: TrainConfig, organs: OrganTa
                           steps_per_epoch=remaining, validation_data=val_dataset,
                           callbacks=[recorder], verbose=config.verbose, shuffle=False)
                 initial_epoch = int(state["epochs_completed"])
+                if recorder.non_finite_loss is not None:
+                    raise _diverged(run_dir, config, recorder.non_finite_loss, initial_epoch)
                 if not recorder.ended_epoch_early and remaining == config.steps_per_epoch:
                     break
             if recorder.stopped_by_time_budget:
@@ -659,6 +672,18 @@ def _fit(model: keras.Model, run_dir: Path, config: TrainConfig, organs: OrganTa
                           f"({state['epochs_completed']}): free disk space (or fix the "
                           "permission), then continue it with --resume.") from None
     return recorder
+
+
+def _diverged(run_dir: Path, config: TrainConfig, where: tuple[int, int, float],
+              kept: int) -> ParameterError:
+    """The one-line error of a training whose loss became NaN or infinite."""
+    epoch, step, loss = where
+    what = (f"the run keeps its last complete epoch ({kept})" if kept else
+            "nothing of it was kept")
+    return ParameterError(describe(run_dir, f"training stopped: the loss became {loss} at step "
+                                   f"{step} of epoch {epoch}; {what}", "Lower --lr (it is "
+                                   f"{config.model.learning_rate:g}) or check the frames and "
+                                   "masks, then train again with --force."))
 
 
 def _calibrate(run_dir: Path, config: TrainConfig, organs: OrganTable | None,
