@@ -326,3 +326,22 @@ def test_10_an_infinite_learning_rate_is_refused_and_a_nan_loss_stops_training(t
     assert err.startswith(f"error: {run}: training stopped: the loss became nan at step"), err
     assert "Lower --lr (it is 1e+38)" in err
     assert not (run / "metrics.json").exists() and not (run / "model.keras").exists()
+
+
+# --- 11. quantify workers bounded by the memory ---------------------------------------------
+
+def test_11_more_quantify_workers_than_the_memory_holds_are_refused_up_front(organ_run,
+                                                                             tmp_path, capsys):
+    from unetlib.resources import QUANTIFY_WORKER_BYTES, available_memory_bytes
+
+    if 32 * QUANTIFY_WORKER_BYTES <= available_memory_bytes():
+        pytest.skip("this machine has memory for 32 quantify workers")
+    other = tmp_path / "other.tif"
+    shutil.copy(organ_run["stack"], other)
+    started = time.monotonic()
+    status, _, err = cli(capsys, "quantify", organ_run["run"], organ_run["stack"], other,
+                         "--out", tmp_path / "q", "--workers", "32")
+    assert status == 2 and err.startswith("error: --workers 32 is invalid: 32 worker processes "
+                                          "need about 30.4 GB of memory, more than the"), err
+    assert "Use at most" in err and not (tmp_path / "q").exists()
+    assert time.monotonic() - started < 10  # refused before any worker started

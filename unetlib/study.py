@@ -156,6 +156,8 @@ def quantify_study(run_path: str | os.PathLike[str], stacks: Sequence[str | os.P
         raise ParameterError(f"workers={workers!r} is invalid: expected a whole number of worker "
                              f"processes from 1 to {MAX_WORKERS}.")
     paths = _check_stacks(stacks)
+    if scheduler is None and len(paths) > 1:
+        _check_worker_memory(workers)
     run_path = Path(run_path)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -181,6 +183,19 @@ def quantify_study(run_path: str | os.PathLike[str], stacks: Sequence[str | os.P
             client.close()
     return StudyResult(out_dir=out_dir, outcomes=outcomes, summary=out_dir / SUMMARY_FILE,
                        table=out_dir / STACKS_FILE)
+
+
+def _check_worker_memory(workers: int) -> None:
+    """Refuse a local cluster whose worker processes would not fit in the memory available."""
+    from unetlib.resources import QUANTIFY_WORKER_BYTES, available_memory_bytes, format_bytes
+
+    needed, available = workers * QUANTIFY_WORKER_BYTES, available_memory_bytes()
+    if needed > available:
+        most = max(1, available // QUANTIFY_WORKER_BYTES)
+        raise ParameterError(f"workers={workers} is invalid: {workers} worker processes need "
+                             f"about {format_bytes(needed)} of memory, more than the "
+                             f"{format_bytes(available)} available on this machine. Use at "
+                             f"most {most} workers.")
 
 
 def _check_run(run_path: Path, config: QuantifyConfig) -> None:
