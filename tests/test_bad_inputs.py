@@ -421,6 +421,14 @@ CASES: list[Case] = [
          split(stack="{ws}/données souris/pile 1.tif", out="{ws}/données souris/split"),
          ("{ws}/données souris/pile 1.tif",),
          setup=(WriteText("données souris/pile 1.tif"),)),
+    Case("split-stack/float-stack-to-png", split(), ("{ws}/stack.tif",),
+         setup=(WriteTiff("stack.tif", lambda: np.stack([noisy_frame(i, (32, 48))
+                                                         for i in range(12)]).astype(np.float32)),),
+         output_matches="--format tif"),
+    Case("split-stack/int32-stack-to-png", split(), ("{ws}/stack.tif",),
+         setup=(WriteTiff("stack.tif", lambda: np.stack([noisy_frame(i, (32, 48))
+                                                         for i in range(12)]).astype(np.int32)),),
+         output_matches="--format tif"),
     Case("split-stack/usage-composite3-not-numbers", split("--composite3", "red,green,blue"),
          ("--composite3",), setup=(STACK,), usage_error=True),
     Case("split-stack/usage-missing-out", ("split-stack", "{ws}/stack.tif"), ("--out",),

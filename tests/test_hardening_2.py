@@ -20,6 +20,7 @@ import zipfile
 import keras
 import numpy as np
 import pytest
+import tifffile
 import yaml
 
 from helpers import free_port, organ_data, write_data_folder
@@ -31,7 +32,7 @@ from unetlib.crossval import crossvalidate
 from unetlib.errors import ParameterError, UnetlibWarning
 from unetlib.evaluate import evaluate_folders
 from unetlib.frames import pick_frames
-from unetlib.io import read_csv, read_json, write_csv, write_image, write_json
+from unetlib.io import read_csv, read_image, read_json, write_csv, write_image, write_json
 from unetlib.model import build_unet
 from unetlib.stack import split_stack
 from unetlib.synthetic import write_synthetic_stack
@@ -345,3 +346,20 @@ def test_11_more_quantify_workers_than_the_memory_holds_are_refused_up_front(org
                                           "need about 30.4 GB of memory, more than the"), err
     assert "Use at most" in err and not (tmp_path / "q").exists()
     assert time.monotonic() - started < 10  # refused before any worker started
+
+
+# --- 12. 32-bit and float stacks ---------------------------------------------------------------
+
+def test_12_float_stacks_split_to_tif_are_refused_as_png_and_picked_as_tif(tmp_path, capsys):
+    stack = tmp_path / "float.tif"
+    tifffile.imwrite(stack, (np.random.default_rng(0).random((12, 32, 48)) * 1000)
+                     .astype(np.float32))
+    status, _, err = cli(capsys, "split-stack", stack, "--out", tmp_path / "split")
+    assert status == 2 and err == (f"error: {stack}: holds float32 frames, which a PNG cannot "
+                                   "store without loss. Split it with --format tif.\n")
+    assert not (tmp_path / "split").exists()
+    assert split_stack(stack, tmp_path / "split", SplitConfig(frame_format="tif")).counts[
+        "laser1"] == 3
+    picked = pick_frames(stack, tmp_path / "data", PickConfig(count=2))
+    assert [path.name for path in picked.frames] == ["0.tif", "1.tif"]
+    assert read_image(picked.frames[0]).dtype == np.float32

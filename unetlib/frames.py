@@ -154,7 +154,7 @@ def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[
     annotate_dir = data_dir / "train" / "annotate" if config.subset == "train" else None
     table = frames_dir.parent / "frames.csv" if config.subset == "train" else frames_dir / "frames.csv"
     masks_dir = data_dir / "train" / "masks"
-    suffix = ".png" if config.channels == 1 else ".tif"
+    suffix = _frame_suffix(stack, len(lasers))
     targets = [frames_dir / f"{i}{suffix}" for i in range(len(cycles))]
     previews = [annotate_dir / f"{i}.png" for i in range(len(cycles))] if annotate_dir else []
 
@@ -220,7 +220,7 @@ def append_frames(stack: LaserStack, data_dir: Path, cycles: list[int], lasers: 
     if frames_dir.is_dir():
         taken += [path.stem for path in frames_dir.iterdir()]
     first = 1 + max([int(stem) for stem in taken if stem.isdigit()], default=-1)
-    suffix = ".png" if len(lasers) == 1 else ".tif"
+    suffix = _frame_suffix(stack, len(lasers))
     stems = [str(first + index) for index in range(len(cycles))]
     targets = [frames_dir / f"{stem}{suffix}" for stem in stems]
     previews = [annotate_dir / f"{stem}.png" for stem in stems]
@@ -315,6 +315,12 @@ def recorded_laser_count(data_dir: str | os.PathLike[str]) -> int | None:
         return None
     count = int(next(iter(counts)))
     return count if count >= 1 else None
+
+
+def _frame_suffix(stack: LaserStack, channels: int) -> str:
+    """``.png`` for 8/16-bit single-laser frames; ``.tif`` for composites and for the
+    32-bit and float frames a PNG cannot hold."""
+    return ".png" if channels == 1 and stack.data.dtype in (np.uint8, np.uint16) else ".tif"
 
 
 def _holds(path: Path, image: np.ndarray) -> bool:

@@ -292,6 +292,10 @@ def split_stack(stack_path: str | os.PathLike[str], out_dir: str | os.PathLike[s
         raise ParameterError(f"workers={workers!r} is invalid: expected a whole number of writer "
                              f"threads from 1 to {MAX_WORKERS}.")
     stack = load_stack(stack_path, config)
+    if config.frame_format == "png" and stack.data.dtype not in (np.uint8, np.uint16):
+        raise ParameterError(describe(stack.path, f"holds {stack.data.dtype} frames, which a "
+                                      "PNG cannot store without loss",
+                                      "Split it with --format tif."))
     out_dir = Path(out_dir)
     folders = [f"laser{n}" for n in range(1, stack.lasers + 1)]
     # Composites need 3 (4) lasers; a stack with fewer simply has none, but naming a laser
