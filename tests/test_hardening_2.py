@@ -363,3 +363,20 @@ def test_12_float_stacks_split_to_tif_are_refused_as_png_and_picked_as_tif(tmp_p
     picked = pick_frames(stack, tmp_path / "data", PickConfig(count=2))
     assert [path.name for path in picked.frames] == ["0.tif", "1.tif"]
     assert read_image(picked.frames[0]).dtype == np.float32
+
+
+# --- 13. paths that are not UTF-8 -------------------------------------------------------------
+
+def test_13_a_writing_command_works_with_a_path_that_is_not_utf8(tmp_path):
+    stack, _ = write_synthetic_stack(tmp_path / "stack.tif",
+                                     SyntheticConfig(cycles=3, lasers=4, height=32, width=48))
+    out = os.fsencode(tmp_path) + b"/split-\xff"  # Latin-1 name from an old file server
+    result = subprocess.run([sys.executable, "-m", "unetlib", "split-stack", os.fsencode(stack),
+                             "--out", out], capture_output=True, timeout=120,
+                            stdin=subprocess.DEVNULL,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                                 "PYTHONIOENCODING": "utf-8:strict"})  # as in a UTF-8 locale
+    stderr = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == 0 and "Traceback" not in stderr, stderr
+    assert sorted(os.listdir(out)) == [b"channels3", b"channels4", b"laser1", b"laser2",
+                                       b"laser3", b"laser4", b"manifest.csv", b"split.json"]

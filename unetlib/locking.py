@@ -203,6 +203,7 @@ def _acquire(folder: Path, lock_path: Path) -> int:
         logger.warning("%s: taking over the lock of process %s, which is no longer running "
                        "(interrupted run)", folder, previous["pid"])
     os.ftruncate(handle, 0)
-    os.pwrite(handle, _owner_record().encode("utf-8"), 0)
+    # surrogateescape: a path that is not UTF-8 is recorded as the bytes it is
+    os.pwrite(handle, _owner_record().encode("utf-8", "surrogateescape"), 0)
     give_normal_permissions(lock_path)
     return handle
