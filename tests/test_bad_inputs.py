@@ -429,6 +429,8 @@ CASES: list[Case] = [
          setup=(WriteTiff("stack.tif", lambda: np.stack([noisy_frame(i, (32, 48))
                                                          for i in range(12)]).astype(np.int32)),),
          output_matches="--format tif"),
+    Case("split-stack/lock-is-a-symlink", split(), ("{ws}/split/.unetlib.lock",),
+         setup=(STACK, NOTES, MakeFolder("split"), Symlink("split/.unetlib.lock", "../notes.txt"))),
     Case("split-stack/usage-composite3-not-numbers", split("--composite3", "red,green,blue"),
          ("--composite3",), setup=(STACK,), usage_error=True),
     Case("split-stack/usage-missing-out", ("split-stack", "{ws}/stack.tif"), ("--out",),
@@ -596,6 +598,9 @@ CASES: list[Case] = [
     Case("predict/two-frames-with-one-name-forced", predict("--force"), ("{ws}/test/0.png",),
          setup=(RUN, TEST_FRAMES, WriteTiff("test/0.tif", lambda: noisy_frame(0))),
          output_matches=r"0\.png.* 0\.tif"),
+    Case("predict/lock-is-a-symlink", predict(), ("{ws}/results/.unetlib.lock",),
+         setup=(RUN, TEST_FRAMES, NOTES, MakeFolder("results"),
+                Symlink("results/.unetlib.lock", "../notes.txt"))),
     Case("predict/usage-threshold-not-a-number", predict("--threshold", "high"),
          ("--threshold",), setup=(RUN, TEST_FRAMES), usage_error=True),
 
