@@ -34,6 +34,7 @@ from unetlib.evaluate import evaluate_folders
 from unetlib.frames import pick_frames
 from unetlib.io import read_csv, read_image, read_json, write_csv, write_image, write_json
 from unetlib.model import build_unet
+from unetlib.organs import read_organ_table
 from unetlib.stack import split_stack
 from unetlib.synthetic import write_synthetic_stack
 from unetlib.train import train
@@ -380,3 +381,11 @@ def test_13_a_writing_command_works_with_a_path_that_is_not_utf8(tmp_path):
     assert result.returncode == 0 and "Traceback" not in stderr, stderr
     assert sorted(os.listdir(out)) == [b"channels3", b"channels4", b"laser1", b"laser2",
                                        b"laser3", b"laser4", b"manifest.csv", b"split.json"]
+
+
+# --- 18. organs.csv saved by Excel --------------------------------------------------------------
+
+def test_18_an_organ_table_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "organs.csv"
+    path.write_bytes("value,name\r\n1,liver\r\n2,kidney\r\n".encode("utf-8-sig"))
+    assert read_organ_table(path).names == ["liver", "kidney"]

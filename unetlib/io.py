@@ -413,11 +413,12 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 
 def read_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
-    """Read a CSV file with a header into a list of dicts."""
+    """Read a CSV file with a header into a list of dicts (a UTF-8 byte-order mark, as
+    Excel saves one, is skipped)."""
     path = Path(path)
     if not path.is_file():
         raise missing_file_error(path)
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8-sig") as handle:
         return list(csv.DictReader(handle))
 
 
