@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from unetlib import __version__
-from unetlib.errors import Interrupted, UnetlibError
+from unetlib.errors import Interrupted, ParameterError, UnetlibError
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -111,7 +111,14 @@ def _cmd_run_notebooks(args: argparse.Namespace) -> int:
 
     from unetlib.notebooks import NOTEBOOKS_DIR, find_notebooks, parse_parameter_sets, run_suite
 
-    overrides = {name: yaml.safe_load(value) for name, value in args.parameter}
+    overrides = {}
+    for name, value in args.parameter:
+        try:
+            overrides[name] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise ParameterError(f"{name}={value} is invalid: not a YAML value "
+                                 f"({str(error).splitlines()[0]}). Quote text, e.g. -p {name} "
+                                 "'\"...\"'.") from None
     sets = parse_parameter_sets(args.params, overrides)
     notebooks = find_notebooks(args.notebooks or NOTEBOOKS_DIR, args.only)
     runs = run_suite(args.out, sets, notebooks=notebooks, kernel_name=args.kernel)

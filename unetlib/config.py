@@ -20,6 +20,12 @@ def _require(condition: bool, name: str, value: Any, expected: str) -> None:
         raise ParameterError(f"{name}={value!r} is invalid: expected {expected}.")
 
 
+def _require_seed(seed: Any, name: str = "seed") -> None:
+    """Seeds are what NumPy and TensorFlow accept: whole numbers from 0 to 2**32 - 1."""
+    _require(isinstance(seed, int) and 0 <= seed < 2 ** 32, name, seed,
+             f"a whole number from 0 to {2 ** 32 - 1}")
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """Return a JSON-friendly dict of a config dataclass (tuples become lists)."""
     return dataclasses.asdict(config)
@@ -190,6 +196,7 @@ class SyntheticConfig:
         _require(0.5 <= self.organ_scale <= 1.5, "organ_scale", self.organ_scale, "0.5 to 1.5")
         _require(0.2 <= self.organ_contrast <= 5.0, "organ_contrast", self.organ_contrast,
                  "0.2 to 5")
+        _require_seed(self.seed)
         return self
 
 
@@ -397,8 +404,7 @@ class PipelineConfig:
                  self.foreground_jitter, "a fraction of the patch size in [0, 0.4]")
         _require(0 <= self.val_fraction < 1, "val_fraction", self.val_fraction,
                  "a share in [0, 1)")
-        _require(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed,
-                 "a whole number >= 0")
+        _require_seed(self.seed)
         return self
 
 
@@ -675,7 +681,7 @@ class CrossvalConfig:
     def validate(self) -> "CrossvalConfig":
         _require(isinstance(self.folds, int) and 2 <= self.folds <= 100, "folds", self.folds,
                  "a whole number from 2 to 100")
-        _require(isinstance(self.seed, int), "seed", self.seed, "a whole number")
+        _require_seed(self.seed, "fold_seed")  # the flag's name: --seed is the training's
         self.train.validate()
         return self
 

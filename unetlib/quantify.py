@@ -96,6 +96,10 @@ class StackResult:
 
 # --- what the run needs -----------------------------------------------------------------
 
+# Smaller frames are not an acquisition (a wrong file, or a wrong series of it).
+MIN_FRAME_PIXELS = 16
+
+
 def run_organs(run: LoadedRun) -> OrganTable:
     """The organs a run segments; a binary run's foreground counts as one organ (value 1)."""
     if run.organs is not None:
@@ -216,6 +220,12 @@ def quantify_stack(run_or_path: LoadedRun | str | os.PathLike[str],
     organs = run_organs(run)
     lasers = model_input_lasers(run, config.model_input)
     stack = _load_whole_cycles(stack_path, config)
+    if min(stack.frame_shape) < MIN_FRAME_PIXELS:
+        height, width = stack.frame_shape
+        raise InputError(describe(stack.path, f"has frames of {height}x{width} pixels (height x "
+                                  "width), too small to segment", "Check that this is the "
+                                  f"acquisition (frames of at least {MIN_FRAME_PIXELS} pixels a "
+                                  "side)."))
     _check_layout(run, stack, config)
     missing = [n for n in lasers if n > stack.lasers]
     if missing:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from unetlib.config import QuantifyConfig
 from unetlib.errors import InputError, OutputError, ParameterError, UnetlibError, describe
-from unetlib.io import read_csv, write_csv
+from unetlib.io import missing_file_error, read_csv, write_csv
 from unetlib.locking import output_lock
 
 if TYPE_CHECKING:
@@ -107,14 +107,18 @@ def _check_stacks(stacks: Sequence[str | os.PathLike[str]]) -> list[Path]:
     unique: dict[Path, Path] = {}
     seen: dict[str, Path] = {}
     for path in paths:
-        if path.resolve() in unique:
+        try:
+            resolved = path.resolve()
+        except (OSError, RuntimeError):  # a symbolic link loop
+            raise missing_file_error(path) from None
+        if resolved in unique:
             continue
         if path.stem in seen:
             raise ParameterError(f"{path}: has the same name as {seen[path.stem]}; their results "
                                  f"would share the folder {path.stem}/. Rename one, or quantify "
                                  "them into different --out folders.")
         seen[path.stem] = path
-        unique[path.resolve()] = path
+        unique[resolved] = path
     return list(unique.values())
 
 
