@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -389,3 +390,39 @@ def test_18_an_organ_table_with_a_byte_order_mark_is_read(tmp_path):
     path = tmp_path / "organs.csv"
     path.write_bytes("value,name\r\n1,liver\r\n2,kidney\r\n".encode("utf-8-sig"))
     assert read_organ_table(path).names == ["liver", "kidney"]
+
+
+# --- 14, 15. an interrupted single-stack quantify ------------------------------------------------
+
+def test_14_15_interrupted_quantify_exits_130_and_keeps_the_earlier_results(organ_run, tmp_path):
+    stack, _ = write_synthetic_stack(tmp_path / "long.tif",
+                                     SyntheticConfig(cycles=150, height=96, width=128))
+    out = tmp_path / "q"
+    command = ["-q", "quantify", organ_run["run"], stack, "--out", out]
+    assert run_cli(*command, timeout=300).returncode == 0
+    record = (out / "long" / "quantify.json").read_bytes()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with open(tmp_path / "stderr.txt", "wb") as stderr:
+        child = subprocess.Popen([sys.executable, "-m", "unetlib", *map(str, command),
+                                  "--force"], stdout=subprocess.DEVNULL, stderr=stderr,
+                                 stdin=subprocess.DEVNULL, env=env,
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while not list((out / "long").glob(".*.staging")):  # segmenting the new results
+            assert child.poll() is None and time.monotonic() < deadline, \
+                (tmp_path / "stderr.txt").read_text()
+            time.sleep(0.01)
+        child.send_signal(signal.SIGINT)
+        status = child.wait(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    err = (tmp_path / "stderr.txt").read_text()
+    assert status == 130 and "Traceback" not in err, err
+    assert error_lines(err) == [f"error: {stack}: quantification interrupted; nothing of it "
+                                "was kept and earlier results are unchanged. Run the same "
+                                "command again."], err
+    assert (out / "long" / "quantify.json").read_bytes() == record
+    assert not list((out / "long").glob(".*.staging"))

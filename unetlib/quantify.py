@@ -252,7 +252,6 @@ def quantify_stack(run_or_path: LoadedRun | str | os.PathLike[str],
         if state is False and not config.force:
             raise OutputError(describe(folder, "holds results of another run, stack or settings",
                                        "Choose another --out or pass --force to redo them."))
-        (folder / RECORD_FILE).unlink(missing_ok=True)
         try:
             with staged_folder(folder, last=(RECORD_FILE,)) as staging:
                 flagged = _quantify_into(staging, run, stack, organs, lasers, interval, config,
@@ -262,9 +261,13 @@ def quantify_stack(run_or_path: LoadedRun | str | os.PathLike[str],
                     "stack": str(stack.path.resolve()), "cycles": stack.cycles,
                     "lasers": stack.lasers, "organs": organs.to_rows(),
                     "qc_flagged": flagged})
+                # Earlier results stay whole until these are complete; only while the new
+                # files move in is the folder without a record (then it counts as unfinished).
+                (folder / RECORD_FILE).unlink(missing_ok=True)
         except KeyboardInterrupt:
             raise Interrupted(describe(stack.path, "quantification interrupted; nothing of it "
-                                       "was kept", "Run the same command again.")) from None
+                                       "was kept and earlier results are unchanged",
+                                       "Run the same command again.")) from None
     logger.info("quantified %d cycles of %s into %s (%d organ-cycles flagged)", stack.cycles,
                 stack.path, folder, flagged)
     return StackResult(stack=stack.path, out_dir=folder, cycles=stack.cycles, flagged=flagged,

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from unetlib.config import QuantifyConfig
-from unetlib.errors import InputError, OutputError, ParameterError, UnetlibError, describe
+from unetlib.errors import (InputError, Interrupted, OutputError, ParameterError, UnetlibError,
+                            describe)
 from unetlib.io import missing_file_error, read_csv, write_csv
 from unetlib.locking import output_lock
 
@@ -88,6 +89,8 @@ def _quantify_task(run_path: str, stack: str, out_dir: str, config: QuantifyConf
         result = quantify_stack(run, stack, out_dir, config, progress=progress)
         return StackOutcome(stack=Path(stack), status=SKIPPED if result.skipped else FINISHED,
                             result=result)
+    except Interrupted:
+        raise  # Ctrl-C stops the whole command (status 130), not just this stack
     except UnetlibError as error:
         return StackOutcome(stack=Path(stack), status=FAILED, message=str(error))
     except MemoryError:
