@@ -426,3 +426,34 @@ def test_14_15_interrupted_quantify_exits_130_and_keeps_the_earlier_results(orga
                                 "command again."], err
     assert (out / "long" / "quantify.json").read_bytes() == record
     assert not list((out / "long").glob(".*.staging"))
+
+
+# --- 21. export takes the lock ---------------------------------------------------------------------
+
+HOLD_LOCK = """
+import sys, time
+from unetlib.locking import output_lock
+with output_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning",
+                            "ignore::ResourceWarning")
+def test_21_export_into_a_folder_another_writer_holds_is_refused(organ_run, tmp_path):
+    from unetlib.errors import OutputError
+    from unetlib.export import export_package
+
+    packages = tmp_path / "packages"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(packages)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(OutputError, match=f"is in use by process {holder.pid}"):
+            export_package(organ_run["run"], packages / "organs.zip", onnx=False)
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    assert not (packages / "organs.zip").exists()

@@ -30,6 +30,7 @@ import numpy as np
 from unetlib.config import ExportConfig, NormalizeConfig
 from unetlib.errors import InputError, ParameterError, UnetlibWarning, describe
 from unetlib.io import atomic_path, check_output_file, ensure_folder, list_images, read_image
+from unetlib.locking import output_lock
 from unetlib.run import LoadedRun, load_run
 
 __all__ = ["ExportConfig", "PACKAGE_FILES", "check_environment", "check_package", "export_package",
@@ -87,7 +88,10 @@ def export_package(run_path: str | os.PathLike[str], out_path: str | os.PathLike
     ensure_folder(out_path.parent)
     check_environment()
     run = load_run(run_dir)
-    with tempfile.TemporaryDirectory(prefix="unetlib-export-") as staging, _quiet():
+    # One writer per folder, as for every other output: two exports to one path would
+    # both succeed and one package would be lost.
+    with output_lock(out_path.parent), \
+            tempfile.TemporaryDirectory(prefix="unetlib-export-") as staging, _quiet():
         with atomic_path(out_path, overwrite=overwrite) as temporary:
             # The description is dropped inside _quiet: it holds open readers of its files.
             _save(_describe(run, run_dir, Path(staging), config), temporary)
