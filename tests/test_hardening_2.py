@@ -457,3 +457,29 @@ def test_21_export_into_a_folder_another_writer_holds_is_refused(organ_run, tmp_
         holder.wait()
         holder.stdout.close()
     assert not (packages / "organs.zip").exists()
+
+
+# --- 24. tiles too small for the network ------------------------------------------------------------
+
+def test_24_tiles_smaller_than_the_training_patches_are_refused(organ_run, tmp_path, capsys):
+    status, _, err = cli(capsys, "predict", organ_run["run"], organ_run["data"] / "test",
+                         "--out", tmp_path / "pred", "--tile", "8", "--overlap", "4")
+    assert status == 2 and err.startswith("error: --tile 8 is invalid: ") and \
+        "was trained on 32-pixel patches" in err and "Use at least 32" in err, err
+    assert not (tmp_path / "pred").exists()
+    status, _, err = cli(capsys, "quantify", organ_run["run"], organ_run["stack"], "--out",
+                         tmp_path / "q", "--tile", "16", "--overlap", "4")
+    assert status != 0 and "--tile 16 is invalid" in err, err
+    assert not (tmp_path / "q").exists()
+
+
+def test_24_quantify_with_an_uncalibrated_binary_run_warns(organ_run, tmp_path):
+    from unetlib.config import QuantifyConfig
+    from unetlib.study import quantify_study
+
+    data = write_data_folder(tmp_path / "data")
+    run = train(data, tmp_path / "run", TINY).run_dir
+    stop_during_finalisation(run)
+    with pytest.warns(UnetlibWarning, match="did not finish .* never calibrated; using 0.5"):
+        quantify_study(run, [organ_run["stack"]], tmp_path / "q",
+                       QuantifyConfig(model_input=(1,)), progress=False)

@@ -69,6 +69,25 @@ def check_input_channels(model: keras.Model, channels: int) -> None:
                          f"{expected}; give frames like the ones it was trained on.")
 
 
+def check_tile(run: LoadedRun, tile: int) -> None:
+    """Refuse tiles smaller than the patches the run was trained on (for a bare model:
+    4 pixels of its deepest level): they show the network less context than it learnt
+    with, and the masks degrade.
+
+    Raises
+    ------
+    ParameterError
+    """
+    patch = ((run.config or {}).get("pipeline") or {}).get("patch_size")
+    needed = int(patch) if patch else 4 * 2 ** model_depth(run.model)
+    if tile < needed:
+        what = (f"was trained on {needed}-pixel patches" if patch else
+                f"needs tiles of at least {needed} pixels")
+        raise ParameterError(f"tile={tile} is invalid: {run.model_path} {what}; smaller tiles "
+                             "give the network less context than it learnt with. Use at least "
+                             f"{needed} (default {PredictConfig.tile}).")
+
+
 def _tile_starts(size: int, tile: int, step: int) -> list[int]:
     """Start offsets of tiles of length ``tile`` covering ``size`` (last one flush right)."""
     if size <= tile:
@@ -407,6 +426,7 @@ def predict_folder(model_or_run: Any, input_path: str | os.PathLike[str],
                       "with train --resume, or pass --threshold.", UnetlibWarning, stacklevel=2)
     threshold = validate_threshold(run.threshold if threshold is None else threshold)
     predict = dataclasses.replace(predict, tta=tta or predict.tta).validate()
+    check_tile(run, predict.tile)
     input_path = Path(input_path)
     out_dir = Path(out_dir)
     channels = model_input_channels(run.model)

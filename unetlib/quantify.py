@@ -48,7 +48,7 @@ from unetlib.measure import (QC_JUMP, QC_OK, background_mask, body_mask, flag_ar
 from unetlib.model import model_classes, model_input_channels
 from unetlib.normalize import fill_non_finite, non_finite_pixels, normalize_image
 from unetlib.organs import DEFAULT_COLORS, ORGANS_FILE, Organ, OrganTable, write_organ_table
-from unetlib.predict import predict_probabilities_batch, segment
+from unetlib.predict import check_tile, predict_probabilities_batch, segment
 from unetlib.run import LoadedRun, load_run
 from unetlib.stack import LaserStack, load_stack
 from unetlib.timing import cycle_interval
@@ -219,6 +219,7 @@ def quantify_stack(run_or_path: LoadedRun | str | os.PathLike[str],
     run = run_or_path if isinstance(run_or_path, LoadedRun) else load_run(run_or_path)
     organs = run_organs(run)
     lasers = model_input_lasers(run, config.model_input)
+    check_tile(run, config.predict.tile)
     stack = _load_whole_cycles(stack_path, config)
     if min(stack.frame_shape) < MIN_FRAME_PIXELS:
         height, width = stack.frame_shape

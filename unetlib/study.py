@@ -20,13 +20,14 @@ import functools
 import logging
 import os
 import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from unetlib.config import QuantifyConfig
 from unetlib.errors import (InputError, Interrupted, OutputError, ParameterError, UnetlibError,
-                            describe)
+                            UnetlibWarning, describe)
 from unetlib.io import missing_file_error, read_csv, write_csv
 from unetlib.locking import output_lock
 
@@ -207,12 +208,18 @@ def _check_worker_memory(workers: int) -> None:
 
 def _check_run(run_path: Path, config: QuantifyConfig) -> None:
     """Refuse an unusable run (or ``--model-input``) here, once, not once per stack."""
+    from unetlib.predict import check_tile
     from unetlib.quantify import model_input_lasers, run_organs
     from unetlib.run import load_run
 
     run = load_run(run_path)
     organs = run_organs(run)
     model_input_lasers(run, config.model_input)
+    check_tile(run, config.predict.tile)
+    if run.organs is None and run.config and not run.calibrated:
+        warnings.warn(f"{run_path}: this run did not finish (no metrics.json), so its "
+                      f"threshold was never calibrated; using {run.threshold}. Finish it with "
+                      "train --resume.", UnetlibWarning, stacklevel=3)
     if config.background is not None and config.background not in organs.names:
         raise ParameterError(f"background={config.background!r} is invalid: the organs of "
                              f"{run_path} are {', '.join(organs.names)}.")
