@@ -237,6 +237,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.json:
         # Refuse before the work, not after it: the scores go nowhere a user's file is.
+        _refuse_input_as_output(Path(args.json), [Path(args.pred_dir), Path(args.truth_dir)])
         check_output_file(args.json, overwrite=args.force)
     report = evaluate_folders(args.pred_dir, args.truth_dir)
     print(report.to_text())
@@ -244,6 +245,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         write_json(args.json, report.to_dict(), overwrite=args.force)
         print(f"json: {args.json}")
     return 0
+
+
+def _refuse_input_as_output(output: Path, folders: list[Path]) -> None:
+    """Refuse an output path that is one of the images (or the organ table) in ``folders``:
+    ``--force`` replaces earlier outputs, never the inputs."""
+    from unetlib.errors import OutputError, describe
+    from unetlib.io import list_images
+
+    if not output.is_file():
+        return
+    for folder in folders:
+        if folder.is_dir() and any(output.samefile(path) for path in
+                                   [*list_images(folder), *folder.glob("organs.csv")]):
+            raise OutputError(describe(output, "is one of the inputs of this evaluation",
+                                       "Give another --json path (--force never replaces "
+                                       "inputs)."))
 
 
 def _cmd_quantify(args: argparse.Namespace) -> int:

@@ -412,12 +412,22 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     if run_dir.exists() and not run_dir.is_dir():
         raise OutputError(describe(run_dir, "exists and is not a folder",
                                    "Give a run folder path for --out."))
+    _refuse_run_in_data(run_dir, data_dir)
     with output_lock(run_dir):
         try:
             return _train_locked(data_dir, run_dir, config, organs, fingerprint, request,
                                  started, deadline, start)
         except KeyboardInterrupt:
             raise _interrupted(run_dir) from None
+
+
+def _refuse_run_in_data(run_dir: Path, data_dir: Path) -> None:
+    """Refuse a run folder that is the data folder or lies in its frames, masks or test
+    frames: its files would be read as data next time, or break the folder."""
+    run, data = run_dir.resolve(), data_dir.resolve()
+    if run == data or any(run.is_relative_to(data / part) for part in ("train", "test")):
+        raise OutputError(describe(run_dir, f"is inside the data folder {data_dir}",
+                                   "Give --out a folder outside it, e.g. runs/<name>."))
 
 
 def _resolve_loss(loss: str, organs: OrganTable | None, data_dir: Path) -> str:
