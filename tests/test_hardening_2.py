@@ -483,3 +483,18 @@ def test_24_quantify_with_an_uncalibrated_binary_run_warns(organ_run, tmp_path):
     with pytest.warns(UnetlibWarning, match="did not finish .* never calibrated; using 0.5"):
         quantify_study(run, [organ_run["stack"]], tmp_path / "q",
                        QuantifyConfig(model_input=(1,)), progress=False)
+
+
+# --- 23. resuming with other sizes -----------------------------------------------------------------
+
+def test_23_resume_with_another_patch_or_batch_size_is_refused(tmp_path, capsys):
+    data = write_data_folder(tmp_path / "data")
+    run = train(data, tmp_path / "run", TINY).run_dir
+    stop_during_finalisation(run)
+    config = (run / "config.json").read_bytes()
+    flags = [flag for flag in TINY_FLAGS]
+    flags[flags.index("--patch-size") + 1] = "16"
+    status, _, err = cli(capsys, "train", data, "--out", run, "--resume", *flags)
+    assert status == 2 and err.startswith(f"error: {run}: was started with --patch-size 32; "
+                                          "resuming it with --patch-size 16 would mix them"), err
+    assert (run / "config.json").read_bytes() == config

@@ -177,6 +177,7 @@ def _check_run_folder(run_dir: Path, config: TrainConfig) -> tuple[dict | None, 
                                       "and state.json are missing)",
                                       "Start a new run without --resume."))
         state = read_json(run_dir / "state.json")
+        _refuse_other_sizes(run_dir, config)
         if finished and not config.force:
             raise OutputError(describe(run_dir, "holds a finished run; resuming it would "
                                        "replace its model.keras",
@@ -204,6 +205,19 @@ def _check_run_folder(run_dir: Path, config: TrainConfig) -> tuple[dict | None, 
                                    "--force to replace it." if not finished else
                                    "Choose another --out or pass --force to replace it."))
     return None, present
+
+
+def _refuse_other_sizes(run_dir: Path, config: TrainConfig) -> None:
+    """Refuse to resume a run with other patch or batch sizes than it was started with:
+    its config.json would then describe neither."""
+    stored = read_run_config(run_dir).get("pipeline") or {}
+    for name, flag in (("patch_size", "--patch-size"), ("batch_size", "--batch-size")):
+        asked = getattr(config.pipeline, name)
+        if name in stored and stored[name] != asked:
+            raise ParameterError(describe(run_dir, f"was started with {flag} {stored[name]}; "
+                                          f"resuming it with {flag} {asked} would mix them",
+                                          f"Resume with {flag} {stored[name]}, or start again "
+                                          "with --force and no --resume."))
 
 
 def _history_rows(path: Path) -> list[dict[str, float]]:
