@@ -30,7 +30,7 @@ from unetlib.config import (CrossvalConfig, ModelConfig, PickConfig, PipelineCon
                             SplitConfig, SyntheticConfig, TrainConfig, augment_preset,
                             model_preset)
 from unetlib.crossval import crossvalidate
-from unetlib.errors import ParameterError, UnetlibWarning
+from unetlib.errors import InputError, ParameterError, UnetlibWarning
 from unetlib.evaluate import evaluate_folders
 from unetlib.frames import pick_frames
 from unetlib.io import read_csv, read_image, read_json, write_csv, write_image, write_json
@@ -198,13 +198,13 @@ def test_4_export_makes_identifiers_of_any_organ_names(tmp_path):
     from unetlib.export import export_package
 
     data = organ_data(tmp_path)
-    (data / "organs.csv").write_text("value,name\n1,kidney-left\n2,1st_lobe\n3,kidney left\n")
+    (data / "organs.csv").write_text("value,name\n1,kidney-left\n2,1st_lobe\n3,bladder\n")
     run = train(data, tmp_path / "run", TINY).run_dir
     package = export_package(run, tmp_path / "organs.zip", onnx=False)
     with zipfile.ZipFile(package) as archive:
         rdf = yaml.safe_load(archive.read("rdf.yaml"))
     channels = rdf["outputs"][0]["axes"][-1]["channel_names"]
-    assert channels == ["background", "kidney_left", "organ_1st_lobe", "kidney_left_2"]
+    assert channels == ["background", "kidney_left", "organ_1st_lobe", "bladder"]
 
 
 # --- 5. two frames that would give one mask ---------------------------------------------
@@ -498,3 +498,13 @@ def test_23_resume_with_another_patch_or_batch_size_is_refused(tmp_path, capsys)
     assert status == 2 and err.startswith(f"error: {run}: was started with --patch-size 32; "
                                           "resuming it with --patch-size 16 would mix them"), err
     assert (run / "config.json").read_bytes() == config
+
+
+# --- 16. organ names that differ only in punctuation ------------------------------------------
+
+def test_16_organ_names_that_would_share_a_column_are_refused(tmp_path):
+    path = tmp_path / "organs.csv"
+    path.write_text("value,name\n1,left kidney\n2,Left-Kidney\n")
+    with pytest.raises(InputError, match="line 3: name 'Left-Kidney' differs from 'left kidney' "
+                                         "only in punctuation or spaces"):
+        read_organ_table(path)
