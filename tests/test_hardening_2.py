@@ -508,3 +508,14 @@ def test_16_organ_names_that_would_share_a_column_are_refused(tmp_path):
     with pytest.raises(InputError, match="line 3: name 'Left-Kidney' differs from 'left kidney' "
                                          "only in punctuation or spaces"):
         read_organ_table(path)
+
+
+# --- 27. the study summary names the run of each row ------------------------------------------
+
+def test_27_study_summary_names_the_run_of_every_row(organ_run, tmp_path):
+    from unetlib.study import quantify_study
+
+    result = quantify_study(organ_run["run"], [organ_run["stack"]], tmp_path / "q",
+                            progress=False)
+    rows = read_csv(result.summary)
+    assert rows and {row["run"] for row in rows} == {str(organ_run["run"].resolve())}

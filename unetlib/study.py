@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from unetlib.config import QuantifyConfig
 from unetlib.errors import (InputError, Interrupted, OutputError, ParameterError, UnetlibError,
                             UnetlibWarning, describe)
-from unetlib.io import missing_file_error, read_csv, write_csv
+from unetlib.io import missing_file_error, read_csv, read_json, write_csv
 from unetlib.locking import output_lock
 
 if TYPE_CHECKING:
@@ -316,10 +316,12 @@ def _gather(out_dir: Path, outcomes: list[StackOutcome]) -> None:
     rows = []
     for folder in sorted(path for path in out_dir.iterdir() if path.is_dir()):
         if (folder / RECORD_FILE).is_file() and (folder / "summary.csv").is_file():
-            rows += read_csv(folder / "summary.csv")
+            # Stacks quantified in several goes may have used different runs: say which.
+            run = str(read_json(folder / RECORD_FILE).get("run", ""))
+            rows += [{**row, "run": run} for row in read_csv(folder / "summary.csv")]
     summary = out_dir / SUMMARY_FILE
     if not (summary.is_file() and read_csv(summary) == rows):
-        write_csv(summary, rows, SUMMARY_FIELDS, overwrite=True)
+        write_csv(summary, rows, (*SUMMARY_FIELDS, "run"), overwrite=True)
     write_csv(out_dir / STACKS_FILE, [
         {"stack": str(outcome.stack), "status": outcome.status,
          "cycles": str(outcome.result.cycles) if outcome.result else "",
