@@ -681,9 +681,13 @@ class _OneLineWarnings:
         print(f"warning: {message}", file=sys.stderr)
 
 
-_PYTHON_PARAMETER = re.compile(r"\b([a-z][a-z0-9_]*)=('[^']*'|\S+?) is invalid")
+_PYTHON_PARAMETER = re.compile(
+    r"\b([a-z][a-z0-9_]*)=('[^']*'|\([^)]*\)|\[[^\]]*\]|\S+?) is invalid")
+# A setting named in the explanation (``with method='uncertain'``).
+_PYTHON_SETTING = re.compile(r"\b([a-z][a-z0-9_]*)='([^']*)'")
 # Parameters whose flag is not their name with dashes.
-_FLAG_OF = {"learning_rate": "--lr", "freeze_encoder_epochs": "--freeze-encoder"}
+_FLAG_OF = {"learning_rate": "--lr", "freeze_encoder_epochs": "--freeze-encoder",
+            "authors": "--author"}
 
 
 def cli_message(message: str, parser: argparse.ArgumentParser) -> str:
@@ -691,12 +695,22 @@ def cli_message(message: str, parser: argparse.ArgumentParser) -> str:
     becomes ``--patch-size 100000 is invalid`` when the command has ``--patch-size``."""
     options = set(parser._option_string_actions)
 
-    def as_flag(match: re.Match) -> str:
-        flag = _FLAG_OF.get(match.group(1), "--" + match.group(1).replace("_", "-"))
-        return f"{flag} {match.group(2).strip(chr(39))} is invalid" if flag in options \
-            else match.group(0)
+    def flag_of(name: str) -> str:
+        return _FLAG_OF.get(name, "--" + name.replace("_", "-"))
 
-    return _PYTHON_PARAMETER.sub(as_flag, message)
+    def as_flag(match: re.Match) -> str:
+        flag = flag_of(match.group(1))
+        if flag not in options:
+            return match.group(0)
+        # Values as typed on the command line: (1, 1, 2) -> 1,1,2; ['a/b'] -> a/b.
+        value = re.sub(r"[()\[\]' ]", "", match.group(2))
+        return f"{flag} is missing" if value == "None" else f"{flag} {value} is invalid"
+
+    def as_setting(match: re.Match) -> str:
+        flag = flag_of(match.group(1))
+        return f"{flag} {match.group(2)}" if flag in options else match.group(0)
+
+    return _PYTHON_SETTING.sub(as_setting, _PYTHON_PARAMETER.sub(as_flag, message))
 
 
 def _error(message: str) -> None:

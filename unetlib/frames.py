@@ -138,6 +138,11 @@ def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[
     stack = load_stack(stack_path, split)
     lasers = frame_lasers(config, split)
     for number in lasers:
+        if number > stack.lasers and config.channels > 1:
+            raise ParameterError(f"channels={config.channels} is invalid: its composite is of "
+                                 f"lasers {','.join(map(str, lasers))}, but {stack.path} has "
+                                 f"lasers 1 to {stack.lasers}. Pick --channels 1, or check "
+                                 "--lasers.")
         if number > stack.lasers:
             raise ParameterError(f"laser={number} is invalid: {stack.path} has lasers 1 to "
                                  f"{stack.lasers}.")
