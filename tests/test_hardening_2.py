@@ -519,3 +519,17 @@ def test_27_study_summary_names_the_run_of_every_row(organ_run, tmp_path):
                             progress=False)
     rows = read_csv(result.summary)
     assert rows and {row["run"] for row in rows} == {str(organ_run["run"].resolve())}
+
+
+# --- 26. every warning line says it is one ------------------------------------------------------
+
+def test_26_logged_warnings_start_with_warning(tmp_path):
+    stack, _ = write_synthetic_stack(tmp_path / "stack.tif",
+                                     SyntheticConfig(cycles=3, lasers=4, height=32, width=48))
+    out = tmp_path / "split"
+    (out / ".ab12.staging").mkdir(parents=True)  # left by a killed run
+    result = run_cli("-q", "split-stack", stack, "--out", out)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "leftover" in line]
+    assert len(lines) == 1 and lines[0].startswith(f"warning: {out}: removed 1 leftover"), \
+        result.stderr

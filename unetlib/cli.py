@@ -681,6 +681,15 @@ class _OneLineWarnings:
         print(f"warning: {message}", file=sys.stderr)
 
 
+class _WarningPrefix(logging.Formatter):
+    """Log lines as the messages they are; warnings start with ``warning:`` like the
+    warnings of :mod:`warnings` do."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return f"warning: {text}" if record.levelno == logging.WARNING else text
+
+
 _PYTHON_PARAMETER = re.compile(
     r"\b([a-z][a-z0-9_]*)=('[^']*'|\([^)]*\)|\[[^\]]*\]|\S+?) is invalid")
 # A setting named in the explanation (``with method='uncertain'``).
@@ -723,8 +732,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command_parser = next(action for action in parser._actions
                           if action.dest == "command").choices[args.command]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_WarningPrefix("%(message)s"))
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(message)s", stream=sys.stderr)
+                        handlers=[handler])
     previous_showwarning = warnings.showwarning
     warnings.showwarning = _OneLineWarnings()
     try:
