@@ -533,3 +533,20 @@ def test_26_logged_warnings_start_with_warning(tmp_path):
     lines = [line for line in result.stderr.splitlines() if "leftover" in line]
     assert len(lines) == 1 and lines[0].startswith(f"warning: {out}: removed 1 leftover"), \
         result.stderr
+
+
+# --- 19. repeating the same step is a no-op ------------------------------------------------------
+
+def test_19_repeating_the_same_demo_stack_is_a_no_op(tmp_path, capsys):
+    args = ("demo-stack", "--out", tmp_path / "demo", "--cycles", "3", "--height", "32",
+            "--width", "48")
+    assert cli(capsys, *args)[0] == 0
+    stack = (tmp_path / "demo" / "stack.tif").read_bytes()
+    status, out, err = cli(capsys, *args)
+    assert status == 0 and "already holds this demo stack; nothing to do" in out, err
+    assert (tmp_path / "demo" / "stack.tif").read_bytes() == stack
+    assert sorted(path.name for path in (tmp_path / "demo").iterdir()) == ["stack.tif",
+                                                                          "truth.tif"]
+    status, _, err = cli(capsys, *args[:-1], "64")  # another stack: refused, not replaced
+    assert status == 2 and "already exists" in err
+    assert (tmp_path / "demo" / "stack.tif").read_bytes() == stack

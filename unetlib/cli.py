@@ -68,12 +68,36 @@ def _cmd_demo_stack(args: argparse.Namespace) -> int:
     config = SyntheticConfig(cycles=args.cycles, lasers=args.lasers, height=args.height,
                              width=args.width, seed=args.seed)
     out = Path(args.out)
+    if not args.force and _holds_demo_stack(out, config):
+        print(f"{out} already holds this demo stack; nothing to do")
+        return 0
     stack, truth = write_synthetic_stack(out / "stack.tif", config, truth_path=out / "truth.tif",
                                          overwrite=args.force)
     print(f"stack: {stack} ({config.cycles * config.lasers} frames, {config.lasers} lasers, "
           f"{config.height} x {config.width}, uint16)")
     print(f"ground truth: {truth} (organ labels, one page per frame)")
     return 0
+
+
+def _holds_demo_stack(out: Path, config) -> bool:
+    """True when ``out`` already holds exactly the stack and truth ``config`` makes (the
+    synthetic stack is deterministic): repeating demo-stack is then a no-op."""
+    import filecmp
+    import shutil
+    import tempfile
+
+    from unetlib.synthetic import write_synthetic_stack
+
+    names = ("stack.tif", "truth.tif")
+    if not all((out / name).is_file() for name in names):
+        return False
+    # A hidden staging folder: the next writer there removes it if this process dies.
+    scratch = Path(tempfile.mkdtemp(prefix=".", suffix=".staging", dir=out))
+    try:
+        write_synthetic_stack(scratch / names[0], config, truth_path=scratch / names[1])
+        return all(filecmp.cmp(out / name, scratch / name, shallow=False) for name in names)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _cmd_split_stack(args: argparse.Namespace) -> int:
