@@ -550,3 +550,24 @@ def test_19_repeating_the_same_demo_stack_is_a_no_op(tmp_path, capsys):
     status, _, err = cli(capsys, *args[:-1], "64")  # another stack: refused, not replaced
     assert status == 2 and "already exists" in err
     assert (tmp_path / "demo" / "stack.tif").read_bytes() == stack
+
+
+def test_19_repeating_the_same_predict_is_a_no_op(tmp_path, capsys):
+    model = tmp_path / "m.keras"
+    build_unet(ModelConfig(input_channels=1, depth=1, base_filters=4)).save(model)
+    frames = tmp_path / "frames"
+    for index in range(2):
+        write_image(frames / f"{index}.png", np.full((32, 32), 100 * index, np.uint16))
+    args = ("predict", model, frames, "--out", tmp_path / "pred", "--threshold", "0.5")
+    assert cli(capsys, *args)[0] == 0
+    masks = {path: path.stat().st_mtime_ns for path in (tmp_path / "pred").iterdir()}
+    status, _, err = cli(capsys, *args)
+    assert status == 0, err
+    assert {path: path.stat().st_mtime_ns for path in (tmp_path / "pred").iterdir()} == masks
+    # A mask that differs from what this prediction gives (edited by hand) is not replaced.
+    edited = tmp_path / "pred" / "1_predict.png"
+    write_image(edited, np.full((32, 32), 7, np.uint8), overwrite=True)
+    content = edited.read_bytes()
+    status, _, err = cli(capsys, *args)
+    assert status == 2 and "already exists" in err and edited.read_bytes() == content
+    assert not list((tmp_path / "pred").glob(".*"))  # no staging folder left

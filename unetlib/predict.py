@@ -469,8 +469,15 @@ def predict_folder(model_or_run: Any, input_path: str | os.PathLike[str],
 
     with output_lock(out_dir):
         if not overwrite:
-            existing = [path for path in planned + ([stack_path] if stack_path else [])
-                        if path.exists()]
+            outputs = planned + ([stack_path] if stack_path else [])
+            existing = [path for path in outputs if path.exists()]
+            if existing and len(existing) == len(outputs) and _same_outputs(
+                    run, frames, stack, out_dir, outputs, threshold, predict,
+                    write_probabilities=write_probabilities, write_overlay=write_overlay):
+                logger.info("%s already holds these predictions of %s; nothing to do",
+                            out_dir, input_path)
+                organ_table = [out_dir / ORGANS_FILE] if run.organs is not None else []
+                return organ_table + outputs
             if existing:
                 raise OutputError(describe(existing[0], f"already exists ({len(existing)} of "
                                            "the outputs do)", "Choose another output folder or "
@@ -493,6 +500,29 @@ def predict_folder(model_or_run: Any, input_path: str | os.PathLike[str],
                 f"threshold {threshold:.2f}" if run.organs is None
                 else f"organs {', '.join(run.organs.names)}")
     return written
+
+
+def _same_outputs(run: LoadedRun, frames: list[_Frame], stack: np.ndarray | None,
+                  out_dir: Path, outputs: list[Path], threshold: float, predict: PredictConfig,
+                  **extras: bool) -> bool:
+    """True when predicting again would write exactly ``outputs`` as they are (a repeated
+    command): the frames are predicted into a hidden staging folder and compared."""
+    import filecmp  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    # A hidden staging folder: the next writer here removes it if this process dies.
+    scratch = Path(tempfile.mkdtemp(prefix=".", suffix=".staging", dir=out_dir))
+    try:
+        stack_path = scratch / outputs[-1].name if stack is not None else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UnetlibWarning)  # said on the first run
+            _predict_frames(run, frames, stack, stack_path, scratch, threshold, predict,
+                            overwrite=False, progress=False, description="", written=[],
+                            **extras)
+        return all(filecmp.cmp(path, scratch / path.name, shallow=False) for path in outputs)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _refuse_shared_stems(files: list[Path]) -> None:
