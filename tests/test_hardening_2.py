@@ -36,6 +36,7 @@ from unetlib.frames import pick_frames
 from unetlib.io import read_csv, read_image, read_json, write_csv, write_image, write_json
 from unetlib.model import build_unet
 from unetlib.organs import read_organ_table
+from unetlib.predict import predict_folder
 from unetlib.stack import split_stack
 from unetlib.synthetic import write_synthetic_stack
 from unetlib.train import train
@@ -571,3 +572,21 @@ def test_19_repeating_the_same_predict_is_a_no_op(tmp_path, capsys):
     status, _, err = cli(capsys, *args)
     assert status == 2 and "already exists" in err and edited.read_bytes() == content
     assert not list((tmp_path / "pred").glob(".*"))  # no staging folder left
+
+
+# --- 20. frames named like prediction outputs -----------------------------------------------------
+
+def test_20_frames_named_like_outputs_are_not_left_out_silently(tmp_path):
+    model = build_unet(ModelConfig(input_channels=1, depth=1, base_filters=4))
+    frames = tmp_path / "frames"
+    write_image(frames / "liver_prob.png", np.full((32, 32), 100, np.uint16))
+    write_image(frames / "1.png", np.full((32, 32), 200, np.uint16))
+    with pytest.warns(UnetlibWarning, match="left out 1 file.s. named like prediction outputs "
+                                            r"\(liver_prob.png\)"):
+        predict_folder(model, frames, tmp_path / "pred", progress=False)
+    # Predicting a folder into itself again leaves its outputs out without a warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (frames / "liver_prob.png").unlink()
+        predict_folder(model, frames, frames, progress=False)
+        predict_folder(model, frames, frames, progress=False, overwrite=True)

@@ -438,6 +438,15 @@ def predict_folder(model_or_run: Any, input_path: str | os.PathLike[str],
         if len(files) < len(listed):
             logger.info("%s: left out %d earlier prediction output(s) (*_predict, *_prob, "
                         "*_overlay)", input_path, len(listed) - len(files))
+        stems = {file.stem for file in files}
+        # Named like an output but with no frame it could have come from: say so.
+        lonely = [file.name for file in listed if is_prediction_output(file)
+                  and file.stem.rsplit("_", 1)[0] not in stems]
+        if lonely:
+            warnings.warn(f"{input_path}: left out {len(lonely)} file(s) named like prediction "
+                          f"outputs ({', '.join(lonely[:3])}{' ...' if len(lonely) > 3 else ''})"
+                          " without the frame they would come from; rename them to predict "
+                          "them.", UnetlibWarning, stacklevel=2)
         if not files:
             raise InputError(describe(input_path, "holds no image files" + (
                 " other than prediction outputs" if listed else ""),
