@@ -590,3 +590,12 @@ def test_20_frames_named_like_outputs_are_not_left_out_silently(tmp_path):
         (frames / "liver_prob.png").unlink()
         predict_folder(model, frames, frames, progress=False)
         predict_folder(model, frames, frames, progress=False, overwrite=True)
+
+
+def test_26_no_progress_bar_is_written_into_a_log_file(tmp_path):
+    stack, _ = write_synthetic_stack(tmp_path / "stack.tif",
+                                     SyntheticConfig(cycles=3, lasers=4, height=32, width=48))
+    result = run_cli("split-stack", stack, "--out", tmp_path / "split")  # stderr: a pipe
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr and "file/s" not in result.stderr, result.stderr
+    assert f"split {stack} into {tmp_path / 'split'}: " in result.stderr  # one line instead

@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -67,6 +68,13 @@ def missing_file_error(path: str | os.PathLike[str]) -> InputError:
         return InputError(describe(path, "is a broken symbolic link (its target is missing, or "
                                    "it points to itself)", "Replace it with the real file."))
     return InputError(describe(path, "file not found", "Check the path."))
+
+
+def progress_wanted(enabled: bool) -> bool:
+    """Whether to draw a progress bar: asked for, and stderr is a terminal. In a log file
+    or a pipe a bar writes a carriage-return line per update; the step's own summary line
+    says the same once."""
+    return enabled and sys.stderr.isatty()
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:

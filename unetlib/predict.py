@@ -26,8 +26,8 @@ import tifffile
 from unetlib.config import NormalizeConfig, PredictConfig
 from unetlib.errors import (InputError, Interrupted, OutputError, ParameterError, UnetlibWarning,
                             describe)
-from unetlib.io import (TIFF_SUFFIXES, atomic_path, list_images, missing_file_error, read_image,
-                        write_image)
+from unetlib.io import (TIFF_SUFFIXES, atomic_path, list_images, missing_file_error,
+                        progress_wanted, read_image, write_image)
 from unetlib.locking import output_lock
 from unetlib.model import model_classes, model_depth, model_input_channels
 from unetlib.normalize import fill_non_finite, non_finite_pixels, normalize_image
@@ -656,7 +656,7 @@ def _planned_outputs(frames: list[_Frame], out_dir: Path, probabilities: bool,
 
 
 def _progress(items: list, enabled: bool, description: str) -> Iterator:
-    if not enabled:
+    if not progress_wanted(enabled):
         return iter(items)
     from tqdm.auto import tqdm
 

@@ -40,7 +40,8 @@ from unetlib.config import QuantifyConfig, to_dict
 from unetlib.errors import (InputError, Interrupted, OutputError, ParameterError, UnetlibWarning,
                             describe)
 from unetlib.frames import recorded_laser_count, recorded_lasers
-from unetlib.io import file_sha256, read_json, staged_folder, write_csv, write_json
+from unetlib.io import (file_sha256, progress_wanted, read_json, staged_folder, write_csv,
+                        write_json)
 from unetlib.kinetics import summarize_curve
 from unetlib.locking import output_lock
 from unetlib.measure import (QC_JUMP, QC_OK, background_mask, body_mask, flag_area_jumps,
@@ -369,7 +370,7 @@ def _quantify_into(folder: Path, run: LoadedRun, stack: LaserStack, organs: Orga
     def label_pages():
         """Segment and measure batch by batch, handing each cycle's labels to the writer."""
         with tqdm(total=stack.cycles, desc=f"quantify {stack.path.name}", unit="cycle",
-                  disable=not progress) as bar:
+                  disable=not progress_wanted(progress)) as bar:
             for first in range(0, stack.cycles, config.batch_cycles):
                 cycles = range(first, min(first + config.batch_cycles, stack.cycles))
                 masks, bodies = _segment_cycles(run, stack, cycles, lasers, organs, config)

@@ -31,9 +31,9 @@ import tifffile
 from unetlib.config import SplitConfig, to_dict
 from unetlib.errors import (InputError, Interrupted, OutputError, ParameterError, UnetlibWarning,
                             describe)
-from unetlib.io import (damaged_tiff_error, ensure_folder, missing_file_error, read_csv,
-                        read_json, staged_folder, tifffile_problems, write_csv, write_image,
-                        write_json)
+from unetlib.io import (damaged_tiff_error, ensure_folder, missing_file_error,
+                        progress_wanted, read_csv, read_json, staged_folder, tifffile_problems,
+                        write_csv, write_image, write_json)
 from unetlib.locking import output_lock
 
 logger = logging.getLogger(__name__)
@@ -479,7 +479,8 @@ def _run_jobs(jobs: list[Job], folder: Path, *, workers: int, progress: bool,
     Image.init()  # load every image plugin now, before any writer thread needs one
     queue = iter(jobs)
     in_flight = 4 * workers
-    with tqdm(total=len(jobs), desc=description, unit="file", disable=not progress) as bar, \
+    with tqdm(total=len(jobs), desc=description, unit="file",
+              disable=not progress_wanted(progress)) as bar, \
             deferred_interrupt() as interrupted:
         pool = ThreadPoolExecutor(max_workers=workers)
         pending: set = set()

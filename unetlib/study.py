@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from unetlib.config import QuantifyConfig
 from unetlib.errors import (InputError, Interrupted, OutputError, ParameterError, UnetlibError,
                             UnetlibWarning, describe)
-from unetlib.io import missing_file_error, read_csv, read_json, write_csv
+from unetlib.io import missing_file_error, progress_wanted, read_csv, read_json, write_csv
 from unetlib.locking import output_lock
 
 if TYPE_CHECKING:
@@ -257,7 +257,7 @@ def _on_dask(run_path: Path, paths: list[Path], out_dir: Path, config: QuantifyC
                                  key=f"quantify-{path.stem}-{os.getpid()}-{index}"): path
                    for index, path in enumerate(paths)}
         with tqdm(total=len(futures), desc="quantify stacks", unit="stack",
-                  disable=not progress) as bar:
+                  disable=not progress_wanted(progress)) as bar:
             for future in as_completed(futures):
                 path = futures[future]
                 try:
