@@ -143,9 +143,13 @@ def test_predict_folder_writes_masks_probabilities_overlays(run_dir, tmp_path):
     # The run's calibrated threshold (0.3) was used.
     np.testing.assert_array_equal(mask == 255, probability >= 0.3)
     assert read_image(out / "0_overlay.png").shape == (40, 30, 3)
-    # Outputs are never overwritten silently, and nothing is written before that check.
+    # Outputs are never overwritten silently, and nothing is written before that check
+    # (repeating a prediction that gives the same files is a no-op; this mask was edited).
+    edited = np.zeros_like(read_image(out / "0_predict.png"))
+    write_image(out / "0_predict.png", edited, overwrite=True)
     with pytest.raises(OutputError, match="already exists"):
         predict_folder(run_dir, frames, out, progress=False)
+    np.testing.assert_array_equal(read_image(out / "0_predict.png"), edited)
     again = predict_folder(run_dir, frames, out, threshold=0.9, overwrite=True, progress=False)
     assert [path.name for path in again] == ["0_predict.png", "10_predict.png"]
     # The given threshold replaced the run's: the mask is redrawn from the same probabilities.

@@ -101,12 +101,21 @@ class RunRecorder(keras.callbacks.Callback):
         self.ended_epoch_early = False
         self.epoch_started = started
         self.epoch_steps = 0
+        self.epoch = 0
+        # (epoch, step, loss) where the loss stopped being finite: nothing after is kept.
+        self.non_finite_loss: tuple[int, int, float] | None = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = time.monotonic()
         self.epoch_steps = 0
+        self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            self.non_finite_loss = (self.epoch + 1, batch + 1, loss)
+            self.model.stop_training = True
+            return
         # Either stop ends this epoch's steps; Keras still validates it and calls
         # on_epoch_end, then leaves fit (which training calls again after an early end).
         self.epoch_steps = batch + 1
@@ -120,6 +129,8 @@ class RunRecorder(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.non_finite_loss is not None:
+            return  # weights that gave a NaN loss are not worth a checkpoint
         logs = dict(logs or {})
         now = time.monotonic()
         row: dict[str, float] = {"epoch": epoch + 1}

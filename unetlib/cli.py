@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from unetlib import __version__
-from unetlib.errors import Interrupted, UnetlibError
+from unetlib.errors import Interrupted, ParameterError, UnetlibError
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -68,12 +68,36 @@ def _cmd_demo_stack(args: argparse.Namespace) -> int:
     config = SyntheticConfig(cycles=args.cycles, lasers=args.lasers, height=args.height,
                              width=args.width, seed=args.seed)
     out = Path(args.out)
+    if not args.force and _holds_demo_stack(out, config):
+        print(f"{out} already holds this demo stack; nothing to do")
+        return 0
     stack, truth = write_synthetic_stack(out / "stack.tif", config, truth_path=out / "truth.tif",
                                          overwrite=args.force)
     print(f"stack: {stack} ({config.cycles * config.lasers} frames, {config.lasers} lasers, "
           f"{config.height} x {config.width}, uint16)")
     print(f"ground truth: {truth} (organ labels, one page per frame)")
     return 0
+
+
+def _holds_demo_stack(out: Path, config) -> bool:
+    """True when ``out`` already holds exactly the stack and truth ``config`` makes (the
+    synthetic stack is deterministic): repeating demo-stack is then a no-op."""
+    import filecmp
+    import shutil
+    import tempfile
+
+    from unetlib.synthetic import write_synthetic_stack
+
+    names = ("stack.tif", "truth.tif")
+    if not all((out / name).is_file() for name in names):
+        return False
+    # A hidden staging folder: the next writer there removes it if this process dies.
+    scratch = Path(tempfile.mkdtemp(prefix=".", suffix=".staging", dir=out))
+    try:
+        write_synthetic_stack(scratch / names[0], config, truth_path=scratch / names[1])
+        return all(filecmp.cmp(out / name, scratch / name, shallow=False) for name in names)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _cmd_split_stack(args: argparse.Namespace) -> int:
@@ -111,7 +135,14 @@ def _cmd_run_notebooks(args: argparse.Namespace) -> int:
 
     from unetlib.notebooks import NOTEBOOKS_DIR, find_notebooks, parse_parameter_sets, run_suite
 
-    overrides = {name: yaml.safe_load(value) for name, value in args.parameter}
+    overrides = {}
+    for name, value in args.parameter:
+        try:
+            overrides[name] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise ParameterError(f"{name}={value} is invalid: not a YAML value "
+                                 f"({str(error).splitlines()[0]}). Quote text, e.g. -p {name} "
+                                 "'\"...\"'.") from None
     sets = parse_parameter_sets(args.params, overrides)
     notebooks = find_notebooks(args.notebooks or NOTEBOOKS_DIR, args.only)
     runs = run_suite(args.out, sets, notebooks=notebooks, kernel_name=args.kernel)
@@ -237,6 +268,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.json:
         # Refuse before the work, not after it: the scores go nowhere a user's file is.
+        _refuse_input_as_output(Path(args.json), [Path(args.pred_dir), Path(args.truth_dir)])
         check_output_file(args.json, overwrite=args.force)
     report = evaluate_folders(args.pred_dir, args.truth_dir)
     print(report.to_text())
@@ -244,6 +276,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         write_json(args.json, report.to_dict(), overwrite=args.force)
         print(f"json: {args.json}")
     return 0
+
+
+def _refuse_input_as_output(output: Path, folders: list[Path]) -> None:
+    """Refuse an output path that is one of the images (or the organ table) in ``folders``:
+    ``--force`` replaces earlier outputs, never the inputs."""
+    from unetlib.errors import OutputError, describe
+    from unetlib.io import list_images
+
+    if not output.is_file():
+        return
+    for folder in folders:
+        if folder.is_dir() and any(output.samefile(path) for path in
+                                   [*list_images(folder), *folder.glob("organs.csv")]):
+            raise OutputError(describe(output, "is one of the inputs of this evaluation",
+                                       "Give another --json path (--force never replaces "
+                                       "inputs)."))
 
 
 def _cmd_quantify(args: argparse.Namespace) -> int:
@@ -666,7 +714,22 @@ class _OneLineWarnings:
         print(f"warning: {message}", file=sys.stderr)
 
 
-_PYTHON_PARAMETER = re.compile(r"\b([a-z][a-z0-9_]*)=('[^']*'|\S+?) is invalid")
+class _WarningPrefix(logging.Formatter):
+    """Log lines as the messages they are; warnings start with ``warning:`` like the
+    warnings of :mod:`warnings` do."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return f"warning: {text}" if record.levelno == logging.WARNING else text
+
+
+_PYTHON_PARAMETER = re.compile(
+    r"\b([a-z][a-z0-9_]*)=('[^']*'|\([^)]*\)|\[[^\]]*\]|\S+?) is invalid")
+# A setting named in the explanation (``with method='uncertain'``).
+_PYTHON_SETTING = re.compile(r"\b([a-z][a-z0-9_]*)='([^']*)'")
+# Parameters whose flag is not their name with dashes.
+_FLAG_OF = {"learning_rate": "--lr", "freeze_encoder_epochs": "--freeze-encoder",
+            "authors": "--author"}
 
 
 def cli_message(message: str, parser: argparse.ArgumentParser) -> str:
@@ -674,12 +737,22 @@ def cli_message(message: str, parser: argparse.ArgumentParser) -> str:
     becomes ``--patch-size 100000 is invalid`` when the command has ``--patch-size``."""
     options = set(parser._option_string_actions)
 
-    def as_flag(match: re.Match) -> str:
-        flag = "--" + match.group(1).replace("_", "-")
-        return f"{flag} {match.group(2).strip(chr(39))} is invalid" if flag in options \
-            else match.group(0)
+    def flag_of(name: str) -> str:
+        return _FLAG_OF.get(name, "--" + name.replace("_", "-"))
 
-    return _PYTHON_PARAMETER.sub(as_flag, message)
+    def as_flag(match: re.Match) -> str:
+        flag = flag_of(match.group(1))
+        if flag not in options:
+            return match.group(0)
+        # Values as typed on the command line: (1, 1, 2) -> 1,1,2; ['a/b'] -> a/b.
+        value = re.sub(r"[()\[\]' ]", "", match.group(2))
+        return f"{flag} is missing" if value == "None" else f"{flag} {value} is invalid"
+
+    def as_setting(match: re.Match) -> str:
+        flag = flag_of(match.group(1))
+        return f"{flag} {match.group(2)}" if flag in options else match.group(0)
+
+    return _PYTHON_SETTING.sub(as_setting, _PYTHON_PARAMETER.sub(as_flag, message))
 
 
 def _error(message: str) -> None:
@@ -692,8 +765,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command_parser = next(action for action in parser._actions
                           if action.dest == "command").choices[args.command]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_WarningPrefix("%(message)s"))
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(message)s", stream=sys.stderr)
+                        handlers=[handler])
     previous_showwarning = warnings.showwarning
     warnings.showwarning = _OneLineWarnings()
     try:

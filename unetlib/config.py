@@ -20,6 +20,12 @@ def _require(condition: bool, name: str, value: Any, expected: str) -> None:
         raise ParameterError(f"{name}={value!r} is invalid: expected {expected}.")
 
 
+def _require_seed(seed: Any, name: str = "seed") -> None:
+    """Seeds are what NumPy and TensorFlow accept: whole numbers from 0 to 2**32 - 1."""
+    _require(isinstance(seed, int) and 0 <= seed < 2 ** 32, name, seed,
+             f"a whole number from 0 to {2 ** 32 - 1}")
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """Return a JSON-friendly dict of a config dataclass (tuples become lists)."""
     return dataclasses.asdict(config)
@@ -220,6 +226,7 @@ class SyntheticConfig:
         _require(-45.0 <= self.pose_angle_degrees <= 45.0, "pose_angle_degrees",
                  self.pose_angle_degrees, "-45 to 45")
         _require(0.7 <= self.pose_scale <= 1.3, "pose_scale", self.pose_scale, "0.7 to 1.3")
+        _require_seed(self.seed)
         return self
 
 
@@ -427,8 +434,7 @@ class PipelineConfig:
                  self.foreground_jitter, "a fraction of the patch size in [0, 0.4]")
         _require(0 <= self.val_fraction < 1, "val_fraction", self.val_fraction,
                  "a share in [0, 1)")
-        _require(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed,
-                 "a whole number >= 0")
+        _require_seed(self.seed)
         return self
 
 
@@ -530,7 +536,8 @@ class ModelConfig:
                  self.head_filters, "a whole number >= 0")
         _require(self.optimizer in ("adam", "adamw", "sgd", "rmsprop"), "optimizer",
                  self.optimizer, "'adam', 'adamw', 'sgd' or 'rmsprop'")
-        _require(self.learning_rate > 0, "learning_rate", self.learning_rate, "> 0")
+        _require(0 < self.learning_rate < float("inf"), "learning_rate", self.learning_rate,
+                 "a finite number > 0")
         _require(self.learning_rate_schedule in LEARNING_RATE_SCHEDULES, "learning_rate_schedule",
                  self.learning_rate_schedule, f"one of {LEARNING_RATE_SCHEDULES}")
         _require(isinstance(self.classes, int) and 1 <= self.classes <= 255, "classes",
@@ -747,7 +754,7 @@ class CrossvalConfig:
     def validate(self) -> "CrossvalConfig":
         _require(isinstance(self.folds, int) and 2 <= self.folds <= 100, "folds", self.folds,
                  "a whole number from 2 to 100")
-        _require(isinstance(self.seed, int), "seed", self.seed, "a whole number")
+        _require_seed(self.seed, "fold_seed")  # the flag's name: --seed is the training's
         self.train.validate()
         return self
 

@@ -302,7 +302,8 @@ def run_demo(out_dir: str | os.PathLike[str], config: DemoConfig = DemoConfig())
                                        for organ, scores in report.per_organ.items()}
         result.seconds[run_name] = time.monotonic() - started
         logger.info("%s: test Dice %.4f over %d frames (validation %.4f)", run_name,
-                    report.mean["dice"], len(report.frames), run.val_dice)
+                    report.mean["dice"], len({row["stem"] for row in report.frames}),
+                    run.val_dice)
     started = time.monotonic()
     quantified = quantify_stack(result.run_dirs["3d"], result.stack, out_dir / "quantify")
     result.quantify_dir = quantified.out_dir

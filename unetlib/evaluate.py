@@ -10,6 +10,8 @@ When the prediction folder holds ``organs.csv`` (``predict`` writes it for organ
 both masks are read as organ labels (:func:`unetlib.masks.read_labels`) and every organ
 is scored on its own, by name, per frame; the report adds each organ's mean, the mean
 over organs, and a confusion table of pixel counts (which organ was taken for which).
+Truth masks are read with the truth folder's own ``organs.csv`` when it has one, matched
+to the predictions' organs by name; tables of different organs are refused.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from unetlib.errors import InputError, describe
 from unetlib.io import list_images, read_image
 from unetlib.masks import normalize_mask, read_labels
 from unetlib.metrics import METRIC_NAMES, confusion_matrix, frame_metrics, organ_frame_metrics
-from unetlib.organs import OrganTable, find_organ_table
+from unetlib.organs import OrganTable, find_organ_table, organ_table_path
 
 __all__ = ["EvaluationReport", "PREDICTION_SUFFIX", "evaluate_folders"]
 
@@ -115,6 +117,29 @@ def _read_binary(path: Path) -> np.ndarray:
     return mask
 
 
+def _truth_organs(truth_dir: Path, pred_dir: Path,
+                  organs: OrganTable | None) -> tuple[OrganTable | None, np.ndarray]:
+    """The truth folder's organ table (its own ``organs.csv``, else the predictions') and
+    the class of the predictions' table that each of its classes is, matched by name.
+
+    Raises
+    ------
+    InputError
+        When the two tables name different organs.
+    """
+    truth_organs = find_organ_table(truth_dir) if organs is not None else None
+    if truth_organs is None:
+        return organs, np.arange(256, dtype=np.uint8)
+    names = [name.lower() for name in organs.names]
+    if sorted(names) != sorted(name.lower() for name in truth_organs.names):
+        raise InputError(describe(organ_table_path(truth_dir), "names the organs "
+                                  f"{', '.join(truth_organs.names)} but the predictions in "
+                                  f"{pred_dir} are of {', '.join(organs.names)}",
+                                  "Compare masks of the same organs (organs.csv names them)."))
+    classes = [0, *(names.index(name.lower()) + 1 for name in truth_organs.names)]
+    return truth_organs, np.asarray(classes, dtype=np.uint8)
+
+
 def evaluate_folders(pred_dir: str | os.PathLike[str],
                      truth_dir: str | os.PathLike[str]) -> EvaluationReport:
     """Score every ``<stem>_predict.png`` in ``pred_dir`` against ``truth_dir/<stem>.*``.
@@ -140,6 +165,7 @@ def evaluate_folders(pred_dir: str | os.PathLike[str],
                                   f"truth mask of the same stem in {truth_dir}",
                                   "Name truth masks like the frames (0.png for 0_predict.png)."))
     organs = find_organ_table(pred_dir)
+    truth_organs, truth_classes = _truth_organs(truth_dir, pred_dir, organs)
     unpaired = {"unpaired_predictions": [predictions[stem] for stem in predictions
                                          if stem not in truths],
                 "unpaired_truths": [truths[stem] for stem in truths if stem not in predictions]}
@@ -150,7 +176,7 @@ def evaluate_folders(pred_dir: str | os.PathLike[str],
             prediction, truth = _read_binary(predictions[stem]), _read_binary(truths[stem])
         else:
             prediction = read_labels(predictions[stem], organs)[0]
-            truth = read_labels(truths[stem], organs)[0]
+            truth = truth_classes[read_labels(truths[stem], truth_organs)[0]]
         if prediction.shape != truth.shape:
             raise InputError(describe(predictions[stem], f"is {prediction.shape[0]}x"
                                       f"{prediction.shape[1]} (height x width) but its truth "

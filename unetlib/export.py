@@ -30,6 +30,7 @@ import numpy as np
 from unetlib.config import ExportConfig, NormalizeConfig
 from unetlib.errors import InputError, ParameterError, UnetlibWarning, describe
 from unetlib.io import atomic_path, check_output_file, ensure_folder, list_images, read_image
+from unetlib.locking import output_lock
 from unetlib.run import LoadedRun, load_run
 
 __all__ = ["ExportConfig", "PACKAGE_FILES", "check_environment", "check_package", "export_package",
@@ -87,7 +88,10 @@ def export_package(run_path: str | os.PathLike[str], out_path: str | os.PathLike
     ensure_folder(out_path.parent)
     check_environment()
     run = load_run(run_dir)
-    with tempfile.TemporaryDirectory(prefix="unetlib-export-") as staging, _quiet():
+    # One writer per folder, as for every other output: two exports to one path would
+    # both succeed and one package would be lost.
+    with output_lock(out_path.parent), \
+            tempfile.TemporaryDirectory(prefix="unetlib-export-") as staging, _quiet():
         with atomic_path(out_path, overwrite=overwrite) as temporary:
             # The description is dropped inside _quiet: it holds open readers of its files.
             _save(_describe(run, run_dir, Path(staging), config), temporary)
@@ -489,12 +493,23 @@ def _channel_names(run: LoadedRun) -> list[str]:
 def _class_names(run: LoadedRun) -> list[str]:
     if run.organs is None:
         return ["foreground"]
-    return ["background", *(_identifier(name) for name in run.organs.names)]
+    names = ["background"]
+    for organ in run.organs.names:
+        name = _identifier(organ)
+        candidate, number = name, 2
+        while candidate in names:  # names that differ only in punctuation stay apart
+            candidate, number = f"{name}_{number}", number + 1
+        names.append(candidate)
+    return names
 
 
 def _identifier(text: str) -> str:
-    cleaned = "".join(char if char.isalnum() or char in "_-" else "_" for char in text.strip())
-    return cleaned or "organ"
+    """``text`` as the Python identifier bioimage.io needs for a channel name
+    (``kidney-left`` -> ``kidney_left``, ``1st_lobe`` -> ``organ_1st_lobe``)."""
+    cleaned = "".join(char if char.isalnum() or char == "_" else "_" for char in text.strip())
+    if not cleaned.isidentifier():
+        cleaned = f"organ_{cleaned}"
+    return cleaned if cleaned.isidentifier() else "organ"
 
 
 def _default_name(run: LoadedRun, run_dir: Path) -> str:

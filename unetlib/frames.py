@@ -17,7 +17,7 @@ import datetime
 import logging
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +138,11 @@ def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[
     stack = load_stack(stack_path, split)
     lasers = frame_lasers(config, split)
     for number in lasers:
+        if number > stack.lasers and config.channels > 1:
+            raise ParameterError(f"channels={config.channels} is invalid: its composite is of "
+                                 f"lasers {','.join(map(str, lasers))}, but {stack.path} has "
+                                 f"lasers 1 to {stack.lasers}. Pick --channels 1, or check "
+                                 "--lasers.")
         if number > stack.lasers:
             raise ParameterError(f"laser={number} is invalid: {stack.path} has lasers 1 to "
                                  f"{stack.lasers}.")
@@ -145,14 +150,16 @@ def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[
         from unetlib.uncertainty import pick_uncertain  # noqa: PLC0415
 
         return pick_uncertain(stack, Path(data_dir), config, split)
+    data_dir = Path(data_dir)
+    if config.subset == "test":
+        config = _without_training_cycles(config, data_dir, stack)
     cycles = pick_cycles(stack, config, split)
 
-    data_dir = Path(data_dir)
     frames_dir = data_dir / "train" / "frames" if config.subset == "train" else data_dir / "test"
     annotate_dir = data_dir / "train" / "annotate" if config.subset == "train" else None
     table = frames_dir.parent / "frames.csv" if config.subset == "train" else frames_dir / "frames.csv"
     masks_dir = data_dir / "train" / "masks"
-    suffix = ".png" if config.channels == 1 else ".tif"
+    suffix = _frame_suffix(stack, len(lasers))
     targets = [frames_dir / f"{i}{suffix}" for i in range(len(cycles))]
     previews = [annotate_dir / f"{i}.png" for i in range(len(cycles))] if annotate_dir else []
 
@@ -186,6 +193,23 @@ def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[
     return PickResult(frames=targets, annotate=previews, table=table, cycles=cycles)
 
 
+def _without_training_cycles(config: PickConfig, data_dir: Path, stack: LaserStack) -> PickConfig:
+    """``config`` also excluding the cycles of this stack that ``train/frames.csv`` lists:
+    a test frame must be one the model never trained on."""
+    table = data_dir / "train" / "frames.csv"
+    if not table.is_file():
+        return config
+    training = {int(row["cycle"]) for row in read_csv(table)
+                if str(row.get("cycle", "")).strip().isdigit()
+                and row.get("stack") in (None, "", stack.path.name)}
+    added = training - set(config.exclude)
+    if not added:
+        return config
+    logger.info("leaving out the %d cycle(s) of %s that %s lists for training", len(added),
+                stack.path.name, table)
+    return replace(config, exclude=tuple(sorted(set(config.exclude) | training)))
+
+
 def append_frames(stack: LaserStack, data_dir: Path, cycles: list[int], lasers: tuple[int, ...],
                   split: SplitConfig, extra: list[dict[str, str]]) -> PickResult:
     """Add ``cycles`` as new training frames after the existing ones.
@@ -201,7 +225,7 @@ def append_frames(stack: LaserStack, data_dir: Path, cycles: list[int], lasers: 
     if frames_dir.is_dir():
         taken += [path.stem for path in frames_dir.iterdir()]
     first = 1 + max([int(stem) for stem in taken if stem.isdigit()], default=-1)
-    suffix = ".png" if len(lasers) == 1 else ".tif"
+    suffix = _frame_suffix(stack, len(lasers))
     stems = [str(first + index) for index in range(len(cycles))]
     targets = [frames_dir / f"{stem}{suffix}" for stem in stems]
     previews = [annotate_dir / f"{stem}.png" for stem in stems]
@@ -267,6 +291,41 @@ def recorded_lasers(data_dir: str | os.PathLike[str]) -> tuple[int, ...] | None:
         return tuple(int(part) for part in next(iter(found)).split())
     except ValueError:
         return None
+
+
+def recorded_laser_count(data_dir: str | os.PathLike[str]) -> int | None:
+    """How many lasers a cycle of the training acquisition had, from ``train/frames.csv``.
+
+    Two picked cycles of one stack are ``lasers`` stack frames apart per cycle between
+    them. None when the table is missing, unreadable, holds fewer than two cycles of a
+    stack, or its stacks disagree.
+    """
+    table = Path(data_dir) / "train" / "frames.csv"
+    if not table.is_file():
+        return None
+    first_frames: dict[str, dict[int, int]] = {}
+    try:
+        for row in read_csv(table):
+            laser = int(str(row["lasers"]).split()[0])
+            frame = int(str(row["stack_frames"]).split()[0])
+            # The stack frame laser 1 of this cycle would have.
+            first_frames.setdefault(str(row.get("stack", "")), {})[int(row["cycle"])] = frame - laser + 1
+    except (InputError, UnicodeDecodeError, KeyError, IndexError, ValueError):
+        return None
+    counts = set()
+    for frames in first_frames.values():
+        cycles = sorted(frames)
+        counts |= {(frames[b] - frames[a]) / (b - a) for a, b in zip(cycles, cycles[1:])}
+    if len(counts) != 1 or not float(next(iter(counts))).is_integer():
+        return None
+    count = int(next(iter(counts)))
+    return count if count >= 1 else None
+
+
+def _frame_suffix(stack: LaserStack, channels: int) -> str:
+    """``.png`` for 8/16-bit single-laser frames; ``.tif`` for composites and for the
+    32-bit and float frames a PNG cannot hold."""
+    return ".png" if channels == 1 and stack.data.dtype in (np.uint8, np.uint16) else ".tif"
 
 
 def _holds(path: Path, image: np.ndarray) -> bool:

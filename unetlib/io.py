@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -67,6 +68,13 @@ def missing_file_error(path: str | os.PathLike[str]) -> InputError:
         return InputError(describe(path, "is a broken symbolic link (its target is missing, or "
                                    "it points to itself)", "Replace it with the real file."))
     return InputError(describe(path, "file not found", "Check the path."))
+
+
+def progress_wanted(enabled: bool) -> bool:
+    """Whether to draw a progress bar: asked for, and stderr is a terminal. In a log file
+    or a pipe a bar writes a carriage-return line per update; the step's own summary line
+    says the same once."""
+    return enabled and sys.stderr.isatty()
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
@@ -413,11 +421,12 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 
 def read_csv(path: str | os.PathLike[str]) -> list[dict[str, str]]:
-    """Read a CSV file with a header into a list of dicts."""
+    """Read a CSV file with a header into a list of dicts (a UTF-8 byte-order mark, as
+    Excel saves one, is skipped)."""
     path = Path(path)
     if not path.is_file():
         raise missing_file_error(path)
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8-sig") as handle:
         return list(csv.DictReader(handle))
 
 

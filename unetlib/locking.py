@@ -173,8 +173,14 @@ def output_lock(folder: str | os.PathLike[str]) -> Iterator[Path]:
 def _acquire(folder: Path, lock_path: Path) -> int:
     """Open and lock ``lock_path``; return its descriptor with our record written in it."""
     while True:
+        if lock_path.is_symlink():
+            # Never ours: following it would overwrite whatever it points at.
+            raise OutputError(describe(lock_path, "is a symbolic link, which unetlib never "
+                                       "follows", "Delete the link (not what it points at) "
+                                       "and run again."))
         try:
-            handle = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+            handle = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
+                             0o666)
         except OSError as error:
             raise write_error(lock_path, error) from None
         previous = _parse_record(os.pread(handle, 4096, 0).decode("utf-8", "replace"))
@@ -203,6 +209,7 @@ def _acquire(folder: Path, lock_path: Path) -> int:
         logger.warning("%s: taking over the lock of process %s, which is no longer running "
                        "(interrupted run)", folder, previous["pid"])
     os.ftruncate(handle, 0)
-    os.pwrite(handle, _owner_record().encode("utf-8"), 0)
+    # surrogateescape: a path that is not UTF-8 is recorded as the bytes it is
+    os.pwrite(handle, _owner_record().encode("utf-8", "surrogateescape"), 0)
     give_normal_permissions(lock_path)
     return handle

@@ -16,11 +16,11 @@ foreground).
 
 from __future__ import annotations
 
-import re
-
 from unetlib._tensorflow import keras
 import numpy as np
 from keras import ops
+
+from unetlib.organs import column_key
 
 __all__ = ["DiceMetric", "IoUMetric", "METRIC_NAMES", "OrganDiceMetric", "bce_dice_loss",
            "ce_dice_loss", "confusion_counts", "dice", "frame_metrics", "get_loss", "iou",
@@ -261,7 +261,7 @@ class OrganDiceMetric(keras.metrics.Metric):
 
 def metric_name(organ_name: str) -> str:
     """A Keras/CSV-safe column name for an organ (``"left kidney"`` -> ``"left_kidney"``)."""
-    return re.sub(r"\W+", "_", organ_name.strip()).strip("_").lower() or "organ"
+    return column_key(organ_name)
 
 
 def organ_training_metrics(organ_names: list[str]) -> list[keras.metrics.Metric]:

@@ -92,13 +92,20 @@ def parse_parameter_sets(yaml_path: str | os.PathLike[str] | None = None,
     if "sets" not in document:
         return {DEFAULT_SET: {**document, **overrides}}
     defaults = document.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise InputError(describe(path, "'defaults' must map parameter names to values",
+                                  "Write e.g. defaults: {epochs: 2}."))
     sets = document["sets"]
-    if isinstance(sets, list):
+    if isinstance(sets, list) and all(isinstance(item, dict) for item in sets):
         sets = {str(item.pop("name", f"set{i + 1}")): item for i, item in enumerate(sets)}
     if not isinstance(sets, dict) or not sets:
         raise InputError(describe(path, "'sets' must map set names to parameters",
                                   "Write e.g. sets: {small: {patch_size: 128}}."))
-    for name in sets:
+    for name, values in sets.items():
+        if values is not None and not isinstance(values, dict):
+            raise InputError(describe(path, f"set {name!r} must map parameter names to values, "
+                                      f"not {type(values).__name__} {values!r}",
+                                      "Write e.g. sets: {small: {patch_size: 128}}."))
         if not str(name) or "/" in str(name) or str(name).startswith("."):
             raise InputError(describe(path, f"set name {name!r} cannot be a folder name",
                                       "Use letters, digits, '-' and '_'."))

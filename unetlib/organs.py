@@ -145,6 +145,7 @@ def read_organ_table(path: str | os.PathLike[str]) -> OrganTable:
     organs: list[Organ] = []
     seen_values: set[int] = set()
     seen_names: set[str] = set()
+    seen_keys: dict[str, str] = {}
     colors_given = [bool(str(_field(row, "color") or "").strip()) for row in rows]
     for line, row in enumerate(rows, start=2):
         value = _parse_value(_field(row, "value"), path, line)
@@ -167,6 +168,13 @@ def read_organ_table(path: str | os.PathLike[str]) -> OrganTable:
             raise InputError(describe(path, f"line {line}: color {color!r} of {name} is not a "
                                       "#rrggbb colour other than black",
                                       "Write it like #e6194b (black is the background)."))
+        key = column_key(name)
+        if key in seen_keys:
+            raise InputError(describe(path, f"line {line}: name {name!r} differs from "
+                                      f"{seen_keys[key]!r} only in punctuation or spaces; tables "
+                                      "and history.csv would give both one column",
+                                      "Give each organ a name of its own letters or digits."))
+        seen_keys[key] = name
         seen_values.add(value)
         seen_names.add(name.lower())
         organs.append(Organ(value=value, name=name, color=color))
@@ -187,6 +195,12 @@ def read_organ_table(path: str | os.PathLike[str]) -> OrganTable:
         organs = [Organ(organ.value, organ.name, DEFAULT_COLORS[index % len(DEFAULT_COLORS)])
                   for index, organ in enumerate(organs)]
     return OrganTable(organs=tuple(organs), explicit_colors=explicit)
+
+
+def column_key(name: str) -> str:
+    """The column-safe key of an organ name (``"left kidney"`` -> ``"left_kidney"``), as
+    :func:`unetlib.metrics.metric_name` makes it; two organs must not share one."""
+    return re.sub(r"\W+", "_", name.strip()).strip("_").lower() or "organ"
 
 
 def _field(row: dict[str, str], name: str) -> str | None:

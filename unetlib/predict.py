@@ -26,8 +26,8 @@ import tifffile
 from unetlib.config import NormalizeConfig, PredictConfig
 from unetlib.errors import (InputError, Interrupted, OutputError, ParameterError, UnetlibWarning,
                             describe)
-from unetlib.io import (TIFF_SUFFIXES, atomic_path, list_images, missing_file_error, read_image,
-                        write_image)
+from unetlib.io import (TIFF_SUFFIXES, atomic_path, list_images, missing_file_error,
+                        progress_wanted, read_image, write_image)
 from unetlib.locking import output_lock
 from unetlib.model import model_classes, model_depth, model_input_channels
 from unetlib.normalize import fill_non_finite, non_finite_pixels, normalize_image
@@ -67,6 +67,25 @@ def check_input_channels(model: keras.Model, channels: int) -> None:
     if channels != expected:
         raise InputError(f"the image has {channels} channel(s) but the model expects "
                          f"{expected}; give frames like the ones it was trained on.")
+
+
+def check_tile(run: LoadedRun, tile: int) -> None:
+    """Refuse tiles smaller than the patches the run was trained on (for a bare model:
+    4 pixels of its deepest level): they show the network less context than it learnt
+    with, and the masks degrade.
+
+    Raises
+    ------
+    ParameterError
+    """
+    patch = ((run.config or {}).get("pipeline") or {}).get("patch_size")
+    needed = int(patch) if patch else 4 * 2 ** model_depth(run.model)
+    if tile < needed:
+        what = (f"was trained on {needed}-pixel patches" if patch else
+                f"needs tiles of at least {needed} pixels")
+        raise ParameterError(f"tile={tile} is invalid: {run.model_path} {what}; smaller tiles "
+                             "give the network less context than it learnt with. Use at least "
+                             f"{needed} (default {PredictConfig.tile}).")
 
 
 def _tile_starts(size: int, tile: int, step: int) -> list[int]:
@@ -407,6 +426,7 @@ def predict_folder(model_or_run: Any, input_path: str | os.PathLike[str],
                       "with train --resume, or pass --threshold.", UnetlibWarning, stacklevel=2)
     threshold = validate_threshold(run.threshold if threshold is None else threshold)
     predict = dataclasses.replace(predict, tta=tta or predict.tta).validate()
+    check_tile(run, predict.tile)
     input_path = Path(input_path)
     out_dir = Path(out_dir)
     channels = model_input_channels(run.model)
@@ -418,10 +438,20 @@ def predict_folder(model_or_run: Any, input_path: str | os.PathLike[str],
         if len(files) < len(listed):
             logger.info("%s: left out %d earlier prediction output(s) (*_predict, *_prob, "
                         "*_overlay)", input_path, len(listed) - len(files))
+        stems = {file.stem for file in files}
+        # Named like an output but with no frame it could have come from: say so.
+        lonely = [file.name for file in listed if is_prediction_output(file)
+                  and file.stem.rsplit("_", 1)[0] not in stems]
+        if lonely:
+            warnings.warn(f"{input_path}: left out {len(lonely)} file(s) named like prediction "
+                          f"outputs ({', '.join(lonely[:3])}{' ...' if len(lonely) > 3 else ''})"
+                          " without the frame they would come from; rename them to predict "
+                          "them.", UnetlibWarning, stacklevel=2)
         if not files:
             raise InputError(describe(input_path, "holds no image files" + (
                 " other than prediction outputs" if listed else ""),
                 "Put the frames (PNG or TIFF) to segment in it."))
+        _refuse_shared_stems(files)
         frames = [_Frame(stem=file.stem, source=file, index=None) for file in files]
     elif input_path.is_file() and input_path.suffix.lower() in TIFF_SUFFIXES \
             and len(pages := _stack_frames(input_path)) > 1:
@@ -448,8 +478,15 @@ def predict_folder(model_or_run: Any, input_path: str | os.PathLike[str],
 
     with output_lock(out_dir):
         if not overwrite:
-            existing = [path for path in planned + ([stack_path] if stack_path else [])
-                        if path.exists()]
+            outputs = planned + ([stack_path] if stack_path else [])
+            existing = [path for path in outputs if path.exists()]
+            if existing and len(existing) == len(outputs) and _same_outputs(
+                    run, frames, stack, out_dir, outputs, threshold, predict,
+                    write_probabilities=write_probabilities, write_overlay=write_overlay):
+                logger.info("%s already holds these predictions of %s; nothing to do",
+                            out_dir, input_path)
+                organ_table = [out_dir / ORGANS_FILE] if run.organs is not None else []
+                return organ_table + outputs
             if existing:
                 raise OutputError(describe(existing[0], f"already exists ({len(existing)} of "
                                            "the outputs do)", "Choose another output folder or "
@@ -472,6 +509,39 @@ def predict_folder(model_or_run: Any, input_path: str | os.PathLike[str],
                 f"threshold {threshold:.2f}" if run.organs is None
                 else f"organs {', '.join(run.organs.names)}")
     return written
+
+
+def _same_outputs(run: LoadedRun, frames: list[_Frame], stack: np.ndarray | None,
+                  out_dir: Path, outputs: list[Path], threshold: float, predict: PredictConfig,
+                  **extras: bool) -> bool:
+    """True when predicting again would write exactly ``outputs`` as they are (a repeated
+    command): the frames are predicted into a hidden staging folder and compared."""
+    import filecmp  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    # A hidden staging folder: the next writer here removes it if this process dies.
+    scratch = Path(tempfile.mkdtemp(prefix=".", suffix=".staging", dir=out_dir))
+    try:
+        stack_path = scratch / outputs[-1].name if stack is not None else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UnetlibWarning)  # said on the first run
+            _predict_frames(run, frames, stack, stack_path, scratch, threshold, predict,
+                            overwrite=False, progress=False, description="", written=[],
+                            **extras)
+        return all(filecmp.cmp(path, scratch / path.name, shallow=False) for path in outputs)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _refuse_shared_stems(files: list[Path]) -> None:
+    """Refuse two frames whose masks would have one name (``0.png`` and ``0.tif``)."""
+    seen: dict[str, Path] = {}
+    for file in files:
+        if file.stem in seen:
+            raise InputError(describe(seen[file.stem], f"and {file.name} would both give "
+                                      f"{file.stem}_predict.png", "Rename or move one of them."))
+        seen[file.stem] = file
 
 
 def _predict_frames(run: LoadedRun, frames: list[_Frame], stack: np.ndarray | None,
@@ -586,7 +656,7 @@ def _planned_outputs(frames: list[_Frame], out_dir: Path, probabilities: bool,
 
 
 def _progress(items: list, enabled: bool, description: str) -> Iterator:
-    if not enabled:
+    if not progress_wanted(enabled):
         return iter(items)
     from tqdm.auto import tqdm
 

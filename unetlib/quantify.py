@@ -39,8 +39,9 @@ import tifffile
 from unetlib.config import QuantifyConfig, to_dict
 from unetlib.errors import (InputError, Interrupted, OutputError, ParameterError, UnetlibWarning,
                             describe)
-from unetlib.frames import recorded_lasers
-from unetlib.io import file_sha256, read_json, staged_folder, write_csv, write_json
+from unetlib.frames import recorded_laser_count, recorded_lasers
+from unetlib.io import (file_sha256, progress_wanted, read_json, staged_folder, write_csv,
+                        write_json)
 from unetlib.kinetics import summarize_curve
 from unetlib.locking import output_lock
 from unetlib.measure import (QC_JUMP, QC_OK, background_mask, body_mask, flag_area_jumps,
@@ -48,7 +49,7 @@ from unetlib.measure import (QC_JUMP, QC_OK, background_mask, body_mask, flag_ar
 from unetlib.model import model_classes, model_input_channels
 from unetlib.normalize import fill_non_finite, non_finite_pixels, normalize_image
 from unetlib.organs import DEFAULT_COLORS, ORGANS_FILE, Organ, OrganTable, write_organ_table
-from unetlib.predict import predict_probabilities_batch, segment
+from unetlib.predict import check_tile, predict_probabilities_batch, segment
 from unetlib.run import LoadedRun, load_run
 from unetlib.stack import LaserStack, load_stack
 from unetlib.timing import cycle_interval
@@ -95,6 +96,10 @@ class StackResult:
 
 
 # --- what the run needs -----------------------------------------------------------------
+
+# Smaller frames are not an acquisition (a wrong file, or a wrong series of it).
+MIN_FRAME_PIXELS = 16
+
 
 def run_organs(run: LoadedRun) -> OrganTable:
     """The organs a run segments; a binary run's foreground counts as one organ (value 1)."""
@@ -215,7 +220,15 @@ def quantify_stack(run_or_path: LoadedRun | str | os.PathLike[str],
     run = run_or_path if isinstance(run_or_path, LoadedRun) else load_run(run_or_path)
     organs = run_organs(run)
     lasers = model_input_lasers(run, config.model_input)
+    check_tile(run, config.predict.tile)
     stack = _load_whole_cycles(stack_path, config)
+    if min(stack.frame_shape) < MIN_FRAME_PIXELS:
+        height, width = stack.frame_shape
+        raise InputError(describe(stack.path, f"has frames of {height}x{width} pixels (height x "
+                                  "width), too small to segment", "Check that this is the "
+                                  f"acquisition (frames of at least {MIN_FRAME_PIXELS} pixels a "
+                                  "side)."))
+    _check_layout(run, stack, config)
     missing = [n for n in lasers if n > stack.lasers]
     if missing:
         raise InputError(describe(stack.path, f"has lasers 1 to {stack.lasers}, but the model "
@@ -241,7 +254,6 @@ def quantify_stack(run_or_path: LoadedRun | str | os.PathLike[str],
         if state is False and not config.force:
             raise OutputError(describe(folder, "holds results of another run, stack or settings",
                                        "Choose another --out or pass --force to redo them."))
-        (folder / RECORD_FILE).unlink(missing_ok=True)
         try:
             with staged_folder(folder, last=(RECORD_FILE,)) as staging:
                 flagged = _quantify_into(staging, run, stack, organs, lasers, interval, config,
@@ -251,13 +263,34 @@ def quantify_stack(run_or_path: LoadedRun | str | os.PathLike[str],
                     "stack": str(stack.path.resolve()), "cycles": stack.cycles,
                     "lasers": stack.lasers, "organs": organs.to_rows(),
                     "qc_flagged": flagged})
+                # Earlier results stay whole until these are complete; only while the new
+                # files move in is the folder without a record (then it counts as unfinished).
+                (folder / RECORD_FILE).unlink(missing_ok=True)
         except KeyboardInterrupt:
             raise Interrupted(describe(stack.path, "quantification interrupted; nothing of it "
-                                       "was kept", "Run the same command again.")) from None
+                                       "was kept and earlier results are unchanged",
+                                       "Run the same command again.")) from None
     logger.info("quantified %d cycles of %s into %s (%d organ-cycles flagged)", stack.cycles,
                 stack.path, folder, flagged)
     return StackResult(stack=stack.path, out_dir=folder, cycles=stack.cycles, flagged=flagged,
                        skipped=False)
+
+
+def _check_layout(run: LoadedRun, stack: LaserStack, config: QuantifyConfig) -> None:
+    """Refuse a stack read with another number of lasers per cycle than the run's training
+    frames were picked with (unless ``--model-input`` says which lasers to use)."""
+    if config.model_input is not None:
+        return
+    data = run.config.get("data") or {}
+    expected = data.get("stack_lasers")
+    if expected is None and data.get("data_dir"):
+        expected = recorded_laser_count(data["data_dir"])
+    if expected is not None and int(expected) != stack.lasers:
+        raise InputError(describe(stack.path, f"is read as cycles of {stack.lasers} lasers "
+                                  f"(--lasers {config.split.lasers}), but the training frames "
+                                  f"of {run.model_path.parent} came from cycles of {expected}",
+                                  f"Pass --lasers {expected}, or --model-input to use these "
+                                  "lasers anyway."))
 
 
 def _load_whole_cycles(stack_path: str | os.PathLike[str], config: QuantifyConfig) -> LaserStack:
@@ -337,7 +370,7 @@ def _quantify_into(folder: Path, run: LoadedRun, stack: LaserStack, organs: Orga
     def label_pages():
         """Segment and measure batch by batch, handing each cycle's labels to the writer."""
         with tqdm(total=stack.cycles, desc=f"quantify {stack.path.name}", unit="cycle",
-                  disable=not progress) as bar:
+                  disable=not progress_wanted(progress)) as bar:
             for first in range(0, stack.cycles, config.batch_cycles):
                 cycles = range(first, min(first + config.batch_cycles, stack.cycles))
                 masks, bodies = _segment_cycles(run, stack, cycles, lasers, organs, config)

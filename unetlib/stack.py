@@ -16,7 +16,7 @@ import itertools
 import json
 import logging
 import os
-import shutil
+import re
 import signal
 import threading
 import warnings
@@ -31,9 +31,9 @@ import tifffile
 from unetlib.config import SplitConfig, to_dict
 from unetlib.errors import (InputError, Interrupted, OutputError, ParameterError, UnetlibWarning,
                             describe)
-from unetlib.io import (damaged_tiff_error, ensure_folder, missing_file_error, read_csv,
-                        read_json, staged_folder, tifffile_problems, write_csv, write_image,
-                        write_json)
+from unetlib.io import (damaged_tiff_error, ensure_folder, missing_file_error,
+                        progress_wanted, read_csv, read_json, staged_folder, tifffile_problems,
+                        write_csv, write_image, write_json)
 from unetlib.locking import output_lock
 
 logger = logging.getLogger(__name__)
@@ -292,6 +292,10 @@ def split_stack(stack_path: str | os.PathLike[str], out_dir: str | os.PathLike[s
         raise ParameterError(f"workers={workers!r} is invalid: expected a whole number of writer "
                              f"threads from 1 to {MAX_WORKERS}.")
     stack = load_stack(stack_path, config)
+    if config.frame_format == "png" and stack.data.dtype not in (np.uint8, np.uint16):
+        raise ParameterError(describe(stack.path, f"holds {stack.data.dtype} frames, which a "
+                                      "PNG cannot store without loss",
+                                      "Split it with --format tif."))
     out_dir = Path(out_dir)
     folders = [f"laser{n}" for n in range(1, stack.lasers + 1)]
     # Composites need 3 (4) lasers; a stack with fewer simply has none, but naming a laser
@@ -320,7 +324,8 @@ def split_stack(stack_path: str | os.PathLike[str], out_dir: str | os.PathLike[s
             # With force, folders of the previous split that this one does not write (a
             # 4-laser split redone with 2 lasers) go too, or they would sit beside a manifest
             # that no longer lists them.
-            stale = [name for name in _split_folders(out_dir) if name not in folders]
+            stale = {name: files for name, files in _split_folders(out_dir).items()
+                     if name not in folders}
             try:
                 with staged_folder(out_dir) as staging:
                     for folder in folders:
@@ -334,9 +339,8 @@ def split_stack(stack_path: str | os.PathLike[str], out_dir: str | os.PathLike[s
                                            "(the staging folder was removed) and earlier "
                                            "contents are unchanged",
                                            "Run the same command again.")) from None
-            for name in stale:
-                shutil.rmtree(out_dir / name, ignore_errors=True)
-                logger.info("removed %s of the previous split", out_dir / name)
+            for name, files in stale.items():
+                _remove_split_folder(out_dir / name, files)
     counts = {folder: sum(1 for row in rows if str(row["file"]).startswith(folder + "/"))
               for folder in folders}
     logger.info("split %s into %s: %s", stack.path, out_dir, counts)
@@ -344,17 +348,52 @@ def split_stack(stack_path: str | os.PathLike[str], out_dir: str | os.PathLike[s
                        dropped=stack.dropped)
 
 
-def _split_folders(out_dir: Path) -> list[str]:
-    """The folders a previous split recorded in ``out_dir/manifest.csv`` (none without one)."""
+# The folders split_stack writes; only these are ever removed as a previous split's.
+_SPLIT_FOLDER = re.compile(r"laser[1-9][0-9]*|channels[34]")
+_SPLIT_FILE = re.compile(r"[0-9]+\.(png|tif)")
+
+
+def _split_folders(out_dir: Path) -> dict[str, list[str]]:
+    """The folders a previous split recorded in ``out_dir/manifest.csv`` (none without one),
+    each with the file names it recorded there.
+
+    Only entries a split writes count (``laser<n>/<cycle>.png`` and the like, directly
+    inside ``out_dir``); anything else a manifest names, such as a user's folder or a path
+    outside ``out_dir``, is ignored.
+    """
     manifest = out_dir / "manifest.csv"
     if not manifest.is_file():
-        return []
+        return {}
     try:
         rows = read_csv(manifest)
     except (InputError, UnicodeDecodeError):
-        return []
-    names = {str(row.get("file", "")).split("/")[0] for row in rows}
-    return sorted(name for name in names if name and (out_dir / name).is_dir())
+        return {}
+    folders: dict[str, list[str]] = {}
+    for row in rows:
+        parts = str(row.get("file", "")).split("/")
+        if (len(parts) == 2 and _SPLIT_FOLDER.fullmatch(parts[0])
+                and _SPLIT_FILE.fullmatch(parts[1])):
+            folders.setdefault(parts[0], []).append(parts[1])
+    return {name: sorted(files) for name, files in sorted(folders.items())
+            if (out_dir / name).is_dir() and not (out_dir / name).is_symlink()}
+
+
+def _remove_split_folder(folder: Path, files: list[str]) -> None:
+    """Delete the files a previous split wrote in ``folder``, then the folder if that
+    emptied it; other files (a user's) stay, with a warning."""
+    for name in files:
+        path = folder / name
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+    try:
+        folder.rmdir()
+    except OSError:
+        warnings.warn(describe(folder, "was a folder of the previous split and keeps files "
+                               "it did not write", "Move them elsewhere and delete the "
+                               "folder if you no longer need it."), UnetlibWarning,
+                      stacklevel=3)
+    else:
+        logger.info("removed %s of the previous split", folder)
 
 
 def _manifest_rows(stack: LaserStack, jobs: list[Job]) -> list[dict[str, str]]:
@@ -440,7 +479,8 @@ def _run_jobs(jobs: list[Job], folder: Path, *, workers: int, progress: bool,
     Image.init()  # load every image plugin now, before any writer thread needs one
     queue = iter(jobs)
     in_flight = 4 * workers
-    with tqdm(total=len(jobs), desc=description, unit="file", disable=not progress) as bar, \
+    with tqdm(total=len(jobs), desc=description, unit="file",
+              disable=not progress_wanted(progress)) as bar, \
             deferred_interrupt() as interrupted:
         pool = ThreadPoolExecutor(max_workers=workers)
         pending: set = set()

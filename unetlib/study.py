@@ -20,13 +20,15 @@ import functools
 import logging
 import os
 import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from unetlib.config import QuantifyConfig
-from unetlib.errors import InputError, OutputError, ParameterError, UnetlibError, describe
-from unetlib.io import read_csv, write_csv
+from unetlib.errors import (InputError, Interrupted, OutputError, ParameterError, UnetlibError,
+                            UnetlibWarning, describe)
+from unetlib.io import missing_file_error, progress_wanted, read_csv, read_json, write_csv
 from unetlib.locking import output_lock
 
 if TYPE_CHECKING:
@@ -39,6 +41,8 @@ __all__ = ["StackOutcome", "StudyResult", "quantify_study"]
 STATUS_FIELDS = ("stack", "status", "cycles", "qc_flagged", "results", "message")
 SUMMARY_FILE, STACKS_FILE = "summary.csv", "stacks.csv"
 MAX_WORKERS = 32
+# How long a scheduler may take to show a worker before it counts as having none.
+WORKER_WAIT_SECONDS = 20
 FINISHED, SKIPPED, FAILED = "finished", "skipped", "failed"
 
 
@@ -86,6 +90,8 @@ def _quantify_task(run_path: str, stack: str, out_dir: str, config: QuantifyConf
         result = quantify_stack(run, stack, out_dir, config, progress=progress)
         return StackOutcome(stack=Path(stack), status=SKIPPED if result.skipped else FINISHED,
                             result=result)
+    except Interrupted:
+        raise  # Ctrl-C stops the whole command (status 130), not just this stack
     except UnetlibError as error:
         return StackOutcome(stack=Path(stack), status=FAILED, message=str(error))
     except MemoryError:
@@ -105,14 +111,18 @@ def _check_stacks(stacks: Sequence[str | os.PathLike[str]]) -> list[Path]:
     unique: dict[Path, Path] = {}
     seen: dict[str, Path] = {}
     for path in paths:
-        if path.resolve() in unique:
+        try:
+            resolved = path.resolve()
+        except (OSError, RuntimeError):  # a symbolic link loop
+            raise missing_file_error(path) from None
+        if resolved in unique:
             continue
         if path.stem in seen:
             raise ParameterError(f"{path}: has the same name as {seen[path.stem]}; their results "
                                  f"would share the folder {path.stem}/. Rename one, or quantify "
                                  "them into different --out folders.")
         seen[path.stem] = path
-        unique[path.resolve()] = path
+        unique[resolved] = path
     return list(unique.values())
 
 
@@ -154,6 +164,8 @@ def quantify_study(run_path: str | os.PathLike[str], stacks: Sequence[str | os.P
         raise ParameterError(f"workers={workers!r} is invalid: expected a whole number of worker "
                              f"processes from 1 to {MAX_WORKERS}.")
     paths = _check_stacks(stacks)
+    if scheduler is None and len(paths) > 1:
+        _check_worker_memory(workers)
     run_path = Path(run_path)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -181,14 +193,33 @@ def quantify_study(run_path: str | os.PathLike[str], stacks: Sequence[str | os.P
                        table=out_dir / STACKS_FILE)
 
 
+def _check_worker_memory(workers: int) -> None:
+    """Refuse a local cluster whose worker processes would not fit in the memory available."""
+    from unetlib.resources import QUANTIFY_WORKER_BYTES, available_memory_bytes, format_bytes
+
+    needed, available = workers * QUANTIFY_WORKER_BYTES, available_memory_bytes()
+    if needed > available:
+        most = max(1, available // QUANTIFY_WORKER_BYTES)
+        raise ParameterError(f"workers={workers} is invalid: {workers} worker processes need "
+                             f"about {format_bytes(needed)} of memory, more than the "
+                             f"{format_bytes(available)} available on this machine. Use at "
+                             f"most {most} workers.")
+
+
 def _check_run(run_path: Path, config: QuantifyConfig) -> None:
     """Refuse an unusable run (or ``--model-input``) here, once, not once per stack."""
+    from unetlib.predict import check_tile
     from unetlib.quantify import model_input_lasers, run_organs
     from unetlib.run import load_run
 
     run = load_run(run_path)
     organs = run_organs(run)
     model_input_lasers(run, config.model_input)
+    check_tile(run, config.predict.tile)
+    if run.organs is None and run.config and not run.calibrated:
+        warnings.warn(f"{run_path}: this run did not finish (no metrics.json), so its "
+                      f"threshold was never calibrated; using {run.threshold}. Finish it with "
+                      "train --resume.", UnetlibWarning, stacklevel=3)
     if config.background is not None and config.background not in organs.names:
         raise ParameterError(f"background={config.background!r} is invalid: the organs of "
                              f"{run_path} are {', '.join(organs.names)}.")
@@ -226,7 +257,7 @@ def _on_dask(run_path: Path, paths: list[Path], out_dir: Path, config: QuantifyC
                                  key=f"quantify-{path.stem}-{os.getpid()}-{index}"): path
                    for index, path in enumerate(paths)}
         with tqdm(total=len(futures), desc="quantify stacks", unit="stack",
-                  disable=not progress) as bar:
+                  disable=not progress_wanted(progress)) as bar:
             for future in as_completed(futures):
                 path = futures[future]
                 try:
@@ -255,11 +286,21 @@ def _connect(scheduler: str):
 
     _quiet_dask()
     try:
-        return Client(scheduler, timeout="10s")
+        client = Client(scheduler, timeout="10s")
     except (OSError, TimeoutError, ValueError) as error:
         raise InputError(describe(scheduler, f"no Dask scheduler answered ({error})",
                                   "Start one (dask scheduler) and its workers, or leave out "
                                   "--scheduler to use a local cluster.")) from None
+    # Tasks sent to a scheduler without workers wait forever: refuse it instead.
+    try:
+        client.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
+    except (OSError, TimeoutError):
+        client.close()
+        raise InputError(describe(scheduler, "the Dask scheduler has no workers (none joined "
+                                  f"within {WORKER_WAIT_SECONDS} s)",
+                                  f"Start workers (dask worker {scheduler}), or leave out "
+                                  "--scheduler to use a local cluster.")) from None
+    return client
 
 
 def _gather(out_dir: Path, outcomes: list[StackOutcome]) -> None:
@@ -275,10 +316,12 @@ def _gather(out_dir: Path, outcomes: list[StackOutcome]) -> None:
     rows = []
     for folder in sorted(path for path in out_dir.iterdir() if path.is_dir()):
         if (folder / RECORD_FILE).is_file() and (folder / "summary.csv").is_file():
-            rows += read_csv(folder / "summary.csv")
+            # Stacks quantified in several goes may have used different runs: say which.
+            run = str(read_json(folder / RECORD_FILE).get("run", ""))
+            rows += [{**row, "run": run} for row in read_csv(folder / "summary.csv")]
     summary = out_dir / SUMMARY_FILE
     if not (summary.is_file() and read_csv(summary) == rows):
-        write_csv(summary, rows, SUMMARY_FIELDS, overwrite=True)
+        write_csv(summary, rows, (*SUMMARY_FIELDS, "run"), overwrite=True)
     write_csv(out_dir / STACKS_FILE, [
         {"stack": str(outcome.stack), "status": outcome.status,
          "cycles": str(outcome.result.cycles) if outcome.result else "",

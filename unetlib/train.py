@@ -34,7 +34,7 @@ from unetlib.config import (BINARY_LOSSES, ORGAN_LOSSES, ModelConfig, PipelineCo
 from unetlib.dataset import find_pairs
 from unetlib.errors import InputError, Interrupted, OutputError, ParameterError, describe
 from unetlib.finetune import StartingPoint, set_encoder_trainable, starting_point
-from unetlib.frames import recorded_lasers
+from unetlib.frames import recorded_laser_count, recorded_lasers
 from unetlib.io import atomic_path, read_csv, read_image, read_json, write_json
 from unetlib.locking import output_lock
 from unetlib.metrics import (frame_metrics, get_loss, organ_frame_metrics,
@@ -178,11 +178,17 @@ def _check_run_folder(run_dir: Path, config: TrainConfig) -> tuple[dict | None, 
                                       "and state.json are missing)",
                                       "Start a new run without --resume."))
         state = read_json(run_dir / "state.json")
+        _refuse_other_sizes(run_dir, config)
         if finished and not config.force:
             raise OutputError(describe(run_dir, "holds a finished run; resuming it would "
                                        "replace its model.keras",
                                        "Train into another --out, or add --force (with more "
                                        "--epochs) to train this run further."))
+        if not finished and state["epochs_completed"] >= config.epochs:
+            # Stopped after its last epoch, before metrics.json: only the finishing steps
+            # (calibration, metrics.json) are left, and resuming does just those.
+            logger.info("%s: every epoch is done; finishing the run", run_dir)
+            return state, []
         if state["epochs_completed"] >= config.epochs:
             raise OutputError(describe(run_dir, f"already completed {state['epochs_completed']} "
                                        f"of {config.epochs} epochs",
@@ -200,6 +206,19 @@ def _check_run_folder(run_dir: Path, config: TrainConfig) -> tuple[dict | None, 
                                    "--force to replace it." if not finished else
                                    "Choose another --out or pass --force to replace it."))
     return None, present
+
+
+def _refuse_other_sizes(run_dir: Path, config: TrainConfig) -> None:
+    """Refuse to resume a run with other patch or batch sizes than it was started with:
+    its config.json would then describe neither."""
+    stored = read_run_config(run_dir).get("pipeline") or {}
+    for name, flag in (("patch_size", "--patch-size"), ("batch_size", "--batch-size")):
+        asked = getattr(config.pipeline, name)
+        if name in stored and stored[name] != asked:
+            raise ParameterError(describe(run_dir, f"was started with {flag} {stored[name]}; "
+                                          f"resuming it with {flag} {asked} would mix them",
+                                          f"Resume with {flag} {stored[name]}, or start again "
+                                          "with --force and no --resume."))
 
 
 def _history_rows(path: Path) -> list[dict[str, float]]:
@@ -306,12 +325,22 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     if run_dir.exists() and not run_dir.is_dir():
         raise OutputError(describe(run_dir, "exists and is not a folder",
                                    "Give a run folder path for --out."))
+    _refuse_run_in_data(run_dir, data_dir)
     with output_lock(run_dir):
         try:
             return _train_locked(data_dir, run_dir, config, organs, fingerprint, request,
                                  started, deadline, start)
         except KeyboardInterrupt:
             raise _interrupted(run_dir) from None
+
+
+def _refuse_run_in_data(run_dir: Path, data_dir: Path) -> None:
+    """Refuse a run folder that is the data folder or lies in its frames, masks or test
+    frames: its files would be read as data next time, or break the folder."""
+    run, data = run_dir.resolve(), data_dir.resolve()
+    if run == data or any(run.is_relative_to(data / part) for part in ("train", "test")):
+        raise OutputError(describe(run_dir, f"is inside the data folder {data_dir}",
+                                   "Give --out a folder outside it, e.g. runs/<name>."))
 
 
 def _resolve_loss(loss: str, organs: OrganTable | None, data_dir: Path) -> str:
@@ -495,6 +524,7 @@ def _run_config(run_dir: Path, data_dir: Path, config: TrainConfig, organs: Orga
         "data": {"data_dir": str(data_dir.resolve()), "fingerprint": fingerprint,
                  "pairs": len(data.pairs), "channels": data.channels,
                  "lasers": recorded_lasers(data_dir),
+                 "stack_lasers": recorded_laser_count(data_dir),
                  "train_stems": [pair.stem for pair in data.train],
                  "val_stems": [pair.stem for pair in data.val],
                  "holdout_stems": list(config.holdout)},
@@ -555,6 +585,8 @@ def _fit(model: keras.Model, run_dir: Path, config: TrainConfig, organs: OrganTa
                           steps_per_epoch=remaining, validation_data=val_dataset,
                           callbacks=[frame_validation, recorder], verbose=config.verbose, shuffle=False)
                 initial_epoch = int(state["epochs_completed"])
+                if recorder.non_finite_loss is not None:
+                    raise _diverged(run_dir, config, recorder.non_finite_loss, initial_epoch)
                 if not recorder.ended_epoch_early and remaining == config.steps_per_epoch:
                     break
             if recorder.stopped_by_time_budget:
@@ -566,6 +598,18 @@ def _fit(model: keras.Model, run_dir: Path, config: TrainConfig, organs: OrganTa
                           f"({state['epochs_completed']}): free disk space (or fix the "
                           "permission), then continue it with --resume.") from None
     return recorder
+
+
+def _diverged(run_dir: Path, config: TrainConfig, where: tuple[int, int, float],
+              kept: int) -> ParameterError:
+    """The one-line error of a training whose loss became NaN or infinite."""
+    epoch, step, loss = where
+    what = (f"the run keeps its last complete epoch ({kept})" if kept else
+            "nothing of it was kept")
+    return ParameterError(describe(run_dir, f"training stopped: the loss became {loss} at step "
+                                   f"{step} of epoch {epoch}; {what}", "Lower --lr (it is "
+                                   f"{config.model.learning_rate:g}) or check the frames and "
+                                   "masks, then train again with --force."))
 
 
 def _calibrate(run_dir: Path, config: TrainConfig, organs: OrganTable | None,

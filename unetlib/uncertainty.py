@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from unetlib.config import PickConfig, SplitConfig
-from unetlib.errors import ParameterError, describe
-from unetlib.io import file_sha256, read_csv, write_csv
+from unetlib.errors import InputError, ParameterError, describe
+from unetlib.io import file_sha256, read_csv, read_image, write_csv
 from unetlib.locking import output_lock
 from unetlib.measure import body_mask
 from unetlib.normalize import normalize_image
@@ -132,6 +132,53 @@ def _cycles_of(rows: list[dict[str, str]], stack: LaserStack) -> set[int]:
             if row.get("stack") == stack.path.name and str(row.get("cycle", "")).isdigit()}
 
 
+def _check_same_folder(run: LoadedRun, stack: LaserStack, data_dir: Path,
+                       rows: list[dict[str, str]], lasers: tuple[int, ...]) -> None:
+    """Refuse to add frames unlike the data folder's: other lasers (channels), a run of
+    other organs, or another stack under the file name its frames were picked from.
+
+    Raises
+    ------
+    ParameterError
+        The lasers or the organs differ.
+    InputError
+        ``stack`` is not the stack of that name the folder's frames came from.
+    """
+    from unetlib.organs import find_organ_table, organ_table_path  # noqa: PLC0415
+    from unetlib.frames import recorded_lasers  # noqa: PLC0415
+
+    table = data_dir / "train" / "frames.csv"
+    recorded = recorded_lasers(data_dir) if rows else None
+    if recorded is not None and recorded != lasers:
+        raise ParameterError(describe(table, f"holds frames of laser(s) "
+                                      f"{','.join(map(str, recorded))} ({len(recorded)} "
+                                      f"channel(s)), not of laser(s) {','.join(map(str, lasers))}"
+                                      " as asked", "Pick with the --channels (and --laser) of "
+                                      "the folder's frames, or into another data folder."))
+    organs = find_organ_table(data_dir)
+    if organs is not None and run.organs is not None and \
+            sorted(map(str.lower, organs.names)) != sorted(map(str.lower, run.organs.names)):
+        raise ParameterError(describe(organ_table_path(data_dir), f"names the organs "
+                                      f"{', '.join(organs.names)}, but {run.model_path.parent} "
+                                      f"segments {', '.join(run.organs.names)}",
+                                      "Choose with a run trained on this data folder's organs."))
+    for row in rows:
+        frame = data_dir / "train" / "frames" / str(row.get("file", ""))
+        row_lasers = tuple(int(n) for n in str(row.get("lasers", "")).split() if n.isdigit())
+        if row.get("stack") != stack.path.name or not str(row.get("cycle", "")).isdigit() \
+                or not frame.is_file() or int(row["cycle"]) >= stack.cycles \
+                or not row_lasers or max(row_lasers) > stack.lasers:
+            continue
+        image = stack.composite(int(row["cycle"]), row_lasers)
+        image = image[..., 0] if image.shape[-1] == 1 else image
+        if not np.array_equal(read_image(frame), image):
+            raise InputError(describe(stack.path, f"is not the {stack.path.name} that {frame} "
+                                      f"was picked from (cycle {row['cycle']} differs)",
+                                      "Give the acquisition the folder's frames came from, or "
+                                      "pick into another data folder."))
+        break  # one frame tells the stacks apart
+
+
 def pick_uncertain(stack: LaserStack, data_dir: Path, config: PickConfig,
                    split: SplitConfig) -> "PickResult":
     """``pick-frames --method uncertain``: add the ``config.count`` cycles ``config.run``
@@ -163,6 +210,7 @@ def pick_uncertain(stack: LaserStack, data_dir: Path, config: PickConfig,
     tag = f"uncertain {file_sha256(run.model_path)[:12]}"
     table = data_dir / "train" / "frames.csv"
     rows = read_csv(table) if table.is_file() else []
+    _check_same_folder(run, stack, data_dir, rows, lasers)
     mine = [row for row in rows if row.get("picked_by") == tag]
     if len(mine) >= config.count:
         logger.info("%s already holds %d frames this model chose; nothing to do", data_dir,
