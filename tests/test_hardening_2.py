@@ -599,3 +599,24 @@ def test_26_no_progress_bar_is_written_into_a_log_file(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "\r" not in result.stderr and "file/s" not in result.stderr, result.stderr
     assert f"split {stack} into {tmp_path / 'split'}: " in result.stderr  # one line instead
+
+
+def test_26_a_read_only_file_system_is_named_not_reported_as_full(tmp_path, capsys,
+                                                                   monkeypatch):
+    # A read-only mount reports no free blocks; os.statvfs stands in for one (as root, a
+    # real read-only mount cannot be made inside the test).
+    real_statvfs = os.statvfs
+
+    def read_only_statvfs(path):
+        real = real_statvfs(path)
+        values = list(real)
+        values[4] = values[5] = 0  # f_bfree, f_bavail: what a read-only mount reports
+        values[8] = real.f_flag | os.ST_RDONLY
+        return os.statvfs_result(values)
+
+    monkeypatch.setattr(os, "statvfs", read_only_statvfs)
+    status, _, err = cli(capsys, "demo-stack", "--out", tmp_path / "demo", "--cycles", "3",
+                         "--height", "32", "--width", "48")
+    assert status == 2, err
+    assert "read-only file system" in err and "free" not in err, err
+    assert not (tmp_path / "demo" / "stack.tif").exists()

@@ -68,6 +68,13 @@ def free_disk_bytes(folder: str | os.PathLike[str]) -> int:
     return shutil.disk_usage(folder).free
 
 
+def _read_only(folder: str | os.PathLike[str]) -> bool:
+    folder = Path(folder).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+
+
 def training_memory_bytes(config: ModelConfig, *, patch_size: int, batch_size: int) -> int:
     """Estimated peak memory of training ``config`` on ``batch_size`` patches of ``patch_size``².
 
@@ -100,7 +107,13 @@ def require_memory(needed: int, where: str | os.PathLike[str], what: str, fix: s
 
 
 def require_disk(needed: int, folder: str | os.PathLike[str], what: str, fix: str) -> None:
-    """Raise :class:`OutputError` when ``needed`` bytes exceed the free space at ``folder``."""
+    """Raise :class:`OutputError` when ``needed`` bytes exceed the free space at ``folder``.
+
+    A read-only file system reports no free space; it is named as what it is.
+    """
+    if _read_only(folder):
+        raise OutputError(describe(folder, "is on a read-only file system",
+                                   "Choose an output folder on a writable disk."))
     free = free_disk_bytes(folder)
     if needed > free:
         raise OutputError(describe(folder, f"{what} needs {format_bytes(needed)} of disk, more "
