@@ -272,7 +272,8 @@ from unetlib.widgets import prediction_viewer
         ]) + """
 demo = True                        # the synthetic demo: its ground truth stands in for GIMP masks; False for your data
 """ + f'{truth_name} = "{truth_default}"'.ljust(33) + """  # truth masks of the test frames, for scoring; "" if none
-preset = ""                        # network; "": by task ("default" for one foreground, "organs" with organs.csv); or "wide", "classic", "small"
+""" + ('preset = ""'.ljust(35) + '# network; "": by task ("default" for one foreground, "organs" with organs.csv); or "wide", "classic", "small"' if gray else
+       'preset = "default"'.ljust(35) + '# network; the demo\'s easy organs need only "default"; "": by task ("organs" with organs.csv, for real acquisitions); or "wide", "classic", "small"') + """
 augment = "default"                # augmentation preset: "default", "original" or "none"
 loss = "auto"                      # "auto": bce (binary masks) or ce+dice (organs.csv); or "bce+dice", "ce"
 """ + f"epochs = {epochs}".ljust(35) + """# training epochs
