@@ -46,9 +46,10 @@ def organ_demo_training() -> TrainConfig:
     here because organ data would otherwise get the slower ``organs`` network
     (:meth:`TrainConfig.for_task`), which the demo's high-contrast organs do not need.
     Measured on the demo's 3-laser composites (AMD EPYC, AVX-512, 2 cores), held-out Dice
-    liver / kidney / bladder: ``default`` 0.997 / 0.989 / 0.981 in about a minute (8 epochs
-    gave the bladder 0.953); ``organs`` 0.997 / 0.987 / 0.988 in 282 s, a 6-minute demo,
-    and 0.994 / 0.966 / 0.976 in 156 s with 8 epochs. Patches centred on each organ alike
+    liver / kidney / bladder, and the demo's seconds for this folder (training and
+    prediction): ``default`` 0.997 / 0.989 / 0.981 in 152 s (8 epochs gave the bladder
+    0.953); ``organs`` 0.997 / 0.987 / 0.988 in 282 s, which made the demo 6 minutes, and
+    0.994 / 0.966 / 0.976 in 156 s with 8 epochs. Patches centred on each organ alike
     make the small ones as frequent as the liver, and 128 pixels is enough context once the
     colours separate them.
     """
