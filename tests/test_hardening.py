@@ -319,7 +319,7 @@ def test_13_resume_of_a_finished_run_needs_force(tmp_path, capsys):
     run = train(data, tmp_path / "run", TINY).run_dir
     before = (run / "model.keras").read_bytes()
     status, _, err = cli(capsys, "train", data, "--out", run, "--resume", "--preset", "small",
-                         "--epochs", "2")
+                         "--epochs", "2", "--patch-size", "32", "--batch-size", "2")
     assert status == 2 and "holds a finished run; resuming it would replace" in err
     assert "--force" in err and (run / "model.keras").read_bytes() == before
 

@@ -125,7 +125,8 @@ def test_cli_uncertain_without_a_run_is_one_line(organ_run, tmp_path, capsys):
     code = main(["pick-frames", str(organ_run["stack"]), "--out", str(tmp_path / "d"),
                  "--method", "uncertain", "--count", "2"])
     error = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(error) == 1 and "with method='uncertain'" in error[0]
+    assert code == 2 and len(error) == 1 and "--run is missing" in error[0]
+    assert "--method uncertain" in error[0]
     assert not (tmp_path / "d").exists()
 
 
