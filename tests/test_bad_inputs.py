@@ -974,6 +974,7 @@ def shorten(text: str, limit: int = 1500) -> str:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+@pytest.mark.slow
 def test_bad_input_is_refused_with_one_line(case, tmp_path, capsys, caplog, request,
                                             shared_files):
     shared = Shared(files=shared_files, trained_run=lambda: request.getfixturevalue("trained_run"))

@@ -106,6 +106,7 @@ def test_demo_stack_split_and_pick_from_the_command_line(tmp_path):
     assert different.returncode == 2 and "--force" in different.stderr
 
 
+@pytest.mark.slow
 def test_check_train_predict_evaluate_from_the_command_line(tmp_path):
     data = write_data_folder(tmp_path / "data1d")
     check = run_cli("check-masks", str(data))
@@ -164,6 +165,7 @@ def test_check_masks_reports_errors_with_non_zero_exit(tmp_path):
 
 @pytest.mark.parametrize("case", ["not-a-model", "empty-input", "threshold", "no-masks",
                                   "channels"])
+@pytest.mark.slow
 def test_train_and_predict_bad_input_is_one_line(tmp_path, case):
     data = write_data_folder(tmp_path / "data1d", count=2)
     model = tmp_path / "model.keras"

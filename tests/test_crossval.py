@@ -67,6 +67,7 @@ def test_fold_summary_is_the_mean_and_sample_sd_over_folds():
 
 # --- a real cross-validation ------------------------------------------------------------
 
+@pytest.mark.slow
 def test_each_frame_is_scored_by_the_one_run_that_never_saw_it(crossval):
     result, data = crossval["result"], crossval["data"]
     stems = [row["stem"] for row in read_csv(data / "train" / "frames.csv")]
@@ -108,6 +109,7 @@ def test_a_small_model_cross_validates_above_a_floor(crossval):
     assert crossval["result"].summary["liver"]["mean"] > 0.9, crossval["result"].to_text()
 
 
+@pytest.mark.slow
 def test_rerunning_reuses_finished_folds_and_trains_only_missing_ones(crossval, tmp_path):
     out = tmp_path / "cv"
     shutil.copytree(crossval["result"].out_dir, out)
@@ -121,6 +123,7 @@ def test_rerunning_reuses_finished_folds_and_trains_only_missing_ones(crossval, 
     assert (out / "crossval.json").is_file()
 
 
+@pytest.mark.slow
 def test_an_interrupted_fold_is_resumed_from_its_last_epoch(crossval, tmp_path):
     """A fold stopped after 1 of 5 epochs (state.json, last.keras, no metrics.json)
     continues at epoch 2: its first epoch's history row is kept."""

@@ -54,6 +54,7 @@ def test_the_field_s_packages_are_all_there():
     assert requirements["keras"].startswith(">=3")
 
 
+@pytest.mark.slow
 def test_tensorflow_start_up_chatter_is_hidden_but_real_errors_are_not():
     import subprocess
     import sys

@@ -80,6 +80,7 @@ def _masks(folder: Path) -> dict[str, np.ndarray]:
     return {path.name: np.asarray(read_image(path)) for path in sorted(folder.glob("*_predict.png"))}
 
 
+@pytest.mark.slow
 def test_organ_package_validates_offline_and_holds_its_files(organ_package):
     from unetlib.export import check_package
 
@@ -95,6 +96,7 @@ def test_organ_package_validates_offline_and_holds_its_files(organ_package):
     assert "laser1" in description and "background" in description
 
 
+@pytest.mark.slow
 def test_bioimageio_core_runs_every_weight_format(organ_package, tmp_path, monkeypatch):
     from bioimageio.core import test_model
 
@@ -117,6 +119,7 @@ def test_bioimageio_core_runs_every_weight_format(organ_package, tmp_path, monke
 
 
 @pytest.mark.parametrize("kind", ["organs", "binary"])
+@pytest.mark.slow
 def test_package_predicts_the_masks_of_its_run(kind, organ_run, organ_package, binary_run,
                                                tmp_path):
     from unetlib.predict import predict_folder
@@ -148,6 +151,7 @@ def test_load_run_of_a_package_matches_the_run_folder(organ_run, organ_package):
     assert from_package.model_path == organ_package
 
 
+@pytest.mark.slow
 def test_saved_model_reproduces_the_masks_with_plain_tensorflow(organ_run, organ_package,
                                                                  tmp_path):
     from unetlib.io import read_image
@@ -174,6 +178,7 @@ def test_saved_model_reproduces_the_masks_with_plain_tensorflow(organ_run, organ
     np.testing.assert_array_equal(np.load(tmp_path / "classes.npy"), expected)
 
 
+@pytest.mark.slow
 def test_cli_export_prints_package_and_validation(organ_run, tmp_path, capsys):
     from unetlib.cli import main
 
@@ -227,6 +232,7 @@ def test_load_run_refuses_a_zip_that_is_not_a_unetlib_package(tmp_path):
         load_run(tmp_path / "notzip.zip")
 
 
+@pytest.mark.slow
 def test_quantify_accepts_a_package_and_measures_what_the_run_measures(organ_run, organ_package,
                                                                         tmp_path):
     from unetlib.quantify import quantify_stack, read_intensities

@@ -297,6 +297,7 @@ def fill(folder: Path, name: str = "filler") -> int:
 
 # --- 1, 2: killed and interrupted splits --------------------------------------------------
 
+@pytest.mark.slow
 def test_split_killed_mid_export_leaves_staging_that_the_next_run_removes(big_stack, tmp_path,
                                                                            start):
     out = tmp_path / "split"
@@ -317,6 +318,7 @@ def test_split_killed_mid_export_leaves_staging_that_the_next_run_removes(big_st
     assert snapshot(big_stack) == before
 
 
+@pytest.mark.slow
 def test_split_interrupted_mid_export_cleans_up_and_exits_130(big_stack, tmp_path, start):
     out = tmp_path / "split"
     before = snapshot(big_stack)
@@ -366,6 +368,7 @@ def assert_finished_cleanly(resumed, run_dir):
     assert leftovers(run_dir) == [] and not (run_dir / LOCK_NAME).exists()
 
 
+@pytest.mark.slow
 def test_train_interrupted_after_an_epoch_then_resumed(data_dir, tmp_path, start):
     run_dir = tmp_path / "run"
     before = snapshot(data_dir)
@@ -385,6 +388,7 @@ def test_train_interrupted_after_an_epoch_then_resumed(data_dir, tmp_path, start
     assert snapshot(data_dir) == before
 
 
+@pytest.mark.slow
 def test_train_killed_then_resumed_takes_over_the_stale_lock(data_dir, tmp_path, start):
     run_dir = tmp_path / "run"
     before = snapshot(data_dir)
@@ -403,6 +407,7 @@ def test_train_killed_then_resumed_takes_over_the_stale_lock(data_dir, tmp_path,
 
 # --- 5: two writers -----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_second_training_into_a_busy_run_folder_is_refused(data_dir, tmp_path, start):
     run_dir = tmp_path / "run"
     before = snapshot(data_dir)
@@ -461,6 +466,7 @@ def test_split_onto_a_full_disk_fails_cleanly(big_stack, tmp_path, start, mount_
     assert snapshot(big_stack) == before
 
 
+@pytest.mark.slow
 def test_train_that_fills_the_disk_keeps_its_last_epoch_and_resumes(data_dir, tmp_path, start,
                                                                      mount_tmpfs):
     disk = mount_tmpfs("disk", "size=16M")
@@ -514,6 +520,7 @@ def modes(root: Path) -> tuple[set[int], set[int]]:
 @pytest.mark.parametrize("umask, file_mode, folder_mode", [(0o022, 0o644, 0o755),
                                                            (0o077, 0o600, 0o700)],
                          ids=["umask022", "umask077"])
+@pytest.mark.slow
 def test_outputs_follow_the_umask(umask, file_mode, folder_mode, tiny_stack, data_dir, tmp_path,
                                   start):
     split_dir, pick_dir, run_dir = tmp_path / "split", tmp_path / "data1d", tmp_path / "run"

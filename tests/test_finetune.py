@@ -34,6 +34,7 @@ def organ_start(organ_run):
     return organ_run["run"], organ_run["root"] / "data"
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_the_given_weights_and_records_it(organ_start, tmp_path):
     start, data = organ_start
     config = dataclasses.replace(TINY, init_from=str(start), epochs=1, steps_per_epoch=1,
@@ -57,6 +58,7 @@ def test_fine_tuning_starts_from_the_given_weights_and_records_it(organ_start, t
     assert stored["normalize"] == read_json(start / "config.json")["normalize"]
 
 
+@pytest.mark.slow
 def test_fine_tuning_changes_the_weights_and_learns(organ_start, tmp_path):
     start, data = organ_start
     result = train(data, tmp_path / "tuned",
@@ -71,6 +73,7 @@ def test_fine_tuning_changes_the_weights_and_learns(organ_start, tmp_path):
     assert result.val_dice > 0.8
 
 
+@pytest.mark.slow
 def test_frozen_encoder_does_not_move_during_its_epochs(organ_start, tmp_path, monkeypatch):
     import unetlib.callbacks
 
@@ -104,6 +107,7 @@ def test_frozen_encoder_does_not_move_during_its_epochs(organ_start, tmp_path, m
     assert all(layer.trainable for layer in encoder_layers(tuned))
 
 
+@pytest.mark.slow
 def test_frozen_encoder_keeps_its_weights_while_the_decoder_learns(organ_start, tmp_path):
     from unetlib.finetune import set_encoder_trainable
 
@@ -175,6 +179,7 @@ def test_cli_init_from_a_missing_run_is_one_error_line(organ_start, tmp_path, ca
     assert not (tmp_path / "tuned").exists()
 
 
+@pytest.mark.slow
 def test_cli_fine_tunes_with_a_frozen_encoder(organ_start, tmp_path, capsys):
     start, data = organ_start
     status = main(["-q", "train", str(data), "--out", str(tmp_path / "tuned"), "--init-from",
@@ -191,6 +196,7 @@ def test_cli_fine_tunes_with_a_frozen_encoder(organ_start, tmp_path, capsys):
     assert [row["epoch"] for row in read_csv(tmp_path / "tuned" / "history.csv")] == ["1", "2"]
 
 
+@pytest.mark.slow
 def test_organs_listed_in_another_order_are_mapped_by_name(organ_start, tmp_path):
     start, data = organ_start
     reordered = tmp_path / "reordered"

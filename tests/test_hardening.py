@@ -67,6 +67,7 @@ def cli(capsys, *args):
 
 # --- 1. sizes bounded by the data and the memory ---------------------------------------
 
+@pytest.mark.slow
 def test_1_patch_far_larger_than_the_frames_is_refused_before_any_folder(tmp_path, capsys):
     data = write_data_folder(tmp_path / "data")
     status, _, err = cli(capsys, "train", data, "--out", tmp_path / "run", "--patch-size", 100000)
@@ -300,6 +301,7 @@ def test_11_forced_split_with_fewer_lasers_removes_the_old_folders(stack_path, t
 
 # --- 13. unfinished runs, finished runs, interruptions ---------------------------------
 
+@pytest.mark.slow
 def test_13_predicting_with_an_unfinished_run_warns_about_the_threshold(tmp_path):
     data = write_data_folder(tmp_path / "data")
     run = train(data, tmp_path / "run", TINY).run_dir
@@ -314,6 +316,7 @@ def test_13_predicting_with_an_unfinished_run_warns_about_the_threshold(tmp_path
         predict_folder(run, data / "test", tmp_path / "pred2", threshold=0.4, progress=False)
 
 
+@pytest.mark.slow
 def test_13_resume_of_a_finished_run_needs_force(tmp_path, capsys):
     data = write_data_folder(tmp_path / "data")
     run = train(data, tmp_path / "run", TINY).run_dir

@@ -98,6 +98,7 @@ def stop_during_finalisation(run_dir) -> None:
 
 # --- 1. a run stopped during finalisation is finished by --resume ------------------------
 
+@pytest.mark.slow
 def test_1_resume_finishes_a_run_stopped_after_its_last_epoch(tmp_path, capsys):
     data = write_data_folder(tmp_path / "data")
     run = train(data, tmp_path / "run", TINY).run_dir
@@ -119,6 +120,7 @@ def test_1_resume_finishes_a_run_stopped_after_its_last_epoch(tmp_path, capsys):
     assert status == 2 and "holds a finished run" in err
 
 
+@pytest.mark.slow
 def test_1_crossval_finishes_a_fold_stopped_after_its_last_epoch(tmp_path):
     data = write_data_folder(tmp_path / "data", count=6)
     config = CrossvalConfig(folds=2, seed=0, train=TINY)
@@ -159,6 +161,7 @@ def test_2_forced_split_never_removes_folders_a_manifest_names_beyond_its_own(tm
 
 # --- 3. a Dask scheduler without workers -------------------------------------------------
 
+@pytest.mark.slow
 def test_3_quantify_on_a_scheduler_without_workers_stops_with_one_line(organ_run, tmp_path):
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
@@ -195,6 +198,7 @@ def test_3_quantify_on_a_scheduler_without_workers_stops_with_one_line(organ_run
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning",
                             "ignore::ResourceWarning")
+@pytest.mark.slow
 def test_4_export_makes_identifiers_of_any_organ_names(tmp_path):
     from unetlib.export import export_package
 
@@ -266,6 +270,7 @@ def test_7_picking_test_frames_leaves_out_the_training_cycles(tmp_path):
 
 # --- 8. quantify checks the laser layout the training frames record ------------------------
 
+@pytest.mark.slow
 def test_8_quantify_refuses_another_laser_count_than_the_training_frames(organ_run, tmp_path,
                                                                          capsys):
     assert read_json(organ_run["run"] / "config.json")["data"]["stack_lasers"] == 4
@@ -316,6 +321,7 @@ def test_9_uncertain_pick_refuses_other_channels_organs_or_stack(organ_run, tmp_
 
 # --- 10. non-finite learning rates and losses -----------------------------------------------
 
+@pytest.mark.slow
 def test_10_an_infinite_learning_rate_is_refused_and_a_nan_loss_stops_training(tmp_path,
                                                                               capsys):
     data = write_data_folder(tmp_path / "data")
@@ -395,6 +401,7 @@ def test_18_an_organ_table_with_a_byte_order_mark_is_read(tmp_path):
 
 # --- 14, 15. an interrupted single-stack quantify ------------------------------------------------
 
+@pytest.mark.slow
 def test_14_15_interrupted_quantify_exits_130_and_keeps_the_earlier_results(organ_run, tmp_path):
     stack, _ = write_synthetic_stack(tmp_path / "long.tif",
                                      SyntheticConfig(cycles=150, height=96, width=128))
@@ -474,6 +481,7 @@ def test_24_tiles_smaller_than_the_training_patches_are_refused(organ_run, tmp_p
     assert not (tmp_path / "q").exists()
 
 
+@pytest.mark.slow
 def test_24_quantify_with_an_uncalibrated_binary_run_warns(organ_run, tmp_path):
     from unetlib.config import QuantifyConfig
     from unetlib.study import quantify_study
@@ -488,6 +496,7 @@ def test_24_quantify_with_an_uncalibrated_binary_run_warns(organ_run, tmp_path):
 
 # --- 23. resuming with other sizes -----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_23_resume_with_another_patch_or_batch_size_is_refused(tmp_path, capsys):
     data = write_data_folder(tmp_path / "data")
     run = train(data, tmp_path / "run", TINY).run_dir
@@ -513,6 +522,7 @@ def test_16_organ_names_that_would_share_a_column_are_refused(tmp_path):
 
 # --- 27. the study summary names the run of each row ------------------------------------------
 
+@pytest.mark.slow
 def test_27_study_summary_names_the_run_of_every_row(organ_run, tmp_path):
     from unetlib.study import quantify_study
 
@@ -553,6 +563,7 @@ def test_19_repeating_the_same_demo_stack_is_a_no_op(tmp_path, capsys):
     assert (tmp_path / "demo" / "stack.tif").read_bytes() == stack
 
 
+@pytest.mark.slow
 def test_19_repeating_the_same_predict_is_a_no_op(tmp_path, capsys):
     model = tmp_path / "m.keras"
     build_unet(ModelConfig(input_channels=1, depth=1, base_filters=4)).save(model)

@@ -67,6 +67,7 @@ def test_stored_outputs_are_small_enough_to_review():
         assert size < 400_000, f"{name} stores {size} bytes of output"
 
 
+@pytest.mark.slow
 def test_run_notebooks_with_two_parameter_sets_and_one_failing(tmp_path):
     params = tmp_path / "sets.yaml"
     params.write_text(yaml.safe_dump({
@@ -120,6 +121,7 @@ def test_run_notebooks_with_two_parameter_sets_and_one_failing(tmp_path):
     assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == SUITE
 
 
+@pytest.mark.slow
 def test_rerunning_a_training_notebook_reuses_the_finished_run(tmp_path):
     parameters = {**TINY, "demo": False, "truth1d_dir": "", "package_path": ""}
     data = tmp_path / "data1d"
@@ -148,6 +150,7 @@ def test_rerunning_a_training_notebook_reuses_the_finished_run(tmp_path):
     assert "no truth masks: nothing to score" in outputs
 
 
+@pytest.mark.slow
 def test_nbval_fails_when_a_checked_output_changes(tmp_path):
     """Copy notebook 01 with its stored outputs, edit one checked output, run nbval."""
     copy_dir = tmp_path / "notebooks"

@@ -43,6 +43,7 @@ def test_any_frame_size_keeps_resolution(size, channels):
 
 
 @pytest.mark.parametrize("batch_norm", [False, True])
+@pytest.mark.slow
 def test_tiling_equals_whole_frame_pass(batch_norm):
     # Depth 1 with 3x3 convolutions: receptive-field radius 9 px <= overlap/4 = 12 px, so
     # tiles agree with one pass to float precision, hence no seams.

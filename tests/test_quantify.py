@@ -97,6 +97,7 @@ def correlation(a, b) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+@pytest.mark.slow
 def test_quantify_recovers_the_known_organ_curves(quantified):
     _, rows = quantified
     truth = true_organ_means(ORGAN_STACK)  # (cycles, lasers, organs)
@@ -459,6 +460,7 @@ def test_time_to_peak_counts_from_the_first_cycle_even_when_it_is_flagged(blank_
 
 # --- CLI ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cli_quantify_writes_results_and_gathered_tables(organ_run, tmp_path):
     out = tmp_path / "study"
     result = run_cli("-q", "quantify", str(organ_run["run"]), str(organ_run["stack"]),
@@ -479,6 +481,7 @@ def test_cli_quantify_writes_results_and_gathered_tables(organ_run, tmp_path):
     assert len(read_intensities(out / "stack")) == CYCLES * LASERS * len(ORGANS)
 
 
+@pytest.mark.slow
 def test_cli_quantify_bad_model_input_is_one_error_line(organ_run, tmp_path):
     out = tmp_path / "study"
     result = run_cli("-q", "quantify", str(organ_run["run"]), str(organ_run["stack"]),

@@ -55,6 +55,7 @@ def test_the_users_choice_is_kept_and_other_cpus_keep_tensorflows_default(monkey
 
 
 @pytest.mark.parametrize("user", [None, "0"])
+@pytest.mark.slow
 def test_the_choice_is_made_before_tensorflow_loads(user):
     """In a fresh process: unetlib sets oneDNN on this CPU as chosen, or keeps the user's."""
     environ = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
@@ -76,6 +77,7 @@ def test_the_choice_is_made_before_tensorflow_loads(user):
     assert seen["record"]["cpu_model"] == cpu_info().model and seen["imported"]
 
 
+@pytest.mark.slow
 def test_a_run_folder_records_the_cpu_and_the_choice(tmp_path):
     from helpers import write_data_folder
     from unetlib.train import train
@@ -91,6 +93,7 @@ def test_a_run_folder_records_the_cpu_and_the_choice(tmp_path):
     assert runtime["onednn_reason"] and runtime["tensorflow"]
 
 
+@pytest.mark.slow
 def test_a_cap_on_onednn_s_instructions_is_named_in_every_report():
     """Benchmarks emulating an AVX2 CPU (ONEDNN_MAX_CPU_ISA) must say so beside their figures."""
     script = "from unetlib.runtime import runtime_line, runtime_record\n" \

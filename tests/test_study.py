@@ -223,6 +223,7 @@ def unreachable_scheduler_run(organ_run, tmp_path_factory):
 
 # --- a local cluster: one bad stack among good ones ---------------------------------------
 
+@pytest.mark.slow
 def test_local_cluster_reports_the_corrupt_stack_and_finishes_the_others(study):
     result = study.first
     assert result.returncode == 1, result.stderr
@@ -276,6 +277,7 @@ def test_local_cluster_leaves_no_worker_process_behind(study):
 
 # --- re-runs of the same study -------------------------------------------------------------
 
+@pytest.mark.slow
 def test_rerun_skips_finished_stacks_and_quantifies_the_replaced_one(study):
     before = mtimes(study.out, study.good)
     shutil.copy2(study.intact, study.corrupt)  # the copy is done again, completely
@@ -295,6 +297,7 @@ def test_rerun_skips_finished_stacks_and_quantifies_the_replaced_one(study):
         stem: len(ORGANS) * LASERS for stem in ("mouse0", "mouse1", "mouse2")}
 
 
+@pytest.mark.slow
 def test_force_redoes_finished_stacks(study):
     stems = [stack.stem for stack in study.stacks]
     before = mtimes(study.out, stems)
@@ -309,6 +312,7 @@ def test_force_redoes_finished_stacks(study):
 
 # --- an existing cluster --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_existing_scheduler_quantifies_the_stacks(organ_run, dask_cluster, tmp_path):
     stacks = [small_stack(tmp_path / f"lab{index}.tif", seed=10 + index) for index in range(2)]
     out = tmp_path / "out"
@@ -323,6 +327,7 @@ def test_existing_scheduler_quantifies_the_stacks(organ_run, dask_cluster, tmp_p
     assert "Receive client connection" in dask_cluster.scheduler_log.read_text(errors="replace")
 
 
+@pytest.mark.slow
 def test_same_stack_given_twice_is_quantified_once(organ_run, dask_cluster, tmp_path):
     stack = small_stack(tmp_path / "mouse.tif", seed=20)
     out = tmp_path / "out"
@@ -384,6 +389,7 @@ def test_workers_out_of_range_are_refused(organ_run, tmp_path, capsys, workers):
 
 # --- the Python API -----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_one_stack_runs_in_process_without_a_cluster(organ_run, tmp_path, monkeypatch):
     from unetlib.study import quantify_study
 

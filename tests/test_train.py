@@ -71,6 +71,7 @@ def copy_run(result, destination):
     return destination
 
 
+@pytest.mark.slow
 def test_train_writes_a_complete_run_folder(finished_run, data_dir, tmp_path):
     result = finished_run
     run_dir = result.run_dir
@@ -108,6 +109,7 @@ def test_train_writes_a_complete_run_folder(finished_run, data_dir, tmp_path):
     assert sorted(path.name for path in written) == [f"{i}_predict.png" for i in range(5)]
 
 
+@pytest.mark.slow
 def test_existing_run_is_not_overwritten_without_force(finished_run, data_dir, tmp_path):
     run_dir = copy_run(finished_run, tmp_path / "run")
     quick = dataclasses.replace(TINY, epochs=1, steps_per_epoch=1)
@@ -117,6 +119,7 @@ def test_existing_run_is_not_overwritten_without_force(finished_run, data_dir, t
     assert result.epochs_completed == 1 and len(read_csv(run_dir / "history.csv")) == 1
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_epoch(finished_run, data_dir, tmp_path):
     run_dir = copy_run(finished_run, tmp_path / "run")
     # Simulate an interruption after epoch 3 of 4: the finished marker is not there.
@@ -137,6 +140,7 @@ def test_resume_continues_from_the_last_epoch(finished_run, data_dir, tmp_path):
         train(data_dir, tmp_path / "fresh", dataclasses.replace(config, resume=True))
 
 
+@pytest.mark.slow
 def test_time_budget_stops_cleanly(data_dir, tmp_path):
     result = train(data_dir, tmp_path / "run",
                    dataclasses.replace(TINY, epochs=50, max_minutes=1e-4))
@@ -145,6 +149,7 @@ def test_time_budget_stops_cleanly(data_dir, tmp_path):
     assert read_json(tmp_path / "run" / "metrics.json")["stopped_by_time_budget"]
 
 
+@pytest.mark.slow
 def test_with_a_budget_an_epoch_ends_early_by_time_then_training_goes_on(data_dir, tmp_path):
     """A slow CPU keeps its best model every ``checkpoint_minutes``, not every epoch, and
     still trains ``epochs x steps_per_epoch`` steps: an epoch cut short is finished first.
@@ -163,6 +168,7 @@ def test_with_a_budget_an_epoch_ends_early_by_time_then_training_goes_on(data_di
     assert state["epochs_completed"] == 2 and state["epoch_steps_done"] == 0
 
 
+@pytest.mark.slow
 def test_without_a_budget_epochs_are_whole_whatever_the_checkpoint_minutes(data_dir, tmp_path):
     config = dataclasses.replace(TINY, epochs=2, checkpoint_minutes=1e-6)
     train(data_dir, tmp_path / "run", config)
@@ -170,6 +176,7 @@ def test_without_a_budget_epochs_are_whole_whatever_the_checkpoint_minutes(data_
     assert [int(row["steps"]) for row in history] == [TINY.steps_per_epoch] * 2
 
 
+@pytest.mark.slow
 def test_deterministic_runs_with_the_same_seed_have_identical_weights(data_dir, tmp_path):
     """``deterministic=True`` promises bit-identical re-runs. Op determinism is switched on
     for a whole process, so the two runs train in a child process of their own."""
@@ -192,6 +199,7 @@ def test_deterministic_runs_with_the_same_seed_have_identical_weights(data_dir, 
     assert child.stdout.strip().splitlines()[-1] == "identical"
 
 
+@pytest.mark.slow
 def test_channels_come_from_the_data(tmp_path):
     data = make_data(tmp_path / "data3d", count=3, channels=3)
     result = train(data, tmp_path / "run", dataclasses.replace(TINY, epochs=1,
@@ -233,6 +241,7 @@ def test_changed_parameters_do_not_reuse_a_finished_run(finished_run, data_dir):
 
 # --- several organs -----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_small_multi_organ_model_learns_every_organ(tmp_path):
     """Fails when learning breaks: every organ's held-out Dice must clear a floor.
 
@@ -262,6 +271,7 @@ def test_a_small_multi_organ_model_learns_every_organ(tmp_path):
     assert report.confusion.sum(axis=1).tolist() == [int((truth == k).sum()) for k in range(4)]
 
 
+@pytest.mark.slow
 def test_a_finished_run_from_an_older_unetlib_is_still_reused(finished_run, data_dir):
     """Its stored request lacks settings added since (model classes) and still holds the
     removed pipeline shortcuts as None: the identical call reuses it, a changed one not."""

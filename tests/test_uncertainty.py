@@ -101,6 +101,7 @@ def test_picking_again_with_the_same_model_adds_nothing(organ_run, picked_data):
     assert len(read_csv(picked_data / "train" / "frames.csv")) == 10
 
 
+@pytest.mark.slow
 def test_the_ranking_changes_when_the_model_changes(organ_run, tmp_path):
     """A barely trained model is unsure everywhere and ranks the cycles otherwise."""
     stack = load_stack(organ_run["stack"], SplitConfig())
