@@ -464,9 +464,10 @@ def _add_training_options(parser) -> None:
                              f"(default: {pipeline_defaults.patch_size})")
     parser.add_argument("--preset", choices=sorted(MODEL_PRESETS),
                         help="network: default (8 base filters, Adam 3e-3: best for one "
-                             "foreground, measured), organs (16 filters, Adam 1e-3: best for "
-                             "several organs, measured), wide (16 filters, the default before "
-                             "2026-11), classic (the original recipe), small (quick looks) "
+                             "foreground, measured), organs (16 filters, Adam 1e-3 decaying on "
+                             "a cosine schedule: best for several organs, measured), wide (16 "
+                             "filters, the default before 2026-11), classic (the original "
+                             "recipe), small (quick looks) "
                              "(default: by task, default without organs.csv, organs with it)")
     parser.add_argument("--augment", choices=preset_names(), default="default",
                         help="augmentation preset; original = the Keras 2 recipe's settings "
