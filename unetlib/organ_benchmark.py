@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from unetlib.io import write_image
+from unetlib.metrics import frame_metrics
 from unetlib.organs import Organ, OrganTable, write_organ_table
 from unetlib.synthetic import (curve_errors, hard_mouse, organ_table, render_frames,
                                write_synthetic_stack)
@@ -134,10 +135,9 @@ def make_hard_benchmark(folder: str | os.PathLike[str], *, train_mice: int = 2,
 def organ_dice(prediction: np.ndarray, truth: np.ndarray, value: int) -> float:
     """Dice of one organ value between two label images (NaN when both lack the organ)."""
     predicted, true = prediction == value, truth == value
-    total = int(predicted.sum()) + int(true.sum())
-    if total == 0:
+    if not (predicted.any() or true.any()):
         return float("nan")
-    return 2.0 * float(np.logical_and(predicted, true).sum()) / total
+    return frame_metrics(predicted, true)["dice"]
 
 
 def score_run(run_or_model: str | os.PathLike[str], benchmark: HardBenchmark
@@ -159,7 +159,7 @@ def score_run(run_or_model: str | os.PathLike[str], benchmark: HardBenchmark
         truth shows the organ are left out).
     """
     from unetlib.normalize import normalize_image
-    from unetlib.predict import predict_probabilities
+    from unetlib.predict import predict_probabilities, segment
     from unetlib.run import load_run, load_run_model
 
     path = Path(run_or_model)
@@ -170,10 +170,11 @@ def score_run(run_or_model: str | os.PathLike[str], benchmark: HardBenchmark
         group = scores["seen" if frames.seen else "unseen"]
         for image, truth in zip(frames.images, frames.labels):
             probability = predict_probabilities(model, normalize_image(image, run.normalize))
-            if probability.ndim == 2:  # one foreground: the run's calibrated threshold
-                prediction = (probability >= run.threshold).astype(np.uint8)
-            else:
-                prediction = np.argmax(probability, axis=-1)
+            # As predict writes it: organ values, or the foreground at the calibrated
+            # threshold (255, scored as the benchmark's single organ value 1).
+            prediction = segment(probability, threshold=run.threshold, organs=run.organs)
+            if run.organs is None:
+                prediction = (prediction > 0).astype(np.uint8)
             for organ in benchmark.organs.organs:
                 group.setdefault(organ.name, []).append(organ_dice(prediction, truth,
                                                                    organ.value))

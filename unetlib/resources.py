@@ -60,19 +60,21 @@ def available_memory_bytes() -> int:
         return 8 * 1024 ** 3
 
 
-def free_disk_bytes(folder: str | os.PathLike[str]) -> int:
-    """Free space on the file system that holds ``folder`` (or its nearest existing parent)."""
+def _existing(folder: str | os.PathLike[str]) -> Path:
+    """``folder``, or its nearest parent that exists (outputs are often not made yet)."""
     folder = Path(folder).absolute()
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
-    return shutil.disk_usage(folder).free
+    return folder
+
+
+def free_disk_bytes(folder: str | os.PathLike[str]) -> int:
+    """Free space on the file system that holds ``folder`` (or its nearest existing parent)."""
+    return shutil.disk_usage(_existing(folder)).free
 
 
 def _read_only(folder: str | os.PathLike[str]) -> bool:
-    folder = Path(folder).absolute()
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    return bool(os.statvfs(_existing(folder)).f_flag & os.ST_RDONLY)
 
 
 def training_memory_bytes(config: ModelConfig, *, patch_size: int, batch_size: int) -> int:
