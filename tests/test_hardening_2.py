@@ -7,6 +7,7 @@ these findings are also cases of ``test_bad_inputs.py``.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -631,3 +632,111 @@ def test_26_a_read_only_file_system_is_named_not_reported_as_full(tmp_path, caps
     assert status == 2, err
     assert "read-only file system" in err and "free" not in err, err
     assert not (tmp_path / "demo" / "stack.tif").exists()
+
+
+# --- 26. TensorFlow's out-of-memory errors and Dask's shut-down chatter ------------------------
+
+def test_26_tensorflow_out_of_memory_errors_are_recognised_by_name():
+    from unetlib._tensorflow import tf
+    from unetlib.resources import is_out_of_memory
+
+    # (A real tf.zeros of 256 TB raises the same class, after TensorFlow retries for 10 s.)
+    exhausted = tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+    assert is_out_of_memory(exhausted) and is_out_of_memory(MemoryError())
+    assert is_out_of_memory(tf.errors.AbortedError(
+        None, None, "could not create a primitive, in file mkl_conv_grad_input_ops.cc:546"))
+    assert not is_out_of_memory(tf.errors.AbortedError(None, None, "the session was aborted"))
+    assert not is_out_of_memory(ValueError("out of memory"))
+    # tifffile reading into memory that cannot be had: ENOMEM, not a damaged file.
+    assert is_out_of_memory(OSError(errno.ENOMEM, "Cannot allocate memory"))
+    assert not is_out_of_memory(OSError(errno.ENOSPC, "No space left on device"))
+
+
+CAPPED_CLI = """
+import resource, sys
+import unetlib._tensorflow  # TensorFlow loaded before the cap
+from unetlib.cli import main
+with open("/proc/self/status") as status:
+    used = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+cap = used + int(sys.argv[1]) * 10 ** 6
+resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+raise SystemExit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("megabytes", [2000, 3000])
+def test_26_predict_out_of_memory_inside_tensorflow_is_one_line(organ_run, tmp_path, megabytes):
+    # A 3000 px frame predicted in one tile with a few GB of address space left once
+    # TensorFlow is loaded: the frame fits, the network's activations do not, and oneDNN's
+    # "could not create a primitive" (an AbortedError) arrived as a 70-line traceback.
+    tifffile.imwrite(tmp_path / "big.tif",
+                     np.random.default_rng(0).integers(0, 4000, (4, 3000, 3000), np.uint16))
+    done = subprocess.run([sys.executable, "-c", CAPPED_CLI, str(megabytes), "predict",
+                           str(organ_run["run"]), str(tmp_path / "big.tif"), "--out",
+                           str(tmp_path / "p"), "--tile", "3008"], capture_output=True,
+                          text=True, timeout=300, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        "error: predict ran out of memory. Use smaller settings (batch size, patch or tile "
+        "size), or close other programs."], done.stderr[-3000:]
+    assert not list((tmp_path / "p").glob("*.png"))
+
+
+def _quantify_on_two_workers(organ_run, tmp_path, stacks: int) -> tuple[subprocess.Popen, list, Path]:
+    paths = []
+    for index in range(stacks):
+        paths.append(tmp_path / f"m{index}.tif")
+        shutil.copyfile(organ_run["stack"], paths[-1])
+    out = tmp_path / "q"
+    stderr = open(tmp_path / "stderr.txt", "wb")
+    child = subprocess.Popen([sys.executable, "-m", "unetlib", "quantify", str(organ_run["run"]),
+                              *map(str, paths), "--out", str(out), "--workers", "2"],
+                             stdout=subprocess.DEVNULL, stderr=stderr, stdin=subprocess.DEVNULL,
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    stderr.close()
+    deadline = time.monotonic() + 180
+    while not list(out.glob("*/.*.staging")):  # workers are segmenting
+        assert child.poll() is None and time.monotonic() < deadline, \
+            (tmp_path / "stderr.txt").read_text()
+        time.sleep(0.01)
+    return child, paths, out
+
+
+@pytest.mark.slow
+def test_26_interrupted_quantify_on_dask_says_one_line(organ_run, tmp_path):
+    child, _, _ = _quantify_on_two_workers(organ_run, tmp_path, stacks=6)
+    try:
+        child.send_signal(signal.SIGINT)
+        status = child.wait(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    err = (tmp_path / "stderr.txt").read_text()
+    # Workers used to log "... ended with CancelledError" lines here.
+    assert status == 130 and err.splitlines() == [
+        "error: quantify interrupted; no file was left half-written. Run the same command "
+        "again."], err
+
+
+@pytest.mark.slow
+def test_26_a_killed_dask_worker_is_retried_without_dask_chatter(organ_run, tmp_path):
+    child, paths, out = _quantify_on_two_workers(organ_run, tmp_path, stacks=4)
+    try:
+        lock = next(out.glob("*/.unetlib.lock"))
+        worker = int(dict(line.split("=", 1) for line in lock.read_text().splitlines()
+                          if "=" in line)["pid"])
+        os.kill(worker, signal.SIGKILL)
+        status = child.wait(timeout=300)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    err = (tmp_path / "stderr.txt").read_text()
+    assert status == 0, err
+    assert all((out / path.stem / "quantify.json").is_file() for path in paths)
+    # Dask's own lines ("Removing worker ... stimulus_id=...", "Restarting worker") and the
+    # resource tracker's "leaked semaphore objects" are gone; the lock take-over is ours.
+    assert [line for line in err.splitlines() if not line.startswith(f"{out}/")] == [], err

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from unetlib import __version__
 from unetlib.errors import Interrupted, ParameterError, UnetlibError
+from unetlib.resources import is_out_of_memory
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -760,6 +761,12 @@ def _error(message: str) -> None:
     print(f"error: {' '.join(message.split())}", file=sys.stderr)
 
 
+def _out_of_memory(command: str) -> int:
+    _error(f"{command} ran out of memory. Use smaller settings (batch size, patch or tile "
+           "size), or close other programs.")
+    return EXIT_ERROR
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status (0 success, 2 expected error, 130 interrupted)."""
     parser = build_parser()
@@ -784,15 +791,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(f"{args.command} interrupted; no file was left half-written. Run the same "
                "command again.")
         return EXIT_INTERRUPTED
-    except MemoryError:
-        _error(f"{args.command} ran out of memory. Use smaller settings (batch size, patch or "
-               "tile size), or close other programs.")
-        return EXIT_ERROR
     except OSError as error:
+        if is_out_of_memory(error):
+            return _out_of_memory(args.command)
         # Disk full, permission denied, a vanished network share: the environment, not a
         # bug; one line naming the file, like every other expected failure.
         where = error.filename or args.command
         _error(f"{where}: {error.strerror or error}. Check free space, permissions and the path.")
         return EXIT_ERROR
+    except Exception as error:  # Python's MemoryError or TensorFlow's
+        if not is_out_of_memory(error):
+            raise
+        return _out_of_memory(args.command)
     finally:
         warnings.showwarning = previous_showwarning

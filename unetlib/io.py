@@ -245,8 +245,14 @@ def tifffile_problems() -> Iterator[list[str]]:
 
 
 def damaged_tiff_error(path: Path, problem: str) -> InputError:
-    """The error for a TIFF that tifffile can only partly read (truncated copy, bad IFD)."""
+    """The error for a TIFF that tifffile can only partly read (truncated copy, bad IFD).
+
+    Raises ``MemoryError`` instead when what tifffile met was a failed allocation
+    (``[Errno 12]``): the file is fine, the machine is short of memory.
+    """
     problem = re.sub(r"^<[^>]*>\s*", "", problem)
+    if f"[Errno {errno.ENOMEM}]" in problem or "MemoryError" in problem:
+        raise MemoryError(f"{path}: {problem}")
     size = path.stat().st_size if path.exists() else 0
     return InputError(describe(path, f"is damaged or truncated ({problem}; {size} bytes on disk)",
                                "Copy it again from the acquisition computer and check that the "

@@ -11,6 +11,7 @@ sizes that cannot work, not to squeeze the last gigabyte out of a machine.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from pathlib import Path
@@ -58,6 +59,29 @@ def available_memory_bytes() -> int:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):  # pragma: no cover - exotic platforms
         return 8 * 1024 ** 3
+
+
+# How TensorFlow says an allocation failed: its own out-of-memory error, and oneDNN's
+# "could not create a primitive" (raised as AbortedError) when a kernel's scratch memory
+# cannot be had.
+_TENSORFLOW_OUT_OF_MEMORY = ("OOM when allocating", "could not create a primitive",
+                             "out of memory")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is a failed allocation: Python's ``MemoryError`` or TensorFlow's.
+
+    TensorFlow's errors are recognised by class name and message, so callers need not
+    import TensorFlow to catch them.
+    """
+    if isinstance(error, MemoryError) or (isinstance(error, OSError)
+                                          and error.errno == errno.ENOMEM):
+        return True
+    name = type(error).__name__
+    if name == "ResourceExhaustedError":
+        return True
+    return (name in ("AbortedError", "InternalError", "UnknownError")
+            and any(text in str(error) for text in _TENSORFLOW_OUT_OF_MEMORY))
 
 
 def _existing(folder: str | os.PathLike[str]) -> Path:

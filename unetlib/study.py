@@ -15,13 +15,14 @@ progress bar over its cycles.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
 import os
 import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -237,12 +238,16 @@ def _on_dask(run_path: Path, paths: list[Path], out_dir: Path, config: QuantifyC
         # One TensorFlow thread pool per worker sized to its share of the cores, so
         # workers do not oversubscribe the machine.
         threads = str(max(1, (os.cpu_count() or 1) // workers))
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None,
-                               env={"TF_NUM_INTRAOP_THREADS": threads,
-                                    "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": threads,
-                                    "TF_CPP_MIN_LOG_LEVEL": "2",
-                                    "DASK_LOGGING__DISTRIBUTED": "warning"})
+        with _quiet_resource_tracker():
+            # A worker's failure reaches us as its task's error; what workers log
+            # themselves is shut-down races (heartbeats to a closed scheduler, cancelled
+            # tasks), hence silence_logs.
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None, silence_logs=logging.CRITICAL,
+                                   env={"TF_NUM_INTRAOP_THREADS": threads,
+                                        "TF_NUM_INTEROP_THREADS": "1",
+                                        "OMP_NUM_THREADS": threads,
+                                        "TF_CPP_MIN_LOG_LEVEL": "2"})
         try:
             client = Client(cluster)
         except BaseException:
@@ -277,8 +282,35 @@ def _on_dask(run_path: Path, paths: list[Path], out_dir: Path, config: QuantifyC
 
 
 def _quiet_dask() -> None:
-    """The cluster's own start-up and shut-down chatter is not the user's business."""
-    logging.getLogger("distributed").setLevel(logging.WARNING)
+    """The cluster's own chatter is not the user's business.
+
+    Its warnings are internal (a worker "still alive after 4 s", a lost worker's tasks
+    "recomputed elsewhere" with stimulus ids); what matters reaches the user through the
+    tasks' results: a stack that failed is reported, a retried one is quantified.
+    """
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def _quiet_resource_tracker() -> Iterator[None]:
+    """Start worker processes whose resource tracker does not warn about their semaphores.
+
+    Python's multiprocessing resource tracker, started with the first worker process,
+    prints "There appear to be N leaked semaphore objects to clean up at shutdown" when a
+    worker was killed (out of memory, kill -9), then cleans them up. The tracker is a
+    separate process reading ``PYTHONWARNINGS`` when it starts, so the filter is set for
+    the start only, then the caller's environment is restored.
+    """
+    ignore = "ignore:resource_tracker:UserWarning"
+    previous = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = f"{previous},{ignore}" if previous else ignore
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("PYTHONWARNINGS", None)
+        else:
+            os.environ["PYTHONWARNINGS"] = previous
 
 
 def _connect(scheduler: str):
