@@ -26,19 +26,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tifffile  # noqa: E402
 
-from unetlib.config import (PickConfig, PipelineConfig, SplitConfig, SyntheticConfig,  # noqa: E402
+from unetlib.core.config import (PickConfig, PipelineConfig, SplitConfig, SyntheticConfig,  # noqa: E402
                             TrainConfig, model_preset)
-from unetlib.frames import append_frames, pick_frames  # noqa: E402
-from unetlib.io import read_csv  # noqa: E402
-from unetlib.metrics import organ_frame_metrics  # noqa: E402
-from unetlib.normalize import normalize_image  # noqa: E402
-from unetlib.organs import write_organ_table  # noqa: E402
-from unetlib.predict import predict_probabilities  # noqa: E402
-from unetlib.run import load_run  # noqa: E402
-from unetlib.stack import load_stack  # noqa: E402
-from unetlib.synthetic import export_truth_masks, organ_table, write_synthetic_stack  # noqa: E402
-from unetlib.train import train  # noqa: E402
-from unetlib.runtime import runtime_line  # noqa: E402
+from unetlib.data.frames import append_frames, pick_frames  # noqa: E402
+from unetlib.core.io import read_csv  # noqa: E402
+from unetlib.nn.metrics import organ_frame_metrics  # noqa: E402
+from unetlib.data.normalize import normalize_image  # noqa: E402
+from unetlib.data.organs import write_organ_table  # noqa: E402
+from unetlib.inference.predict import predict_probabilities  # noqa: E402
+from unetlib.runs.run import load_run  # noqa: E402
+from unetlib.data.stack import load_stack  # noqa: E402
+from unetlib.data.synthetic import export_truth_masks, organ_table, write_synthetic_stack  # noqa: E402
+from unetlib.runs.train import train  # noqa: E402
+from unetlib.core.runtime import runtime_line  # noqa: E402
 
 LASERS = (1, 2, 3)
 

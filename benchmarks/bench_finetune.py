@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def new_acquisition(folder: Path):
     """The second acquisition: 3 annotated composites in ``data/``, 5 held out with truth."""
-    from unetlib.config import PickConfig, SyntheticConfig
-    from unetlib.frames import pick_frames
-    from unetlib.organs import write_organ_table
-    from unetlib.synthetic import export_truth_masks, organ_table, write_synthetic_stack
+    from unetlib.core.config import PickConfig, SyntheticConfig
+    from unetlib.data.frames import pick_frames
+    from unetlib.data.organs import write_organ_table
+    from unetlib.data.synthetic import export_truth_masks, organ_table, write_synthetic_stack
 
     config = SyntheticConfig(cycles=30, seed=7, organ_shift=(0.04, -0.06), organ_scale=1.15,
                              organ_contrast=0.6, max_count=2000, read_noise=25.0)
@@ -47,8 +47,8 @@ def new_acquisition(folder: Path):
 
 
 def held_out_dice(run, data: Path, truth: Path, out: Path) -> dict[str, float]:
-    from unetlib.evaluate import evaluate_folders
-    from unetlib.predict import predict_folder
+    from unetlib.inference.evaluate import evaluate_folders
+    from unetlib.inference.predict import predict_folder
 
     predict_folder(run, data / "test", out, overwrite=True, progress=False)
     report = evaluate_folders(out, truth)
@@ -63,14 +63,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="steps per epoch")
     parser.add_argument("--freeze", type=int, default=2, help="epochs with the encoder frozen")
     args = parser.parse_args()
-    from unetlib.runtime import runtime_line
+    from unetlib.core.runtime import runtime_line
 
     print(runtime_line(), flush=True)  # every figure names its CPU
     if not (Path(args.run) / "model.keras").is_file():
         sys.exit(f"{args.run}: no trained run; run `make demo` first or pass --run.")
 
-    from unetlib.config import PipelineConfig, TrainConfig
-    from unetlib.train import train
+    from unetlib.core.config import PipelineConfig, TrainConfig
+    from unetlib.runs.train import train
 
     with tempfile.TemporaryDirectory(prefix="bench_finetune_") as name:
         folder = Path(name)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from unetlib.runtime import cpu_info, describe_cpu  # noqa: E402
+from unetlib.core.runtime import cpu_info, describe_cpu  # noqa: E402
 
 HERE = Path(__file__).parent
 

@@ -1,6 +1,6 @@
 """Multi-organ quality: recipes side by side on the hard synthetic preset, seen and unseen mice.
 
-For each seed, a hard synthetic study (:mod:`unetlib.organ_benchmark`): 12 annotated
+For each seed, a hard synthetic study (:mod:`unetlib.app.organ_benchmark`): 12 annotated
 laser-1 frames from 2 mice (6 each, spread over 30 cycles), held-out frames of those mice
 from other cycles, and frames of 2 mice never seen, which lie differently. Every recipe
 (``RECIPES``) trains on the same folder, one after the other, in one run on this machine:
@@ -28,12 +28,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from unetlib.config import (PipelineConfig, TrainConfig, augment_preset,  # noqa: E402
+from unetlib.core.config import (PipelineConfig, TrainConfig, augment_preset,  # noqa: E402
                             model_preset)
-from unetlib.organ_benchmark import (curve_errors_of_mouse, make_hard_benchmark,  # noqa: E402
+from unetlib.app.organ_benchmark import (curve_errors_of_mouse, make_hard_benchmark,  # noqa: E402
                                      score_run)
-from unetlib.runtime import runtime_line  # noqa: E402
-from unetlib.train import train  # noqa: E402
+from unetlib.core.runtime import runtime_line  # noqa: E402
+from unetlib.runs.train import train  # noqa: E402
 
 # Recipe name -> (model preset, changes to it, augmentation changes, pipeline changes).
 RECIPES: dict[str, tuple[str, dict, dict, dict]] = {

@@ -37,12 +37,12 @@ def child_single(run_dir: str, stack: str, out: str) -> None:
     """Single-frame prediction speed, then quantify of the whole stack; print JSON."""
     from memory import PeakMemory
 
-    from unetlib.config import QuantifyConfig
-    from unetlib.normalize import normalize_image
-    from unetlib.predict import predict_probabilities
-    from unetlib.quantify import model_input_lasers, quantify_stack
-    from unetlib.run import load_run
-    from unetlib.stack import load_stack
+    from unetlib.core.config import QuantifyConfig
+    from unetlib.data.normalize import normalize_image
+    from unetlib.inference.predict import predict_probabilities
+    from unetlib.study.quantify import model_input_lasers, quantify_stack
+    from unetlib.runs.run import load_run
+    from unetlib.data.stack import load_stack
 
     run = load_run(run_dir)
     # Quantify first, so its peak memory is its own, not what single frames left behind.
@@ -68,8 +68,8 @@ def child_study(run_dir: str, stacks: list[str], out: str, workers: int) -> None
     peak resident memory (sampled, incl. mapped stack pages)."""
     import psutil
 
-    from unetlib.config import QuantifyConfig
-    from unetlib.study import quantify_study
+    from unetlib.core.config import QuantifyConfig
+    from unetlib.study.cluster import quantify_study
 
     me = psutil.Process()
     peak = {"rss": 0}
@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--child-single", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--child-study", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from unetlib.runtime import runtime_line
+    from unetlib.core.runtime import runtime_line
 
     print(runtime_line(), flush=True)  # every figure names its CPU
     if args.child_single:
@@ -131,8 +131,8 @@ def main() -> None:
         sys.exit(f"{args.run}: no trained run; run `make demo` first or pass --run.")
 
     with tempfile.TemporaryDirectory(prefix="bench_quantify_") as folder:
-        from unetlib.config import SyntheticConfig
-        from unetlib.synthetic import write_synthetic_stack
+        from unetlib.core.config import SyntheticConfig
+        from unetlib.data.synthetic import write_synthetic_stack
 
         stack = Path(folder) / "mouse1.tif"
         start = time.perf_counter()

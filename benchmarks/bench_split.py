@@ -23,8 +23,8 @@ def child(stack: str, out: str, frame_format: str, workers: int) -> None:
     """Run one split and print its measurements as JSON."""
     from memory import PeakMemory
 
-    from unetlib.config import SplitConfig
-    from unetlib.stack import split_stack
+    from unetlib.core.config import SplitConfig
+    from unetlib.data.stack import split_stack
 
     with PeakMemory() as memory:
         start = time.perf_counter()
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--child", nargs=4, metavar=("STACK", "OUT", "FORMAT", "WORKERS"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from unetlib.runtime import describe_cpu
+    from unetlib.core.runtime import describe_cpu
 
     print(f"machine: {describe_cpu()}", flush=True)  # every figure names its CPU
     if args.child:
@@ -54,8 +54,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_split_") as folder:
         stack = Path(args.stack) if args.stack else Path(folder) / "stack.tif"
         if not args.stack:
-            from unetlib.config import SyntheticConfig
-            from unetlib.synthetic import write_synthetic_stack
+            from unetlib.core.config import SyntheticConfig
+            from unetlib.data.synthetic import write_synthetic_stack
 
             start = time.perf_counter()
             write_synthetic_stack(stack, SyntheticConfig(cycles=args.cycles))

@@ -26,14 +26,14 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from unetlib._tensorflow import keras, tf  # noqa: E402
+from unetlib.core._tensorflow import keras, tf  # noqa: E402
 import numpy as np  # noqa: E402
 
-from unetlib.config import model_preset  # noqa: E402
-from unetlib.metrics import get_loss, training_metrics  # noqa: E402
-from unetlib.model import build_unet, make_optimizer  # noqa: E402
-from unetlib.predict import predict_probabilities  # noqa: E402
-from unetlib.runtime import runtime_line  # noqa: E402
+from unetlib.core.config import model_preset  # noqa: E402
+from unetlib.nn.metrics import get_loss, training_metrics  # noqa: E402
+from unetlib.nn.model import build_unet, make_optimizer  # noqa: E402
+from unetlib.inference.predict import predict_probabilities  # noqa: E402
+from unetlib.core.runtime import runtime_line  # noqa: E402
 
 
 def peak_rss_mb() -> float:

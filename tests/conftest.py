@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: small synthetic data made by unetlib.synthetic, temp folders."""
+"""Shared pytest fixtures: small synthetic data made by unetlib.data.synthetic, temp folders."""
 
 from __future__ import annotations
 
@@ -53,8 +53,8 @@ def organ_run(tmp_path_factory) -> dict[str, Path]:
     """
     from helpers import organ_data
 
-    from unetlib.config import PipelineConfig, TrainConfig, model_preset
-    from unetlib.train import train
+    from unetlib.core.config import PipelineConfig, TrainConfig, model_preset
+    from unetlib.runs.train import train
 
     root = tmp_path_factory.mktemp("organ_run")
     data = organ_data(root)

@@ -6,8 +6,8 @@ import socket
 
 import numpy as np
 
-from unetlib.config import SyntheticConfig
-from unetlib.io import write_image
+from unetlib.core.config import SyntheticConfig
+from unetlib.core.io import write_image
 
 # The acquisition of organ_data: 16 cycles of 96 x 128 pixels, 3 organs.
 ORGAN_STACK = SyntheticConfig(cycles=16, height=96, width=128)
@@ -34,10 +34,10 @@ def write_data_folder(root, count=4, size=(48, 64), dtype=np.uint16):
 
 def organ_data(root, config=None):
     """A tiny synthetic acquisition with 3 named organs: 8 annotated frames, 4 held out."""
-    from unetlib.config import PickConfig
-    from unetlib.frames import pick_frames
-    from unetlib.organs import write_organ_table
-    from unetlib.synthetic import export_truth_masks, organ_table, write_synthetic_stack
+    from unetlib.core.config import PickConfig
+    from unetlib.data.frames import pick_frames
+    from unetlib.data.organs import write_organ_table
+    from unetlib.data.synthetic import export_truth_masks, organ_table, write_synthetic_stack
 
     stack, truth = write_synthetic_stack(root / "stack.tif",
                                          config or ORGAN_STACK,

@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unetlib.activations import feature_levels, feature_maps, level_layer
-from unetlib.config import ModelConfig
-from unetlib.errors import ParameterError
-from unetlib.model import build_unet
-from unetlib.plots import plot_feature_maps
+from unetlib.inference.activations import feature_levels, feature_maps, level_layer
+from unetlib.core.config import ModelConfig
+from unetlib.core.errors import ParameterError
+from unetlib.nn.model import build_unet
+from unetlib.viz.plots import plot_feature_maps
 
 FRAME_SHAPE = (50, 70)  # not a multiple of 2**2: prediction pads it to 52 x 72
 
@@ -56,7 +56,7 @@ def test_maps_cover_the_frame_at_each_level_scale_with_the_level_filter_count(mo
 
 
 def test_maps_equal_each_layer_output_on_the_frame_padded_as_prediction_pads_it(model, frame):
-    from unetlib._tensorflow import keras
+    from unetlib.core._tensorflow import keras
 
     padded = np.pad(frame[..., np.newaxis], ((0, 2), (0, 2), (0, 0)), mode="reflect")
     maps = feature_maps(model, frame[..., np.newaxis], ["bottleneck", "down1", "up0"])
@@ -136,7 +136,7 @@ def test_plot_scales_each_panel_to_its_own_robust_range():
 
 
 def test_plot_of_a_real_levels_stays_a_readable_size(model, frame):
-    from unetlib.plots import DPI
+    from unetlib.viz.plots import DPI
 
     figure = plot_feature_maps(feature_maps(model, frame), image=frame)
     # 4 levels of 4, 8, 16 and 4 channels: at most 8 each, after the input.

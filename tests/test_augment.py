@@ -7,11 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from unetlib.augment import (augment_pair, augment_preset, jitter_intensity, random_linear,
+from unetlib.nn.augment import (augment_pair, augment_preset, jitter_intensity, random_linear,
                              sampling_transform, transform_pair)
-from unetlib.config import AugmentConfig
-from unetlib.errors import ParameterError
-from unetlib._tensorflow import tf
+from unetlib.core.config import AugmentConfig
+from unetlib.core.errors import ParameterError
+from unetlib.core._tensorflow import tf
 
 STRONG = AugmentConfig(rotation_degrees=40.0, shift_fraction=0.15, shear_degrees=15.0,
                        zoom_fraction=0.3, horizontal_flip=True, vertical_flip=True,

@@ -60,10 +60,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from unetlib.cli import main
-from unetlib.config import SyntheticConfig
-from unetlib.io import write_image
-from unetlib.synthetic import write_synthetic_stack
+from unetlib.app.cli import main
+from unetlib.core.config import SyntheticConfig
+from unetlib.core.io import write_image
+from unetlib.data.synthetic import write_synthetic_stack
 
 FRAME_SHAPE = (48, 64)
 STACK_CONFIG = SyntheticConfig(cycles=3, lasers=4, height=32, width=48)
@@ -186,7 +186,7 @@ class WriteTiff:
 
 @dataclass(frozen=True)
 class WritePicture:
-    """An image written with ``unetlib.io.write_image`` (PNG or TIFF by suffix), replacing
+    """An image written with ``unetlib.core.io.write_image`` (PNG or TIFF by suffix), replacing
     any file of that name."""
 
     path: str
@@ -902,7 +902,7 @@ limit = {CHILD_MEMORY_LIMIT_BYTES}
 resource.setrlimit(resource.RLIMIT_AS,
                    (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
 warnings.simplefilter("default")
-from unetlib.cli import main
+from unetlib.app.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -997,7 +997,7 @@ def test_bad_input_is_refused_with_one_line(case, tmp_path, capsys, caplog, requ
 
 
 def test_the_catalogue_is_large_and_covers_every_command():
-    from unetlib.cli import build_parser
+    from unetlib.app.cli import build_parser
 
     names = [case.name for case in CASES]
     assert len(names) == len(set(names)), "case ids must be unique"

@@ -24,7 +24,7 @@ import pytest
 from lab_browser import SCREENSHOTS, LabPage, missing_browser, start_chromium, start_lab, wait_for
 from test_notebooks import NOTEBOOKS, SUITE, TINY
 
-from unetlib.notebooks import notebook_parameters
+from unetlib.app.notebooks import notebook_parameters
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -11,10 +11,10 @@ import pytest
 import tifffile
 
 from helpers import write_data_folder
-from unetlib.cli import build_parser, main
-from unetlib.config import SyntheticConfig
-from unetlib.io import read_image, write_image
-from unetlib.synthetic import write_synthetic_stack
+from unetlib.app.cli import build_parser, main
+from unetlib.core.config import SyntheticConfig
+from unetlib.core.io import read_image, write_image
+from unetlib.data.synthetic import write_synthetic_stack
 
 
 def run_cli(*args, cwd=None):
@@ -174,8 +174,8 @@ def test_train_and_predict_bad_input_is_one_line(tmp_path, case):
         args = ("predict", str(model), str(data / "test"), "--out", str(tmp_path / "out"))
         expected = f"error: {model}: is not a readable Keras model"
     else:
-        from unetlib.config import model_preset
-        from unetlib.model import build_unet
+        from unetlib.core.config import model_preset
+        from unetlib.nn.model import build_unet
 
         channels = 3 if case == "channels" else 1
         build_unet(model_preset("small", input_channels=channels)).save(model)

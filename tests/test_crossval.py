@@ -1,4 +1,4 @@
-"""Tests of unetlib.crossval: fold assignment, held-out scoring, resume, refusal, the CLI."""
+"""Tests of unetlib.runs.crossval: fold assignment, held-out scoring, resume, refusal, the CLI."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import keras
 import numpy as np
 import pytest
 
-from unetlib.cli import main
-from unetlib.config import CrossvalConfig, PipelineConfig, TrainConfig, model_preset
-from unetlib.crossval import assign_folds, crossvalidate, fold_summary
-from unetlib.errors import OutputError, ParameterError
-from unetlib.io import read_csv, read_json
-from unetlib.train import train
+from unetlib.app.cli import main
+from unetlib.core.config import CrossvalConfig, PipelineConfig, TrainConfig, model_preset
+from unetlib.runs.crossval import assign_folds, crossvalidate, fold_summary
+from unetlib.core.errors import OutputError, ParameterError
+from unetlib.core.io import read_csv, read_json
+from unetlib.runs.train import train
 
 from helpers import organ_data
 
@@ -177,7 +177,7 @@ def test_cli_refuses_too_many_folds_in_one_line(crossval, tmp_path, capsys):
 
 
 def test_the_plot_shows_each_fold_beside_the_mean_and_sd():
-    from unetlib.plots import plot_crossval
+    from unetlib.viz.plots import plot_crossval
 
     rows = [{"fold": f, "organ": organ, "dice": dice} for organ, values in
             (("liver", (0.95, 0.97, 0.99)), ("kidney", (0.7, 0.8, 0.9))) for f, dice in enumerate(values)]

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from test_masks import organ, three_organs
-from unetlib.dataset import check_pairs, find_pairs
-from unetlib.errors import InputError
-from unetlib.io import write_image
+from unetlib.data.dataset import check_pairs, find_pairs
+from unetlib.core.errors import InputError
+from unetlib.core.io import write_image
 
 H, W = 24, 32
 

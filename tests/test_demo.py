@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import tifffile
 
-from unetlib.config import PickConfig, SyntheticConfig
-from unetlib.dataset import check_pairs
-from unetlib.demo import annotate_demo, demo_test_truth
-from unetlib.errors import InputError
-from unetlib.frames import pick_frames
-from unetlib.io import read_csv, read_image
-from unetlib.synthetic import write_synthetic_stack
+from unetlib.core.config import PickConfig, SyntheticConfig
+from unetlib.data.dataset import check_pairs
+from unetlib.app.demo import annotate_demo, demo_test_truth
+from unetlib.core.errors import InputError
+from unetlib.data.frames import pick_frames
+from unetlib.core.io import read_csv, read_image
+from unetlib.data.synthetic import write_synthetic_stack
 
 SMALL = SyntheticConfig(cycles=6, height=48, width=64)
 
@@ -71,7 +71,7 @@ def test_a_user_folder_is_never_annotated_with_demo_masks(demo_dir, tmp_path):
 
 def test_the_demo_fails_when_a_score_misses_its_target(tmp_path):
     """`make demo` exits non-zero on any of these lines: a broken training must not pass."""
-    from unetlib.demo import DemoConfig, DemoResult
+    from unetlib.app.demo import DemoConfig, DemoResult
 
     config = DemoConfig()
     result = DemoResult(stack=tmp_path / "stack.tif", split_dir=tmp_path / "split",

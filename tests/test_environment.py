@@ -59,9 +59,9 @@ def test_tensorflow_start_up_chatter_is_hidden_but_real_errors_are_not():
     import subprocess
     import sys
 
-    from unetlib._tensorflow import filter_chatter
+    from unetlib.core._tensorflow import filter_chatter
 
-    result = subprocess.run([sys.executable, "-c", "import unetlib.train, unetlib.predict"],
+    result = subprocess.run([sys.executable, "-c", "import unetlib.runs.train, unetlib.inference.predict"],
                             capture_output=True, text=True, timeout=300,
                             env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
     assert result.returncode == 0
@@ -124,5 +124,5 @@ def test_the_environment_s_pip_section_installs_into_a_clean_virtual_environment
     assert manager and "enabled" in manager[0] and "OK" in manager[0], manager
     kernels = json.loads(run(jupyter, "kernelspec", "list", "--json"))["kernelspecs"]
     assert Path(kernels["python3"]["resource_dir"]).is_relative_to(env_dir)
-    imported = run(python, "-c", "import unetlib.widgets, ipywidgets, selenium; print(unetlib.__file__)")
+    imported = run(python, "-c", "import unetlib.viz.widgets, ipywidgets, selenium; print(unetlib.__file__)")
     assert Path(imported.strip()).is_relative_to(source)

@@ -16,11 +16,11 @@ import pytest
 
 from helpers import write_data_folder
 
-from unetlib.errors import InputError
+from unetlib.core.errors import InputError
 
 
 def _environment_problem() -> str | None:
-    from unetlib.export import check_environment
+    from unetlib.runs.export import check_environment
 
     try:
         check_environment()
@@ -48,7 +48,7 @@ def _collect_leaked_readers():
 
 @pytest.fixture(scope="module")
 def organ_package(organ_run, tmp_path_factory) -> Path:
-    from unetlib.export import export_package
+    from unetlib.runs.export import export_package
 
     if _environment_problem():
         pytest.fail(_environment_problem())
@@ -59,9 +59,9 @@ def organ_package(organ_run, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def binary_run(tmp_path_factory) -> dict[str, Path]:
     """A binary run trained for one short epoch, and its package."""
-    from unetlib.config import PipelineConfig, TrainConfig, model_preset
-    from unetlib.export import export_package
-    from unetlib.train import train
+    from unetlib.core.config import PipelineConfig, TrainConfig, model_preset
+    from unetlib.runs.export import export_package
+    from unetlib.runs.train import train
 
     if _environment_problem():
         pytest.fail(_environment_problem())
@@ -75,14 +75,14 @@ def binary_run(tmp_path_factory) -> dict[str, Path]:
 
 
 def _masks(folder: Path) -> dict[str, np.ndarray]:
-    from unetlib.io import read_image
+    from unetlib.core.io import read_image
 
     return {path.name: np.asarray(read_image(path)) for path in sorted(folder.glob("*_predict.png"))}
 
 
 @pytest.mark.slow
 def test_organ_package_validates_offline_and_holds_its_files(organ_package):
-    from unetlib.export import check_package
+    from unetlib.runs.export import check_package
 
     summary = check_package(organ_package)
     assert summary.status == "valid-format", summary.format()
@@ -122,7 +122,7 @@ def test_bioimageio_core_runs_every_weight_format(organ_package, tmp_path, monke
 @pytest.mark.slow
 def test_package_predicts_the_masks_of_its_run(kind, organ_run, organ_package, binary_run,
                                                tmp_path):
-    from unetlib.predict import predict_folder
+    from unetlib.inference.predict import predict_folder
 
     if kind == "organs":
         run, package = organ_run["run"], organ_package
@@ -142,7 +142,7 @@ def test_package_predicts_the_masks_of_its_run(kind, organ_run, organ_package, b
 
 
 def test_load_run_of_a_package_matches_the_run_folder(organ_run, organ_package):
-    from unetlib.run import load_run
+    from unetlib.runs.run import load_run
 
     from_folder, from_package = load_run(organ_run["run"]), load_run(organ_package)
     assert from_package.normalize == from_folder.normalize
@@ -154,10 +154,10 @@ def test_load_run_of_a_package_matches_the_run_folder(organ_run, organ_package):
 @pytest.mark.slow
 def test_saved_model_reproduces_the_masks_with_plain_tensorflow(organ_run, organ_package,
                                                                  tmp_path):
-    from unetlib.io import read_image
-    from unetlib.normalize import normalize_image
-    from unetlib.predict import predict_probabilities
-    from unetlib.run import load_run
+    from unetlib.core.io import read_image
+    from unetlib.data.normalize import normalize_image
+    from unetlib.inference.predict import predict_probabilities
+    from unetlib.runs.run import load_run
 
     run = load_run(organ_run["run"])
     frame = read_image(sorted((organ_run["root"] / "data" / "train" / "frames").glob("*.png"))[0])
@@ -180,7 +180,7 @@ def test_saved_model_reproduces_the_masks_with_plain_tensorflow(organ_run, organ
 
 @pytest.mark.slow
 def test_cli_export_prints_package_and_validation(organ_run, tmp_path, capsys):
-    from unetlib.cli import main
+    from unetlib.app.cli import main
 
     out = tmp_path / "cli.zip"
     assert main(["export", str(organ_run["run"]), "--out", str(out), "--author", "Jane Doe",
@@ -197,7 +197,7 @@ def test_cli_export_prints_package_and_validation(organ_run, tmp_path, capsys):
 
 
 def test_cli_export_refuses_a_missing_run(tmp_path, capsys):
-    from unetlib.cli import main
+    from unetlib.app.cli import main
 
     assert main(["export", str(tmp_path / "missing"), "--out", str(tmp_path / "p.zip")]) == 2
     error = capsys.readouterr().err
@@ -206,7 +206,7 @@ def test_cli_export_refuses_a_missing_run(tmp_path, capsys):
 
 
 def test_cli_export_refuses_to_overwrite_and_an_out_inside_a_file(organ_run, tmp_path, capsys):
-    from unetlib.cli import main
+    from unetlib.app.cli import main
 
     existing = tmp_path / "existing.zip"
     existing.write_bytes(b"keep me")
@@ -220,7 +220,7 @@ def test_cli_export_refuses_to_overwrite_and_an_out_inside_a_file(organ_run, tmp
 
 
 def test_load_run_refuses_a_zip_that_is_not_a_unetlib_package(tmp_path):
-    from unetlib.run import load_run
+    from unetlib.runs.run import load_run
 
     foreign = tmp_path / "foreign.zip"
     with zipfile.ZipFile(foreign, "w") as archive:
@@ -235,7 +235,7 @@ def test_load_run_refuses_a_zip_that_is_not_a_unetlib_package(tmp_path):
 @pytest.mark.slow
 def test_quantify_accepts_a_package_and_measures_what_the_run_measures(organ_run, organ_package,
                                                                         tmp_path):
-    from unetlib.quantify import quantify_stack, read_intensities
+    from unetlib.study.quantify import quantify_stack, read_intensities
 
     from_run = quantify_stack(organ_run["run"], organ_run["stack"], tmp_path / "run")
     from_package = quantify_stack(organ_package, organ_run["stack"], tmp_path / "package")

@@ -36,8 +36,8 @@ from pathlib import Path
 import pytest
 
 from helpers import write_data_folder
-from unetlib.config import SyntheticConfig
-from unetlib.synthetic import write_synthetic_stack
+from unetlib.core.config import SyntheticConfig
+from unetlib.data.synthetic import write_synthetic_stack
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 LOCK_NAME = ".unetlib.lock"
@@ -488,7 +488,7 @@ def test_train_that_fills_the_disk_keeps_its_last_epoch_and_resumes(data_dir, tm
     assert not (run_dir / LOCK_NAME).exists()
     assert not (run_dir / "metrics.json").exists()
 
-    from unetlib._tensorflow import keras
+    from unetlib.core._tensorflow import keras
 
     # The epochs finished before the disk filled are kept: recorded in state.json, and
     # both checkpoints load (loading a half-written one raises).

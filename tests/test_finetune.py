@@ -9,13 +9,13 @@ import keras
 import numpy as np
 import pytest
 
-from unetlib.cli import main
-from unetlib.config import PipelineConfig, TrainConfig, model_preset
-from unetlib.errors import InputError, ParameterError
-from unetlib.finetune import encoder_layers
-from unetlib.io import read_csv, read_json
-from unetlib.organs import Organ, OrganTable, write_organ_table
-from unetlib.train import train
+from unetlib.app.cli import main
+from unetlib.core.config import PipelineConfig, TrainConfig, model_preset
+from unetlib.core.errors import InputError, ParameterError
+from unetlib.runs.finetune import encoder_layers
+from unetlib.core.io import read_csv, read_json
+from unetlib.data.organs import Organ, OrganTable, write_organ_table
+from unetlib.runs.train import train
 
 from helpers import write_data_folder
 
@@ -75,14 +75,14 @@ def test_fine_tuning_changes_the_weights_and_learns(organ_start, tmp_path):
 
 @pytest.mark.slow
 def test_frozen_encoder_does_not_move_during_its_epochs(organ_start, tmp_path, monkeypatch):
-    import unetlib.callbacks
+    import unetlib.runs.callbacks
 
     start, data = organ_start
     config = dataclasses.replace(TINY, init_from=str(start), epochs=2, steps_per_epoch=3,
                                  freeze_encoder_epochs=1)
     # The encoder's weights at the end of each epoch, taken when last.keras is saved.
     encoder_after_epoch = []
-    save_model = unetlib.callbacks.save_model
+    save_model = unetlib.runs.callbacks.save_model
 
     def recording_save_model(model, path, *args, **kwargs):
         if path.name == "last.keras":
@@ -90,7 +90,7 @@ def test_frozen_encoder_does_not_move_during_its_epochs(organ_start, tmp_path, m
                                         for weight in layer.weights])
         return save_model(model, path, *args, **kwargs)
 
-    monkeypatch.setattr(unetlib.callbacks, "save_model", recording_save_model)
+    monkeypatch.setattr(unetlib.runs.callbacks, "save_model", recording_save_model)
     result = train(data, tmp_path / "tuned", config)
     original = keras.saving.load_model(start / "model.keras", compile=False)
     before = [np.array(weight) for layer in encoder_layers(original) for weight in layer.weights]
@@ -109,7 +109,7 @@ def test_frozen_encoder_does_not_move_during_its_epochs(organ_start, tmp_path, m
 
 @pytest.mark.slow
 def test_frozen_encoder_keeps_its_weights_while_the_decoder_learns(organ_start, tmp_path):
-    from unetlib.finetune import set_encoder_trainable
+    from unetlib.runs.finetune import set_encoder_trainable
 
     start, _ = organ_start
     model = keras.saving.load_model(start / "model.keras", compile=False)
@@ -128,7 +128,7 @@ def test_frozen_encoder_keeps_its_weights_while_the_decoder_learns(organ_start, 
 def test_fine_tuning_refuses_another_channel_count(organ_start, tmp_path):
     start, _ = organ_start
     data = tmp_path / "rgb"
-    from unetlib.io import write_image
+    from unetlib.core.io import write_image
 
     rng = np.random.default_rng(0)
     for index in range(4):
@@ -202,9 +202,9 @@ def test_organs_listed_in_another_order_are_mapped_by_name(organ_start, tmp_path
     reordered = tmp_path / "reordered"
     shutil.copytree(data, reordered)
     # The same organs with other values and in another order: kidney, bladder, liver.
-    from unetlib.masks import read_labels
-    from unetlib.organs import read_organ_table
-    from unetlib.io import write_image
+    from unetlib.data.masks import read_labels
+    from unetlib.data.organs import read_organ_table
+    from unetlib.core.io import write_image
 
     old = read_organ_table(data / "organs.csv")
     new = OrganTable(organs=(Organ(5, "kidney", "#3cb44b"), Organ(6, "bladder", "#4363d8"),

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import tifffile
 
-from unetlib.config import PickConfig, SplitConfig, SyntheticConfig
-from unetlib.errors import OutputError, ParameterError
-from unetlib.frames import pick_cycles, pick_frames
-from unetlib.io import read_image
-from unetlib.stack import load_stack
-from unetlib.synthetic import export_truth_masks, write_synthetic_stack
+from unetlib.core.config import PickConfig, SplitConfig, SyntheticConfig
+from unetlib.core.errors import OutputError, ParameterError
+from unetlib.data.frames import pick_cycles, pick_frames
+from unetlib.core.io import read_image
+from unetlib.data.stack import load_stack
+from unetlib.data.synthetic import export_truth_masks, write_synthetic_stack
 
 SMALL = SyntheticConfig(cycles=20, lasers=4, height=40, width=52, seed=2)
 

@@ -20,21 +20,21 @@ import numpy as np
 import pytest
 
 from helpers import write_data_folder
-from unetlib.cli import main
-from unetlib.config import (ModelConfig, PickConfig, PipelineConfig, SplitConfig, SyntheticConfig,
+from unetlib.app.cli import main
+from unetlib.core.config import (ModelConfig, PickConfig, PipelineConfig, SplitConfig, SyntheticConfig,
                             TrainConfig, augment_preset, model_preset)
-from unetlib.errors import InputError, ParameterError, UnetlibWarning
-from unetlib.frames import pick_frames
-from unetlib.io import process_umask, read_csv, read_image, write_image, write_json
-from unetlib.locking import LOCK_NAME, find_leftovers, output_lock
-from unetlib.dataset import check_pairs
-from unetlib.model import build_unet
-from unetlib.predict import predict_folder
-from unetlib.run import load_run
-from unetlib.resources import training_memory_bytes
-from unetlib.stack import display_scale, split_stack
-from unetlib.synthetic import write_synthetic_stack
-from unetlib.train import train
+from unetlib.core.errors import InputError, ParameterError, UnetlibWarning
+from unetlib.data.frames import pick_frames
+from unetlib.core.io import process_umask, read_csv, read_image, write_image, write_json
+from unetlib.core.locking import LOCK_NAME, find_leftovers, output_lock
+from unetlib.data.dataset import check_pairs
+from unetlib.nn.model import build_unet
+from unetlib.inference.predict import predict_folder
+from unetlib.runs.run import load_run
+from unetlib.core.resources import training_memory_bytes
+from unetlib.data.stack import display_scale, split_stack
+from unetlib.data.synthetic import write_synthetic_stack
+from unetlib.runs.train import train
 
 TINY = TrainConfig(model=model_preset("small"), augment=augment_preset("none"), epochs=1,
                    steps_per_epoch=1,
@@ -202,7 +202,7 @@ def test_4_evaluate_json_refuses_an_existing_file_and_a_folder(tmp_path, capsys)
 
 HOLD_LOCK = """
 import sys, time
-from unetlib.locking import output_lock
+from unetlib.core.locking import output_lock
 with output_lock(sys.argv[1]):
     print("held", flush=True)
     time.sleep(120)

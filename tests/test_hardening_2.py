@@ -18,6 +18,7 @@ import sys
 import time
 import warnings
 import zipfile
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -26,21 +27,21 @@ import tifffile
 import yaml
 
 from helpers import free_port, organ_data, write_data_folder
-from unetlib.cli import main
-from unetlib.config import (CrossvalConfig, ModelConfig, PickConfig, PipelineConfig,
+from unetlib.app.cli import main
+from unetlib.core.config import (CrossvalConfig, ModelConfig, PickConfig, PipelineConfig,
                             SplitConfig, SyntheticConfig, TrainConfig, augment_preset,
                             model_preset)
-from unetlib.crossval import crossvalidate
-from unetlib.errors import InputError, ParameterError, UnetlibWarning
-from unetlib.evaluate import evaluate_folders
-from unetlib.frames import pick_frames
-from unetlib.io import read_csv, read_image, read_json, write_csv, write_image, write_json
-from unetlib.model import build_unet
-from unetlib.organs import read_organ_table
-from unetlib.predict import predict_folder
-from unetlib.stack import split_stack
-from unetlib.synthetic import write_synthetic_stack
-from unetlib.train import train
+from unetlib.runs.crossval import crossvalidate
+from unetlib.core.errors import InputError, ParameterError, UnetlibWarning
+from unetlib.inference.evaluate import evaluate_folders
+from unetlib.data.frames import pick_frames
+from unetlib.core.io import read_csv, read_image, read_json, write_csv, write_image, write_json
+from unetlib.nn.model import build_unet
+from unetlib.data.organs import read_organ_table
+from unetlib.inference.predict import predict_folder
+from unetlib.data.stack import split_stack
+from unetlib.data.synthetic import write_synthetic_stack
+from unetlib.runs.train import train
 
 TINY = TrainConfig(model=model_preset("small"), augment=augment_preset("none"), epochs=1,
                    steps_per_epoch=1,
@@ -201,7 +202,7 @@ def test_3_quantify_on_a_scheduler_without_workers_stops_with_one_line(organ_run
                             "ignore::ResourceWarning")
 @pytest.mark.slow
 def test_4_export_makes_identifiers_of_any_organ_names(tmp_path):
-    from unetlib.export import export_package
+    from unetlib.runs.export import export_package
 
     data = organ_data(tmp_path)
     (data / "organs.csv").write_text("value,name\n1,kidney-left\n2,1st_lobe\n3,bladder\n")
@@ -343,7 +344,7 @@ def test_10_an_infinite_learning_rate_is_refused_and_a_nan_loss_stops_training(t
 
 def test_11_more_quantify_workers_than_the_memory_holds_are_refused_up_front(organ_run,
                                                                              tmp_path, capsys):
-    from unetlib.resources import QUANTIFY_WORKER_BYTES, available_memory_bytes
+    from unetlib.core.resources import QUANTIFY_WORKER_BYTES, available_memory_bytes
 
     if 32 * QUANTIFY_WORKER_BYTES <= available_memory_bytes():
         pytest.skip("this machine has memory for 32 quantify workers")
@@ -441,7 +442,7 @@ def test_14_15_interrupted_quantify_exits_130_and_keeps_the_earlier_results(orga
 
 HOLD_LOCK = """
 import sys, time
-from unetlib.locking import output_lock
+from unetlib.core.locking import output_lock
 with output_lock(sys.argv[1]):
     print("held", flush=True)
     time.sleep(120)
@@ -451,8 +452,8 @@ with output_lock(sys.argv[1]):
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning",
                             "ignore::ResourceWarning")
 def test_21_export_into_a_folder_another_writer_holds_is_refused(organ_run, tmp_path):
-    from unetlib.errors import OutputError
-    from unetlib.export import export_package
+    from unetlib.core.errors import OutputError
+    from unetlib.runs.export import export_package
 
     packages = tmp_path / "packages"
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(packages)],
@@ -484,8 +485,8 @@ def test_24_tiles_smaller_than_the_training_patches_are_refused(organ_run, tmp_p
 
 @pytest.mark.slow
 def test_24_quantify_with_an_uncalibrated_binary_run_warns(organ_run, tmp_path):
-    from unetlib.config import QuantifyConfig
-    from unetlib.study import quantify_study
+    from unetlib.core.config import QuantifyConfig
+    from unetlib.study.cluster import quantify_study
 
     data = write_data_folder(tmp_path / "data")
     run = train(data, tmp_path / "run", TINY).run_dir
@@ -525,7 +526,7 @@ def test_16_organ_names_that_would_share_a_column_are_refused(tmp_path):
 
 @pytest.mark.slow
 def test_27_study_summary_names_the_run_of_every_row(organ_run, tmp_path):
-    from unetlib.study import quantify_study
+    from unetlib.study.cluster import quantify_study
 
     result = quantify_study(organ_run["run"], [organ_run["stack"]], tmp_path / "q",
                             progress=False)
@@ -637,8 +638,8 @@ def test_26_a_read_only_file_system_is_named_not_reported_as_full(tmp_path, caps
 # --- 26. TensorFlow's out-of-memory errors and Dask's shut-down chatter ------------------------
 
 def test_26_tensorflow_out_of_memory_errors_are_recognised_by_name():
-    from unetlib._tensorflow import tf
-    from unetlib.resources import is_out_of_memory
+    from unetlib.core._tensorflow import tf
+    from unetlib.core.resources import is_out_of_memory
 
     # (A real tf.zeros of 256 TB raises the same class, after TensorFlow retries for 10 s.)
     exhausted = tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
@@ -654,8 +655,8 @@ def test_26_tensorflow_out_of_memory_errors_are_recognised_by_name():
 
 CAPPED_CLI = """
 import resource, sys
-import unetlib._tensorflow  # TensorFlow loaded before the cap
-from unetlib.cli import main
+import unetlib.core._tensorflow  # TensorFlow loaded before the cap
+from unetlib.app.cli import main
 with open("/proc/self/status") as status:
     used = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
 cap = used + int(sys.argv[1]) * 10 ** 6

@@ -5,8 +5,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from unetlib.errors import InputError, OutputError
-from unetlib.io import list_images, read_image, staged_folder, write_image
+from unetlib.core.errors import InputError, OutputError
+from unetlib.core.io import list_images, read_image, staged_folder, write_image
 
 
 @pytest.mark.parametrize("name, image", [

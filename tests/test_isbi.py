@@ -7,13 +7,13 @@ import os
 import numpy as np
 import pytest
 
-from unetlib.config import PipelineConfig, TrainConfig, augment_preset, model_preset
-from unetlib.io import read_image
-from unetlib.metrics import frame_metrics
-from unetlib.normalize import normalize_image
-from unetlib.predict import predict_probabilities
-from unetlib.run import load_run
-from unetlib.train import train
+from unetlib.core.config import PipelineConfig, TrainConfig, augment_preset, model_preset
+from unetlib.core.io import read_image
+from unetlib.nn.metrics import frame_metrics
+from unetlib.data.normalize import normalize_image
+from unetlib.inference.predict import predict_probabilities
+from unetlib.runs.run import load_run
+from unetlib.runs.train import train
 
 
 @pytest.mark.slow

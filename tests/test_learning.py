@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import pytest
 
-from unetlib.config import PipelineConfig, TrainConfig
-from unetlib.organ_benchmark import make_hard_benchmark, score_run
-from unetlib.train import train
+from unetlib.core.config import PipelineConfig, TrainConfig
+from unetlib.app.organ_benchmark import make_hard_benchmark, score_run
+from unetlib.runs.train import train
 
 pytestmark = pytest.mark.slow
 

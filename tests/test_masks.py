@@ -7,9 +7,9 @@ import pytest
 import tifffile
 from PIL import Image
 
-from unetlib.errors import InputError
-from unetlib.io import write_image
-from unetlib.masks import normalize_mask, read_mask
+from unetlib.core.errors import InputError
+from unetlib.core.io import write_image
+from unetlib.data.masks import normalize_mask, read_mask
 
 H, W = 24, 32
 
@@ -198,8 +198,8 @@ def test_read_mask_refuses_an_empty_mask(tmp_path):
 
 # --- label masks (several organs, organs.csv) ------------------------------------------
 
-from unetlib.masks import read_labels  # noqa: E402
-from unetlib.organs import read_organ_table  # noqa: E402
+from unetlib.data.masks import read_labels  # noqa: E402
+from unetlib.data.organs import read_organ_table  # noqa: E402
 
 ORGAN_TABLE = "value,name,color\n1,liver,#ff0000\n2,kidney,#00ff00\n7,spleen,#0000ff\n"
 

@@ -1,4 +1,4 @@
-"""Tests of unetlib.metrics (numpy and Keras) and unetlib.evaluate."""
+"""Tests of unetlib.nn.metrics (numpy and Keras) and unetlib.inference.evaluate."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import keras
 import numpy as np
 import pytest
 
-from unetlib.errors import InputError
-from unetlib.evaluate import evaluate_folders
-from unetlib.io import write_image
-from unetlib.metrics import (DiceMetric, IoUMetric, bce_dice_loss, confusion_counts, dice,
+from unetlib.core.errors import InputError
+from unetlib.inference.evaluate import evaluate_folders
+from unetlib.core.io import write_image
+from unetlib.nn.metrics import (DiceMetric, IoUMetric, bce_dice_loss, confusion_counts, dice,
                              frame_metrics, get_loss, iou, pixel_accuracy, precision, recall,
                              soft_dice_loss, training_metrics)
 

@@ -1,4 +1,4 @@
-"""Tests of unetlib.model: shapes, presets, the classic network's exact structure."""
+"""Tests of unetlib.nn.model: shapes, presets, the classic network's exact structure."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import keras
 import numpy as np
 import pytest
 
-from unetlib.config import ModelConfig, model_preset
-from unetlib.errors import ParameterError
-from unetlib.model import build_unet, make_optimizer, model_depth, model_input_channels
+from unetlib.core.config import ModelConfig, model_preset
+from unetlib.core.errors import ParameterError
+from unetlib.nn.model import build_unet, make_optimizer, model_depth, model_input_channels
 
 
 @pytest.fixture(autouse=True)

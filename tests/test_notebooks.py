@@ -21,8 +21,8 @@ import papermill
 import pytest
 import yaml
 
-from unetlib.io import read_image
-from unetlib.notebooks import find_notebooks, notebook_parameters
+from unetlib.core.io import read_image
+from unetlib.app.notebooks import find_notebooks, notebook_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -134,7 +134,7 @@ def test_rerunning_a_training_notebook_reuses_the_finished_run(tmp_path):
                                    if key in notebook_parameters(NOTEBOOKS / SUITE[0])},
                                cwd=str(NOTEBOOKS), progress_bar=False)
     # Real data: the masks come from the user; here the demo truth stands in once.
-    from unetlib.demo import annotate_from_truth
+    from unetlib.app.demo import annotate_from_truth
 
     annotate_from_truth(data, tmp_path / "demo" / "truth.tif")
     run = {**{key: value for key, value in parameters.items()

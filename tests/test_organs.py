@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from unetlib.errors import InputError
-from unetlib.organs import (DEFAULT_COLORS, find_organ_table, read_organ_table,
+from unetlib.core.errors import InputError
+from unetlib.data.organs import (DEFAULT_COLORS, find_organ_table, read_organ_table,
                             write_organ_table)
 
 

@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from unetlib.config import NormalizeConfig, PipelineConfig, augment_preset
-from unetlib.errors import InputError, OutputError, ParameterError
-from unetlib.io import read_image, write_image
-from unetlib.pipeline import (Pair, load_pairs, make_training_dataset,
+from unetlib.core.config import NormalizeConfig, PipelineConfig, augment_preset
+from unetlib.core.errors import InputError, OutputError, ParameterError
+from unetlib.core.io import read_image, write_image
+from unetlib.nn.pipeline import (Pair, load_pairs, make_training_dataset,
                               make_validation_dataset, split_pairs, take_samples, tile_starts,
                               to_display, validation_tiles, write_augmented_pairs)
 

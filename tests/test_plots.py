@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_hex
 
-from unetlib.plots import DPI, plot_frame_scores, plot_history, plot_pairs, plot_predictions
-from unetlib.stack import display_scale
+from unetlib.viz.plots import DPI, plot_frame_scores, plot_history, plot_pairs, plot_predictions
+from unetlib.data.stack import display_scale
 
 
 def test_history_plot_uses_the_epoch_numbers_of_history_csv():
@@ -75,8 +75,8 @@ def test_frame_scores_bars_match_the_rows():
 
 
 def test_organ_scores_are_bars_in_the_organs_colours():
-    from unetlib.organs import Organ, OrganTable
-    from unetlib.plots import plot_organ_scores
+    from unetlib.data.organs import Organ, OrganTable
+    from unetlib.viz.plots import plot_organ_scores
 
     organs = OrganTable((Organ(1, "liver", "#ff0000"), Organ(2, "kidney", "#00ff00")), True)
     per_organ = {"liver": {"dice": 0.9, "iou": 0.8, "precision": 0.95, "recall": 0.85},

@@ -1,4 +1,4 @@
-"""Tests of unetlib.predict: tiled inference, folders, stacks, run loading and errors."""
+"""Tests of unetlib.inference.predict: tiled inference, folders, stacks, run loading and errors."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import tifffile
 
-from unetlib.config import ModelConfig, NormalizeConfig
-from unetlib.errors import InputError, OutputError, ParameterError
-from unetlib.io import read_image, write_image, write_json
-from unetlib.model import build_unet
-from unetlib.run import LoadedRun, load_run, load_run_model
-from unetlib.predict import (overlay_image, predict_folder,
+from unetlib.core.config import ModelConfig, NormalizeConfig
+from unetlib.core.errors import InputError, OutputError, ParameterError
+from unetlib.core.io import read_image, write_image, write_json
+from unetlib.nn.model import build_unet
+from unetlib.runs.run import LoadedRun, load_run, load_run_model
+from unetlib.inference.predict import (overlay_image, predict_folder,
                              predict_probabilities, validate_threshold)
 
 
@@ -220,8 +220,8 @@ def test_overlay_image():
 
 def organ_run(tmp_path, values=(1, 5)):
     """A run folder (untrained softmax model) recording an organ table."""
-    from unetlib.io import write_json
-    from unetlib.organs import Organ
+    from unetlib.core.io import write_json
+    from unetlib.data.organs import Organ
 
     model = build_unet(ModelConfig(input_channels=1, depth=1, base_filters=4,
                                    classes=len(values) + 1))
@@ -288,7 +288,7 @@ def test_a_binary_run_folder_from_before_organs_still_predicts_identically(tmp_p
     write_image(tmp_path / "frames" / "f.png", frame)
     predict_folder(run, tmp_path / "frames", tmp_path / "out", progress=False)
     mask = read_image(tmp_path / "out" / "f_predict.png")
-    from unetlib.normalize import normalize_image
+    from unetlib.data.normalize import normalize_image
 
     loaded = load_run(run)
     assert loaded.organs is None and loaded.threshold == 0.4

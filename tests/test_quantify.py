@@ -1,8 +1,8 @@
-"""Tests of unetlib.quantify (organ curves of whole stacks), unetlib.kinetics and unetlib.timing.
+"""Tests of unetlib.study.quantify (organ curves of whole stacks), unetlib.study.kinetics and unetlib.data.timing.
 
 The end-to-end tests segment the 16-cycle synthetic acquisition with the session's trained
 organ run (``organ_run``) and compare the measured curves with the synthetic stack's known
-noise-free organ means (:func:`unetlib.synthetic.true_organ_means`).
+noise-free organ means (:func:`unetlib.data.synthetic.true_organ_means`).
 """
 
 from __future__ import annotations
@@ -19,18 +19,18 @@ import pytest
 import tifffile
 
 from helpers import ORGAN_STACK
-from unetlib.errors import InputError, OutputError, ParameterError, UnetlibWarning
-from unetlib.config import QuantifyConfig, SplitConfig
-from unetlib.io import read_csv
-from unetlib.kinetics import summarize_curve
-from unetlib.organs import DEFAULT_COLORS, Organ, OrganTable
-from unetlib.measure import body_mask, flag_area_jumps, measure_cycle
-from unetlib.quantify import INTENSITY_FIELDS, SUMMARY_FIELDS, quantify_stack, read_intensities
-from unetlib.run import load_run
-from unetlib.synthetic import true_organ_means
-from unetlib.timing import cycle_interval, recorded_frame_interval
+from unetlib.core.errors import InputError, OutputError, ParameterError, UnetlibWarning
+from unetlib.core.config import QuantifyConfig, SplitConfig
+from unetlib.core.io import read_csv
+from unetlib.study.kinetics import summarize_curve
+from unetlib.data.organs import DEFAULT_COLORS, Organ, OrganTable
+from unetlib.study.measure import body_mask, flag_area_jumps, measure_cycle
+from unetlib.study.quantify import INTENSITY_FIELDS, SUMMARY_FIELDS, quantify_stack, read_intensities
+from unetlib.runs.run import load_run
+from unetlib.data.synthetic import true_organ_means
+from unetlib.data.timing import cycle_interval, recorded_frame_interval
 
-ORGANS = ("liver", "kidney", "bladder")  # values 1, 2, 3 (order of unetlib.synthetic.ORGANS)
+ORGANS = ("liver", "kidney", "bladder")  # values 1, 2, 3 (order of unetlib.data.synthetic.ORGANS)
 CYCLES, LASERS = ORGAN_STACK.cycles, ORGAN_STACK.lasers
 SECONDS_PER_CYCLE = ORGAN_STACK.frame_interval_s * LASERS  # 2.5 s/frame x 4 lasers = 10 s
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from unetlib.config import SplitConfig, SyntheticConfig
-from unetlib.errors import InputError, OutputError, ParameterError, UnetlibWarning
-from unetlib.io import read_image
-from unetlib.stack import load_stack, split_stack
-from unetlib.synthetic import write_synthetic_stack
+from unetlib.core.config import SplitConfig, SyntheticConfig
+from unetlib.core.errors import InputError, OutputError, ParameterError, UnetlibWarning
+from unetlib.core.io import read_image
+from unetlib.data.stack import load_stack, split_stack
+from unetlib.data.synthetic import write_synthetic_stack
 
 SMALL = SyntheticConfig(cycles=3, lasers=4, height=40, width=52, seed=1)
 
@@ -150,7 +150,7 @@ def test_unwritable_output_leaves_nothing_behind(small_stack, tmp_path):
 
 
 def test_failed_split_leaves_no_half_written_folder(small_stack, tmp_path, monkeypatch):
-    import unetlib.stack as stack_module
+    import unetlib.data.stack as stack_module
 
     def fail(*args, **kwargs):
         raise OSError("simulated full disk")

@@ -25,9 +25,9 @@ from types import SimpleNamespace
 import psutil
 import pytest
 
-from unetlib.cli import main
-from unetlib.config import QuantifyConfig, SyntheticConfig
-from unetlib.synthetic import ORGANS, write_synthetic_stack
+from unetlib.app.cli import main
+from unetlib.core.config import QuantifyConfig, SyntheticConfig
+from unetlib.data.synthetic import ORGANS, write_synthetic_stack
 
 from helpers import free_port
 
@@ -391,7 +391,7 @@ def test_workers_out_of_range_are_refused(organ_run, tmp_path, capsys, workers):
 
 @pytest.mark.slow
 def test_one_stack_runs_in_process_without_a_cluster(organ_run, tmp_path, monkeypatch):
-    from unetlib.study import quantify_study
+    from unetlib.study.cluster import quantify_study
 
     stack = small_stack(tmp_path / "mouse.tif", seed=3)
     # No cluster can be made here: importing dask.distributed fails.

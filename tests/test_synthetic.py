@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from unetlib.config import SyntheticConfig
-from unetlib.errors import OutputError
-from unetlib.synthetic import ORGANS, make_synthetic_stack, write_synthetic_stack
+from unetlib.core.config import SyntheticConfig
+from unetlib.core.errors import OutputError
+from unetlib.data.synthetic import ORGANS, make_synthetic_stack, write_synthetic_stack
 
 SMALL = SyntheticConfig(cycles=6, lasers=4, height=64, width=80, seed=3)
 
@@ -78,15 +78,15 @@ def test_existing_stack_is_not_overwritten(tmp_path):
 # --- the hard preset: what makes it as hard as a real acquisition ----------------------
 
 def _hard(mouse=0, **changes):
-    from unetlib.synthetic import hard_mouse
+    from unetlib.data.synthetic import hard_mouse
     return hard_mouse(mouse, **{"cycles": 2, **changes})
 
 
 def test_hard_preset_has_four_organs_among_them_a_thin_one_and_a_small_one():
     from scipy import ndimage
 
-    from unetlib.phantom import HARD_ORGANS
-    from unetlib.synthetic import render_frames
+    from unetlib.data.phantom import HARD_ORGANS
+    from unetlib.data.synthetic import render_frames
 
     _, labels = render_frames(_hard(), [0])
     names = [organ.name for organ in HARD_ORGANS]
@@ -102,7 +102,7 @@ def test_hard_preset_has_four_organs_among_them_a_thin_one_and_a_small_one():
 
 
 def test_hard_preset_mice_lie_differently_and_each_is_reproducible():
-    from unetlib.synthetic import render_frames
+    from unetlib.data.synthetic import render_frames
 
     first, second = _hard(0), _hard(1)
     assert (first.pose_shift, first.pose_angle_degrees, first.pose_scale) != (
@@ -116,7 +116,7 @@ def test_hard_preset_mice_lie_differently_and_each_is_reproducible():
 
 
 def test_hard_preset_organs_breathe_and_the_mouse_drifts():
-    from unetlib.synthetic import render_frames
+    from unetlib.data.synthetic import render_frames
 
     config = _hard(cycles=30)
     _, labels = render_frames(config, [0, 1, 2, 119])
@@ -127,11 +127,11 @@ def test_hard_preset_organs_breathe_and_the_mouse_drifts():
 
 
 def test_hard_preset_organs_nearly_vanish_in_laser_2_and_show_in_laser_1():
-    from unetlib.synthetic import true_organ_means
+    from unetlib.data.synthetic import true_organ_means
 
     from scipy import ndimage
 
-    from unetlib.synthetic import render_frames
+    from unetlib.data.synthetic import render_frames
 
     config = _hard(read_noise=0.0)
     means = true_organ_means(config)[0]  # cycle 0: (lasers, organs)
@@ -148,7 +148,7 @@ def test_hard_preset_organs_nearly_vanish_in_laser_2_and_show_in_laser_1():
 
 
 def test_hard_preset_rejects_poses_out_of_view_and_poses_with_the_demo_preset():
-    from unetlib.errors import ParameterError
+    from unetlib.core.errors import ParameterError
 
     with pytest.raises(ParameterError, match="pose_shift"):
         SyntheticConfig(preset="hard", pose_shift=(0.5, 0.0)).validate()

@@ -1,4 +1,4 @@
-"""Tests of unetlib.train: the run folder, resume, force, time budget, reproducibility."""
+"""Tests of unetlib.runs.train: the run folder, resume, force, time budget, reproducibility."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import keras
 import numpy as np
 import pytest
 
-from unetlib.augment import augment_preset
-from unetlib.config import ModelConfig, PipelineConfig, TrainConfig, model_preset
-from unetlib.errors import InputError, OutputError, ParameterError
-from unetlib.io import read_csv, read_image, read_json, write_image
-from unetlib.predict import load_run, predict_folder
-from unetlib.train import calibrate_threshold, train
+from unetlib.nn.augment import augment_preset
+from unetlib.core.config import ModelConfig, PipelineConfig, TrainConfig, model_preset
+from unetlib.core.errors import InputError, OutputError, ParameterError
+from unetlib.core.io import read_csv, read_image, read_json, write_image
+from unetlib.inference.predict import load_run, predict_folder
+from unetlib.runs.train import calibrate_threshold, train
 
 from helpers import organ_data
 
@@ -185,7 +185,7 @@ def test_deterministic_runs_with_the_same_seed_have_identical_weights(data_dir, 
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         import keras, numpy as np
         from test_train import TINY
-        from unetlib.train import train
+        from unetlib.runs.train import train
         config = dataclasses.replace(TINY, deterministic=True)
         runs = [train({str(data_dir)!r}, {str(tmp_path)!r} + f"/run{{i}}", config) for i in (1, 2)]
         weights = [keras.saving.load_model(run.run_dir / "last.keras", compile=False).get_weights()
@@ -248,8 +248,8 @@ def test_a_small_multi_organ_model_learns_every_organ(tmp_path):
     Measured when written (AMD EPYC, 2 cores): 0.99 / 0.97 / 0.95 for liver, kidney and
     bladder after 300 steps (~15 s); with cross-entropy alone 0.98 / 0.76 / 0.55.
     """
-    from unetlib.evaluate import evaluate_folders
-    from unetlib.predict import predict_folder
+    from unetlib.inference.evaluate import evaluate_folders
+    from unetlib.inference.predict import predict_folder
 
     data = organ_data(tmp_path)
     config = TrainConfig(model=model_preset("small"), epochs=10, steps_per_epoch=30, verbose=0,
@@ -281,7 +281,7 @@ def test_a_finished_run_from_an_older_unetlib_is_still_reused(finished_run, data
     del older["request"]["config"]["model"]["classes"]
     older["request"]["config"].update(batch_size=None, patch_size=None, val_fraction=None,
                                       seed=None)
-    from unetlib.io import write_json
+    from unetlib.core.io import write_json
 
     write_json(config_path, older, overwrite=True)
     try:

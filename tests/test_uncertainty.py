@@ -1,4 +1,4 @@
-"""Tests of unetlib.uncertainty: the score, the choice, and pick-frames --method uncertain."""
+"""Tests of unetlib.inference.uncertainty: the score, the choice, and pick-frames --method uncertain."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import shutil
 import numpy as np
 import pytest
 
-from unetlib.cli import main
-from unetlib.config import PickConfig, PipelineConfig, SplitConfig, TrainConfig, model_preset
-from unetlib.errors import ParameterError
-from unetlib.frames import pick_frames
-from unetlib.io import read_csv
-from unetlib.run import load_run
-from unetlib.stack import load_stack
-from unetlib.train import train
-from unetlib.uncertainty import choose_uncertain, mean_entropy, uncertainty_scores
+from unetlib.app.cli import main
+from unetlib.core.config import PickConfig, PipelineConfig, SplitConfig, TrainConfig, model_preset
+from unetlib.core.errors import ParameterError
+from unetlib.data.frames import pick_frames
+from unetlib.core.io import read_csv
+from unetlib.runs.run import load_run
+from unetlib.data.stack import load_stack
+from unetlib.runs.train import train
+from unetlib.inference.uncertainty import choose_uncertain, mean_entropy, uncertainty_scores
 
 
 def test_mean_entropy_is_one_for_a_coin_toss_and_zero_for_certainty():

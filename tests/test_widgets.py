@@ -9,11 +9,11 @@ import pytest
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
-from unetlib.config import SyntheticConfig
-from unetlib.io import read_image, write_image
-from unetlib.stack import display_scale, load_stack
-from unetlib.synthetic import write_synthetic_stack
-from unetlib.widgets import (VIEWER_CLASS, frame_browser, mask_viewer, prediction_viewer,
+from unetlib.core.config import SyntheticConfig
+from unetlib.core.io import read_image, write_image
+from unetlib.data.stack import display_scale, load_stack
+from unetlib.data.synthetic import write_synthetic_stack
+from unetlib.viz.widgets import (VIEWER_CLASS, frame_browser, mask_viewer, prediction_viewer,
                              widgets_available)
 
 
@@ -90,7 +90,7 @@ def test_a_kernel_serving_a_notebook_for_a_jupyter_server_shows_widgets():
         assert reply["content"]["status"] == "ok", reply["content"]
 
     try:
-        run("from unetlib.widgets import widgets_available\nprint(widgets_available())")
+        run("from unetlib.viz.widgets import widgets_available\nprint(widgets_available())")
         run("import os\ndel os.environ['JPY_SESSION_NAME']\nprint(widgets_available())")
     finally:
         client.stop_channels()

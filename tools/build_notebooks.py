@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from unetlib.demo import DemoConfig, organ_demo_training
+from unetlib.app.demo import DemoConfig, organ_demo_training
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 CHECK = "nbval-check-output"
@@ -49,12 +49,12 @@ then run `02_augmentation`. Re-running with the same parameters is safe: nothing
     ("code", """
 %matplotlib inline
 %config InlineBackend.figure_formats = ["jpeg"]  # photos of noisy frames: a fraction of the PNG size
-from unetlib.config import PickConfig, SplitConfig, SyntheticConfig
-from unetlib.frames import pick_frames
-from unetlib.plots import plot_composite, plot_laser_means, plot_picked
-from unetlib.stack import load_stack, split_stack
-from unetlib.synthetic import ensure_demo_stack
-from unetlib.widgets import frame_browser
+from unetlib.core.config import PickConfig, SplitConfig, SyntheticConfig
+from unetlib.data.frames import pick_frames
+from unetlib.viz.plots import plot_composite, plot_laser_means, plot_picked
+from unetlib.data.stack import load_stack, split_stack
+from unetlib.data.synthetic import ensure_demo_stack
+from unetlib.viz.widgets import frame_browser
 """),
     ("code", """
 stack_path = ""                  # acquisition TIFF to reshape; empty: the synthetic demo stack
@@ -132,13 +132,13 @@ GIMP), and `organs.csv` naming the organ values when masks hold several organs. 
 %config InlineBackend.figure_formats = ["jpeg"]  # photos of noisy frames: a fraction of the PNG size
 import dataclasses
 
-from unetlib.config import PipelineConfig, augment_preset, to_dict
-from unetlib.demo import annotate_demo
-from unetlib.dataset import check_pairs
-from unetlib.notebooks import publish_summary
-from unetlib.pipeline import load_pairs, make_training_dataset, split_pairs, take_samples, to_display, write_augmented_pairs
-from unetlib.plots import plot_pairs
-from unetlib.widgets import mask_viewer
+from unetlib.core.config import PipelineConfig, augment_preset, to_dict
+from unetlib.app.demo import annotate_demo
+from unetlib.data.dataset import check_pairs
+from unetlib.app.notebooks import publish_summary
+from unetlib.nn.pipeline import load_pairs, make_training_dataset, split_pairs, take_samples, to_display, write_augmented_pairs
+from unetlib.viz.plots import plot_pairs
+from unetlib.viz.widgets import mask_viewer
 """),
     ("code", """
 data1d_dir = "../demo/data1d"      # grayscale data folder (train/frames + train/masks)
@@ -218,7 +218,7 @@ def _train_notebook(kind: str) -> list:
             "one laser kidney and bladder look alike)" if gray
             else "3-laser composites (`data3d/`, 3 channels; the demo annotates liver, kidney "
             "and bladder as separate organs)")
-    # The demo's own settings (unetlib.demo), so the notebook reuses the demo's finished run.
+    # The demo's own settings (unetlib.app.demo), so the notebook reuses the demo's finished run.
     demo_train = DemoConfig().train if gray else organ_demo_training()
     epochs, steps = demo_train.epochs, demo_train.steps_per_epoch
     patch = demo_train.pipeline.patch_size
@@ -248,22 +248,22 @@ train`, `predict`, `evaluate` do the same.
 import dataclasses
 import os
 
-from unetlib.activations import feature_maps
-from unetlib.config import CrossvalConfig, PipelineConfig, TrainConfig, augment_preset, model_preset
-from unetlib.crossval import crossvalidate
-from unetlib.dataset import find_pairs
-from unetlib.demo import annotate_demo, demo_test_truth
-from unetlib.evaluate import evaluate_folders
-from unetlib.export import check_package, export_package, package_summary
-from unetlib.notebooks import publish_summary
-from unetlib.io import read_image
-from unetlib.normalize import normalize_image
-from unetlib.plots import (plot_crossval, plot_feature_maps, plot_frame_scores, plot_history,
+from unetlib.inference.activations import feature_maps
+from unetlib.core.config import CrossvalConfig, PipelineConfig, TrainConfig, augment_preset, model_preset
+from unetlib.runs.crossval import crossvalidate
+from unetlib.data.dataset import find_pairs
+from unetlib.app.demo import annotate_demo, demo_test_truth
+from unetlib.inference.evaluate import evaluate_folders
+from unetlib.runs.export import check_package, export_package, package_summary
+from unetlib.app.notebooks import publish_summary
+from unetlib.core.io import read_image
+from unetlib.data.normalize import normalize_image
+from unetlib.viz.plots import (plot_crossval, plot_feature_maps, plot_frame_scores, plot_history,
                            plot_organ_scores)
-from unetlib.predict import predict_folder
-from unetlib.run import load_run
-from unetlib.train import train
-from unetlib.widgets import prediction_viewer
+from unetlib.inference.predict import predict_folder
+from unetlib.runs.run import load_run
+from unetlib.runs.train import train
+from unetlib.viz.widgets import prediction_viewer
 """),
         ("code", "\n".join([
             f'{data_name} = "{data_default}"'.ljust(33) + "  # data folder: train/frames, train/masks, test/",
@@ -404,15 +404,15 @@ runs on the synthetic demo stack, whose true organ curves are known. **Command l
     ("code", """
 %matplotlib inline
 %config InlineBackend.figure_formats = ["jpeg"]  # photos of noisy frames: a fraction of the PNG size
-from unetlib.config import QuantifyConfig, SplitConfig, SyntheticConfig
-from unetlib.notebooks import publish_summary
-from unetlib.organs import read_organ_table
-from unetlib.plots import plot_organ_curves
-from unetlib.quantify import read_intensities, summary_text
-from unetlib.stack import load_stack
-from unetlib.study import quantify_study
-from unetlib.synthetic import ensure_demo_stack
-from unetlib.widgets import cycle_browser
+from unetlib.core.config import QuantifyConfig, SplitConfig, SyntheticConfig
+from unetlib.app.notebooks import publish_summary
+from unetlib.data.organs import read_organ_table
+from unetlib.viz.plots import plot_organ_curves
+from unetlib.study.quantify import read_intensities, summary_text
+from unetlib.data.stack import load_stack
+from unetlib.study.cluster import quantify_study
+from unetlib.data.synthetic import ensure_demo_stack
+from unetlib.viz.widgets import cycle_browser
 """),
     ("code", """
 stack_paths = []                 # acquisition TIFFs to quantify; []: the synthetic demo stack

@@ -13,6 +13,6 @@ for _stream in (sys.stdout, sys.stderr):
     if hasattr(_stream, "reconfigure"):
         _stream.reconfigure(errors="surrogateescape")
 
-from unetlib.cli import main  # noqa: E402
+from unetlib.app.cli import main  # noqa: E402
 
 raise SystemExit(main())

@@ -1,0 +1,316 @@
+"""Segmentation metrics: numpy for evaluation, Keras for training.
+
+Pixel accuracy reads 0.99 for a model that predicts nothing when the organ covers 1% of
+the frame, so training logs Dice and IoU of the foreground beside the loss, and
+evaluation reports Dice, IoU, precision and recall per frame.
+
+Conventions
+-----------
+Masks are binary (anything > 0 is foreground for the numpy functions; probabilities are
+thresholded at 0.5 for the Keras metrics). When a ratio's denominator is zero -- the
+prediction and the truth are both empty, or (for precision/recall) there is nothing to
+count -- the value is **1.0 when both masks are empty** (a perfect "nothing here") and
+**0.0 otherwise** (for example precision when nothing is predicted but the truth has
+foreground).
+"""
+
+from __future__ import annotations
+
+from unetlib.core._tensorflow import keras
+import numpy as np
+from keras import ops
+
+from unetlib.data.organs import column_key
+
+__all__ = ["DiceMetric", "IoUMetric", "METRIC_NAMES", "OrganDiceMetric", "bce_dice_loss",
+           "ce_dice_loss", "confusion_counts", "dice", "frame_metrics", "get_loss", "iou",
+           "confusion_matrix", "metric_name", "organ_dice_loss", "organ_frame_metrics", "organ_training_metrics",
+           "pixel_accuracy", "precision", "recall", "soft_dice_loss", "training_metrics"]
+
+METRIC_NAMES = ("dice", "iou", "precision", "recall", "pixel_accuracy")
+
+
+# --- numpy metrics for evaluation ------------------------------------------------------
+
+def confusion_counts(prediction: np.ndarray, truth: np.ndarray) -> tuple[int, int, int, int]:
+    """Return ``(tp, fp, fn, tn)`` pixel counts of two masks of the same shape (> 0 = fg)."""
+    prediction = np.asarray(prediction)
+    truth = np.asarray(truth)
+    if prediction.shape != truth.shape:
+        # A trailing channel axis of size 1 is harmless; anything else is a real mismatch.
+        prediction, truth = np.squeeze(prediction), np.squeeze(truth)
+        if prediction.shape != truth.shape:
+            raise ValueError(f"prediction shape {prediction.shape} differs from truth shape "
+                             f"{truth.shape}")
+    predicted = prediction > 0
+    actual = truth > 0
+    tp = int(np.count_nonzero(predicted & actual))
+    fp = int(np.count_nonzero(predicted & ~actual))
+    fn = int(np.count_nonzero(~predicted & actual))
+    tn = int(predicted.size - tp - fp - fn)
+    return tp, fp, fn, tn
+
+
+def _ratio(numerator: int, denominator: int, both_empty: bool) -> float:
+    if denominator == 0:
+        return 1.0 if both_empty else 0.0
+    return numerator / denominator
+
+
+def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Dice coefficient ``2|P∩T| / (|P|+|T|)``; 1.0 when both masks are empty."""
+    tp, fp, fn, _ = confusion_counts(prediction, truth)
+    return _ratio(2 * tp, 2 * tp + fp + fn, tp + fp + fn == 0)
+
+
+def iou(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Intersection over union (Jaccard) ``|P∩T| / |P∪T|``; 1.0 when both are empty."""
+    tp, fp, fn, _ = confusion_counts(prediction, truth)
+    return _ratio(tp, tp + fp + fn, tp + fp + fn == 0)
+
+
+def precision(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Fraction of predicted foreground that is true; 1.0 when both masks are empty."""
+    tp, fp, fn, _ = confusion_counts(prediction, truth)
+    return _ratio(tp, tp + fp, tp + fp + fn == 0)
+
+
+def recall(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Fraction of true foreground that is predicted; 1.0 when both masks are empty."""
+    tp, fp, fn, _ = confusion_counts(prediction, truth)
+    return _ratio(tp, tp + fn, tp + fp + fn == 0)
+
+
+def pixel_accuracy(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Fraction of pixels classified correctly (misleading for small organs)."""
+    tp, fp, fn, tn = confusion_counts(prediction, truth)
+    total = tp + fp + fn + tn
+    return (tp + tn) / total if total else 1.0
+
+
+def frame_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """All of :data:`METRIC_NAMES` for one frame, from a single pass over the pixels."""
+    tp, fp, fn, tn = confusion_counts(prediction, truth)
+    both_empty = tp + fp + fn == 0
+    total = tp + fp + fn + tn
+    return {
+        "dice": _ratio(2 * tp, 2 * tp + fp + fn, both_empty),
+        "iou": _ratio(tp, tp + fp + fn, both_empty),
+        "precision": _ratio(tp, tp + fp, both_empty),
+        "recall": _ratio(tp, tp + fn, both_empty),
+        "pixel_accuracy": (tp + tn) / total if total else 1.0,
+    }
+
+
+def organ_frame_metrics(prediction: np.ndarray, truth: np.ndarray,
+                        classes: int) -> list[dict[str, float]]:
+    """:data:`METRIC_NAMES` of every organ class (1 .. classes-1) of two class maps.
+
+    Each organ is scored as its own binary mask (this organ vs everything else), with the
+    conventions above: an organ absent from both scores 1.0.
+    """
+    prediction, truth = np.asarray(prediction), np.asarray(truth)
+    return [frame_metrics(prediction == klass, truth == klass) for klass in range(1, classes)]
+
+
+def confusion_matrix(prediction: np.ndarray, truth: np.ndarray, classes: int) -> np.ndarray:
+    """Pixel counts ``[truth class, predicted class]`` of two class maps."""
+    index = np.asarray(truth).astype(np.int64).ravel() * classes + np.asarray(
+        prediction).astype(np.int64).ravel()
+    return np.bincount(index, minlength=classes * classes).reshape(classes, classes)
+
+
+# --- Keras metrics and losses for training ---------------------------------------------
+
+class _ConfusionMetric(keras.metrics.Metric):
+    """Accumulates thresholded true/false positive and false negative counts over an epoch.
+
+    The score is computed from the totals (not averaged per batch), so small organs in
+    some patches and none in others do not distort it; 1.0 when all counts are zero.
+    """
+
+    def __init__(self, name: str, *, threshold: float = 0.5, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.threshold = float(threshold)
+        self.true_positives = self.add_variable(shape=(), initializer="zeros",
+                                                name="true_positives")
+        self.false_positives = self.add_variable(shape=(), initializer="zeros",
+                                                 name="false_positives")
+        self.false_negatives = self.add_variable(shape=(), initializer="zeros",
+                                                 name="false_negatives")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        predicted = ops.cast(ops.greater_equal(ops.cast(y_pred, "float32"), self.threshold),
+                             "float32")
+        actual = ops.cast(ops.greater_equal(ops.cast(y_true, "float32"), 0.5), "float32")
+        self.true_positives.assign_add(ops.sum(predicted * actual))
+        self.false_positives.assign_add(ops.sum(predicted * (1.0 - actual)))
+        self.false_negatives.assign_add(ops.sum((1.0 - predicted) * actual))
+
+    def reset_state(self):
+        for variable in (self.true_positives, self.false_positives, self.false_negatives):
+            variable.assign(0.0)
+
+    def _score(self, numerator, denominator):
+        return ops.where(denominator > 0, numerator / ops.maximum(denominator, 1.0), 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "threshold": self.threshold}
+
+
+@keras.saving.register_keras_serializable(package="unetlib")
+class DiceMetric(_ConfusionMetric):
+    """Dice of the foreground at ``threshold`` (default 0.5), over all pixels of an epoch."""
+
+    def __init__(self, name: str = "dice", *, threshold: float = 0.5, **kwargs):
+        super().__init__(name=name, threshold=threshold, **kwargs)
+
+    def result(self):
+        tp, fp, fn = self.true_positives, self.false_positives, self.false_negatives
+        return self._score(2.0 * tp, 2.0 * tp + fp + fn)
+
+
+@keras.saving.register_keras_serializable(package="unetlib")
+class IoUMetric(_ConfusionMetric):
+    """Intersection over union of the foreground at ``threshold`` (default 0.5)."""
+
+    def __init__(self, name: str = "iou", *, threshold: float = 0.5, **kwargs):
+        super().__init__(name=name, threshold=threshold, **kwargs)
+
+    def result(self):
+        tp, fp, fn = self.true_positives, self.false_positives, self.false_negatives
+        return self._score(tp, tp + fp + fn)
+
+
+def training_metrics() -> list[keras.metrics.Metric]:
+    """Fresh metrics logged every epoch beside the loss: dice, iou, pixel_accuracy."""
+    return [DiceMetric(), IoUMetric(),
+            keras.metrics.BinaryAccuracy(name="pixel_accuracy", threshold=0.5)]
+
+
+@keras.saving.register_keras_serializable(package="unetlib")
+def soft_dice_loss(y_true, y_pred, smooth: float = 1.0):
+    """``1 - soft Dice`` per sample, from probabilities (differentiable)."""
+    y_true = ops.cast(y_true, "float32")
+    y_pred = ops.cast(y_pred, "float32")
+    axes = tuple(range(1, len(y_pred.shape)))
+    intersection = ops.sum(y_true * y_pred, axis=axes)
+    total = ops.sum(y_true, axis=axes) + ops.sum(y_pred, axis=axes)
+    return 1.0 - (2.0 * intersection + smooth) / (total + smooth)
+
+
+@keras.saving.register_keras_serializable(package="unetlib")
+def bce_dice_loss(y_true, y_pred):
+    """Binary cross-entropy (mean over pixels) plus the soft Dice loss, per sample."""
+    y_true = ops.cast(y_true, "float32")
+    y_pred = ops.cast(y_pred, "float32")
+    bce = ops.mean(keras.losses.binary_crossentropy(y_true, y_pred),
+                   axis=tuple(range(1, len(y_pred.shape) - 1)))
+    return bce + soft_dice_loss(y_true, y_pred)
+
+
+# --- several organs: class maps, softmax outputs -----------------------------------------
+
+@keras.saving.register_keras_serializable(package="unetlib")
+class OrganDiceMetric(keras.metrics.Metric):
+    """Dice of organ classes from a softmax output and a class map, over an epoch.
+
+    Counts true/false positives and false negatives of every class after ``argmax``;
+    ``result`` is the Dice of ``organ`` (1-based class) or, when ``organ`` is None, the
+    mean Dice over the organs (classes 1 ..), so a small organ weighs as much as a large
+    one. An organ absent from both truth and prediction scores 1.0.
+    """
+
+    def __init__(self, classes: int, organ: int | None = None, name: str = "dice",
+                 kind: str = "dice", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.classes = int(classes)
+        self.organ = organ
+        self.kind = kind
+        self.counts = self.add_variable(shape=(3, self.classes), initializer="zeros",
+                                        name="counts")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        truth = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        predicted = ops.reshape(ops.argmax(y_pred, axis=-1), (-1,))
+        truth_onehot = ops.one_hot(truth, self.classes)
+        predicted_onehot = ops.one_hot(predicted, self.classes)
+        tp = ops.sum(truth_onehot * predicted_onehot, axis=0)
+        fp = ops.sum(predicted_onehot, axis=0) - tp
+        fn = ops.sum(truth_onehot, axis=0) - tp
+        self.counts.assign_add(ops.stack([tp, fp, fn]))
+
+    def reset_state(self):
+        self.counts.assign(ops.zeros((3, self.classes)))
+
+    def result(self):
+        tp, fp, fn = self.counts[0], self.counts[1], self.counts[2]
+        if self.kind == "iou":
+            numerator, denominator = tp, tp + fp + fn
+        else:
+            numerator, denominator = 2.0 * tp, 2.0 * tp + fp + fn
+        scores = ops.where(denominator > 0, numerator / ops.maximum(denominator, 1.0), 1.0)
+        if self.organ is not None:
+            return scores[self.organ]
+        return ops.mean(scores[1:])
+
+    def get_config(self):
+        return {**super().get_config(), "classes": self.classes, "organ": self.organ,
+                "kind": self.kind}
+
+
+def metric_name(organ_name: str) -> str:
+    """A Keras/CSV-safe column name for an organ (``"left kidney"`` -> ``"left_kidney"``)."""
+    return column_key(organ_name)
+
+
+def organ_training_metrics(organ_names: list[str]) -> list[keras.metrics.Metric]:
+    """Mean organ Dice (``dice``) and IoU (``iou``), pixel accuracy, and ``dice_<organ>`` per organ."""
+    classes = len(organ_names) + 1
+    return [OrganDiceMetric(classes, name="dice"), OrganDiceMetric(classes, name="iou", kind="iou"),
+            keras.metrics.SparseCategoricalAccuracy(name="pixel_accuracy"),
+            *(OrganDiceMetric(classes, organ=index, name=f"dice_{metric_name(name)}")
+              for index, name in enumerate(organ_names, start=1))]
+
+
+@keras.saving.register_keras_serializable(package="unetlib")
+def organ_dice_loss(y_true, y_pred, smooth: float = 1.0):
+    """``1 - soft Dice`` averaged over the organ classes (not the background), per batch.
+
+    Summed over the whole batch before the ratio, so an organ missing from one patch does
+    not count as a perfect (or a failed) score there; averaged over organs, so the spleen
+    weighs as much as the liver.
+    """
+    y_pred = ops.cast(y_pred, "float32")
+    classes = y_pred.shape[-1]
+    truth = ops.one_hot(ops.cast(ops.squeeze(y_true, axis=-1), "int32"), classes)
+    axes = tuple(range(len(y_pred.shape) - 1))
+    intersection = ops.sum(truth * y_pred, axis=axes)
+    total = ops.sum(truth, axis=axes) + ops.sum(y_pred, axis=axes)
+    dice_per_class = (2.0 * intersection + smooth) / (total + smooth)
+    return 1.0 - ops.mean(dice_per_class[1:])
+
+
+@keras.saving.register_keras_serializable(package="unetlib")
+def ce_dice_loss(y_true, y_pred):
+    """Categorical cross-entropy (mean over pixels) plus :func:`organ_dice_loss`, per sample."""
+    cross_entropy = ops.mean(keras.losses.sparse_categorical_crossentropy(y_true, y_pred),
+                             axis=tuple(range(1, len(y_pred.shape) - 1)))
+    return cross_entropy + organ_dice_loss(y_true, y_pred)
+
+
+def get_loss(name: str):
+    """Return the Keras loss called ``name``: ``bce``, ``bce+dice`` (binary), ``ce``,
+    ``ce+dice`` (several organs)."""
+    if name == "bce":
+        return keras.losses.BinaryCrossentropy(name="bce")
+    if name == "bce+dice":
+        return bce_dice_loss
+    if name == "ce":
+        return keras.losses.SparseCategoricalCrossentropy(name="ce")
+    if name == "ce+dice":
+        return ce_dice_loss
+    from unetlib.core.errors import ParameterError
+
+    raise ParameterError(f"loss={name!r} is invalid: expected 'bce' or 'bce+dice' (binary), "
+                         "'ce' or 'ce+dice' (organs).")

@@ -1,0 +1,146 @@
+"""Pixel statistics of organs in one cycle: the body, its background, and quality control.
+
+Pure numpy/scipy on arrays, no model: :func:`body_mask` finds the mouse, :func:`background_mask`
+the pixels a signal-to-background ratio divides by, :func:`measure_cycle` every organ's
+statistics in every laser's frame, and :func:`flag_area_jumps` the cycles whose masks
+cannot be trusted. :mod:`unetlib.study.quantify` runs them over whole acquisitions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from unetlib.data.organs import OrganTable
+
+__all__ = ["QC_ABSENT", "QC_JUMP", "QC_OK", "background_mask", "body_mask", "flag_area_jumps",
+           "measure_cycle"]
+
+QC_OK, QC_JUMP, QC_ABSENT = "ok", "area_jump", "absent"
+
+
+def _otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    counts, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2.0
+    weight_low = np.cumsum(counts)
+    weight_high = weight_low[-1] - weight_low
+    sum_low = np.cumsum(counts * centres)
+    mean_low = sum_low / np.maximum(weight_low, 1)
+    mean_high = (sum_low[-1] - sum_low) / np.maximum(weight_high, 1)
+    between = weight_low * weight_high * (mean_low - mean_high) ** 2
+    return float(centres[int(np.argmax(between))])
+
+
+def body_mask(image: np.ndarray, organs: np.ndarray | None = None) -> np.ndarray:
+    """The mouse's body in one frame: Otsu's threshold of the smoothed image, holes filled,
+    the largest connected region.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W) or (H, W, C)
+        A frame (channels are averaged); NaN pixels count as dark.
+    organs : ndarray of shape (H, W), bool, optional
+        Organ pixels. They are part of the body but left out of the threshold, which then
+        separates body from air rather than bright organs from the rest.
+    """
+    from scipy import ndimage
+
+    values = np.asarray(image, dtype=np.float32)
+    if values.ndim == 3:
+        values = values.mean(axis=-1)
+    finite = np.isfinite(values)
+    values = np.where(finite, values, np.min(values[finite]) if finite.any() else 0.0)
+    smooth = ndimage.uniform_filter(values, size=5)
+    sample = smooth if organs is None or organs.all() else smooth[~organs]
+    body = smooth > _otsu_threshold(sample)
+    if organs is not None:
+        body |= organs
+    regions, count = ndimage.label(body)
+    if count > 1:
+        sizes = np.bincount(regions.ravel())
+        sizes[0] = 0
+        body = regions == int(np.argmax(sizes))
+    return ndimage.binary_fill_holes(body)
+
+
+def measure_cycle(frames: np.ndarray, labels: np.ndarray, organs: OrganTable,
+                  background: np.ndarray) -> np.ndarray:
+    """Statistics of every organ in every laser's frame of one cycle.
+
+    Parameters
+    ----------
+    frames : ndarray of shape (lasers, H, W)
+        The raw frames of the cycle.
+    labels : ndarray of shape (H, W)
+        Organ values (``organs.csv``), 0 elsewhere.
+    organs : OrganTable
+    background : ndarray of shape (H, W), bool
+        The background pixels of the signal-to-background ratio.
+
+    Returns
+    -------
+    ndarray of shape (lasers, organs, 6), float64
+        ``area_px, mean, median, p95, integrated, background_mean``; NaN for an organ
+        absent from the cycle. Non-finite pixels (float stacks) are left out.
+    """
+    lasers = frames.shape[0]
+    result = np.full((lasers, len(organs.organs), 6), np.nan)
+    masks = [labels == organ.value for organ in organs.organs]
+    for laser in range(lasers):
+        frame = np.asarray(frames[laser])
+        finite = np.isfinite(frame) if np.issubdtype(frame.dtype, np.floating) else None
+        back = background if finite is None else background & finite
+        back_mean = float(frame[back].mean(dtype=np.float64)) if back.any() else math.nan
+        for index, mask in enumerate(masks):
+            inside = mask if finite is None else mask & finite
+            values = frame[inside].astype(np.float64)
+            result[laser, index, 0] = values.size
+            result[laser, index, 5] = back_mean
+            if values.size:
+                median, p95 = np.percentile(values, [50.0, 95.0])
+                result[laser, index, 1:5] = (values.mean(), median, p95, values.sum())
+    return result
+
+
+def flag_area_jumps(areas: np.ndarray, *, window: int, tolerance: float) -> np.ndarray:
+    """QC label of every cycle x organ from the organs' areas.
+
+    ``absent`` where an organ has no pixels; ``area_jump`` where its area differs from the
+    running median over ``window`` cycles by more than ``tolerance`` of that median (a
+    failed mask, or the mouse moved); ``ok`` otherwise.
+
+    Parameters
+    ----------
+    areas : ndarray of shape (cycles, organs)
+    """
+    areas = np.asarray(areas, dtype=np.float64)
+    cycles = areas.shape[0]
+    half = window // 2
+    flags = np.full(areas.shape, QC_OK, dtype=object)
+    for cycle in range(cycles):
+        around = areas[max(0, cycle - half):cycle + half + 1]
+        median = np.median(around, axis=0)
+        jump = np.abs(areas[cycle] - median) > tolerance * np.maximum(median, 1.0)
+        flags[cycle, jump] = QC_JUMP
+    flags[areas <= 0] = QC_ABSENT
+    return flags
+
+
+def background_mask(labels: np.ndarray, body: np.ndarray, organs: OrganTable, *,
+                    organ: str | None = None, margin: int = 3) -> np.ndarray:
+    """The pixels whose mean is an organ's background.
+
+    The named ``organ`` (a region the user annotated as background) when given; else the
+    body outside every organ and a ``margin`` of pixels around them, where organ light
+    still spills over and mask edges are least certain.
+    """
+    if organ is not None:
+        value = next(o.value for o in organs.organs if o.name == organ)
+        return labels == value
+    from scipy import ndimage
+
+    near_organs = labels > 0
+    if margin:
+        near_organs = ndimage.binary_dilation(near_organs, iterations=margin)
+    return body & ~near_organs

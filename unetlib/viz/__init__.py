@@ -1,0 +1,5 @@
+"""Figures and notebook widgets: ``plots`` (matplotlib figures of frames, masks, training
+histories and curves) and ``widgets`` (ipywidgets browsers).
+
+Imports only from ``core``, ``data`` and ``nn``.
+"""
