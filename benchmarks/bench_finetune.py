@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="steps per epoch")
     parser.add_argument("--freeze", type=int, default=2, help="epochs with the encoder frozen")
     args = parser.parse_args()
-    from unetlib.core.runtime import runtime_line
+    from unetlib.core.runtime_report import runtime_line
 
     print(runtime_line(), flush=True)  # every figure names its CPU
     if not (Path(args.run) / "model.keras").is_file():

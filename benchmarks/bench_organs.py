@@ -32,7 +32,7 @@ from unetlib.core.config import (PipelineConfig, TrainConfig, augment_preset,  #
                             model_preset)
 from unetlib.app.organ_benchmark import (curve_errors_of_mouse, make_hard_benchmark,  # noqa: E402
                                      score_run)
-from unetlib.core.runtime import runtime_line  # noqa: E402
+from unetlib.core.runtime_report import runtime_line  # noqa: E402
 from unetlib.runs.train import train  # noqa: E402
 
 # Recipe name -> (model preset, changes to it, augmentation changes, pipeline changes).

@@ -34,7 +34,7 @@ from unetlib.core.io import read_image  # noqa: E402
 from unetlib.nn.metrics import get_loss, training_metrics  # noqa: E402
 from unetlib.nn.model import build_unet, make_optimizer  # noqa: E402
 from unetlib.nn.pipeline import load_pairs, make_training_dataset  # noqa: E402
-from unetlib.core.runtime import runtime_line  # noqa: E402
+from unetlib.core.runtime_report import runtime_line  # noqa: E402
 
 
 def describe_folder(data_dir: Path) -> dict:

@@ -39,7 +39,7 @@ def child_single(run_dir: str, stack: str, out: str) -> None:
 
     from unetlib.core.config import QuantifyConfig
     from unetlib.data.normalize import normalize_image
-    from unetlib.inference.predict import predict_probabilities
+    from unetlib.nn.sliding_window import predict_probabilities
     from unetlib.study.quantify import model_input_lasers, quantify_stack
     from unetlib.runs.run import load_run
     from unetlib.data.stack import load_stack
@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--child-single", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--child-study", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from unetlib.core.runtime import runtime_line
+    from unetlib.core.runtime_report import runtime_line
 
     print(runtime_line(), flush=True)  # every figure names its CPU
     if args.child_single:

@@ -32,8 +32,8 @@ import numpy as np  # noqa: E402
 from unetlib.core.config import model_preset  # noqa: E402
 from unetlib.nn.metrics import get_loss, training_metrics  # noqa: E402
 from unetlib.nn.model import build_unet, make_optimizer  # noqa: E402
-from unetlib.inference.predict import predict_probabilities  # noqa: E402
-from unetlib.core.runtime import runtime_line  # noqa: E402
+from unetlib.nn.sliding_window import predict_probabilities  # noqa: E402
+from unetlib.core.runtime_report import runtime_line  # noqa: E402
 
 
 def peak_rss_mb() -> float:

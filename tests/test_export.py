@@ -156,7 +156,7 @@ def test_saved_model_reproduces_the_masks_with_plain_tensorflow(organ_run, organ
                                                                  tmp_path):
     from unetlib.core.io import read_image
     from unetlib.data.normalize import normalize_image
-    from unetlib.inference.predict import predict_probabilities
+    from unetlib.nn.sliding_window import predict_probabilities
     from unetlib.runs.run import load_run
 
     run = load_run(organ_run["run"])

@@ -12,8 +12,9 @@ from unetlib.core.errors import InputError, OutputError, ParameterError
 from unetlib.core.io import read_image, write_image, write_json
 from unetlib.nn.model import build_unet
 from unetlib.runs.run import LoadedRun, load_run, load_run_model
-from unetlib.inference.predict import (overlay_image, predict_folder,
-                             predict_probabilities, validate_threshold)
+from unetlib.inference.predict import predict_folder, validate_threshold
+from unetlib.nn.sliding_window import predict_probabilities
+from unetlib.viz.overlays import overlay_image
 
 
 @pytest.fixture(autouse=True)

@@ -24,7 +24,8 @@ from unetlib.core.config import QuantifyConfig, SplitConfig
 from unetlib.core.io import read_csv
 from unetlib.study.kinetics import summarize_curve
 from unetlib.data.organs import DEFAULT_COLORS, Organ, OrganTable
-from unetlib.study.measure import body_mask, flag_area_jumps, measure_cycle
+from unetlib.data.body import body_mask
+from unetlib.study.measure import flag_area_jumps, measure_cycle
 from unetlib.study.quantify import INTENSITY_FIELDS, SUMMARY_FIELDS, quantify_stack, read_intensities
 from unetlib.runs.run import load_run
 from unetlib.data.synthetic import true_organ_means

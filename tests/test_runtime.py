@@ -11,8 +11,8 @@ import pytest
 
 from unetlib.core.config import ModelConfig, PipelineConfig, TrainConfig
 from unetlib.core.io import read_json
-from unetlib.core.runtime import (choose_onednn, cpu_info, describe_cpu, prepare_environment,
-                             runtime_record)
+from unetlib.core.runtime import choose_onednn, cpu_info, describe_cpu, prepare_environment
+from unetlib.core.runtime_report import runtime_record
 
 AVX2_EPYC = """processor	: 0
 vendor_id	: AuthenticAMD
@@ -62,7 +62,7 @@ def test_the_choice_is_made_before_tensorflow_loads(user):
     if user is not None:
         environ["TF_ENABLE_ONEDNN_OPTS"] = user
     script = ("import os, json, sys\nfrom unetlib.core._tensorflow import tf\n"
-              "from unetlib.core.runtime import runtime_record\n"
+              "from unetlib.core.runtime_report import runtime_record\n"
               "print(json.dumps({'env': os.environ.get('TF_ENABLE_ONEDNN_OPTS'), "
               "'record': runtime_record(), 'imported': 'tensorflow' in sys.modules}))")
     child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -96,7 +96,7 @@ def test_a_run_folder_records_the_cpu_and_the_choice(tmp_path):
 @pytest.mark.slow
 def test_a_cap_on_onednn_s_instructions_is_named_in_every_report():
     """Benchmarks emulating an AVX2 CPU (ONEDNN_MAX_CPU_ISA) must say so beside their figures."""
-    script = "from unetlib.core.runtime import runtime_line, runtime_record\n" \
+    script = "from unetlib.core.runtime_report import runtime_line, runtime_record\n" \
              "print(runtime_record()['onednn_max_isa']); print(runtime_line())"
     lines = {}
     for cap in (None, "AVX2"):

@@ -10,7 +10,7 @@ import pytest
 from unetlib.app.cli import main
 from unetlib.core.config import PickConfig, PipelineConfig, SplitConfig, TrainConfig, model_preset
 from unetlib.core.errors import ParameterError
-from unetlib.data.frames import pick_frames
+from unetlib.inference.uncertainty import pick_frames
 from unetlib.core.io import read_csv
 from unetlib.runs.run import load_run
 from unetlib.data.stack import load_stack

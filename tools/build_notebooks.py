@@ -50,7 +50,7 @@ then run `02_augmentation`. Re-running with the same parameters is safe: nothing
 %matplotlib inline
 %config InlineBackend.figure_formats = ["jpeg"]  # photos of noisy frames: a fraction of the PNG size
 from unetlib.core.config import PickConfig, SplitConfig, SyntheticConfig
-from unetlib.data.frames import pick_frames
+from unetlib.inference.uncertainty import pick_frames
 from unetlib.viz.plots import plot_composite, plot_laser_means, plot_picked
 from unetlib.data.stack import load_stack, split_stack
 from unetlib.data.synthetic import ensure_demo_stack

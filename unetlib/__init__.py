@@ -56,7 +56,7 @@ _ENTRY_POINTS = {
     "model_preset": "unetlib.core.config",
     "load_stack": "unetlib.data.stack",
     "split_stack": "unetlib.data.stack",
-    "pick_frames": "unetlib.data.frames",
+    "pick_frames": "unetlib.inference.uncertainty",
     "check_pairs": "unetlib.data.dataset",
     "read_organ_table": "unetlib.data.organs",
     "write_synthetic_stack": "unetlib.data.synthetic",

@@ -20,6 +20,9 @@ from unetlib import __version__
 from unetlib.core.errors import Interrupted, ParameterError, UnetlibError
 from unetlib.core.resources import is_out_of_memory
 
+# Imports inside functions are lazy: each command loads only what it runs, so `--help` and
+# a mistyped flag answer at once, without loading TensorFlow.
+
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
@@ -114,7 +117,7 @@ def _cmd_split_stack(args: argparse.Namespace) -> int:
 
 def _cmd_pick_frames(args: argparse.Namespace) -> int:
     from unetlib.core.config import PickConfig
-    from unetlib.data.frames import pick_frames
+    from unetlib.inference.uncertainty import pick_frames
 
     config = PickConfig(count=args.count, method=args.method, channels=args.channels,
                         laser=args.laser, subset=args.subset, exclude=args.exclude,

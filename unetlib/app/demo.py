@@ -23,10 +23,14 @@ from unetlib.core.config import (PickConfig, PipelineConfig, SplitConfig, Synthe
                             model_preset)
 from unetlib.core.errors import InputError, describe
 from unetlib.data.frames import pick_frames
-from unetlib.core.io import read_csv, read_image
+from unetlib.core.io import read_csv, read_image, write_json
 from unetlib.data.organs import ORGANS_FILE, read_organ_table, write_organ_table
 from unetlib.data.stack import split_stack
-from unetlib.data.synthetic import ensure_demo_stack, export_truth_masks, organ_table
+from unetlib.data.synthetic import (curve_errors, ensure_demo_stack, export_truth_masks, organ_table)
+from unetlib.inference.evaluate import evaluate_folders
+from unetlib.inference.predict import predict_folder
+from unetlib.study.quantify import quantify_stack, read_intensities
+from unetlib.runs.train import train
 
 logger = logging.getLogger(__name__)
 
@@ -279,13 +283,6 @@ def run_demo(out_dir: str | os.PathLike[str], config: DemoConfig = DemoConfig())
     the organ curves of the whole stack with the RGB model into ``quantify/`` and compares
     them with the known true curves. Re-running reuses finished runs and quantification.
     """
-    from unetlib.inference.evaluate import evaluate_folders
-    from unetlib.core.io import write_json
-    from unetlib.inference.predict import predict_folder
-    from unetlib.study.quantify import quantify_stack, read_intensities
-    from unetlib.data.synthetic import curve_errors
-    from unetlib.runs.train import train
-
     out_dir = Path(out_dir)
     started = time.monotonic()
     result = prepare_demo_data(out_dir, config)

@@ -21,6 +21,11 @@ from unetlib.nn.metrics import frame_metrics
 from unetlib.data.organs import Organ, OrganTable, write_organ_table
 from unetlib.data.synthetic import (curve_errors, hard_mouse, organ_table, render_frames,
                                write_synthetic_stack)
+from unetlib.data.normalize import normalize_image
+from unetlib.nn.sliding_window import predict_probabilities, segment
+from unetlib.runs.run import load_run, load_run_model
+from unetlib.core.config import QuantifyConfig
+from unetlib.study.quantify import quantify_stack, read_intensities
 
 __all__ = ["HardBenchmark", "HeldOutFrames", "curve_errors_of_mouse", "make_hard_benchmark",
            "organ_dice", "score_run"]
@@ -158,10 +163,6 @@ def score_run(run_or_model: str | os.PathLike[str], benchmark: HardBenchmark
         of the training mice and of the unseen mice (frames where neither prediction nor
         truth shows the organ are left out).
     """
-    from unetlib.data.normalize import normalize_image
-    from unetlib.inference.predict import predict_probabilities, segment
-    from unetlib.runs.run import load_run, load_run_model
-
     path = Path(run_or_model)
     run = load_run(path if path.is_dir() else path.parent)
     model = run.model if path.is_dir() else load_run_model(path)
@@ -197,9 +198,6 @@ def curve_errors_of_mouse(run_dir: str | os.PathLike[str], folder: str | os.Path
         Per organ: ``median_error``, ``mean_error``, ``max_error``, ``min_correlation``,
         ``varying_min_correlation``.
     """
-    from unetlib.core.config import QuantifyConfig
-    from unetlib.study.quantify import quantify_stack, read_intensities
-
     folder = Path(folder)
     config = hard_mouse(mouse, study_seed=study_seed, cycles=cycles)
     stack, _ = write_synthetic_stack(folder / f"mouse{mouse}.tif", config, overwrite=True)

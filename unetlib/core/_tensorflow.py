@@ -18,6 +18,8 @@ import sys
 import tempfile
 from collections.abc import Callable
 
+from unetlib.core.runtime import prepare_environment
+
 # Lines TensorFlow prints on every start on a machine with or without a GPU.
 _CHATTER = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
@@ -56,7 +58,6 @@ def _with_quiet_stderr(load: Callable[[], None]) -> None:
 
 
 def _load() -> None:
-    from unetlib.core.runtime import prepare_environment
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Kernel choices TensorFlow reads only while it loads (oneDNN on AVX2 CPUs).

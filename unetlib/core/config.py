@@ -14,6 +14,11 @@ from typing import Any
 from unetlib.core.errors import ParameterError
 
 
+# Foreground probability at which a binary run's pixel counts as foreground, until the
+# run's own threshold is calibrated on its validation frames.
+DEFAULT_THRESHOLD = 0.5
+
+
 def _require(condition: bool, name: str, value: Any, expected: str) -> None:
     """Raise ParameterError for field ``name`` when ``condition`` is false."""
     if not condition:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import tifffile
 from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
 
 from unetlib.core.errors import InputError, OutputError, describe
 
@@ -75,6 +76,14 @@ def progress_wanted(enabled: bool) -> bool:
     or a pipe a bar writes a carriage-return line per update; the step's own summary line
     says the same once."""
     return enabled and sys.stderr.isatty()
+
+
+def progress_bar(items: Iterable | None = None, *, description: str, unit: str,
+                 enabled: bool, total: int | None = None) -> tqdm:
+    """A tqdm bar over ``items`` (or of ``total`` steps), drawn only when
+    :func:`progress_wanted`; iterating it yields ``items`` either way."""
+    return tqdm(items, total=total, desc=description, unit=unit,
+                disable=not progress_wanted(enabled))
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:

@@ -9,7 +9,7 @@ on any x86-64 CPU with AVX2, unetlib turns oneDNN on unless the user already cho
 anyway. The choice has to be made before TensorFlow loads:
 :mod:`unetlib.core._tensorflow` calls :func:`prepare_environment` first.
 
-:func:`runtime_record` says what was chosen and why, with the CPU's model and the flags
+:func:`~unetlib.core.runtime_report.runtime_record` says what was chosen and why, with the CPU's model and the flags
 that matter; training stores it in the run folder's ``config.json`` and every benchmark
 prints it, so a figure always names the machine it came from.
 """
@@ -23,15 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CpuInfo", "choose_onednn", "cpu_info", "describe_cpu", "prepare_environment",
-           "runtime_line", "runtime_record"]
+__all__ = ["CHOICE", "CpuInfo", "choose_onednn", "cpu_info", "describe_cpu",
+           "prepare_environment"]
 
 # The instruction-set flags that decide which kernels run fast.
 FLAGS_THAT_MATTER = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_vnni",
                      "avx_vnni", "amx_bf16", "amx_tile", "asimd", "sve")
 ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
-# What prepare_environment decided, for runtime_record (set once per process).
-_CHOICE: dict[str, Any] = {}
+# What prepare_environment decided, for runtime_report (set once per process).
+CHOICE: dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def prepare_environment(environ: MutableMapping[str, str] | None = None,
     """Set the environment TensorFlow reads when it loads; call before importing it.
 
     Only ever sets a variable the user has not set. Returns (and remembers for
-    :func:`runtime_record`) the choice and its reason.
+    :func:`unetlib.core.runtime_report.runtime_record`) the choice and its reason.
     """
     environ = os.environ if environ is None else environ
     cpu = cpu or cpu_info()
@@ -119,7 +119,7 @@ def prepare_environment(environ: MutableMapping[str, str] | None = None,
     choice = {"onednn": environ.get(ONEDNN_VARIABLE, "TensorFlow default"),
               "onednn_reason": reason}
     if environ is os.environ:
-        _CHOICE.update(choice)
+        CHOICE.update(choice)
     return choice
 
 
@@ -127,30 +127,3 @@ def describe_cpu(cpu: CpuInfo | None = None) -> str:
     """One line naming the CPU: ``AMD EPYC (x86_64, 2 cores; avx2 fma avx512f ...)``."""
     cpu = cpu or cpu_info()
     return f"{cpu.model} ({cpu.machine}, {cpu.cores} cores; {' '.join(cpu.flags) or 'no SIMD flags'})"
-
-
-def runtime_record() -> dict[str, Any]:
-    """The CPU and the TensorFlow settings in force: stored with runs and benchmarks."""
-    from unetlib.core._tensorflow import tf  # noqa: PLC0415
-
-    cpu = cpu_info()
-    threading = tf.config.threading
-    return {"cpu": describe_cpu(cpu), "cpu_model": cpu.model, "machine": cpu.machine,
-            "cores": cpu.cores, "flags": list(cpu.flags),
-            # As TensorFlow saw it when it loaded (the environment may change since).
-            "onednn": _CHOICE.get("onednn", os.environ.get(ONEDNN_VARIABLE, "TensorFlow default")),
-            "onednn_reason": _CHOICE.get("onednn_reason", "set before unetlib loaded TensorFlow"),
-            # oneDNN's own cap on the instructions it uses (a benchmark can emulate AVX2).
-            "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "all the CPU has"),
-            "intra_op_threads": threading.get_intra_op_parallelism_threads() or "TensorFlow default",
-            "inter_op_threads": threading.get_inter_op_parallelism_threads() or "TensorFlow default",
-            "tensorflow": tf.__version__}
-
-
-def runtime_line() -> str:
-    """One line for reports: the CPU, oneDNN and TensorFlow's version."""
-    record = runtime_record()
-    capped = ("" if "ONEDNN_MAX_CPU_ISA" not in os.environ
-              else f", kernels capped at {record['onednn_max_isa']}")
-    return (f"machine: {record['cpu']}; oneDNN {record['onednn']} ({record['onednn_reason']}"
-            f"{capped}); TensorFlow {record['tensorflow']}")

@@ -110,6 +110,32 @@ def _farthest_points(vectors: np.ndarray, count: int) -> list[int]:
     return chosen
 
 
+def load_for_picking(stack_path: str | os.PathLike[str], config: PickConfig,
+                     split: SplitConfig) -> tuple[LaserStack, tuple[int, ...]]:
+    """Validate a pick's settings against its stack; return the stack and the lasers of
+    the frames to write.
+
+    Raises
+    ------
+    ParameterError
+        When a laser asked for (alone or in the composite) is not in the stack.
+    """
+    config.validate()
+    split.validate()
+    stack = load_stack(stack_path, split)
+    lasers = frame_lasers(config, split)
+    for number in lasers:
+        if number > stack.lasers and config.channels > 1:
+            raise ParameterError(f"channels={config.channels} is invalid: its composite is of "
+                                 f"lasers {','.join(map(str, lasers))}, but {stack.path} has "
+                                 f"lasers 1 to {stack.lasers}. Pick --channels 1, or check "
+                                 "--lasers.")
+        if number > stack.lasers:
+            raise ParameterError(f"laser={number} is invalid: {stack.path} has lasers 1 to "
+                                 f"{stack.lasers}.")
+    return stack, lasers
+
+
 def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[str],
                 config: PickConfig = PickConfig(), split: SplitConfig = SplitConfig()) -> PickResult:
     """Pick frames of a stack and export them into ``data_dir`` for annotation (or testing).
@@ -133,23 +159,10 @@ def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[
         When a destination file exists and ``config.force`` is off (nothing is written),
         or the folder cannot be written (files written so far are removed).
     """
-    config.validate()
-    split.validate()
-    stack = load_stack(stack_path, split)
-    lasers = frame_lasers(config, split)
-    for number in lasers:
-        if number > stack.lasers and config.channels > 1:
-            raise ParameterError(f"channels={config.channels} is invalid: its composite is of "
-                                 f"lasers {','.join(map(str, lasers))}, but {stack.path} has "
-                                 f"lasers 1 to {stack.lasers}. Pick --channels 1, or check "
-                                 "--lasers.")
-        if number > stack.lasers:
-            raise ParameterError(f"laser={number} is invalid: {stack.path} has lasers 1 to "
-                                 f"{stack.lasers}.")
     if config.method == "uncertain":
-        from unetlib.inference.uncertainty import pick_uncertain  # noqa: PLC0415
-
-        return pick_uncertain(stack, Path(data_dir), config, split)
+        raise ParameterError("method='uncertain' is invalid here: it needs a model. Use "
+                             "unetlib.pick_frames (unetlib.inference.uncertainty), which picks by any method.")
+    stack, lasers = load_for_picking(stack_path, config, split)
     data_dir = Path(data_dir)
     if config.subset == "test":
         config = _without_training_cycles(config, data_dir, stack)

@@ -29,7 +29,7 @@ import tifffile
 
 from unetlib.core.config import SyntheticConfig
 from unetlib.core.errors import OutputError, describe
-from unetlib.core.io import atomic_path
+from unetlib.core.io import atomic_path, read_csv, read_image, write_image
 from unetlib.data import organs as organ_tables
 from unetlib.data.phantom import DEMO_ORGANS, DemoScene, HardScene, Organ, dye_level, organs_of, scene_for
 from unetlib.core.resources import require_disk, require_memory
@@ -314,8 +314,6 @@ def export_truth_masks(truth_path: str | os.PathLike[str], frames_table: str | o
     same mask import as real annotations. An existing identical mask is left as it is; a
     different one is only replaced with ``overwrite``.
     """
-    from unetlib.core.io import read_csv, read_image, write_image
-
     labels = tifffile.memmap(truth_path, mode="r")
     written = []
     for row in read_csv(frames_table):

@@ -10,7 +10,6 @@ whether channels died during training. :func:`unetlib.viz.plots.plot_feature_map
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 
@@ -18,8 +17,7 @@ import numpy as np
 
 from unetlib.core._tensorflow import keras
 from unetlib.core.errors import InputError, ParameterError, describe
-from unetlib.nn.model import model_depth
-from unetlib.inference.predict import _pad_to, check_input_channels
+from unetlib.nn.sliding_window import check_input_channels, pad_to, padded_size, size_multiple
 
 __all__ = ["default_levels", "feature_levels", "feature_maps", "level_layer"]
 
@@ -151,10 +149,9 @@ def feature_maps(model: keras.Model, image: np.ndarray,
         raise InputError(f"image must have shape (H, W) or (H, W, C), got {image.shape}")
     check_input_channels(model, image.shape[-1])
     height, width = image.shape[:2]
-    multiple = 2 ** model_depth(model)
-    padded_h = math.ceil(height / multiple) * multiple
-    padded_w = math.ceil(width / multiple) * multiple
-    batch = _pad_to(image, padded_h, padded_w)[np.newaxis]
+    multiple = size_multiple(model)
+    padded_h, padded_w = padded_size(height, multiple), padded_size(width, multiple)
+    batch = pad_to(image, padded_h, padded_w)[np.newaxis]
     probe = keras.Model(model.inputs[0], [model.get_layer(name).output for _, name in chosen])
     outputs = probe(batch, training=False)
     if not isinstance(outputs, (list, tuple)):

@@ -1,21 +1,18 @@
-"""Full-resolution inference: tiled, blended, on single frames, folders and stacks.
+"""Full-resolution prediction of frames, folders and stacks with a run.
 
 Frames are never resized. Each frame is normalised exactly as the training frames were
-(the run's stored :class:`~unetlib.core.config.NormalizeConfig`), reflect-padded to a multiple
-of ``2**depth`` and cut into overlapping tiles aligned to that multiple; the tiles'
-probabilities are blended with Gaussian weights (high at a tile's centre, low at its
-edges, where the network sees zero padding instead of context; a quarter of the overlap
-at inner tile edges is discarded outright), so there are no seams.
+(the run's stored :class:`~unetlib.core.config.NormalizeConfig`) and segmented by
+:mod:`unetlib.nn.sliding_window` (padded, tiled, blended without seams); this module
+finds the frames, checks them against the run, and writes masks, probabilities and
+overlays.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +20,24 @@ from unetlib.core._tensorflow import keras
 import numpy as np
 import tifffile
 
-from unetlib.core.config import NormalizeConfig, PredictConfig
+from unetlib.core.config import DEFAULT_THRESHOLD, NormalizeConfig, PredictConfig
 from unetlib.core.errors import (InputError, Interrupted, OutputError, ParameterError, UnetlibWarning,
                             describe)
 from unetlib.core.io import (TIFF_SUFFIXES, atomic_path, list_images, missing_file_error,
-                        progress_wanted, read_image, write_image)
+                        progress_bar, read_image, write_image)
 from unetlib.core.locking import output_lock
-from unetlib.nn.model import model_classes, model_depth, model_input_channels
+from unetlib.nn.model import model_classes, model_input_channels
+from unetlib.nn.sliding_window import predict_probabilities, segment, size_multiple
 from unetlib.data.normalize import fill_non_finite, non_finite_pixels, normalize_image
 from unetlib.data.organs import ORGANS_FILE, OrganTable, read_organ_table, write_organ_table
-from unetlib.runs.run import DEFAULT_THRESHOLD, LoadedRun, load_run
+from unetlib.runs.run import LoadedRun, load_run
+from unetlib.viz.overlays import overlay_image, overlay_organs
 from unetlib.data.stack import open_tiff_series
 
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["overlay_image", "overlay_organs", "predict_folder", "predict_probabilities",
-           "predict_probabilities_batch", "segment", "validate_threshold"]
+__all__ = ["check_tile", "is_prediction_output", "predict_folder", "validate_threshold"]
 
 # Stems of what predict_folder writes; a folder predicted into itself must not feed them
 # back as frames on the next run (0_predict_predict.png).
@@ -59,16 +57,6 @@ def validate_threshold(threshold: float) -> float:
     return value
 
 
-# --- sliding-window inference -----------------------------------------------------------
-
-def check_input_channels(model: keras.Model, channels: int) -> None:
-    """Refuse frames whose channel count is not the one ``model`` was trained on."""
-    expected = model_input_channels(model)
-    if channels != expected:
-        raise InputError(f"the image has {channels} channel(s) but the model expects "
-                         f"{expected}; give frames like the ones it was trained on.")
-
-
 def check_tile(run: LoadedRun, tile: int) -> None:
     """Refuse tiles smaller than the patches the run was trained on (for a bare model:
     4 pixels of its deepest level): they show the network less context than it learnt
@@ -79,180 +67,13 @@ def check_tile(run: LoadedRun, tile: int) -> None:
     ParameterError
     """
     patch = ((run.config or {}).get("pipeline") or {}).get("patch_size")
-    needed = int(patch) if patch else 4 * 2 ** model_depth(run.model)
+    needed = int(patch) if patch else 4 * size_multiple(run.model)
     if tile < needed:
         what = (f"was trained on {needed}-pixel patches" if patch else
                 f"needs tiles of at least {needed} pixels")
         raise ParameterError(f"tile={tile} is invalid: {run.model_path} {what}; smaller tiles "
                              "give the network less context than it learnt with. Use at least "
                              f"{needed} (default {PredictConfig.tile}).")
-
-
-def _tile_starts(size: int, tile: int, step: int) -> list[int]:
-    """Start offsets of tiles of length ``tile`` covering ``size`` (last one flush right)."""
-    if size <= tile:
-        return [0]
-    starts = list(range(0, size - tile, step))
-    starts.append(size - tile)
-    return starts
-
-
-def _window(length: int, start: int, size: int, margin: int, tiled: bool) -> np.ndarray:
-    """1-D blending weight of the tile at ``start`` (of ``length``) along an axis of ``size``.
-
-    Gaussian (sigma = length/8) when tiles overlap, else flat; and zero within ``margin``
-    pixels of a tile edge that lies inside the frame, where the network saw zero padding
-    instead of the neighbouring image. Edges on the frame border keep their weight, as a
-    whole-frame pass has the same border there.
-    """
-    if not tiled:
-        return np.ones(length, np.float32)
-    centre = (length - 1) / 2.0
-    sigma = length / 8.0
-    weights = np.maximum(np.exp(-0.5 * ((np.arange(length) - centre) / sigma) ** 2), 1e-4)
-    if start > 0:
-        weights[:margin] = 0.0
-    if start + length < size:
-        weights[length - margin:] = 0.0
-    return weights.astype(np.float32)
-
-
-def _pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    pad_h, pad_w = height - image.shape[0], width - image.shape[1]
-    if pad_h == 0 and pad_w == 0:
-        return image
-    # Reflection repeats real image content, which the network handles better than a
-    # constant border; numpy reflects repeatedly when the pad exceeds the image size.
-    mode = "reflect" if min(image.shape[:2]) > 1 else "edge"
-    return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode=mode)
-
-
-def _call(model: keras.Model, batch: np.ndarray) -> np.ndarray:
-    # Keras' compiled predict function, not an eager call: the graph reuses its buffers
-    # (measured on 4 tiles of 512 x 512, default network: peak 0.69 GB instead of 2.2 GB)
-    # and runs ~30 % faster; it is traced again only for new tile shapes, and then made
-    # shape-generic (reduce_retracing).
-    return np.asarray(model.predict_on_batch(batch))
-
-
-def _forward(model: keras.Model, batch: np.ndarray, tta: bool) -> np.ndarray:
-    """Probabilities (N, h, w, classes) of a batch, optionally averaged over the 4 flips."""
-    if not tta:
-        return _call(model, batch)
-    total = np.zeros((*batch.shape[:3], model_classes(model)), np.float32)
-    for flip_rows in (False, True):
-        for flip_cols in (False, True):
-            axes = [axis for axis, flip in ((1, flip_rows), (2, flip_cols)) if flip]
-            flipped = np.flip(batch, axis=axes) if axes else batch
-            output = _call(model, np.ascontiguousarray(flipped))
-            total += np.flip(output, axis=axes) if axes else output
-    return total / 4.0
-
-
-def predict_probabilities(model: keras.Model, image: np.ndarray, *,
-                          tile: int = PredictConfig.tile, overlap: int = PredictConfig.overlap,
-                          tta: bool = False,
-                          batch_size: int = PredictConfig.batch_size) -> np.ndarray:
-    """Foreground probability of every pixel of one normalised frame.
-
-    Parameters
-    ----------
-    model : keras.Model
-        A fully convolutional U-Net (input ``(None, None, C)``).
-    image : ndarray of shape (H, W, C) or (H, W), float32
-        The frame, already normalised (:func:`unetlib.data.normalize.normalize_image`). Any size.
-    tile : int
-        Tile side in pixels, rounded up to a multiple of ``2**depth``. A frame that fits in
-        one tile is predicted in a single pass.
-    overlap : int
-        Minimum overlap of neighbouring tiles: a quarter of it is discarded at each inner
-        tile edge, the rest blended with Gaussian weights (see :class:`PredictConfig`).
-    tta : bool
-        Average the predictions of the frame and its 3 flips.
-    batch_size : int
-        Tiles per forward pass.
-
-    Returns
-    -------
-    ndarray of shape (H, W), or (H, W, classes) for a multi-organ model, float32
-        Probabilities in [0, 1], at the frame's own resolution: of the foreground, or of
-        the background and each organ.
-
-    Raises
-    ------
-    InputError
-        When the image's channel count differs from the model's.
-    ParameterError
-        When tile, overlap or batch_size are out of range.
-    """
-    image = np.asarray(image, dtype=np.float32)
-    if image.ndim == 2:
-        image = image[..., np.newaxis]
-    if image.ndim != 3:
-        raise InputError(f"image must have shape (H, W) or (H, W, C), got {image.shape}")
-    return predict_probabilities_batch(model, image[np.newaxis], tile=tile, overlap=overlap,
-                                       tta=tta, batch_size=batch_size)[0]
-
-
-def predict_probabilities_batch(model: keras.Model, images: np.ndarray, *,
-                                tile: int = PredictConfig.tile,
-                                overlap: int = PredictConfig.overlap, tta: bool = False,
-                                batch_size: int = PredictConfig.batch_size) -> np.ndarray:
-    """Probabilities of several normalised frames of one size, their tiles batched together.
-
-    The same tiling and blending as :func:`predict_probabilities` (each frame's result is
-    identical to predicting it alone), but the tiles of all frames share forward passes,
-    so a stack's cycles keep the network's batch full.
-
-    Parameters
-    ----------
-    images : ndarray of shape (N, H, W, C), float32
-        Normalised frames of equal size.
-    tile, overlap, tta, batch_size
-        As for :func:`predict_probabilities`; ``batch_size`` counts tiles of any frame.
-
-    Returns
-    -------
-    ndarray of shape (N, H, W), or (N, H, W, classes) for a multi-organ model, float32
-    """
-    PredictConfig(tile=tile, overlap=overlap, batch_size=batch_size, tta=tta).validate()
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim != 4:
-        raise InputError(f"images must have shape (N, H, W, C), got {images.shape}")
-    check_input_channels(model, images.shape[-1])
-    count, height, width = images.shape[:3]
-    multiple = 2 ** model_depth(model)
-    tile = math.ceil(tile / multiple) * multiple
-    padded_h = math.ceil(height / multiple) * multiple
-    padded_w = math.ceil(width / multiple) * multiple
-    padded = [_pad_to(image, padded_h, padded_w) for image in images]
-    tile_h, tile_w = min(tile, padded_h), min(tile, padded_w)
-    # Tile starts stay multiples of 2**depth so every tile sees the same pooling grid as a
-    # whole-frame pass would, and interiors of tiles agree exactly with it.
-    step = max(multiple, (tile - overlap) // multiple * multiple)
-    rows = _tile_starts(padded_h, tile_h, step)
-    cols = _tile_starts(padded_w, tile_w, step)
-    # Neighbouring tiles overlap by at least ``overlap``; each discards a quarter of it at
-    # its inner edges, so the blended band is half the overlap wide and never empty.
-    margin = overlap // 4
-    row_windows = {r: _window(tile_h, r, padded_h, margin, len(rows) > 1) for r in rows}
-    col_windows = {c: _window(tile_w, c, padded_w, margin, len(cols) > 1) for c in cols}
-    total = np.zeros((count, padded_h, padded_w, model_classes(model)), np.float32)
-    weight_sum = np.zeros((padded_h, padded_w, 1), np.float32)
-    for row in rows:
-        for col in cols:
-            weight = np.outer(row_windows[row], col_windows[col])[..., np.newaxis]
-            weight_sum[row:row + tile_h, col:col + tile_w] += weight
-    tiles = [(index, row, col) for index in range(count) for row in rows for col in cols]
-    for first in range(0, len(tiles), batch_size):
-        chunk = tiles[first:first + batch_size]
-        batch = np.stack([padded[i][r:r + tile_h, c:c + tile_w] for i, r, c in chunk])
-        probabilities = _forward(model, batch, tta)
-        for (i, r, c), probability in zip(chunk, probabilities):
-            weight = np.outer(row_windows[r], col_windows[c])[..., np.newaxis]
-            total[i, r:r + tile_h, c:c + tile_w] += probability * weight
-    result = np.clip(total[:, :height, :width] / weight_sum[:height, :width], 0.0, 1.0)
-    return (result[..., 0] if result.shape[-1] == 1 else result).astype(np.float32)
 
 
 # --- folders and stacks -----------------------------------------------------------------
@@ -284,63 +105,6 @@ def _stack_frames(path: Path) -> np.ndarray:
 def is_prediction_output(path: Path) -> bool:
     """True for files prediction writes (``<stem>_predict.png`` ...): never inputs."""
     return path.stem.endswith(OUTPUT_ENDINGS)
-
-
-def overlay_image(image: np.ndarray, mask: np.ndarray, *, alpha: float = 0.4,
-                  percentiles: tuple[float, float] = (0.5, 99.8)) -> np.ndarray:
-    """RGB uint8 picture of a raw frame with the mask tinted red.
-
-    Parameters
-    ----------
-    image : ndarray of shape (H, W) or (H, W, C)
-        Raw or normalised frame; each channel is contrast-stretched to its percentiles.
-        One channel shows as gray, three or more as RGB (the first three).
-    mask : ndarray of shape (H, W)
-        Foreground where > 0.
-    """
-    image = np.asarray(image, dtype=np.float32)
-    if image.ndim == 2:
-        image = image[..., np.newaxis]
-    low, high = np.percentile(image, percentiles, axis=(0, 1), keepdims=True)
-    scaled = np.clip((image - low) / np.maximum(high - low, 1e-6), 0.0, 1.0)
-    rgb = np.repeat(scaled, 3, axis=-1) if scaled.shape[-1] < 3 else scaled[..., :3]
-    foreground = np.asarray(mask) > 0
-    if foreground.ndim == 3:
-        foreground = foreground[..., 0]
-    red = np.array([1.0, 0.0, 0.0], np.float32)
-    rgb[foreground] = (1.0 - alpha) * rgb[foreground] + alpha * red
-    return np.round(rgb * 255.0).astype(np.uint8)
-
-
-def overlay_organs(image: np.ndarray, values: np.ndarray, organs: OrganTable, *,
-                   alpha: float = 0.45,
-                   percentiles: tuple[float, float] = (0.5, 99.8)) -> np.ndarray:
-    """RGB uint8 picture of a frame with each organ tinted in its colour and a legend.
-
-    Parameters
-    ----------
-    image : ndarray of shape (H, W) or (H, W, C)
-        Raw or normalised frame (contrast-stretched like :func:`overlay_image`).
-    values : ndarray of shape (H, W)
-        Organ values (``organs.csv``), 0 for background.
-    organs : OrganTable
-    """
-    from PIL import Image, ImageDraw
-
-    picture = overlay_image(image, np.zeros(np.shape(values), np.uint8), alpha=0.0,
-                            percentiles=percentiles).astype(np.float32)
-    for organ in organs.organs:
-        where = values == organ.value
-        picture[where] = (1.0 - alpha) * picture[where] + alpha * np.array(organ.rgb, np.float32)
-    canvas = Image.fromarray(np.round(picture).astype(np.uint8))
-    draw = ImageDraw.Draw(canvas)
-    for row, organ in enumerate(organs.organs):
-        top = 4 + 14 * row
-        if top + 10 > canvas.height:
-            break
-        draw.rectangle([4, top, 14, top + 10], fill=organ.rgb, outline=(255, 255, 255))
-        draw.text((18, top - 1), organ.name, fill=(255, 255, 255))
-    return np.asarray(canvas)
 
 
 def _resolve_run(model_or_run: Any) -> LoadedRun:
@@ -553,7 +317,7 @@ def _predict_frames(run: LoadedRun, frames: list[_Frame], stack: np.ndarray | No
     to ``written`` (so an interruption knows what was finished)."""
     channels = model_input_channels(run.model)
     stack_masks = []
-    for frame in _progress(frames, progress, description):
+    for frame in progress_bar(frames, description=description, unit="frame", enabled=progress):
         raw = read_image(frame.source) if stack is None else np.asarray(stack[frame.index])
         _check_channels(raw, channels, frame)
         raw, bad = _finite(raw, frame)
@@ -578,19 +342,6 @@ def _predict_frames(run: LoadedRun, frames: list[_Frame], stack: np.ndarray | No
             stack_masks.append(mask)
     if stack_path is not None:
         written.append(_write_stack(stack_path, np.stack(stack_masks), overwrite=overwrite))
-
-
-def segment(probability: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD,
-            organs: OrganTable | None = None) -> np.ndarray:
-    """The mask of one frame from its probabilities.
-
-    Binary: 255 where the foreground probability reaches ``threshold``, else 0 (uint8).
-    Organs: each pixel gets the value (``organs.csv``) of its most probable class, 0 for
-    background (uint8, or uint16 when a value exceeds 255).
-    """
-    if organs is None:
-        return np.where(probability >= threshold, 255, 0).astype(np.uint8)
-    return organs.class_values()[np.argmax(probability, axis=-1)]
 
 
 def _write_mask(path: Path, mask: np.ndarray, organs: OrganTable | None, *,
@@ -655,9 +406,3 @@ def _planned_outputs(frames: list[_Frame], out_dir: Path, probabilities: bool,
     return planned
 
 
-def _progress(items: list, enabled: bool, description: str) -> Iterator:
-    if not progress_wanted(enabled):
-        return iter(items)
-    from tqdm.auto import tqdm
-
-    return iter(tqdm(items, desc=description, unit="frame"))

@@ -16,29 +16,31 @@ score in ``train/uncertainty.csv``.
 from __future__ import annotations
 
 import logging
+import os
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from unetlib.core.config import PickConfig, SplitConfig
 from unetlib.core.errors import InputError, ParameterError, describe
-from unetlib.core.io import file_sha256, read_csv, read_image, write_csv
+from unetlib.core.io import file_sha256, progress_bar, read_csv, read_image, write_csv
 from unetlib.core.locking import output_lock
-from unetlib.study.measure import body_mask
+from unetlib.data.body import body_mask
+from unetlib.data.frames import (PickResult, append_frames, frame_lasers, load_for_picking,
+                                 pick_frames as pick_spread_or_diverse, recorded_lasers)
 from unetlib.data.normalize import normalize_image
-from unetlib.inference.predict import predict_probabilities_batch
-from unetlib.runs.run import LoadedRun
+from unetlib.data.organs import find_organ_table, organ_table_path
 from unetlib.data.stack import LaserStack
-
-if TYPE_CHECKING:
-    from unetlib.data.frames import PickResult
+from unetlib.nn.model import model_input_channels
+from unetlib.nn.sliding_window import predict_probabilities_batch
+from unetlib.runs.run import LoadedRun, load_run
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["choose_uncertain", "mean_entropy", "pick_uncertain", "uncertainty_scores"]
+__all__ = ["choose_uncertain", "mean_entropy", "pick_frames", "pick_uncertain",
+           "uncertainty_scores"]
 
 # Cycles segmented together: the tiles of several cycles share forward passes.
 CHUNK = 4
@@ -84,11 +86,10 @@ def uncertainty_scores(run: LoadedRun, stack: LaserStack, cycles: Sequence[int],
     -------
     ndarray of shape (len(cycles),), float
     """
-    from unetlib.inference.predict import _progress  # noqa: PLC0415
-
     scores = []
     chunks = [list(cycles[i:i + CHUNK]) for i in range(0, len(cycles), CHUNK)]
-    for chunk in _progress(chunks, progress, f"scoring cycles ({CHUNK} a step)"):
+    for chunk in progress_bar(chunks, description=f"scoring cycles ({CHUNK} a step)",
+                              unit="step", enabled=progress):
         raw = [stack.composite(cycle, tuple(lasers)) for cycle in chunk]
         images = np.stack([normalize_image(frame, run.normalize) for frame in raw])
         probabilities = predict_probabilities_batch(run.model, images, tta=True)
@@ -144,8 +145,6 @@ def _check_same_folder(run: LoadedRun, stack: LaserStack, data_dir: Path,
     InputError
         ``stack`` is not the stack of that name the folder's frames came from.
     """
-    from unetlib.data.organs import find_organ_table, organ_table_path  # noqa: PLC0415
-    from unetlib.data.frames import recorded_lasers  # noqa: PLC0415
 
     table = data_dir / "train" / "frames.csv"
     recorded = recorded_lasers(data_dir) if rows else None
@@ -180,7 +179,7 @@ def _check_same_folder(run: LoadedRun, stack: LaserStack, data_dir: Path,
 
 
 def pick_uncertain(stack: LaserStack, data_dir: Path, config: PickConfig,
-                   split: SplitConfig) -> "PickResult":
+                   split: SplitConfig) -> PickResult:
     """``pick-frames --method uncertain``: add the ``config.count`` cycles ``config.run``
     is least sure about to ``data_dir``'s training frames.
 
@@ -195,9 +194,6 @@ def pick_uncertain(stack: LaserStack, data_dir: Path, config: PickConfig,
         The run's input channels differ from the frames asked for, or too few cycles
         are left to choose from.
     """
-    from unetlib.data.frames import PickResult, append_frames, frame_lasers  # noqa: PLC0415
-    from unetlib.nn.model import model_input_channels  # noqa: PLC0415
-    from unetlib.runs.run import load_run  # noqa: PLC0415
 
     run = load_run(config.run)
     lasers = frame_lasers(config, split)
@@ -244,3 +240,19 @@ def pick_uncertain(stack: LaserStack, data_dir: Path, config: PickConfig,
         return append_frames(stack, data_dir, chosen, lasers, split,
                              [{"uncertainty": f"{score_of[cycle]:.6f}", "picked_by": tag}
                               for cycle in chosen])
+
+
+def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[str],
+                config: PickConfig = PickConfig(), split: SplitConfig = SplitConfig()
+                ) -> PickResult:
+    """Pick frames of a stack into ``data_dir`` by any method of ``config``.
+
+    ``spread`` and ``diverse`` need only the stack
+    (:func:`unetlib.data.frames.pick_frames`); ``uncertain`` adds the cycles
+    ``config.run`` is least sure about (:func:`pick_uncertain`). ``pick-frames`` and the
+    notebooks call this.
+    """
+    if config.method != "uncertain":
+        return pick_spread_or_diverse(stack_path, data_dir, config, split)
+    stack, _ = load_for_picking(stack_path, config, split)
+    return pick_uncertain(stack, Path(data_dir), config, split)

@@ -21,6 +21,7 @@ import numpy as np
 from keras import ops
 
 from unetlib.data.organs import column_key
+from unetlib.core.errors import ParameterError
 
 __all__ = ["DiceMetric", "IoUMetric", "METRIC_NAMES", "OrganDiceMetric", "bce_dice_loss",
            "ce_dice_loss", "confusion_counts", "dice", "frame_metrics", "get_loss", "iou",
@@ -310,7 +311,6 @@ def get_loss(name: str):
         return keras.losses.SparseCategoricalCrossentropy(name="ce")
     if name == "ce+dice":
         return ce_dice_loss
-    from unetlib.core.errors import ParameterError
 
     raise ParameterError(f"loss={name!r} is invalid: expected 'bce' or 'bce+dice' (binary), "
                          "'ce' or 'ce+dice' (organs).")

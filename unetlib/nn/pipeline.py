@@ -31,6 +31,7 @@ from unetlib.core.io import read_image, staged_folder, write_image
 from unetlib.data.dataset import check_pairs
 from unetlib.data.masks import read_labels, read_mask
 from unetlib.data.normalize import normalize_image
+from unetlib.nn.sliding_window import pad_to
 
 logger = logging.getLogger(__name__)
 
@@ -131,22 +132,6 @@ def split_pairs(pairs: Sequence[Pair], *, val_fraction: float, seed: int
     return train, val
 
 
-def _pad_to(array: np.ndarray, height: int, width: int, mode: str) -> np.ndarray:
-    """Pad an (H, W, C) array at the bottom/right to at least ``height`` x ``width``."""
-    pad_rows, pad_cols = max(0, height - array.shape[0]), max(0, width - array.shape[1])
-    if not pad_rows and not pad_cols:
-        return array
-    widths = ((0, pad_rows), (0, pad_cols), (0, 0))
-    if mode == "constant":
-        return np.pad(array, widths, mode="constant")
-    # symmetric/wrap can only add the array's own size per call: repeat until big enough.
-    while array.shape[0] < height or array.shape[1] < width:
-        step = ((0, min(pad_rows, array.shape[0])), (0, min(pad_cols, array.shape[1])), (0, 0))
-        array = np.pad(array, step, mode=mode)
-        pad_rows, pad_cols = max(0, height - array.shape[0]), max(0, width - array.shape[1])
-    return array
-
-
 @dataclass(frozen=True)
 class _FrameBank:
     """All training frames padded to one shape, with what sampling needs to know."""
@@ -163,8 +148,8 @@ def _frame_bank(pairs: Sequence[Pair], patch_size: int, fill_mode: str) -> _Fram
     height = max(patch_size, *(pair.image.shape[0] for pair in pairs))
     width = max(patch_size, *(pair.image.shape[1] for pair in pairs))
     mode = _PAD_MODES[fill_mode]
-    images = np.stack([_pad_to(pair.image, height, width, mode) for pair in pairs])
-    masks = np.stack([_pad_to(pair.mask, height, width, mode) for pair in pairs])
+    images = np.stack([pad_to(pair.image, height, width, mode) for pair in pairs])
+    masks = np.stack([pad_to(pair.mask, height, width, mode) for pair in pairs])
     organ_classes = max(1, max(int(pair.mask.max()) for pair in pairs))
     coordinates, counts = [], np.zeros((len(pairs), organ_classes), np.int64)
     for index, pair in enumerate(pairs):
@@ -324,8 +309,8 @@ def validation_tiles(pairs: Sequence[Pair], patch_size: int) -> tuple[np.ndarray
     check_patch_size(pairs, patch_size)
     images, masks = [], []
     for pair in pairs:
-        image = _pad_to(pair.image, patch_size, patch_size, "symmetric")
-        mask = _pad_to(pair.mask, patch_size, patch_size, "symmetric")
+        image = pad_to(pair.image, patch_size, patch_size, "symmetric")
+        mask = pad_to(pair.mask, patch_size, patch_size, "symmetric")
         for top in tile_starts(image.shape[0], patch_size):
             for left in tile_starts(image.shape[1], patch_size):
                 images.append(image[top:top + patch_size, left:left + patch_size])

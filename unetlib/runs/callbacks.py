@@ -18,7 +18,7 @@ from unetlib.core._tensorflow import keras
 from unetlib.core.io import write_csv, write_json
 from unetlib.nn.metrics import frame_metrics, metric_name, organ_frame_metrics
 from unetlib.data.organs import OrganTable
-from unetlib.inference.predict import predict_probabilities
+from unetlib.nn.sliding_window import predict_probabilities
 from unetlib.runs.run import save_model
 
 __all__ = ["CRITERION", "FrameValidation", "RunRecorder", "history_fields", "logged_fields"]

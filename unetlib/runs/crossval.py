@@ -31,6 +31,11 @@ from unetlib.core.io import atomic_path, read_csv, write_csv, write_json
 from unetlib.core.locking import output_lock
 from unetlib.nn.metrics import frame_metrics, organ_frame_metrics
 from unetlib.data.organs import find_organ_table
+from unetlib.nn.pipeline import load_pairs
+from unetlib.runs.train import load_result, train
+from unetlib.nn.sliding_window import predict_probabilities
+from unetlib.runs.run import load_run
+from unetlib.viz.plots import plot_crossval
 
 logger = logging.getLogger(__name__)
 
@@ -133,9 +138,6 @@ def crossvalidate(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
     Interrupted
         Ctrl-C; finished folds are kept and the same command continues.
     """
-    from unetlib.nn.pipeline import load_pairs  # noqa: PLC0415
-    from unetlib.runs.train import train  # noqa: PLC0415
-
     started = time.monotonic()
     config = (config or CrossvalConfig()).validate()
     data_dir, out_dir = Path(data_dir), Path(out_dir)
@@ -233,10 +235,6 @@ def score_held_out(run_dir: str | os.PathLike[str], data_dir: str | os.PathLike[
         One row per frame and organ (``organ="foreground"`` for a binary run) with
         ``fold, stem, organ, dice, iou, precision, recall``.
     """
-    from unetlib.nn.pipeline import load_pairs  # noqa: PLC0415
-    from unetlib.inference.predict import predict_probabilities  # noqa: PLC0415
-    from unetlib.runs.run import load_run  # noqa: PLC0415
-
     run = load_run(run_dir)
     pairs = loaded[1] if loaded is not None and loaded[0] == run.normalize else None
     if pairs is None:
@@ -260,8 +258,6 @@ def score_held_out(run_dir: str | os.PathLike[str], data_dir: str | os.PathLike[
 
 def _per_fold(frames: list[dict[str, Any]], run_dirs: list[Path]) -> list[dict[str, Any]]:
     """Each fold's mean held-out scores per organ, with what its training cost."""
-    from unetlib.runs.train import load_result  # noqa: PLC0415
-
     rows = []
     for fold, run_dir in enumerate(run_dirs):
         result = load_result(run_dir)
@@ -291,8 +287,6 @@ def _write_outputs(out_dir: Path, config: CrossvalConfig, data_dir: Path,
                    folds: list[list[str]], frames: list[dict[str, Any]],
                    per_fold: list[dict[str, Any]], summary: dict[str, dict[str, Any]]) -> None:
     """scores.csv, crossval.csv, crossval.png, then crossval.json (last: complete)."""
-    from unetlib.viz.plots import plot_crossval  # noqa: PLC0415
-
     write_csv(out_dir / "scores.csv", frames, FRAME_FIELDS, overwrite=True)
     write_csv(out_dir / "crossval.csv", per_fold, FOLD_FIELDS, overwrite=True)
     figure = plot_crossval(per_fold, summary, find_organ_table(data_dir))

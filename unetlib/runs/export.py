@@ -29,9 +29,12 @@ import numpy as np
 
 from unetlib.core.config import ExportConfig, NormalizeConfig
 from unetlib.core.errors import InputError, ParameterError, UnetlibWarning, describe
-from unetlib.core.io import atomic_path, check_output_file, ensure_folder, list_images, read_image
+from unetlib.core.io import (atomic_path, check_output_file, ensure_folder, list_images, read_image, read_json, write_image)
 from unetlib.core.locking import output_lock
 from unetlib.runs.run import LoadedRun, load_run
+from unetlib.data.normalize import normalize_image
+from unetlib.nn.sliding_window import segment
+from unetlib.viz.overlays import overlay_image, overlay_organs
 
 __all__ = ["ExportConfig", "PACKAGE_FILES", "check_environment", "check_package", "export_package",
            "package_summary"]
@@ -368,8 +371,6 @@ def _test_frame(run: LoadedRun) -> tuple[np.ndarray, str]:
 
 def _probabilities(run: LoadedRun, frame: np.ndarray) -> np.ndarray:
     """The model's output on one raw frame, normalised as in training: ``(H, W, K)``."""
-    from unetlib.data.normalize import normalize_image
-
     batch = normalize_image(frame, run.normalize)[np.newaxis]
     return np.asarray(run.model(batch, training=False))[0].astype(np.float32)
 
@@ -379,16 +380,11 @@ def _with_axes(frame: np.ndarray) -> np.ndarray:
 
 
 def _read_metrics(run_dir: Path) -> dict[str, Any]:
-    from unetlib.core.io import read_json
-
     return read_json(run_dir / "metrics.json")
 
 
 def _write_cover(path: Path, run: LoadedRun, frame: np.ndarray, probabilities: np.ndarray) -> None:
     """The frame beside its predicted mask (a 2:1 picture for a 4:3 frame or wider)."""
-    from unetlib.core.io import write_image
-    from unetlib.inference.predict import overlay_image, overlay_organs, segment
-
     plain = overlay_image(frame, np.zeros(frame.shape[:2], np.uint8), alpha=0.0)
     mask = segment(probabilities, threshold=run.threshold, organs=run.organs)
     tinted = (overlay_image(frame, mask[..., 0]) if run.organs is None

@@ -16,7 +16,7 @@ from typing import Any
 
 from unetlib.core.errors import InputError, describe
 from unetlib.core.io import read_json
-from unetlib.runs.run import LoadedRun, load_run_model, loaded_run
+from unetlib.runs.loaded import LoadedRun, load_run_model, loaded_run
 
 __all__ = ["PACKAGE_DESCRIPTIONS", "is_package", "load_package"]
 

@@ -41,10 +41,12 @@ from unetlib.nn.metrics import (frame_metrics, get_loss, organ_frame_metrics,
                              organ_training_metrics, training_metrics)
 from unetlib.nn.model import build_unet, make_optimizer
 from unetlib.data.organs import OrganTable, find_organ_table, organ_table_path
-from unetlib.inference.predict import predict_probabilities
+from unetlib.nn.sliding_window import predict_probabilities
 from unetlib.core.resources import require_memory, training_memory_bytes
 from unetlib.runs.run import RUN_FILES, read_run_config, same_finished_run
-from unetlib.core.runtime import runtime_record
+from unetlib.core.runtime_report import runtime_record
+from unetlib.nn.pipeline import check_patch_size, load_pairs, make_training_dataset, make_validation_dataset, split_pairs
+from unetlib.viz.plots import plot_history
 
 logger = logging.getLogger(__name__)
 
@@ -424,8 +426,6 @@ def _train_locked(data_dir: Path, run_dir: Path, config: TrainConfig,
 
 def _load_data(data_dir: Path, config: TrainConfig) -> _Data:
     """Load and split the pairs; refuse sizes the data or the memory cannot hold."""
-    from unetlib.nn.pipeline import check_patch_size, load_pairs, split_pairs  # noqa: PLC0415
-
     pipeline = config.pipeline
     pairs = load_pairs(data_dir, normalize=config.normalize)
     if config.holdout:
@@ -542,8 +542,6 @@ def _fit(model: keras.Model, run_dir: Path, config: TrainConfig, organs: OrganTa
          data: _Data, state: dict, history: list, started: float, elapsed_before: float,
          deadline: float | None) -> RunRecorder:
     """Fit epoch by epoch, keeping the checkpoints, history and state on disk."""
-    from unetlib.nn.pipeline import make_training_dataset, make_validation_dataset  # noqa: PLC0415
-
     initial_epoch = int(state["epochs_completed"])
 
     def patch_stream():
@@ -692,8 +690,6 @@ def _samples_per_second(history: list[dict[str, float]], config: TrainConfig) ->
 
 def _write_history_plot(path: Path, history: list[dict[str, float]]) -> None:
     """Draw history.png with :func:`unetlib.viz.plots.plot_history`."""
-    from unetlib.viz.plots import plot_history  # noqa: PLC0415
-
     figure = plot_history(history)
     with atomic_path(path, overwrite=True) as temporary:
         figure.savefig(temporary, format="png")

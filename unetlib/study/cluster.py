@@ -31,6 +31,10 @@ from unetlib.core.errors import (InputError, Interrupted, OutputError, Parameter
                             UnetlibWarning, describe)
 from unetlib.core.io import missing_file_error, progress_wanted, read_csv, read_json, write_csv
 from unetlib.core.locking import output_lock
+from unetlib.runs.run import load_run
+from unetlib.study.quantify import RECORD_FILE, SUMMARY_FIELDS, model_input_lasers, quantify_stack, run_organs
+from unetlib.core.resources import QUANTIFY_WORKER_BYTES, available_memory_bytes, format_bytes
+from unetlib.inference.predict import check_tile
 
 if TYPE_CHECKING:
     from unetlib.study.quantify import StackResult
@@ -74,8 +78,6 @@ class StudyResult:
 @functools.lru_cache(maxsize=2)
 def _cached_run(model_path: str, modified_ns: int):
     """One loaded model per worker process and run (not one per stack)."""
-    from unetlib.runs.run import load_run
-
     return load_run(model_path)
 
 
@@ -83,8 +85,6 @@ def _quantify_task(run_path: str, stack: str, out_dir: str, config: QuantifyConf
                    progress: bool = False) -> StackOutcome:
     """One stack, as a worker runs it: every failure becomes an outcome, never a crash."""
     try:
-        from unetlib.study.quantify import quantify_stack
-
         path = Path(run_path)
         model = path / "model.keras" if path.is_dir() else path
         run = _cached_run(str(model), model.stat().st_mtime_ns)
@@ -196,8 +196,6 @@ def quantify_study(run_path: str | os.PathLike[str], stacks: Sequence[str | os.P
 
 def _check_worker_memory(workers: int) -> None:
     """Refuse a local cluster whose worker processes would not fit in the memory available."""
-    from unetlib.core.resources import QUANTIFY_WORKER_BYTES, available_memory_bytes, format_bytes
-
     needed, available = workers * QUANTIFY_WORKER_BYTES, available_memory_bytes()
     if needed > available:
         most = max(1, available // QUANTIFY_WORKER_BYTES)
@@ -209,10 +207,6 @@ def _check_worker_memory(workers: int) -> None:
 
 def _check_run(run_path: Path, config: QuantifyConfig) -> None:
     """Refuse an unusable run (or ``--model-input``) here, once, not once per stack."""
-    from unetlib.inference.predict import check_tile
-    from unetlib.study.quantify import model_input_lasers, run_organs
-    from unetlib.runs.run import load_run
-
     run = load_run(run_path)
     organs = run_organs(run)
     model_input_lasers(run, config.model_input)
@@ -343,8 +337,6 @@ def _gather(out_dir: Path, outcomes: list[StackOutcome]) -> None:
     and is left untouched when that changes nothing. ``stacks.csv`` lists this run's
     outcomes.
     """
-    from unetlib.study.quantify import RECORD_FILE, SUMMARY_FIELDS
-
     rows = []
     for folder in sorted(path for path in out_dir.iterdir() if path.is_dir()):
         if (folder / RECORD_FILE).is_file() and (folder / "summary.csv").is_file():

@@ -40,19 +40,21 @@ from unetlib.core.config import QuantifyConfig, to_dict
 from unetlib.core.errors import (InputError, Interrupted, OutputError, ParameterError, UnetlibWarning,
                             describe)
 from unetlib.data.frames import recorded_laser_count, recorded_lasers
-from unetlib.core.io import (file_sha256, progress_wanted, read_json, staged_folder, write_csv,
-                        write_json)
+from unetlib.core.io import (file_sha256, progress_wanted, read_csv, read_json, staged_folder, write_csv, write_json)
 from unetlib.study.kinetics import summarize_curve
 from unetlib.core.locking import output_lock
-from unetlib.study.measure import (QC_JUMP, QC_OK, background_mask, body_mask, flag_area_jumps,
+from unetlib.data.body import body_mask
+from unetlib.study.measure import (QC_JUMP, QC_OK, background_mask, flag_area_jumps,
                              measure_cycle)
 from unetlib.nn.model import model_classes, model_input_channels
 from unetlib.data.normalize import fill_non_finite, non_finite_pixels, normalize_image
 from unetlib.data.organs import DEFAULT_COLORS, ORGANS_FILE, Organ, OrganTable, write_organ_table
-from unetlib.inference.predict import check_tile, predict_probabilities_batch, segment
+from unetlib.inference.predict import check_tile
+from unetlib.nn.sliding_window import predict_probabilities_batch, segment
 from unetlib.runs.run import LoadedRun, load_run
 from unetlib.data.stack import LaserStack, load_stack
 from unetlib.data.timing import cycle_interval
+from unetlib.viz.plots import plot_organ_curves
 
 logger = logging.getLogger(__name__)
 
@@ -314,8 +316,6 @@ def _load_whole_cycles(stack_path: str | os.PathLike[str], config: QuantifyConfi
 
 
 def _count_flagged(intensities: Path) -> int:
-    from unetlib.core.io import read_csv
-
     rows = read_csv(intensities)
     return len({(row["cycle"], row["organ"]) for row in rows if row["qc"] != QC_OK})
 
@@ -362,7 +362,6 @@ def _quantify_into(folder: Path, run: LoadedRun, stack: LaserStack, organs: Orga
     number of flagged organ-cycles."""
     from tqdm.auto import tqdm
 
-    from unetlib.viz.plots import plot_organ_curves
 
     measured = np.full((stack.cycles, stack.lasers, len(organs.organs), 6), np.nan)
     dtype = np.uint8 if max(organs.values) <= 255 else np.uint16
@@ -453,8 +452,6 @@ def _summary_rows(stem: str, measured: np.ndarray, flags: np.ndarray, times: np.
 
 def read_intensities(path: str | os.PathLike[str]) -> list[dict[str, str]]:
     """The rows of an ``intensities.csv`` (or of a stack's results folder)."""
-    from unetlib.core.io import read_csv
-
     path = Path(path)
     return read_csv(path / "intensities.csv" if path.is_dir() else path)
 
@@ -465,8 +462,6 @@ def summary_text(path: str | os.PathLike[str],
                                              "qc_flagged")) -> str:
     """A fixed-width text table of a ``summary.csv`` (a stack's, or a study's), for notebooks
     and logs; empty cells (no half-life) show as ``-``."""
-    from unetlib.core.io import read_csv
-
     path = Path(path)
     rows = read_csv(path / "summary.csv" if path.is_dir() else path)
     cells = [list(columns)] + [[row.get(name) or "-" for name in columns] for row in rows]

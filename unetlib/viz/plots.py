@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from unetlib.data.organs import OrganTable
 from unetlib.data.stack import LaserStack, display_scale
+from unetlib.core.errors import ParameterError
 
 PANEL_INCHES = 2.4
 DPI = 72
@@ -413,8 +414,6 @@ def plot_feature_maps(maps: dict[str, np.ndarray], *, image: np.ndarray | None =
     ParameterError
         When ``maps`` is empty or ``channels_per_level < 1``.
     """
-    from unetlib.core.errors import ParameterError
-
     if not isinstance(channels_per_level, (int, np.integer)) or channels_per_level < 1:
         raise ParameterError(f"channels_per_level={channels_per_level!r} is invalid: expected "
                              "a whole number of channels >= 1.")

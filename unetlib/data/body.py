@@ -1,0 +1,54 @@
+"""Where the mouse is in a frame: the body, told apart from the air around it.
+
+Used to measure organs against the body's background (:mod:`unetlib.study.measure`) and
+to score the model's uncertainty inside the body only (:mod:`unetlib.inference.uncertainty`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["body_mask"]
+
+
+def _otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    counts, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2.0
+    weight_low = np.cumsum(counts)
+    weight_high = weight_low[-1] - weight_low
+    sum_low = np.cumsum(counts * centres)
+    mean_low = sum_low / np.maximum(weight_low, 1)
+    mean_high = (sum_low[-1] - sum_low) / np.maximum(weight_high, 1)
+    between = weight_low * weight_high * (mean_low - mean_high) ** 2
+    return float(centres[int(np.argmax(between))])
+
+
+def body_mask(image: np.ndarray, organs: np.ndarray | None = None) -> np.ndarray:
+    """The mouse's body in one frame: Otsu's threshold of the smoothed image, holes filled,
+    the largest connected region.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W) or (H, W, C)
+        A frame (channels are averaged); NaN pixels count as dark.
+    organs : ndarray of shape (H, W), bool, optional
+        Organ pixels. They are part of the body but left out of the threshold, which then
+        separates body from air rather than bright organs from the rest.
+    """
+    values = np.asarray(image, dtype=np.float32)
+    if values.ndim == 3:
+        values = values.mean(axis=-1)
+    finite = np.isfinite(values)
+    values = np.where(finite, values, np.min(values[finite]) if finite.any() else 0.0)
+    smooth = ndimage.uniform_filter(values, size=5)
+    sample = smooth if organs is None or organs.all() else smooth[~organs]
+    body = smooth > _otsu_threshold(sample)
+    if organs is not None:
+        body |= organs
+    regions, count = ndimage.label(body)
+    if count > 1:
+        sizes = np.bincount(regions.ravel())
+        sizes[0] = 0
+        body = regions == int(np.argmax(sizes))
+    return ndimage.binary_fill_holes(body)
