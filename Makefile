@@ -7,7 +7,7 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo
 
-.PHONY: venv demo lab test test-fast test-browser chromium benchmark notebooks run-notebooks clean
+.PHONY: venv demo lab lint test test-fast test-browser chromium benchmark notebooks run-notebooks clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PYTHON) || $(PYTHON_BASE) -m venv $(VENV)
@@ -36,11 +36,14 @@ NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/nbval_s
 # 11-13 min for 567 tests).
 TEST_WORKERS ?= 2
 
-test: $(STAMP)  ## unit tests, headless notebook runs, then nbval on the committed notebooks
+lint: $(STAMP)  ## ruff (pyproject.toml's [tool.ruff]): pyflakes, pycodestyle, import order, bugbear
+	$(VENV)/bin/ruff check unetlib tests benchmarks tools
+
+test: lint  ## lint, unit tests and the docstrings' examples, headless notebook runs, then nbval on the committed notebooks
 	$(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile
 	$(PYTHON) -m pytest $(NBVAL) notebooks/
 
-test-fast: $(STAMP)  ## skip the slow tests
+test-fast: lint  ## skip the slow tests
 	$(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 test-browser: $(STAMP)  ## only the notebooks in JupyterLab in headless Chromium (part of make test)

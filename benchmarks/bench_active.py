@@ -26,19 +26,25 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tifffile  # noqa: E402
 
-from unetlib.core.config import (PickConfig, PipelineConfig, SplitConfig, SyntheticConfig,  # noqa: E402
-                            TrainConfig, model_preset)
-from unetlib.data.frames import append_frames, pick_frames  # noqa: E402
+from unetlib.core.config import (  # noqa: E402
+    PickConfig,
+    PipelineConfig,
+    SplitConfig,
+    SyntheticConfig,
+    TrainConfig,
+    model_preset,
+)
 from unetlib.core.io import read_csv  # noqa: E402
-from unetlib.nn.metrics import organ_frame_metrics  # noqa: E402
+from unetlib.core.runtime_report import runtime_line  # noqa: E402
+from unetlib.data.frames import append_frames, pick_frames  # noqa: E402
 from unetlib.data.normalize import normalize_image  # noqa: E402
 from unetlib.data.organs import write_organ_table  # noqa: E402
-from unetlib.nn.sliding_window import predict_probabilities  # noqa: E402
-from unetlib.runs.run import load_run  # noqa: E402
 from unetlib.data.stack import load_stack  # noqa: E402
 from unetlib.data.synthetic import export_truth_masks, organ_table, write_synthetic_stack  # noqa: E402
+from unetlib.nn.metrics import organ_frame_metrics  # noqa: E402
+from unetlib.nn.sliding_window import predict_probabilities  # noqa: E402
+from unetlib.runs.run import load_run  # noqa: E402
 from unetlib.runs.train import train  # noqa: E402
-from unetlib.core.runtime_report import runtime_line  # noqa: E402
 
 LASERS = (1, 2, 3)
 
@@ -130,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['uncertain']['mean']:.4f}; +5 spread {row['spread']['mean']:.4f}")
     for name in ("base", "uncertain", "spread"):
         values = [row[name]["mean"] for row in results]
-        print(f"{name:>9}: mean organ Dice {np.mean(values):.4f} ± {np.std(values, ddof=1) if len(values) > 1 else 0:.4f}")
+        spread = np.std(values, ddof=1) if len(values) > 1 else 0
+        print(f"{name:>9}: mean organ Dice {np.mean(values):.4f} ± {spread:.4f}")
     return 0
 
 

@@ -28,15 +28,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from unetlib.nn.augment import augment_preset  # noqa: E402
 from unetlib.core.config import PipelineConfig, TrainConfig, model_preset  # noqa: E402
 from unetlib.core.io import read_image  # noqa: E402
-from unetlib.nn.metrics import frame_metrics  # noqa: E402
+from unetlib.core.runtime_report import runtime_line  # noqa: E402
 from unetlib.data.normalize import normalize_image  # noqa: E402
+from unetlib.nn.augment import augment_preset  # noqa: E402
+from unetlib.nn.metrics import frame_metrics  # noqa: E402
 from unetlib.nn.sliding_window import predict_probabilities  # noqa: E402
 from unetlib.runs.run import load_run  # noqa: E402
 from unetlib.runs.train import train  # noqa: E402
-from unetlib.core.runtime_report import runtime_line  # noqa: E402
 
 ISBI = Path(__file__).resolve().parents[2] / "shared" / "data" / "isbi2012-membrane"
 

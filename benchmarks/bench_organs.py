@@ -28,10 +28,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from unetlib.core.config import (PipelineConfig, TrainConfig, augment_preset,  # noqa: E402
-                            model_preset)
-from unetlib.app.organ_benchmark import (curve_errors_of_mouse, make_hard_benchmark,  # noqa: E402
-                                     score_run)
+from unetlib.app.organ_benchmark import curve_errors_of_mouse, make_hard_benchmark, score_run  # noqa: E402
+from unetlib.core.config import PipelineConfig, TrainConfig, augment_preset, model_preset  # noqa: E402
 from unetlib.core.runtime_report import runtime_line  # noqa: E402
 from unetlib.runs.train import train  # noqa: E402
 

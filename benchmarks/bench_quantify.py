@@ -39,10 +39,10 @@ def child_single(run_dir: str, stack: str, out: str) -> None:
 
     from unetlib.core.config import QuantifyConfig
     from unetlib.data.normalize import normalize_image
-    from unetlib.nn.sliding_window import predict_probabilities
-    from unetlib.study.quantify import model_input_lasers, quantify_stack
-    from unetlib.runs.run import load_run
     from unetlib.data.stack import load_stack
+    from unetlib.nn.sliding_window import predict_probabilities
+    from unetlib.runs.run import load_run
+    from unetlib.study.quantify import model_input_lasers, quantify_stack
 
     run = load_run(run_dir)
     # Quantify first, so its peak memory is its own, not what single frames left behind.

@@ -28,9 +28,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from unetlib.nn.augment import augment_preset  # noqa: E402
 from unetlib.core.config import PipelineConfig, TrainConfig, model_preset  # noqa: E402
 from unetlib.core.runtime_report import runtime_line, runtime_record  # noqa: E402
+from unetlib.nn.augment import augment_preset  # noqa: E402
 from unetlib.runs.train import train  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -26,14 +26,14 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from unetlib.core._tensorflow import keras, tf  # noqa: E402
 import numpy as np  # noqa: E402
 
+from unetlib.core._tensorflow import keras, tf  # noqa: E402
 from unetlib.core.config import model_preset  # noqa: E402
+from unetlib.core.runtime_report import runtime_line  # noqa: E402
 from unetlib.nn.metrics import get_loss, training_metrics  # noqa: E402
 from unetlib.nn.model import build_unet, make_optimizer  # noqa: E402
 from unetlib.nn.sliding_window import predict_probabilities  # noqa: E402
-from unetlib.core.runtime_report import runtime_line  # noqa: E402
 
 
 def peak_rss_mb() -> float:

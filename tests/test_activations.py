@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unetlib.inference.activations import feature_levels, feature_maps, level_layer
 from unetlib.core.config import ModelConfig
 from unetlib.core.errors import ParameterError
+from unetlib.inference.activations import feature_levels, feature_maps, level_layer
 from unetlib.nn.model import build_unet
 from unetlib.viz.plots import plot_feature_maps
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[1] / "unetlib"
 # Bottom to top: a module may import from its own layer and the layers before it.
 LAYERS = ("core", "data", "nn", "viz", "runs", "inference", "study", "app")

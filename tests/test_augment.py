@@ -7,11 +7,17 @@ import dataclasses
 import numpy as np
 import pytest
 
-from unetlib.nn.augment import (augment_pair, augment_preset, jitter_intensity, random_linear,
-                             sampling_transform, transform_pair)
+from unetlib.core._tensorflow import tf
 from unetlib.core.config import AugmentConfig
 from unetlib.core.errors import ParameterError
-from unetlib.core._tensorflow import tf
+from unetlib.nn.augment import (
+    augment_pair,
+    augment_preset,
+    jitter_intensity,
+    random_linear,
+    sampling_transform,
+    transform_pair,
+)
 
 STRONG = AugmentConfig(rotation_degrees=40.0, shift_fraction=0.15, shear_degrees=15.0,
                        zoom_fraction=0.3, horizontal_flip=True, vertical_flip=True,
@@ -131,15 +137,23 @@ def test_centre_and_output_size_cut_a_patch_from_the_full_frame():
     np.testing.assert_array_equal(patch_mask.numpy(), mask[14:46, 24:56])
 
 
-def test_original_preset_is_the_keras2_recipe_in_explicit_units():
-    original = augment_preset("original")
-    assert original.rotation_degrees == 0.2  # rotation_range=0.2 was read as degrees
-    assert (original.shift_fraction, original.shear_degrees, original.zoom_fraction) == (
-        0.05, 0.05, 0.05)
-    assert original.horizontal_flip and not original.vertical_flip
-    assert original.fill_mode == "nearest" and not original.zoom_isotropic
-    assert (original.brightness, original.contrast, original.gamma, original.noise_std) == (
-        0, 0, 0, 0)
+def test_original_preset_moves_pixels_slightly_never_flips_vertically_or_changes_intensity():
+    # The Keras 2 recipe: shifts, shears and zooms of 5 %, rotation_range=0.2 (read as
+    # degrees), horizontal flips only, no intensity change.
+    image, mask = blobs()
+    values = np.unique(image)
+    mirrored = set()
+    for seed in range(12):
+        out_image, out_mask = augment_pair(image, mask, augment_preset("original"),
+                                           seed=tf.constant([seed, 3]))
+        out = out_image.numpy()[..., 0]
+        # The brighter blob stays in the top half: no vertical flip, no large rotation.
+        rows = np.nonzero(out > 0.8)[0]
+        assert rows.size and rows.mean() < image.shape[0] / 2, seed
+        # Intensities are resampled, never scaled: nothing brighter or darker than before.
+        assert values.min() - 1e-5 <= out.min() and out.max() <= values.max() + 1e-5
+        mirrored.add(bool(np.nonzero(out > 0.8)[1].mean() > image.shape[1] / 2))
+    assert mirrored == {True, False}  # horizontal flips happen, and not always
 
 
 def test_runs_in_graph_mode_inside_tf_data():

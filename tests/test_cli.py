@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 import tifffile
-
 from helpers import write_data_folder
+
 from unetlib.app.cli import build_parser, main
 from unetlib.core.config import SyntheticConfig
 from unetlib.core.io import read_image, write_image

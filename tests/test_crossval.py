@@ -8,15 +8,14 @@ import shutil
 import keras
 import numpy as np
 import pytest
+from helpers import organ_data
 
 from unetlib.app.cli import main
 from unetlib.core.config import CrossvalConfig, PipelineConfig, TrainConfig, model_preset
-from unetlib.runs.crossval import assign_folds, crossvalidate, fold_summary
 from unetlib.core.errors import OutputError, ParameterError
 from unetlib.core.io import read_csv, read_json
+from unetlib.runs.crossval import assign_folds, crossvalidate, fold_summary
 from unetlib.runs.train import train
-
-from helpers import organ_data
 
 FOLD_TRAINING = TrainConfig(model=model_preset("small", learning_rate=1e-2), epochs=5,
                             steps_per_epoch=12, verbose=0,

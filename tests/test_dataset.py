@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from test_masks import organ, three_organs
-from unetlib.data.dataset import check_pairs, find_pairs
+
 from unetlib.core.errors import InputError
 from unetlib.core.io import write_image
+from unetlib.data.dataset import check_pairs, find_pairs
 
 H, W = 24, 32
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import tifffile
 
-from unetlib.core.config import PickConfig, SyntheticConfig
-from unetlib.data.dataset import check_pairs
 from unetlib.app.demo import annotate_demo, demo_test_truth
+from unetlib.core.config import PickConfig, SyntheticConfig
 from unetlib.core.errors import InputError
-from unetlib.data.frames import pick_frames
 from unetlib.core.io import read_csv, read_image
+from unetlib.data.dataset import check_pairs
+from unetlib.data.frames import pick_frames
 from unetlib.data.synthetic import write_synthetic_stack
 
 SMALL = SyntheticConfig(cycles=6, height=48, width=64)

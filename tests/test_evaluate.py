@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unetlib.inference.evaluate import evaluate_folders
 from unetlib.core.io import write_image
 from unetlib.data.organs import read_organ_table, write_organ_table
+from unetlib.inference.evaluate import evaluate_folders
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import write_data_folder
 
 from unetlib.core.errors import InputError

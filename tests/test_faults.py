@@ -34,8 +34,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import write_data_folder
+
 from unetlib.core.config import SyntheticConfig
 from unetlib.data.synthetic import write_synthetic_stack
 

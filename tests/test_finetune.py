@@ -8,16 +8,15 @@ import shutil
 import keras
 import numpy as np
 import pytest
+from helpers import write_data_folder
 
 from unetlib.app.cli import main
 from unetlib.core.config import PipelineConfig, TrainConfig, model_preset
 from unetlib.core.errors import InputError, ParameterError
-from unetlib.runs.finetune import encoder_layers
 from unetlib.core.io import read_csv, read_json
 from unetlib.data.organs import Organ, OrganTable, write_organ_table
+from unetlib.runs.finetune import encoder_layers
 from unetlib.runs.train import train
-
-from helpers import write_data_folder
 
 TINY = TrainConfig(model=model_preset("small"), epochs=2, steps_per_epoch=2, verbose=0,
                    pipeline=PipelineConfig(batch_size=2, patch_size=32, val_fraction=0.25,
@@ -202,9 +201,9 @@ def test_organs_listed_in_another_order_are_mapped_by_name(organ_start, tmp_path
     reordered = tmp_path / "reordered"
     shutil.copytree(data, reordered)
     # The same organs with other values and in another order: kidney, bladder, liver.
+    from unetlib.core.io import write_image
     from unetlib.data.masks import read_labels
     from unetlib.data.organs import read_organ_table
-    from unetlib.core.io import write_image
 
     old = read_organ_table(data / "organs.csv")
     new = OrganTable(organs=(Organ(5, "kidney", "#3cb44b"), Organ(6, "bladder", "#4363d8"),

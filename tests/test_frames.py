@@ -8,8 +8,8 @@ import tifffile
 
 from unetlib.core.config import PickConfig, SplitConfig, SyntheticConfig
 from unetlib.core.errors import OutputError, ParameterError
-from unetlib.data.frames import pick_cycles, pick_frames
 from unetlib.core.io import read_image
+from unetlib.data.frames import pick_cycles, pick_frames
 from unetlib.data.stack import load_stack
 from unetlib.data.synthetic import export_truth_masks, write_synthetic_stack
 

@@ -1,4 +1,4 @@
-"""One test per finding of the hardening review (issue 9), named by its item number.
+"""One test per finding of the first hardening review, named by its item number.
 
 Each test reproduces the reported failure on small real files and asserts the behaviour
 that replaced it. The catalogue of bad CLI inputs is ``test_bad_inputs.py``; faults
@@ -18,22 +18,30 @@ import warnings
 import keras
 import numpy as np
 import pytest
-
 from helpers import write_data_folder
+
 from unetlib.app.cli import main
-from unetlib.core.config import (ModelConfig, PickConfig, PipelineConfig, SplitConfig, SyntheticConfig,
-                            TrainConfig, augment_preset, model_preset)
+from unetlib.core.config import (
+    ModelConfig,
+    PickConfig,
+    PipelineConfig,
+    SplitConfig,
+    SyntheticConfig,
+    TrainConfig,
+    augment_preset,
+    model_preset,
+)
 from unetlib.core.errors import InputError, ParameterError, UnetlibWarning
-from unetlib.data.frames import pick_frames
 from unetlib.core.io import process_umask, read_csv, read_image, write_image, write_json
 from unetlib.core.locking import LOCK_NAME, find_leftovers, output_lock
-from unetlib.data.dataset import check_pairs
-from unetlib.nn.model import build_unet
-from unetlib.inference.predict import predict_folder
-from unetlib.runs.run import load_run
 from unetlib.core.resources import training_memory_bytes
+from unetlib.data.dataset import check_pairs
+from unetlib.data.frames import pick_frames
 from unetlib.data.stack import display_scale, split_stack
 from unetlib.data.synthetic import write_synthetic_stack
+from unetlib.inference.predict import predict_folder
+from unetlib.nn.model import build_unet
+from unetlib.runs.run import load_run
 from unetlib.runs.train import train
 
 TINY = TrainConfig(model=model_preset("small"), augment=augment_preset("none"), epochs=1,
@@ -331,8 +339,10 @@ def test_13_resume_of_a_finished_run_needs_force(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, expected", [
     (("check-masks", "{data}"), "--allow-labels"),
-    (("train", "{data}", "--out", "{tmp}/r", "--val-fraction", "0"), "--val-fraction 0.0 is invalid: expected 0 < val_fraction < 1"),
-    (("train", "{data}", "--out", "{tmp}/r", "--val-fraction", "1.5"), "--val-fraction 1.5 is invalid: expected 0 < val_fraction < 1"),
+    (("train", "{data}", "--out", "{tmp}/r", "--val-fraction", "0"),
+     "--val-fraction 0.0 is invalid: expected 0 < val_fraction < 1"),
+    (("train", "{data}", "--out", "{tmp}/r", "--val-fraction", "1.5"),
+     "--val-fraction 1.5 is invalid: expected 0 < val_fraction < 1"),
     (("split-stack", "{stack}", "--out", "{tmp}/s", "--workers", "0"), "--workers 0 is invalid"),
 ])
 def test_14_messages_name_the_cli_flags(tmp_path, capsys, stack_path, args, expected):

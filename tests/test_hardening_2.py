@@ -25,22 +25,30 @@ import numpy as np
 import pytest
 import tifffile
 import yaml
-
 from helpers import free_port, organ_data, write_data_folder
+
 from unetlib.app.cli import main
-from unetlib.core.config import (CrossvalConfig, ModelConfig, PickConfig, PipelineConfig,
-                            SplitConfig, SyntheticConfig, TrainConfig, augment_preset,
-                            model_preset)
-from unetlib.runs.crossval import crossvalidate
+from unetlib.core.config import (
+    CrossvalConfig,
+    ModelConfig,
+    PickConfig,
+    PipelineConfig,
+    SplitConfig,
+    SyntheticConfig,
+    TrainConfig,
+    augment_preset,
+    model_preset,
+)
 from unetlib.core.errors import InputError, ParameterError, UnetlibWarning
-from unetlib.inference.evaluate import evaluate_folders
-from unetlib.data.frames import pick_frames
 from unetlib.core.io import read_csv, read_image, read_json, write_csv, write_image, write_json
-from unetlib.nn.model import build_unet
+from unetlib.data.frames import pick_frames
 from unetlib.data.organs import read_organ_table
-from unetlib.inference.predict import predict_folder
 from unetlib.data.stack import split_stack
 from unetlib.data.synthetic import write_synthetic_stack
+from unetlib.inference.evaluate import evaluate_folders
+from unetlib.inference.predict import predict_folder
+from unetlib.nn.model import build_unet
+from unetlib.runs.crossval import crossvalidate
 from unetlib.runs.train import train
 
 TINY = TrainConfig(model=model_preset("small"), augment=augment_preset("none"), epochs=1,

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from unetlib.core.config import PipelineConfig, TrainConfig
 from unetlib.app.organ_benchmark import make_hard_benchmark, score_run
+from unetlib.core.config import PipelineConfig, TrainConfig
 from unetlib.runs.train import train
 
 pytestmark = pytest.mark.slow

@@ -9,11 +9,23 @@ import numpy as np
 import pytest
 
 from unetlib.core.errors import InputError
-from unetlib.inference.evaluate import evaluate_folders
 from unetlib.core.io import write_image
-from unetlib.nn.metrics import (DiceMetric, IoUMetric, bce_dice_loss, confusion_counts, dice,
-                             frame_metrics, get_loss, iou, pixel_accuracy, precision, recall,
-                             soft_dice_loss, training_metrics)
+from unetlib.inference.evaluate import evaluate_folders
+from unetlib.nn.metrics import (
+    DiceMetric,
+    IoUMetric,
+    bce_dice_loss,
+    confusion_counts,
+    dice,
+    frame_metrics,
+    get_loss,
+    iou,
+    pixel_accuracy,
+    precision,
+    recall,
+    soft_dice_loss,
+    training_metrics,
+)
 
 # 4x4 example: truth has 4 foreground pixels, prediction 3, overlapping in 2.
 TRUTH = np.array([[1, 1, 0, 0],

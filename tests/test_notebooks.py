@@ -21,8 +21,8 @@ import papermill
 import pytest
 import yaml
 
-from unetlib.core.io import read_image
 from unetlib.app.notebooks import find_notebooks, notebook_parameters
+from unetlib.core.io import read_image
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"

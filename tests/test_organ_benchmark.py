@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unetlib.core.io import read_image
 from unetlib.app.organ_benchmark import make_hard_benchmark, organ_dice
+from unetlib.core.io import read_image
 
 SMALL = dict(train_mice=2, unseen_mice=1, frames_per_mouse=6, cycles=12, height=127,
              width=159, study_seed=3)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import pytest
 
 from unetlib.core.errors import InputError
-from unetlib.data.organs import (DEFAULT_COLORS, find_organ_table, read_organ_table,
-                            write_organ_table)
+from unetlib.data.organs import (
+    DEFAULT_COLORS,
+    find_organ_table,
+    read_organ_table,
+    write_organ_table,
+)
 
 
 def table_file(tmp_path, text):

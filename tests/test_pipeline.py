@@ -10,9 +10,18 @@ import pytest
 from unetlib.core.config import NormalizeConfig, PipelineConfig, augment_preset
 from unetlib.core.errors import InputError, OutputError, ParameterError
 from unetlib.core.io import read_image, write_image
-from unetlib.nn.pipeline import (Pair, load_pairs, make_training_dataset,
-                              make_validation_dataset, split_pairs, take_samples, tile_starts,
-                              to_display, validation_tiles, write_augmented_pairs)
+from unetlib.nn.pipeline import (
+    Pair,
+    load_pairs,
+    make_training_dataset,
+    make_validation_dataset,
+    split_pairs,
+    take_samples,
+    tile_starts,
+    to_display,
+    validation_tiles,
+    write_augmented_pairs,
+)
 
 SMALL = PipelineConfig(patch_size=32, batch_size=4, seed=3)
 

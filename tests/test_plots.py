@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_hex
 
-from unetlib.viz.plots import DPI, plot_frame_scores, plot_history, plot_pairs, plot_predictions
 from unetlib.data.stack import display_scale
+from unetlib.viz.plots import DPI, plot_frame_scores, plot_history, plot_pairs, plot_predictions
 
 
 def test_history_plot_uses_the_epoch_numbers_of_history_csv():

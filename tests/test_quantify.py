@@ -17,19 +17,24 @@ import sys
 import numpy as np
 import pytest
 import tifffile
-
 from helpers import ORGAN_STACK
-from unetlib.core.errors import InputError, OutputError, ParameterError, UnetlibWarning
+
 from unetlib.core.config import QuantifyConfig, SplitConfig
+from unetlib.core.errors import InputError, OutputError, ParameterError, UnetlibWarning
 from unetlib.core.io import read_csv
-from unetlib.study.kinetics import summarize_curve
-from unetlib.data.organs import DEFAULT_COLORS, Organ, OrganTable
 from unetlib.data.body import body_mask
-from unetlib.study.measure import flag_area_jumps, measure_cycle
-from unetlib.study.quantify import INTENSITY_FIELDS, SUMMARY_FIELDS, quantify_stack, read_intensities
-from unetlib.runs.run import load_run
+from unetlib.data.organs import DEFAULT_COLORS, Organ, OrganTable
 from unetlib.data.synthetic import true_organ_means
 from unetlib.data.timing import cycle_interval, recorded_frame_interval
+from unetlib.runs.run import load_run
+from unetlib.study.kinetics import summarize_curve
+from unetlib.study.measure import flag_area_jumps, measure_cycle
+from unetlib.study.quantify import (
+    INTENSITY_FIELDS,
+    SUMMARY_FIELDS,
+    quantify_stack,
+    read_intensities,
+)
 
 ORGANS = ("liver", "kidney", "bladder")  # values 1, 2, 3 (order of unetlib.data.synthetic.ORGANS)
 CYCLES, LASERS = ORGAN_STACK.cycles, ORGAN_STACK.lasers

@@ -24,12 +24,11 @@ from types import SimpleNamespace
 
 import psutil
 import pytest
+from helpers import free_port
 
 from unetlib.app.cli import main
 from unetlib.core.config import QuantifyConfig, SyntheticConfig
 from unetlib.data.synthetic import ORGANS, write_synthetic_stack
-
-from helpers import free_port
 
 SMALL_STACK = dict(cycles=4, height=96, width=128)
 LASERS = 4

@@ -127,11 +127,9 @@ def test_hard_preset_organs_breathe_and_the_mouse_drifts():
 
 
 def test_hard_preset_organs_nearly_vanish_in_laser_2_and_show_in_laser_1():
-    from unetlib.data.synthetic import true_organ_means
-
     from scipy import ndimage
 
-    from unetlib.data.synthetic import render_frames
+    from unetlib.data.synthetic import render_frames, true_organ_means
 
     config = _hard(read_noise=0.0)
     means = true_organ_means(config)[0]  # cycle 0: (lasers, organs)

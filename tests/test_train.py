@@ -13,15 +13,14 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from helpers import organ_data
 
-from unetlib.nn.augment import augment_preset
 from unetlib.core.config import ModelConfig, PipelineConfig, TrainConfig, model_preset
 from unetlib.core.errors import InputError, OutputError, ParameterError
 from unetlib.core.io import read_csv, read_image, read_json, write_image
 from unetlib.inference.predict import load_run, predict_folder
+from unetlib.nn.augment import augment_preset
 from unetlib.runs.train import calibrate_threshold, train
-
-from helpers import organ_data
 
 
 @pytest.fixture(autouse=True)

@@ -10,12 +10,16 @@ import pytest
 from unetlib.app.cli import main
 from unetlib.core.config import PickConfig, PipelineConfig, SplitConfig, TrainConfig, model_preset
 from unetlib.core.errors import ParameterError
-from unetlib.inference.uncertainty import pick_frames
 from unetlib.core.io import read_csv
-from unetlib.runs.run import load_run
 from unetlib.data.stack import load_stack
+from unetlib.inference.uncertainty import (
+    choose_uncertain,
+    mean_entropy,
+    pick_frames,
+    uncertainty_scores,
+)
+from unetlib.runs.run import load_run
 from unetlib.runs.train import train
-from unetlib.inference.uncertainty import choose_uncertain, mean_entropy, uncertainty_scores
 
 
 def test_mean_entropy_is_one_for_a_coin_toss_and_zero_for_certainty():

@@ -13,8 +13,13 @@ from unetlib.core.config import SyntheticConfig
 from unetlib.core.io import read_image, write_image
 from unetlib.data.stack import display_scale, load_stack
 from unetlib.data.synthetic import write_synthetic_stack
-from unetlib.viz.widgets import (VIEWER_CLASS, frame_browser, mask_viewer, prediction_viewer,
-                             widgets_available)
+from unetlib.viz.widgets import (
+    VIEWER_CLASS,
+    frame_browser,
+    mask_viewer,
+    prediction_viewer,
+    widgets_available,
+)
 
 
 @pytest.fixture(scope="module")

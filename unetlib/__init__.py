@@ -39,8 +39,13 @@ import sys
 import types
 from typing import Any
 
-from unetlib.core.errors import (InputError, OutputError, ParameterError, UnetlibError,
-                                 UnetlibWarning)
+from unetlib.core.errors import (
+    InputError,
+    OutputError,
+    ParameterError,
+    UnetlibError,
+    UnetlibWarning,
+)
 
 __version__ = "0.1.0"
 

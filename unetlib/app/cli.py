@@ -179,8 +179,13 @@ def _cmd_check_masks(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace):
-    from unetlib.core.config import (PipelineConfig, TrainConfig, augment_preset, model_preset,
-                                task_preset)
+    from unetlib.core.config import (
+        PipelineConfig,
+        TrainConfig,
+        augment_preset,
+        model_preset,
+        task_preset,
+    )
     from unetlib.data.organs import find_organ_table
 
     model_changes = {} if args.lr is None else {"learning_rate": args.lr}
@@ -267,8 +272,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from unetlib.inference.evaluate import evaluate_folders
     from unetlib.core.io import check_output_file, write_json
+    from unetlib.inference.evaluate import evaluate_folders
 
     if args.json:
         # Refuse before the work, not after it: the scores go nowhere a user's file is.

@@ -19,18 +19,24 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from unetlib.core.config import (PickConfig, PipelineConfig, SplitConfig, SyntheticConfig, TrainConfig,
-                            model_preset)
+from unetlib.core.config import (
+    PickConfig,
+    PipelineConfig,
+    SplitConfig,
+    SyntheticConfig,
+    TrainConfig,
+    model_preset,
+)
 from unetlib.core.errors import InputError, describe
-from unetlib.data.frames import pick_frames
 from unetlib.core.io import read_csv, read_image, write_json
+from unetlib.data.frames import pick_frames
 from unetlib.data.organs import ORGANS_FILE, read_organ_table, write_organ_table
 from unetlib.data.stack import split_stack
-from unetlib.data.synthetic import (curve_errors, ensure_demo_stack, export_truth_masks, organ_table)
+from unetlib.data.synthetic import curve_errors, ensure_demo_stack, export_truth_masks, organ_table
 from unetlib.inference.evaluate import evaluate_folders
 from unetlib.inference.predict import predict_folder
-from unetlib.study.quantify import quantify_stack, read_intensities
 from unetlib.runs.train import train
+from unetlib.study.quantify import quantify_stack, read_intensities
 
 logger = logging.getLogger(__name__)
 

@@ -16,15 +16,20 @@ from pathlib import Path
 
 import numpy as np
 
+from unetlib.core.config import QuantifyConfig
 from unetlib.core.io import write_image
-from unetlib.nn.metrics import frame_metrics
-from unetlib.data.organs import Organ, OrganTable, write_organ_table
-from unetlib.data.synthetic import (curve_errors, hard_mouse, organ_table, render_frames,
-                               write_synthetic_stack)
 from unetlib.data.normalize import normalize_image
+from unetlib.data.organs import Organ, OrganTable, write_organ_table
+from unetlib.data.synthetic import (
+    curve_errors,
+    hard_mouse,
+    organ_table,
+    render_frames,
+    write_synthetic_stack,
+)
+from unetlib.nn.metrics import frame_metrics
 from unetlib.nn.sliding_window import predict_probabilities, segment
 from unetlib.runs.run import load_run, load_run_model
-from unetlib.core.config import QuantifyConfig
 from unetlib.study.quantify import quantify_stack, read_intensities
 
 __all__ = ["HardBenchmark", "HeldOutFrames", "curve_errors_of_mouse", "make_hard_benchmark",

@@ -62,9 +62,8 @@ def _load() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Kernel choices TensorFlow reads only while it loads (oneDNN on AVX2 CPUs).
     prepare_environment()
-    import tensorflow
-
     import keras  # noqa: F401  (loads the backend inside the capture too)
+    import tensorflow
 
     # The GPU probe (cuInit) happens on first device use; do it here, quietly.
     tensorflow.config.list_physical_devices()

@@ -13,7 +13,6 @@ from typing import Any
 
 from unetlib.core.errors import ParameterError
 
-
 # Foreground probability at which a binary run's pixel counts as foreground, until the
 # run's own threshold is calibrated on its validation frames.
 DEFAULT_THRESHOLD = 0.5
@@ -271,7 +270,7 @@ class NormalizeConfig:
         return self
 
 
-# === Masks, augmentation and input pipeline (issue 3) ===================================
+# === Masks, augmentation and input pipeline =======================================
 
 
 FILL_MODES = ("reflect", "constant", "nearest", "wrap")
@@ -443,7 +442,7 @@ class PipelineConfig:
         return self
 
 
-# === Model, training, prediction and evaluation (issue 4) ===============================
+# === Model, training, prediction and evaluation ===================================
 
 
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
@@ -583,6 +582,13 @@ def model_preset(name: str, **changes: Any) -> ModelConfig:
     """Return the named :class:`ModelConfig` preset, with optional field changes.
 
     ``model_preset("classic", input_channels=3)`` is the original network for RGB input.
+
+    Examples
+    --------
+    >>> model_preset("default").base_filters, model_preset("organs").base_filters
+    (8, 16)
+    >>> model_preset("default", input_channels=3).input_channels
+    3
     """
     _require(name in MODEL_PRESETS, "preset", name, f"one of {sorted(MODEL_PRESETS)}")
     return dataclasses.replace(MODEL_PRESETS[name], **changes).validate()
@@ -766,7 +772,7 @@ class CrossvalConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class PredictConfig:
-    """Sliding-window inference (see :func:`unetlib.inference.predict.predict_probabilities`).
+    """Sliding-window inference (see :func:`unetlib.nn.sliding_window.predict_probabilities`).
 
     Attributes
     ----------

@@ -31,9 +31,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from unetlib.core.errors import OutputError, describe
+from unetlib.core.io import (
+    PART_MARKER,
+    STAGING_SUFFIX,
+    ensure_folder,
+    give_normal_permissions,
+    write_error,
+)
 from unetlib.core.resources import format_bytes
-from unetlib.core.io import (PART_MARKER, STAGING_SUFFIX, ensure_folder, give_normal_permissions,
-                        write_error)
 
 try:
     import fcntl

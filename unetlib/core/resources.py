@@ -35,7 +35,15 @@ QUANTIFY_WORKER_BYTES = 950 * 1000 ** 2
 
 
 def format_bytes(count: float) -> str:
-    """``1234567`` -> ``"1.2 MB"`` (decimal units, as file managers show them)."""
+    """``1234567`` -> ``"1.2 MB"`` (decimal units, as file managers show them).
+
+    Examples
+    --------
+    >>> format_bytes(1234567)
+    '1.2 MB'
+    >>> format_bytes(512)
+    '512 bytes'
+    """
     for unit in ("bytes", "KB", "MB", "GB"):
         if abs(count) < 1000 or unit == "GB":
             return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"

@@ -1,7 +1,7 @@
 """What CPU this is, and the TensorFlow settings chosen for it at start-up.
 
 TensorFlow decides whether to use oneDNN's kernels by itself, and on x86 CPUs without
-AVX-512 it leaves them off. Measured on a 2-core AMD EPYC with AVX2 only (issue 14):
+AVX-512 it leaves them off. Measured on a 2-core AMD EPYC with AVX2 only:
 oneDNN on made the default network's training 24 % faster and prediction 33 % faster
 (the classic network's training 18 % slower; the default network is what we ship). So
 on any x86-64 CPU with AVX2, unetlib turns oneDNN on unless the user already chose with

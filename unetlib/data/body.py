@@ -35,6 +35,15 @@ def body_mask(image: np.ndarray, organs: np.ndarray | None = None) -> np.ndarray
     organs : ndarray of shape (H, W), bool, optional
         Organ pixels. They are part of the body but left out of the threshold, which then
         separates body from air rather than bright organs from the rest.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> frame = np.zeros((40, 60), np.float32)
+    >>> frame[10:30, 15:45] = 100.0  # the mouse, on dark air
+    >>> body = body_mask(frame)
+    >>> int(body.sum()), bool(body[20, 30]), bool(body[2, 2])
+    (596, True, False)
     """
     values = np.asarray(image, dtype=np.float32)
     if values.ndim == 3:

@@ -21,8 +21,14 @@ from typing import Any
 
 from unetlib.core.errors import InputError, describe
 from unetlib.core.io import IMAGE_SUFFIXES, file_sha256, natural_key, read_csv, read_image
-from unetlib.data.masks import (ALL_BACKGROUND_FIX, LabelInfo, MaskInfo, format_values, normalize_mask,
-                           read_labels)
+from unetlib.data.masks import (
+    ALL_BACKGROUND_FIX,
+    LabelInfo,
+    MaskInfo,
+    format_values,
+    normalize_mask,
+    read_labels,
+)
 from unetlib.data.normalize import non_finite_pixels
 from unetlib.data.organs import ORGANS_FILE, OrganTable, organ_table_path, read_organ_table
 

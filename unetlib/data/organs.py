@@ -130,6 +130,14 @@ def read_organ_table(path: str | os.PathLike[str]) -> OrganTable:
     InputError
         Naming the file, the line and what to fix: missing columns, a value that is not a
         whole number in 1-65535, duplicate values or names, an invalid or repeated colour.
+
+    Examples
+    --------
+    >>> path = getfixture("tmp_path") / "organs.csv"
+    >>> _ = path.write_text("name,value,color\\nliver,1,#aa3322\\nkidney,2,#3377cc\\n")
+    >>> table = read_organ_table(path)
+    >>> table.names, table.values
+    (['liver', 'kidney'], [1, 2])
     """
     path = Path(path)
     try:

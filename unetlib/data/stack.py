@@ -29,11 +29,27 @@ import numpy as np
 import tifffile
 
 from unetlib.core.config import SplitConfig, to_dict
-from unetlib.core.errors import (InputError, Interrupted, OutputError, ParameterError, UnetlibWarning,
-                            describe)
-from unetlib.core.io import (damaged_tiff_error, ensure_folder, missing_file_error,
-                        progress_wanted, read_csv, read_json, staged_folder, tifffile_problems,
-                        write_csv, write_image, write_json)
+from unetlib.core.errors import (
+    InputError,
+    Interrupted,
+    OutputError,
+    ParameterError,
+    UnetlibWarning,
+    describe,
+)
+from unetlib.core.io import (
+    damaged_tiff_error,
+    ensure_folder,
+    missing_file_error,
+    progress_wanted,
+    read_csv,
+    read_json,
+    staged_folder,
+    tifffile_problems,
+    write_csv,
+    write_image,
+    write_json,
+)
 from unetlib.core.locking import output_lock
 
 logger = logging.getLogger(__name__)
@@ -128,6 +144,16 @@ def load_stack(path: str | os.PathLike[str], config: SplitConfig = SplitConfig()
         Missing file, not a TIFF, a single 2-D image, fewer frames than lasers.
     ParameterError
         ``lasers < 1``, or a hyperstack whose channel count differs from ``lasers``.
+
+    Examples
+    --------
+    >>> from unetlib.core.config import SyntheticConfig
+    >>> from unetlib.data.synthetic import write_synthetic_stack
+    >>> path, _ = write_synthetic_stack(getfixture("tmp_path") / "mouse.tif",
+    ...                                 SyntheticConfig(cycles=5, height=32, width=40))
+    >>> stack = load_stack(path)
+    >>> stack.cycles, stack.lasers, stack.laser(3).shape  # laser 3's frames, one per cycle
+    (5, 4, (5, 32, 40))
     """
     path = Path(path)
     try:
@@ -236,6 +262,13 @@ def display_scale(image: np.ndarray, percentiles: tuple[float, float] = (0.5, 99
     """Map each channel's low/high percentiles to 0/255: an 8-bit image for viewing and GIMP.
 
     Only for display and annotation: training reads the lossless frames.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> picture = display_scale(np.arange(1000, dtype=np.uint16).reshape(25, 40))
+    >>> picture.dtype, int(picture.min()), int(picture.max())
+    (dtype('uint8'), 0, 255)
     """
     values = np.asarray(image, dtype=np.float32)
     squeeze = values.ndim == 2

@@ -30,9 +30,17 @@ import tifffile
 from unetlib.core.config import SyntheticConfig
 from unetlib.core.errors import OutputError, describe
 from unetlib.core.io import atomic_path, read_csv, read_image, write_image
-from unetlib.data import organs as organ_tables
-from unetlib.data.phantom import DEMO_ORGANS, DemoScene, HardScene, Organ, dye_level, organs_of, scene_for
 from unetlib.core.resources import require_disk, require_memory
+from unetlib.data import organs as organ_tables
+from unetlib.data.phantom import (
+    DEMO_ORGANS,
+    DemoScene,
+    HardScene,
+    Organ,
+    dye_level,
+    organs_of,
+    scene_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -243,6 +251,17 @@ def write_synthetic_stack(stack_path: str | os.PathLike[str],
     -------
     (Path, Path or None)
         The stack and ground-truth paths.
+
+    Examples
+    --------
+    >>> from unetlib.core.config import SyntheticConfig
+    >>> folder = getfixture("tmp_path")
+    >>> stack, truth = write_synthetic_stack(folder / "mouse.tif",
+    ...                                      SyntheticConfig(cycles=3, height=64, width=80),
+    ...                                      truth_path=folder / "truth.tif")
+    >>> import tifffile
+    >>> tifffile.imread(stack).shape  # 3 cycles x 4 lasers, interleaved
+    (12, 64, 80)
     """
     config.validate()
     stack_path = Path(stack_path)

@@ -111,7 +111,7 @@ def feature_maps(model: keras.Model, image: np.ndarray,
     """The activations of chosen levels of a U-Net for one frame, in one forward pass.
 
     The frame is reflect-padded to a multiple of ``2**depth`` exactly as prediction pads it
-    (:func:`unetlib.inference.predict.predict_probabilities` on a frame that fits in one tile), so the
+    (:func:`unetlib.nn.sliding_window.predict_probabilities` on a frame that fits in one tile), so the
     maps are the ones behind its predicted mask; the padding is cropped off again.
 
     Parameters

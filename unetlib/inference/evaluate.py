@@ -26,8 +26,8 @@ import numpy as np
 from unetlib.core.errors import InputError, describe
 from unetlib.core.io import list_images, read_image
 from unetlib.data.masks import normalize_mask, read_labels
-from unetlib.nn.metrics import METRIC_NAMES, confusion_matrix, frame_metrics, organ_frame_metrics
 from unetlib.data.organs import OrganTable, find_organ_table, organ_table_path
+from unetlib.nn.metrics import METRIC_NAMES, confusion_matrix, frame_metrics, organ_frame_metrics
 
 __all__ = ["EvaluationReport", "PREDICTION_SUFFIX", "evaluate_folders"]
 

@@ -16,24 +16,36 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from unetlib.core._tensorflow import keras
 import numpy as np
 import tifffile
 
+from unetlib.core._tensorflow import keras
 from unetlib.core.config import DEFAULT_THRESHOLD, NormalizeConfig, PredictConfig
-from unetlib.core.errors import (InputError, Interrupted, OutputError, ParameterError, UnetlibWarning,
-                            describe)
-from unetlib.core.io import (TIFF_SUFFIXES, atomic_path, list_images, missing_file_error,
-                        progress_bar, read_image, write_image)
+from unetlib.core.errors import (
+    InputError,
+    Interrupted,
+    OutputError,
+    ParameterError,
+    UnetlibWarning,
+    describe,
+)
+from unetlib.core.io import (
+    TIFF_SUFFIXES,
+    atomic_path,
+    list_images,
+    missing_file_error,
+    progress_bar,
+    read_image,
+    write_image,
+)
 from unetlib.core.locking import output_lock
-from unetlib.nn.model import model_classes, model_input_channels
-from unetlib.nn.sliding_window import predict_probabilities, segment, size_multiple
 from unetlib.data.normalize import fill_non_finite, non_finite_pixels, normalize_image
 from unetlib.data.organs import ORGANS_FILE, OrganTable, read_organ_table, write_organ_table
+from unetlib.data.stack import open_tiff_series
+from unetlib.nn.model import model_classes, model_input_channels
+from unetlib.nn.sliding_window import predict_probabilities, segment, size_multiple
 from unetlib.runs.run import LoadedRun, load_run
 from unetlib.viz.overlays import overlay_image, overlay_organs
-from unetlib.data.stack import open_tiff_series
-
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ score in ``train/uncertainty.csv``.
 from __future__ import annotations
 
 import logging
-import os
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,8 +28,14 @@ from unetlib.core.errors import InputError, ParameterError, describe
 from unetlib.core.io import file_sha256, progress_bar, read_csv, read_image, write_csv
 from unetlib.core.locking import output_lock
 from unetlib.data.body import body_mask
-from unetlib.data.frames import (PickResult, append_frames, frame_lasers, load_for_picking,
-                                 pick_frames as pick_spread_or_diverse, recorded_lasers)
+from unetlib.data.frames import (
+    PickResult,
+    append_frames,
+    frame_lasers,
+    load_for_picking,
+    recorded_lasers,
+)
+from unetlib.data.frames import pick_frames as pick_spread_or_diverse
 from unetlib.data.normalize import normalize_image
 from unetlib.data.organs import find_organ_table, organ_table_path
 from unetlib.data.stack import LaserStack

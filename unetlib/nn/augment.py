@@ -19,7 +19,6 @@ import math
 from collections.abc import Sequence
 
 from unetlib.core._tensorflow import tf
-
 from unetlib.core.config import AUGMENT_PRESETS, AugmentConfig, augment_preset, preset_names
 from unetlib.core.errors import ParameterError
 

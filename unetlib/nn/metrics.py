@@ -16,14 +16,14 @@ foreground).
 
 from __future__ import annotations
 
-from unetlib.core._tensorflow import keras
 import numpy as np
 from keras import ops
 
-from unetlib.data.organs import column_key
+from unetlib.core._tensorflow import keras
 from unetlib.core.errors import ParameterError
+from unetlib.data.organs import column_key
 
-__all__ = ["DiceMetric", "IoUMetric", "METRIC_NAMES", "OrganDiceMetric", "bce_dice_loss",
+__all__ = ["DiceMetric", "IoUMetric", "METRIC_NAMES", "OrganDiceMetric", "OrganOverlapMetric", "bce_dice_loss",
            "ce_dice_loss", "confusion_counts", "dice", "frame_metrics", "get_loss", "iou",
            "confusion_matrix", "metric_name", "organ_dice_loss", "organ_frame_metrics", "organ_training_metrics",
            "pixel_accuracy", "precision", "recall", "soft_dice_loss", "training_metrics"]
@@ -59,7 +59,15 @@ def _ratio(numerator: int, denominator: int, both_empty: bool) -> float:
 
 
 def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
-    """Dice coefficient ``2|P∩T| / (|P|+|T|)``; 1.0 when both masks are empty."""
+    """Dice coefficient ``2|P∩T| / (|P|+|T|)``; 1.0 when both masks are empty.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> truth = np.array([[1, 1, 0, 0]])
+    >>> round(dice(np.array([[1, 0, 0, 0]]), truth), 3), dice(truth * 0, truth * 0)
+    (0.667, 1.0)
+    """
     tp, fp, fn, _ = confusion_counts(prediction, truth)
     return _ratio(2 * tp, 2 * tp + fp + fn, tp + fp + fn == 0)
 
@@ -90,7 +98,15 @@ def pixel_accuracy(prediction: np.ndarray, truth: np.ndarray) -> float:
 
 
 def frame_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """All of :data:`METRIC_NAMES` for one frame, from a single pass over the pixels."""
+    """All of :data:`METRIC_NAMES` for one frame, from a single pass over the pixels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> scores = frame_metrics(np.array([[1, 1, 0, 0]]), np.array([[1, 0, 0, 0]]))
+    >>> scores["precision"], scores["recall"]
+    (0.5, 1.0)
+    """
     tp, fp, fn, tn = confusion_counts(prediction, truth)
     both_empty = tp + fp + fn == 0
     total = tp + fp + fn + tn
@@ -213,12 +229,13 @@ def bce_dice_loss(y_true, y_pred):
 # --- several organs: class maps, softmax outputs -----------------------------------------
 
 @keras.saving.register_keras_serializable(package="unetlib")
-class OrganDiceMetric(keras.metrics.Metric):
-    """Dice of organ classes from a softmax output and a class map, over an epoch.
+class OrganOverlapMetric(keras.metrics.Metric):
+    """Dice (``kind="dice"``) or IoU (``kind="iou"``) of organ classes from a softmax
+    output and a class map, over an epoch.
 
     Counts true/false positives and false negatives of every class after ``argmax``;
-    ``result`` is the Dice of ``organ`` (1-based class) or, when ``organ`` is None, the
-    mean Dice over the organs (classes 1 ..), so a small organ weighs as much as a large
+    ``result`` is the score of ``organ`` (1-based class) or, when ``organ`` is None, the
+    mean over the organs (classes 1 ..), so a small organ weighs as much as a large
     one. An organ absent from both truth and prediction scores 1.0.
     """
 
@@ -260,6 +277,12 @@ class OrganDiceMetric(keras.metrics.Metric):
                 "kind": self.kind}
 
 
+@keras.saving.register_keras_serializable(package="unetlib")
+class OrganDiceMetric(OrganOverlapMetric):
+    """The name checkpoints saved by earlier versions give :class:`OrganOverlapMetric`
+    (also for IoU); kept so that they load and resume."""
+
+
 def metric_name(organ_name: str) -> str:
     """A Keras/CSV-safe column name for an organ (``"left kidney"`` -> ``"left_kidney"``)."""
     return column_key(organ_name)
@@ -268,9 +291,9 @@ def metric_name(organ_name: str) -> str:
 def organ_training_metrics(organ_names: list[str]) -> list[keras.metrics.Metric]:
     """Mean organ Dice (``dice``) and IoU (``iou``), pixel accuracy, and ``dice_<organ>`` per organ."""
     classes = len(organ_names) + 1
-    return [OrganDiceMetric(classes, name="dice"), OrganDiceMetric(classes, name="iou", kind="iou"),
+    return [OrganOverlapMetric(classes, name="dice"), OrganOverlapMetric(classes, name="iou", kind="iou"),
             keras.metrics.SparseCategoricalAccuracy(name="pixel_accuracy"),
-            *(OrganDiceMetric(classes, organ=index, name=f"dice_{metric_name(name)}")
+            *(OrganOverlapMetric(classes, organ=index, name=f"dice_{metric_name(name)}")
               for index, name in enumerate(organ_names, start=1))]
 
 

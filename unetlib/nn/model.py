@@ -3,19 +3,17 @@
 ``build_unet(model_preset("classic"))`` is the network of the recipe this project replaces
 (zhixuhao/unet); ``build_unet(ModelConfig())`` is the faster default. Every model takes
 inputs of shape ``(None, None, C)``: it trains on patches and predicts whole frames whose
-sides are multiples of ``2**depth`` (:mod:`unetlib.inference.predict` pads them).
+sides are multiples of ``2**depth`` (:mod:`unetlib.nn.sliding_window` pads them).
 """
 
 from __future__ import annotations
 
-import dataclasses
-
-from unetlib.core._tensorflow import keras
 from keras import layers
 
+from unetlib.core._tensorflow import keras
 from unetlib.core.config import MODEL_PRESETS, ModelConfig, model_preset
 
-__all__ = ["MODEL_PRESETS", "ModelConfig", "build_unet", "describe_model", "make_optimizer",
+__all__ = ["MODEL_PRESETS", "ModelConfig", "build_unet", "make_optimizer",
            "model_classes", "model_depth", "model_input_channels", "model_preset"]
 
 
@@ -67,6 +65,13 @@ def build_unet(config: ModelConfig = ModelConfig()) -> keras.Model:
     Level ``i`` (0 = full resolution) has ``base_filters * 2**i`` filters; the bottleneck
     is level ``depth``. Dropout (when ``dropout > 0``) follows the conv block of the
     ``dropout_levels`` deepest levels, as in the original recipe (levels 3 and 4).
+
+    Examples
+    --------
+    >>> from unetlib.core.config import ModelConfig
+    >>> model = build_unet(ModelConfig(depth=2, base_filters=4))
+    >>> model.input_shape, model.output_shape  # any size that is a multiple of 2**depth
+    ((None, None, None, 1), (None, None, None, 1))
     """
     config.validate()
     inputs = keras.Input(shape=(None, None, config.input_channels), name="image")
@@ -145,9 +150,3 @@ def _all_layers(model: keras.Model):
             yield from _all_layers(layer)
         else:
             yield layer
-
-
-def describe_model(config: ModelConfig) -> dict:
-    """A JSON-friendly summary of ``config`` (used in run folders and reports)."""
-    return dataclasses.asdict(config)
-

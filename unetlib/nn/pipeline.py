@@ -22,15 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from unetlib.core._tensorflow import tf
 
-from unetlib.nn.augment import augment_pair
+from unetlib.core._tensorflow import tf
 from unetlib.core.config import AugmentConfig, NormalizeConfig, PipelineConfig
 from unetlib.core.errors import InputError, OutputError, ParameterError, describe
 from unetlib.core.io import read_image, staged_folder, write_image
 from unetlib.data.dataset import check_pairs
 from unetlib.data.masks import read_labels, read_mask
 from unetlib.data.normalize import normalize_image
+from unetlib.nn.augment import augment_pair
 from unetlib.nn.sliding_window import pad_to
 
 logger = logging.getLogger(__name__)

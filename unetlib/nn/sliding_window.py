@@ -32,7 +32,13 @@ def size_multiple(model: keras.Model) -> int:
 
 
 def padded_size(size: int, multiple: int) -> int:
-    """``size`` rounded up to a multiple of ``multiple``."""
+    """``size`` rounded up to a multiple of ``multiple``.
+
+    Examples
+    --------
+    >>> padded_size(100, 16), padded_size(96, 16)
+    (112, 96)
+    """
     return math.ceil(size / multiple) * multiple
 
 
@@ -43,6 +49,13 @@ def pad_to(array: np.ndarray, height: int, width: int, mode: str = "reflect") ->
     better than a constant border), ``symmetric`` or ``wrap`` repeat as often as needed
     for a pad larger than the array; a one-pixel side falls back to ``edge``, which is
     what reflecting it means. ``constant`` pads with zeros.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> frame = np.arange(6.0).reshape(2, 3, 1)
+    >>> pad_to(frame, 2, 9)[0, :, 0]  # reflected as often as needed
+    array([0., 1., 2., 1., 0., 1., 2., 1., 0.])
     """
     pad_rows, pad_cols = max(0, height - array.shape[0]), max(0, width - array.shape[1])
     if not pad_rows and not pad_cols:
@@ -71,7 +84,13 @@ def check_input_channels(model: keras.Model, channels: int) -> None:
 
 
 def tile_starts(size: int, tile: int, step: int) -> list[int]:
-    """Start offsets of tiles of length ``tile`` covering ``size`` (last one flush right)."""
+    """Start offsets of tiles of length ``tile`` covering ``size`` (last one flush right).
+
+    Examples
+    --------
+    >>> tile_starts(100, 48, 32)  # the last tile ends flush with the frame
+    [0, 32, 52]
+    """
     if size <= tile:
         return [0]
     starts = list(range(0, size - tile, step))
@@ -233,6 +252,12 @@ def segment(probability: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD,
     Binary: 255 where the foreground probability reaches ``threshold``, else 0 (uint8).
     Organs: each pixel gets the value (``organs.csv``) of its most probable class, 0 for
     background (uint8, or uint16 when a value exceeds 255).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> segment(np.array([[0.2, 0.7]]), threshold=0.5)
+    array([[  0, 255]], dtype=uint8)
     """
     if organs is None:
         return np.where(probability >= threshold, 255, 0).astype(np.uint8)

@@ -27,14 +27,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from unetlib.core.config import QuantifyConfig
-from unetlib.core.errors import (InputError, Interrupted, OutputError, ParameterError, UnetlibError,
-                            UnetlibWarning, describe)
+from unetlib.core.errors import (
+    InputError,
+    Interrupted,
+    OutputError,
+    ParameterError,
+    UnetlibError,
+    UnetlibWarning,
+    describe,
+)
 from unetlib.core.io import missing_file_error, progress_wanted, read_csv, read_json, write_csv
 from unetlib.core.locking import output_lock
-from unetlib.runs.run import load_run
-from unetlib.study.quantify import RECORD_FILE, SUMMARY_FIELDS, model_input_lasers, quantify_stack, run_organs
 from unetlib.core.resources import QUANTIFY_WORKER_BYTES, available_memory_bytes, format_bytes
 from unetlib.inference.predict import check_tile
+from unetlib.runs.run import load_run
+from unetlib.study.quantify import (
+    RECORD_FILE,
+    SUMMARY_FIELDS,
+    model_input_lasers,
+    quantify_stack,
+    run_organs,
+)
 
 if TYPE_CHECKING:
     from unetlib.study.quantify import StackResult

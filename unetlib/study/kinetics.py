@@ -77,6 +77,14 @@ def summarize_curve(times: np.ndarray, values: np.ndarray) -> CurveSummary:
         Seconds, increasing.
     values : ndarray of shape (N,)
         The curve; NaN entries (flagged or absent cycles) are left out.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> times = np.arange(6) * 10.0
+    >>> curve = summarize_curve(times, np.array([1.0, 5.0, 9.0, 6.0, 4.0, 3.0]))
+    >>> curve.peak, curve.time_to_peak_s
+    (9.0, 20.0)
     """
     times = np.asarray(times, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)

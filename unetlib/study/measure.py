@@ -70,6 +70,15 @@ def flag_area_jumps(areas: np.ndarray, *, window: int, tolerance: float) -> np.n
     Parameters
     ----------
     areas : ndarray of shape (cycles, organs)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> areas = np.array([[100], [102], [40], [101], [99]])  # one organ over 5 cycles
+    >>> flag_area_jumps(areas, window=5, tolerance=0.3)[:, 0].tolist()
+    ['ok', 'ok', 'area_jump', 'ok', 'ok']
+    >>> flag_area_jumps(np.array([[100, 0]]), window=5, tolerance=0.3).tolist()  # 2 organs
+    [['ok', 'absent']]
     """
     areas = np.asarray(areas, dtype=np.float64)
     cycles = areas.shape[0]

@@ -37,23 +37,36 @@ import numpy as np
 import tifffile
 
 from unetlib.core.config import QuantifyConfig, to_dict
-from unetlib.core.errors import (InputError, Interrupted, OutputError, ParameterError, UnetlibWarning,
-                            describe)
-from unetlib.data.frames import recorded_laser_count, recorded_lasers
-from unetlib.core.io import (file_sha256, progress_wanted, read_csv, read_json, staged_folder, write_csv, write_json)
-from unetlib.study.kinetics import summarize_curve
+from unetlib.core.errors import (
+    InputError,
+    Interrupted,
+    OutputError,
+    ParameterError,
+    UnetlibWarning,
+    describe,
+)
+from unetlib.core.io import (
+    file_sha256,
+    progress_wanted,
+    read_csv,
+    read_json,
+    staged_folder,
+    write_csv,
+    write_json,
+)
 from unetlib.core.locking import output_lock
 from unetlib.data.body import body_mask
-from unetlib.study.measure import (QC_JUMP, QC_OK, background_mask, flag_area_jumps,
-                             measure_cycle)
-from unetlib.nn.model import model_classes, model_input_channels
+from unetlib.data.frames import recorded_laser_count, recorded_lasers
 from unetlib.data.normalize import fill_non_finite, non_finite_pixels, normalize_image
 from unetlib.data.organs import DEFAULT_COLORS, ORGANS_FILE, Organ, OrganTable, write_organ_table
-from unetlib.inference.predict import check_tile
-from unetlib.nn.sliding_window import predict_probabilities_batch, segment
-from unetlib.runs.run import LoadedRun, load_run
 from unetlib.data.stack import LaserStack, load_stack
 from unetlib.data.timing import cycle_interval
+from unetlib.inference.predict import check_tile
+from unetlib.nn.model import model_classes, model_input_channels
+from unetlib.nn.sliding_window import predict_probabilities_batch, segment
+from unetlib.runs.run import LoadedRun, load_run
+from unetlib.study.kinetics import summarize_curve
+from unetlib.study.measure import QC_JUMP, QC_OK, background_mask, flag_area_jumps, measure_cycle
 from unetlib.viz.plots import plot_organ_curves
 
 logger = logging.getLogger(__name__)

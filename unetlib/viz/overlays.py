@@ -21,6 +21,13 @@ def overlay_image(image: np.ndarray, mask: np.ndarray, *, alpha: float = 0.4,
         One channel shows as gray, three or more as RGB (the first three).
     mask : ndarray of shape (H, W)
         Foreground where > 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> picture = overlay_image(np.arange(16.0).reshape(4, 4), np.eye(4))
+    >>> picture.shape, picture.dtype, picture[0, 0].tolist()  # the darkest pixel, tinted red
+    ((4, 4, 3), dtype('uint8'), [102, 0, 0])
     """
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == 2:

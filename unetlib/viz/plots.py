@@ -14,9 +14,9 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from unetlib.core.errors import ParameterError
 from unetlib.data.organs import OrganTable
 from unetlib.data.stack import LaserStack, display_scale
-from unetlib.core.errors import ParameterError
 
 PANEL_INCHES = 2.4
 DPI = 72

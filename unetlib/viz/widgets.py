@@ -19,11 +19,16 @@ from matplotlib.figure import Figure
 from unetlib.core.io import list_images, read_image
 from unetlib.data.dataset import find_pairs
 from unetlib.data.masks import read_labels, read_mask
-from unetlib.data.organs import OrganTable, find_organ_table
-from unetlib.data.organs import read_organ_table
-from unetlib.viz.plots import (new_figure, plot_cycle_organs, plot_lasers, plot_pairs, plot_predictions,
-                           show_image)
+from unetlib.data.organs import OrganTable, find_organ_table, read_organ_table
 from unetlib.data.stack import LaserStack
+from unetlib.viz.plots import (
+    new_figure,
+    plot_cycle_organs,
+    plot_lasers,
+    plot_pairs,
+    plot_predictions,
+    show_image,
+)
 
 STATIC_PANELS = 6
 VIEWER_CLASS = "unetlib-viewer"  # CSS class of every interactive viewer
@@ -163,8 +168,8 @@ def prediction_viewer(frames_dir: str | os.PathLike[str], results_dir: str | os.
 
     if not (widgets_available() if interactive is None else interactive):
         loaded = [load(i) for i in range(min(len(stems), STATIC_PANELS))]
-        return plot_predictions([l[0] for l in loaded], [l[1] for l in loaded],
-                                [l[2] for l in loaded], stems[:len(loaded)], organs=organs)
+        images, predicted, true = (list(column) for column in zip(*loaded))
+        return plot_predictions(images, predicted, true, stems[:len(loaded)], organs=organs)
     import ipywidgets
 
     controls = {"index": ipywidgets.SelectionSlider(options=[(s, i) for i, s in enumerate(stems)],
