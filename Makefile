@@ -12,7 +12,7 @@ DEMO_DIR ?= demo
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PYTHON) || $(PYTHON_BASE) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -r requirements.txt -e .
+	$(PYTHON) -m pip install --quiet -r requirements.txt -e .[test]
 	touch $(STAMP)
 
 venv: $(STAMP)

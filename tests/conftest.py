@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,23 +47,47 @@ def isbi_dir() -> Path:
     return ISBI_DIR
 
 
+@contextlib.contextmanager
+def _one_builder(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_path``: the first test process builds, the others
+    wait and then reuse what it built."""
+    with open(lock_path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def shared_folder(tmp_path_factory, name: str) -> Path:
+    """A folder every pytest-xdist worker of this session sees (one session's own temp
+    folder without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+
+
 @pytest.fixture(scope="session")
 def organ_run(tmp_path_factory) -> dict[str, Path]:
-    """A small multi-organ run trained once per session on the synthetic organ data.
+    """A small multi-organ run trained once per test session on the synthetic organ data.
 
     Returns the paths ``run`` (the run folder), ``stack`` (the 16-cycle acquisition it was
     trained on, with ImageJ timing) and ``root``. Trained like the multi-organ learning
-    test in test_train (held-out Dice ~0.99/0.97/0.95), in ~15 s on a fast CPU.
+    test in test_train (held-out Dice ~0.99/0.97/0.95), in ~15 s on a fast CPU; the
+    pytest-xdist workers share it (the first trains it, the others wait for it).
     """
     from helpers import organ_data
 
     from unetlib.core.config import PipelineConfig, TrainConfig, model_preset
     from unetlib.runs.train import train
 
-    root = tmp_path_factory.mktemp("organ_run")
-    data = organ_data(root)
-    config = TrainConfig(model=model_preset("small"), epochs=10, steps_per_epoch=30, verbose=0,
-                         pipeline=PipelineConfig(batch_size=8, patch_size=64, val_fraction=0.25,
-                                                 seed=0))
-    train(data, root / "run", config)
+    root = shared_folder(tmp_path_factory, "organ_run")
+    with _one_builder(root.parent / "organ_run.lock"):
+        if not (root / "run" / "metrics.json").is_file():
+            shutil.rmtree(root, ignore_errors=True)  # what a builder that failed left
+            root.mkdir(parents=True)
+            data = organ_data(root)
+            config = TrainConfig(model=model_preset("small"), epochs=10, steps_per_epoch=30,
+                                 verbose=0, pipeline=PipelineConfig(batch_size=8, patch_size=64,
+                                                                    val_fraction=0.25, seed=0))
+            train(data, root / "run", config)
     return {"run": root / "run", "stack": root / "stack.tif", "root": root}

@@ -44,6 +44,18 @@ def test_requirements_and_environment_pin_the_same_packages():
     assert pip_section(conda)[-1] == "-e ."
 
 
+def test_pyproject_declares_exactly_the_pinned_packages():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = parse(project["dependencies"] + project["optional-dependencies"]["test"])
+    requirements = parse((ROOT / "requirements.txt").read_text().splitlines())
+    assert set(declared) == set(requirements)
+    for name, minimum in declared.items():
+        # pyproject gives the minimum, requirements.txt the same minimum and an upper bound.
+        assert requirements[name].startswith(minimum), (name, minimum, requirements[name])
+
+
 def third_party_imports(folder: Path) -> set[str]:
     """Top-level names of the modules outside the standard library that ``folder``'s
     Python files import (at the top or inside functions)."""

@@ -20,6 +20,20 @@ def test_history_plot_uses_the_epoch_numbers_of_history_csv():
     assert dice_axes.get_ylim() == (0.0, 1.0)
 
 
+def test_history_plot_places_the_rows_of_a_paused_epoch_by_their_steps():
+    # A time-budgeted run validates part-way through an epoch: two rows of epoch 2 (20 and
+    # 30 of its 50 steps) used to be drawn on top of each other at x = 2.
+    rows = [{"epoch": "1", "steps": "50", "loss": "0.5", "val_frame_dice": "0.6"},
+            {"epoch": "2", "steps": "20", "loss": "0.4", "val_frame_dice": "0.7"},
+            {"epoch": "2", "steps": "30", "loss": "0.3"},
+            {"epoch": "3", "steps": "50", "loss": "0.2", "val_frame_dice": "0.9"}]
+    loss_axes, dice_axes = plot_history(rows).axes[:2]
+    assert list(loss_axes.lines[0].get_xdata()) == [1.0, 1.4, 2.0, 3.0]
+    # A curve missing a row keeps every other value at its own row's place.
+    whole = next(line for line in dice_axes.lines if line.get_label() == "val dice (whole frames)")
+    assert list(whole.get_xdata()) == [1.0, 1.4, 3.0]
+
+
 def test_history_plot_shows_the_whole_frame_validation_that_chose_the_checkpoint():
     rows = [{"epoch": "1", "loss": "0.5", "val_dice": "0.6", "val_dice_liver": "0.5",
              "val_frame_dice": "0.8", "val_frame_dice_liver": "0.9"},
@@ -65,16 +79,16 @@ def test_pairs_and_predictions_outline_masks_at_modest_size():
     assert outline_extent(prediction) == pytest.approx(box, abs=0.01)
 
 
-def test_frame_scores_bars_match_the_rows():
+def test_frame_scores_dots_match_the_rows():
     rows = [{"stem": "0", "dice": 0.9, "iou": 0.8}, {"stem": "1", "dice": 0.5, "iou": 0.4}]
     figure = plot_frame_scores(rows)
-    heights = [round(patch.get_height(), 3) for patch in figure.axes[0].patches]
-    assert heights == [0.9, 0.5, 0.8, 0.4]  # the Dice bars of frames 0 and 1, then the IoU bars
+    dice_dots, iou_dots = figure.axes[0].lines
+    assert list(dice_dots.get_ydata()) == [0.9, 0.5] and list(iou_dots.get_ydata()) == [0.8, 0.4]
     assert [label.get_text() for label in figure.axes[0].get_xticklabels()] == ["0", "1"]
     assert [text.get_text() for text in figure.axes[0].get_legend().get_texts()] == ["dice", "iou"]
 
 
-def test_organ_scores_are_bars_in_the_organs_colours():
+def test_organ_scores_are_dots_in_the_organs_colours_on_an_axis_showing_their_spread():
     from unetlib.data.organs import Organ, OrganTable
     from unetlib.viz.plots import plot_organ_scores
 
@@ -82,7 +96,11 @@ def test_organ_scores_are_bars_in_the_organs_colours():
     per_organ = {"liver": {"dice": 0.9, "iou": 0.8, "precision": 0.95, "recall": 0.85},
                  "kidney": {"dice": 0.6, "iou": 0.4, "precision": 0.7, "recall": 0.5}}
     figure = plot_organ_scores(per_organ, organs)
-    bars = figure.axes[0].patches
-    assert len(bars) == 8
-    assert [round(bar.get_height(), 2) for bar in bars[:4]] == [0.9, 0.8, 0.95, 0.85]
-    assert {to_hex(bar.get_facecolor()) for bar in bars[4:]} == {"#00ff00"}
+    liver, kidney = figure.axes[0].lines
+    assert list(liver.get_ydata()) == [0.9, 0.8, 0.95, 0.85]
+    assert to_hex(kidney.get_color()) == "#00ff00"
+    assert figure.axes[0].get_ylim() == (0.0, 1.005)  # 0.4 is far from 1: the whole axis
+    close = {"liver": {"dice": 0.985, "iou": 0.97}, "kidney": {"dice": 0.975, "iou": 0.952}}
+    low, high = plot_organ_scores(close, organs, keys=("dice", "iou")).axes[0].get_ylim()
+    # Scores of 0.95-0.99 spread over the axis instead of sitting at its top.
+    assert 0.9 < low < 0.952 and high == 1.005

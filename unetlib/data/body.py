@@ -8,20 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+from skimage.filters import threshold_otsu
 
 __all__ = ["body_mask"]
-
-
-def _otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
-    counts, edges = np.histogram(values, bins=bins)
-    centres = (edges[:-1] + edges[1:]) / 2.0
-    weight_low = np.cumsum(counts)
-    weight_high = weight_low[-1] - weight_low
-    sum_low = np.cumsum(counts * centres)
-    mean_low = sum_low / np.maximum(weight_low, 1)
-    mean_high = (sum_low[-1] - sum_low) / np.maximum(weight_high, 1)
-    between = weight_low * weight_high * (mean_low - mean_high) ** 2
-    return float(centres[int(np.argmax(between))])
 
 
 def body_mask(image: np.ndarray, organs: np.ndarray | None = None) -> np.ndarray:
@@ -52,7 +41,7 @@ def body_mask(image: np.ndarray, organs: np.ndarray | None = None) -> np.ndarray
     values = np.where(finite, values, np.min(values[finite]) if finite.any() else 0.0)
     smooth = ndimage.uniform_filter(values, size=5)
     sample = smooth if organs is None or organs.all() else smooth[~organs]
-    body = smooth > _otsu_threshold(sample)
+    body = smooth > threshold_otsu(sample, nbins=256)
     if organs is not None:
         body |= organs
     regions, count = ndimage.label(body)

@@ -16,10 +16,10 @@ import numpy as np
 
 from unetlib.core._tensorflow import keras
 from unetlib.core.io import write_csv, write_json
-from unetlib.nn.metrics import frame_metrics, metric_name, organ_frame_metrics
 from unetlib.data.organs import OrganTable
+from unetlib.nn.metrics import frame_metrics, metric_name, organ_frame_metrics
 from unetlib.nn.sliding_window import predict_probabilities
-from unetlib.runs.run import save_model
+from unetlib.runs.run import RunFolder, save_model
 
 __all__ = ["CRITERION", "FrameValidation", "RunRecorder", "history_fields", "logged_fields"]
 
@@ -90,6 +90,7 @@ class RunRecorder(keras.callbacks.Callback):
                  deadline: float | None, epoch_seconds: float | None = None):
         super().__init__()
         self.run_dir = run_dir
+        self.folder = RunFolder(run_dir)
         self.history = history
         self.state = state
         self.fields = fields
@@ -146,12 +147,12 @@ class RunRecorder(keras.callbacks.Callback):
         score = row.get(CRITERION, float("nan"))
         if not math.isnan(score) and score > self.state["best_val_dice"]:
             self.state.update(best_val_dice=score, best_epoch=epoch + 1)
-            save_model(self.model, self.run_dir / "model.keras")
-        elif not (self.run_dir / "model.keras").exists():
-            save_model(self.model, self.run_dir / "model.keras")
+            save_model(self.model, self.folder.model)
+        elif not (self.folder.model).exists():
+            save_model(self.model, self.folder.model)
             self.state.update(best_epoch=epoch + 1)
-        save_model(self.model, self.run_dir / "last.keras")
-        write_csv(self.run_dir / "history.csv", self.history, history_fields(self.fields),
+        save_model(self.model, self.folder.last)
+        write_csv(self.folder.history, self.history, history_fields(self.fields),
                   overwrite=True)
         if self.ended_epoch_early:
             # Part of an epoch: the next fit call trains its remaining steps first, so
@@ -160,7 +161,7 @@ class RunRecorder(keras.callbacks.Callback):
         else:
             self.state.update(epochs_completed=epoch + 1, epoch_steps_done=0)
         self.state["elapsed_seconds"] = row["elapsed_seconds"]
-        write_json(self.run_dir / "state.json", self.state, overwrite=True)
+        write_json(self.folder.state, self.state, overwrite=True)
 
 
 def logged_fields(organs: OrganTable | None) -> tuple[str, ...]:

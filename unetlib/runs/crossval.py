@@ -29,12 +29,12 @@ from unetlib.core.config import CrossvalConfig, NormalizeConfig, to_dict
 from unetlib.core.errors import Interrupted, OutputError, ParameterError, describe
 from unetlib.core.io import atomic_path, read_csv, write_csv, write_json
 from unetlib.core.locking import output_lock
-from unetlib.nn.metrics import frame_metrics, organ_frame_metrics
 from unetlib.data.organs import find_organ_table
+from unetlib.nn.metrics import frame_metrics, organ_frame_metrics
 from unetlib.nn.pipeline import load_pairs
-from unetlib.runs.train import load_result, train
 from unetlib.nn.sliding_window import predict_probabilities
-from unetlib.runs.run import load_run
+from unetlib.runs.run import FINISHED, RESUMABLE, RunFolder, load_run
+from unetlib.runs.train import load_result, train
 from unetlib.viz.plots import plot_crossval
 
 logger = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ def _train_fold(train, data_dir: Path, run_dir: Path, config: CrossvalConfig,
     """
     fold_config = dataclasses.replace(config.train, holdout=tuple(held_out), force=False,
                                       resume=_interrupted_run(run_dir))
-    finished_before = (run_dir / "metrics.json").is_file()
+    finished_before = RunFolder(run_dir).status == FINISHED
     try:
         train(data_dir, run_dir, fold_config)
     except OutputError:
@@ -196,8 +196,7 @@ def _train_fold(train, data_dir: Path, run_dir: Path, config: CrossvalConfig,
 
 def _interrupted_run(run_dir: Path) -> bool:
     """True when ``run_dir`` holds a run interrupted after a complete epoch (to resume)."""
-    return ((run_dir / "last.keras").is_file() and (run_dir / "state.json").is_file()
-            and not (run_dir / "metrics.json").is_file())
+    return RunFolder(run_dir).status == RESUMABLE
 
 
 def _record_folds(path: Path, folds: list[list[str]], *, force: bool) -> None:

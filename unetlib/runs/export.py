@@ -29,11 +29,19 @@ import numpy as np
 
 from unetlib.core.config import ExportConfig, NormalizeConfig
 from unetlib.core.errors import InputError, ParameterError, UnetlibWarning, describe
-from unetlib.core.io import (atomic_path, check_output_file, ensure_folder, list_images, read_image, read_json, write_image)
+from unetlib.core.io import (
+    atomic_path,
+    check_output_file,
+    ensure_folder,
+    list_images,
+    read_image,
+    read_json,
+    write_image,
+)
 from unetlib.core.locking import output_lock
-from unetlib.runs.run import LoadedRun, load_run
 from unetlib.data.normalize import normalize_image
 from unetlib.nn.sliding_window import segment
+from unetlib.runs.run import LoadedRun, RunFolder, load_run
 from unetlib.viz.overlays import overlay_image, overlay_organs
 
 __all__ = ["ExportConfig", "PACKAGE_FILES", "check_environment", "check_package", "export_package",
@@ -84,8 +92,8 @@ def export_package(run_path: str | os.PathLike[str], out_path: str | os.PathLike
     ParameterError
         Bad authors or licence, or a description bioimage.io refuses.
     """
-    config = ExportConfig(authors=tuple(authors or EXPORT_DEFAULTS.authors), license=license, cite=tuple(cite), name=name,
-                          onnx=onnx).validate()
+    config = ExportConfig(authors=tuple(authors or EXPORT_DEFAULTS.authors), license=license,
+                          cite=tuple(cite), name=name, onnx=onnx).validate()
     out_path = check_output_file(out_path, overwrite=overwrite)
     run_dir = _run_folder(Path(run_path))
     ensure_folder(out_path.parent)
@@ -165,9 +173,10 @@ def _run_folder(path: Path) -> Path:
     folder = path.parent if path.is_file() and path.suffix == ".keras" else path
     if not folder.is_dir():
         raise InputError(describe(path, "run folder not found", "Give a run folder written by train."))
-    for required in ("model.keras", "config.json", "metrics.json"):
-        if not (folder / required).is_file():
-            raise InputError(describe(folder, f"holds no {required}",
+    run = RunFolder(folder)
+    for required in (run.model, run.config, run.metrics):
+        if not required.is_file():
+            raise InputError(describe(folder, f"holds no {required.name}",
                                       "Export a finished run folder written by train."))
     return folder
 
@@ -177,8 +186,7 @@ def _run_folder(path: Path) -> Path:
 
 def _describe(run: LoadedRun, run_dir: Path, staging: Path, config: ExportConfig):
     """Write every package file into ``staging`` and return the ModelDescr naming them."""
-    from bioimageio.spec.model.v0_5 import (Author, CiteEntry, Doi, FileDescr, LicenseId,
-                                            ModelDescr)
+    from bioimageio.spec.model.v0_5 import Author, CiteEntry, Doi, FileDescr, LicenseId, ModelDescr
 
     frame, stem = _test_frame(run)
     step = 2 ** int(run.config["model"]["depth"])
@@ -209,8 +217,15 @@ def _describe(run: LoadedRun, run_dir: Path, staging: Path, config: ExportConfig
 
 
 def _input_tensor(run: LoadedRun, files: dict[str, Path], step: int):
-    from bioimageio.spec.model.v0_5 import (BatchAxis, ChannelAxis, FileDescr, Identifier,
-                                            InputTensorDescr, ParameterizedSize, SpaceInputAxis)
+    from bioimageio.spec.model.v0_5 import (
+        BatchAxis,
+        ChannelAxis,
+        FileDescr,
+        Identifier,
+        InputTensorDescr,
+        ParameterizedSize,
+        SpaceInputAxis,
+    )
 
     return InputTensorDescr(
         id=INPUT_ID,
@@ -240,11 +255,21 @@ def _preprocessing(normalize: NormalizeConfig) -> list:
 
 
 def _output_tensor(run: LoadedRun, files: dict[str, Path]):
-    from bioimageio.spec.model.v0_5 import (BatchAxis, BinarizeDescr, BinarizeKwargs,
-                                            ChannelAxis, EnsureDtypeDescr, EnsureDtypeKwargs,
-                                            FileDescr, Identifier, IntervalOrRatioDataDescr,
-                                            NominalOrOrdinalDataDescr, OutputTensorDescr,
-                                            SizeReference, SpaceOutputAxis)
+    from bioimageio.spec.model.v0_5 import (
+        BatchAxis,
+        BinarizeDescr,
+        BinarizeKwargs,
+        ChannelAxis,
+        EnsureDtypeDescr,
+        EnsureDtypeKwargs,
+        FileDescr,
+        Identifier,
+        IntervalOrRatioDataDescr,
+        NominalOrOrdinalDataDescr,
+        OutputTensorDescr,
+        SizeReference,
+        SpaceOutputAxis,
+    )
 
     axes = [BatchAxis(),
             SpaceOutputAxis(id="y", size=SizeReference(tensor_id=INPUT_ID, axis_id="y")),
@@ -266,11 +291,15 @@ def _output_tensor(run: LoadedRun, files: dict[str, Path]):
 
 
 def _weights(run: LoadedRun, files: dict[str, Path], config: ExportConfig):
-    from bioimageio.spec.model.v0_5 import (KerasV3WeightsDescr, OnnxWeightsDescr,
-                                            TensorflowSavedModelBundleWeightsDescr, Version,
-                                            WeightsDescr)
     import keras
     import tensorflow as tf
+    from bioimageio.spec.model.v0_5 import (
+        KerasV3WeightsDescr,
+        OnnxWeightsDescr,
+        TensorflowSavedModelBundleWeightsDescr,
+        Version,
+        WeightsDescr,
+    )
 
     tf_version = Version(tf.__version__)
     onnx = None
@@ -303,8 +332,8 @@ def _write_files(run: LoadedRun, run_dir: Path, staging: Path, frame: np.ndarray
         del files["onnx"]
     elif not config.onnx:
         del files["onnx"]
-    shutil.copyfile(run_dir / "config.json", files["config"])
-    shutil.copyfile(run_dir / "metrics.json", files["metrics"])
+    shutil.copyfile(RunFolder(run_dir).config, files["config"])
+    shutil.copyfile(RunFolder(run_dir).metrics, files["metrics"])
     np.save(files["test_input"], _with_axes(frame.astype(np.float32)))
     np.save(files["test_output"], test_output[np.newaxis])
     return files
@@ -380,7 +409,7 @@ def _with_axes(frame: np.ndarray) -> np.ndarray:
 
 
 def _read_metrics(run_dir: Path) -> dict[str, Any]:
-    return read_json(run_dir / "metrics.json")
+    return read_json(RunFolder(run_dir).metrics)
 
 
 def _write_cover(path: Path, run: LoadedRun, frame: np.ndarray, probabilities: np.ndarray) -> None:

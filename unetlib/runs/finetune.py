@@ -18,12 +18,11 @@ import os
 from pathlib import Path
 
 from unetlib.core._tensorflow import keras
-
 from unetlib.core.config import ModelConfig, NormalizeConfig
 from unetlib.core.errors import InputError, describe
 from unetlib.core.io import file_sha256
-from unetlib.nn.model import model_classes, model_input_channels
 from unetlib.data.organs import OrganTable
+from unetlib.nn.model import model_classes, model_input_channels
 from unetlib.runs.run import LoadedRun, load_run
 
 __all__ = ["StartingPoint", "set_encoder_trainable", "starting_point"]
@@ -98,8 +97,9 @@ def _check_organs(run: LoadedRun, where: Path, organs: OrganTable | None,
         return False
     if theirs is not None and ours is not None and sorted(theirs) == sorted(ours):
         return True
-    describe_side = (lambda names: "one foreground (binary masks)" if names is None
-                     else "organs " + ", ".join(names))
+    def describe_side(names: list[str] | None) -> str:
+        return "one foreground (binary masks)" if names is None else "organs " + ", ".join(names)
+
     raise InputError(describe(where, f"segments {describe_side(theirs)}, but {data_dir} has "
                               f"{describe_side(ours)}", "Fine-tune on data with the same "
                               "organs (organs are matched by name: rename the rows of its "

@@ -17,6 +17,7 @@ from unetlib.core._tensorflow import keras
 from unetlib.core.config import DEFAULT_THRESHOLD, NormalizeConfig
 from unetlib.core.errors import InputError, describe
 from unetlib.data.organs import Organ, OrganTable
+from unetlib.runs.folder import RunFolder
 
 __all__ = ["LoadedRun", "MODEL_SUFFIXES", "load_run_model", "loaded_run", "model_file",
            "organs_of"]
@@ -56,7 +57,7 @@ class LoadedRun:
 def model_file(path: Path) -> Path:
     """The model file of a run folder (its ``model.keras``) or the file itself."""
     if path.is_dir():
-        candidate = path / "model.keras"
+        candidate = RunFolder(path).model
         if not candidate.is_file():
             raise InputError(describe(path, "holds no model.keras",
                                       "Give a run folder written by training, or a .keras file."))

@@ -18,16 +18,13 @@ from unetlib.core._tensorflow import keras
 from unetlib.core.config import DEFAULT_THRESHOLD
 from unetlib.core.errors import InputError
 from unetlib.core.io import atomic_path, read_json
-from unetlib.runs.loaded import (LoadedRun, load_run_model, loaded_run, model_file,
-                                 organs_of)
+from unetlib.runs.folder import EMPTY, FINISHED, INTERRUPTED, RESUMABLE, RUN_FILES, RunFolder
+from unetlib.runs.loaded import LoadedRun, load_run_model, loaded_run, model_file, organs_of
 from unetlib.runs.package import is_package, load_package
 
-__all__ = ["DEFAULT_THRESHOLD", "LoadedRun", "RUN_FILES", "load_run", "load_run_model",
-           "loaded_run", "organs_of", "read_run_config", "same_finished_run", "save_model"]
-
-RUN_FILES = ("model.keras", "last.keras", "state.json", "config.json", "history.csv",
-             "metrics.json", "history.png")
-
+__all__ = ["DEFAULT_THRESHOLD", "EMPTY", "FINISHED", "INTERRUPTED", "LoadedRun", "RESUMABLE",
+           "RUN_FILES", "RunFolder", "load_run", "load_run_model", "loaded_run", "organs_of",
+           "read_run_config", "same_finished_run", "save_model"]
 
 def load_run(model_path_or_run_dir: str | os.PathLike[str]) -> LoadedRun:
     """Load a model with its normalisation, calibrated threshold and organ table.
@@ -60,7 +57,7 @@ def load_run(model_path_or_run_dir: str | os.PathLike[str]) -> LoadedRun:
 
 def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """A run folder's ``config.json``."""
-    return read_json(Path(run_dir) / "config.json")
+    return read_json(RunFolder(run_dir).config)
 
 
 def same_finished_run(run_dir: Path, request: dict[str, Any]) -> bool:
@@ -70,7 +67,8 @@ def same_finished_run(run_dir: Path, request: dict[str, Any]) -> bool:
     and settings since removed were unset (None) in it; both are left out of the
     comparison, so a finished run stays reusable across upgrades.
     """
-    if not (run_dir / "metrics.json").is_file() or not (run_dir / "config.json").is_file():
+    folder = RunFolder(run_dir)
+    if folder.status != FINISHED or not folder.config.is_file():
         return False
     try:
         stored = read_run_config(run_dir).get("request")

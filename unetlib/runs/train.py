@@ -23,29 +23,45 @@ import time
 from pathlib import Path
 from typing import Any
 
-from unetlib.core._tensorflow import keras
 import numpy as np
-from unetlib.core._tensorflow import tf
 
 from unetlib import __version__
-from unetlib.runs.callbacks import FrameValidation, RunRecorder, logged_fields
-from unetlib.core.config import (BINARY_LOSSES, ORGAN_LOSSES, ModelConfig, PipelineConfig,
-                            TrainConfig, to_dict)
-from unetlib.data.dataset import find_pairs
+from unetlib.core._tensorflow import keras, tf
+from unetlib.core.config import (
+    BINARY_LOSSES,
+    ORGAN_LOSSES,
+    ModelConfig,
+    PipelineConfig,
+    TrainConfig,
+    to_dict,
+)
 from unetlib.core.errors import InputError, Interrupted, OutputError, ParameterError, describe
-from unetlib.runs.finetune import StartingPoint, set_encoder_trainable, starting_point
-from unetlib.data.frames import recorded_laser_count, recorded_lasers
 from unetlib.core.io import atomic_path, read_csv, read_image, read_json, write_json
 from unetlib.core.locking import output_lock
-from unetlib.nn.metrics import (frame_metrics, get_loss, organ_frame_metrics,
-                             organ_training_metrics, training_metrics)
-from unetlib.nn.model import build_unet, make_optimizer
-from unetlib.data.organs import OrganTable, find_organ_table, organ_table_path
-from unetlib.nn.sliding_window import predict_probabilities
 from unetlib.core.resources import require_memory, training_memory_bytes
-from unetlib.runs.run import RUN_FILES, read_run_config, same_finished_run
 from unetlib.core.runtime_report import runtime_record
-from unetlib.nn.pipeline import check_patch_size, load_pairs, make_training_dataset, make_validation_dataset, split_pairs
+from unetlib.data.dataset import find_pairs
+from unetlib.data.frames import recorded_laser_count, recorded_lasers
+from unetlib.data.organs import OrganTable, find_organ_table, organ_table_path
+from unetlib.nn.metrics import (
+    frame_metrics,
+    get_loss,
+    organ_frame_metrics,
+    organ_training_metrics,
+    training_metrics,
+)
+from unetlib.nn.model import build_unet, make_optimizer
+from unetlib.nn.pipeline import (
+    check_patch_size,
+    load_pairs,
+    make_training_dataset,
+    make_validation_dataset,
+    split_pairs,
+)
+from unetlib.nn.sliding_window import predict_probabilities
+from unetlib.runs.callbacks import FrameValidation, RunRecorder, logged_fields
+from unetlib.runs.finetune import StartingPoint, set_encoder_trainable, starting_point
+from unetlib.runs.run import FINISHED, RunFolder, read_run_config, same_finished_run
 from unetlib.viz.plots import plot_history
 
 logger = logging.getLogger(__name__)
@@ -143,12 +159,12 @@ def load_result(run_dir: str | os.PathLike[str]) -> TrainResult:
         When the folder holds no finished run (``metrics.json`` missing).
     """
     run_dir = Path(run_dir)
-    if not (run_dir / "metrics.json").is_file():
+    if not RunFolder(run_dir).metrics.is_file():
         raise InputError(describe(run_dir, "holds no finished training run (metrics.json is "
                                   "missing)", "Train into it first, or resume it."))
-    metrics = read_json(run_dir / "metrics.json")
-    return TrainResult(run_dir=run_dir, model_path=run_dir / "model.keras",
-                       history=_history_rows(run_dir / "history.csv"),
+    metrics = read_json(RunFolder(run_dir).metrics)
+    return TrainResult(run_dir=run_dir, model_path=RunFolder(run_dir).model,
+                       history=_history_rows(RunFolder(run_dir).history),
                        best_epoch=int(metrics["best_epoch"]),
                        best_val_dice=float(metrics.get("best_val_dice",
                                                        metrics.get("best_val_dice_tiles"))),
@@ -167,9 +183,11 @@ def _check_run_folder(run_dir: Path, config: TrainConfig) -> tuple[dict | None, 
     A folder whose run never completed an epoch (killed during the first one) holds
     nothing worth keeping: it is started again without ``--force``.
     """
-    present = [name for name in RUN_FILES if (run_dir / name).exists()]
-    finished = (run_dir / "metrics.json").exists()
-    resumable = (run_dir / "last.keras").is_file() and (run_dir / "state.json").is_file()
+    folder = RunFolder(run_dir)
+    present = folder.present
+    finished = folder.status == FINISHED
+    # A finished run keeps its last checkpoint too: --force with more --epochs resumes it.
+    resumable = folder.last.is_file() and folder.state.is_file()
     if config.resume:
         if not resumable:
             if present:
@@ -179,7 +197,7 @@ def _check_run_folder(run_dir: Path, config: TrainConfig) -> tuple[dict | None, 
             raise InputError(describe(run_dir, "has no interrupted run to resume (last.keras "
                                       "and state.json are missing)",
                                       "Start a new run without --resume."))
-        state = read_json(run_dir / "state.json")
+        state = read_json(RunFolder(run_dir).state)
         _refuse_other_sizes(run_dir, config)
         if finished and not config.force:
             raise OutputError(describe(run_dir, "holds a finished run; resuming it would "
@@ -360,7 +378,7 @@ def _resolve_loss(loss: str, organs: OrganTable | None, data_dir: Path) -> str:
 
 def _interrupted(run_dir: Path) -> Interrupted:
     """Say what an interrupted training kept, and how to go on from there."""
-    state_path = run_dir / "state.json"
+    state_path = RunFolder(run_dir).state
     done = 0
     if state_path.is_file():
         with contextlib.suppress(InputError, KeyError, TypeError, ValueError):
@@ -416,7 +434,7 @@ def _train_locked(data_dir: Path, run_dir: Path, config: TrainConfig,
     if start is not None:
         run_config["init_from"] = {"model": str(start.source.resolve()), "sha256": start.sha256,
                                    "freeze_encoder_epochs": config.freeze_encoder_epochs}
-    write_json(run_dir / "config.json", run_config, overwrite=True)
+    write_json(RunFolder(run_dir).config, run_config, overwrite=True)
 
     recorder = _fit(model, run_dir, config, organs, data, state, history, started,
                     elapsed_before, deadline)
@@ -499,9 +517,9 @@ def _build_or_resume(run_dir: Path, config: TrainConfig, organs: OrganTable | No
         raise InputError(describe(data_dir, "changed since the run in "
                                   f"{run_dir} started (fingerprint differs)",
                                   "Start a new run, or pass --force to replace this one."))
-    model = keras.saving.load_model(run_dir / "last.keras")
+    model = keras.saving.load_model(RunFolder(run_dir).last)
     initial_epoch = int(saved_state["epochs_completed"])
-    history = _history_rows(run_dir / "history.csv")[:initial_epoch]
+    history = _history_rows(RunFolder(run_dir).history)[:initial_epoch]
     logger.info("resuming %s at epoch %d", run_dir, initial_epoch + 1)
     return (model, {**saved_state, "finished": False}, history,
             float(saved_state.get("elapsed_seconds", 0.0)))
@@ -613,7 +631,7 @@ def _diverged(run_dir: Path, config: TrainConfig, where: tuple[int, int, float],
 def _calibrate(run_dir: Path, config: TrainConfig, organs: OrganTable | None,
                data: _Data) -> dict[str, Any]:
     """Score the best checkpoint on whole validation frames (binary: choose the threshold)."""
-    best_model = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    best_model = keras.saving.load_model(RunFolder(run_dir).model, compile=False)
     probabilities = [predict_probabilities(best_model, pair.image) for pair in data.val]
     masks = [pair.mask[..., 0] for pair in data.val]
     if organs is not None:
@@ -661,16 +679,16 @@ def _finish(run_dir: Path, config: TrainConfig, run_config: dict[str, Any],
                "seconds_this_call": seconds,
                "samples_per_second": _samples_per_second(history, config)}
     run_config["threshold"] = scores["threshold"]
-    write_json(run_dir / "config.json", run_config, overwrite=True)
+    write_json(RunFolder(run_dir).config, run_config, overwrite=True)
     state["finished"] = True
-    write_json(run_dir / "state.json", state, overwrite=True)
-    _write_history_plot(run_dir / "history.png", history)
-    write_json(run_dir / "metrics.json", metrics, overwrite=True)
+    write_json(RunFolder(run_dir).state, state, overwrite=True)
+    _write_history_plot(RunFolder(run_dir).history_plot, history)
+    write_json(RunFolder(run_dir).metrics, metrics, overwrite=True)
     threshold = scores["threshold"]
     logger.info("run %s: best epoch %d, validation Dice %.4f%s", run_dir, state["best_epoch"],
                 scores["val_dice_at_threshold"],
                 "" if threshold is None else f" at threshold {threshold:.2f}")
-    return TrainResult(run_dir=run_dir, model_path=run_dir / "model.keras", history=history,
+    return TrainResult(run_dir=run_dir, model_path=RunFolder(run_dir).model, history=history,
                        best_epoch=state["best_epoch"], best_val_dice=state["best_val_dice"],
                        threshold=threshold, val_dice=scores["val_dice_at_threshold"],
                        epochs_completed=state["epochs_completed"],

@@ -40,7 +40,7 @@ from unetlib.core.io import missing_file_error, progress_wanted, read_csv, read_
 from unetlib.core.locking import output_lock
 from unetlib.core.resources import QUANTIFY_WORKER_BYTES, available_memory_bytes, format_bytes
 from unetlib.inference.predict import check_tile
-from unetlib.runs.run import load_run
+from unetlib.runs.run import RunFolder, load_run
 from unetlib.study.quantify import (
     RECORD_FILE,
     SUMMARY_FIELDS,
@@ -99,7 +99,7 @@ def _quantify_task(run_path: str, stack: str, out_dir: str, config: QuantifyConf
     """One stack, as a worker runs it: every failure becomes an outcome, never a crash."""
     try:
         path = Path(run_path)
-        model = path / "model.keras" if path.is_dir() else path
+        model = RunFolder(path).model if path.is_dir() else path
         run = _cached_run(str(model), model.stat().st_mtime_ns)
         result = quantify_stack(run, stack, out_dir, config, progress=progress)
         return StackOutcome(stack=Path(stack), status=SKIPPED if result.skipped else FINISHED,

@@ -8,6 +8,7 @@ committed with their outputs and must stay reviewable.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -161,6 +162,35 @@ def plot_pairs(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
     return figure
 
 
+def history_positions(rows: Sequence[dict]) -> list[float]:
+    """Where each ``history.csv`` row lies in training, in epochs.
+
+    A row is written at the end of an epoch, and also where a time-budgeted run paused an
+    epoch to validate (``checkpoint_minutes``): those rows share their epoch number, so
+    each is placed by the steps done, ``epoch - 1 + steps so far / steps of the epoch``
+    (the epoch's last row at ``epoch``). Rows without an ``epoch`` column count from 1.
+
+    Examples
+    --------
+    >>> history_positions([{"epoch": 1, "steps": 50}, {"epoch": 2, "steps": 20},
+    ...                    {"epoch": 2, "steps": 30}, {"epoch": 3, "steps": 50}])
+    [1.0, 1.4, 2.0, 3.0]
+    """
+    epochs = [int(float(row["epoch"])) if row.get("epoch") not in (None, "") else index + 1
+              for index, row in enumerate(rows)]
+    steps = [float(row["steps"]) if row.get("steps") not in (None, "") else 1.0
+             for row in rows]
+    per_epoch: dict[int, float] = {}
+    for epoch, count in zip(epochs, steps):
+        per_epoch[epoch] = per_epoch.get(epoch, 0.0) + count
+    done: dict[int, float] = {}
+    positions = []
+    for epoch, count in zip(epochs, steps):
+        done[epoch] = done.get(epoch, 0.0) + count
+        positions.append(round(epoch - 1 + done[epoch] / max(per_epoch[epoch], 1.0), 6))
+    return positions
+
+
 def plot_history(rows: Sequence[dict], *, title: str = "") -> Figure:
     """Training curves from ``history.csv`` rows: loss, and Dice/IoU on both splits.
 
@@ -172,14 +202,13 @@ def plot_history(rows: Sequence[dict], *, title: str = "") -> Figure:
         (whole validation frames: what chose the checkpoint), strings or numbers.
     """
     figure, axes = new_figure(1, 2, panel_inches=3.2, aspect=0.7)
-    # history.csv counts epochs from 1; rows without the column are numbered likewise.
-    epochs = [int(float(row["epoch"])) if "epoch" in row else index + 1
-              for index, row in enumerate(rows)]
+    positions = history_positions(rows)
 
     def curve(ax: Axes, key: str, label: str, style: str) -> None:
-        values = [float(row[key]) for row in rows if row.get(key) not in (None, "")]
-        if values:
-            ax.plot(epochs[:len(values)], values, style, label=label, markersize=3)
+        points = [(x, float(row[key])) for x, row in zip(positions, rows)
+                  if row.get(key) not in (None, "")]
+        if points:
+            ax.plot(*zip(*points), style, label=label, markersize=3)
 
     for key, style in (("loss", "-o"), ("val_loss", "--o")):
         curve(axes[0, 0], key, key.replace("_", " "), style)
@@ -199,7 +228,8 @@ def plot_history(rows: Sequence[dict], *, title: str = "") -> Figure:
     axes[0, 1].set_ylim(0, 1)
     for ax in axes.ravel():
         ax.set_xlabel("epoch", fontsize=8)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        if all(float(x).is_integer() for x in positions):
+            ax.xaxis.get_major_locator().set_params(integer=True)
         ax.tick_params(labelsize=7)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
@@ -238,36 +268,64 @@ def plot_predictions(images: Sequence[np.ndarray], predictions: Sequence[np.ndar
     return figure
 
 
+def score_limits(values: Sequence[float]) -> tuple[float, float]:
+    """Limits of a score axis that shows the differences between scores.
+
+    From a quarter of the spread below the lowest score (at least 0.02 of room, never
+    below 0) to just above 1: scores of 0.97 and 0.99 drawn on a 0-1 axis look the same.
+
+    Examples
+    --------
+    >>> score_limits([0.97, 0.99])
+    (0.95, 1.005)
+    >>> score_limits([0.2, 0.9])
+    (0.0, 1.005)
+    """
+    low = min(values) if len(values) else 0.0
+    room = max(0.02, 0.25 * (1.0 - low)) if low > 0.5 else low
+    return max(0.0, math.floor((low - room) * 100 + 1e-9) / 100), 1.005
+
+
 def plot_organ_scores(per_organ: dict[str, dict[str, float]], organs: OrganTable, *,
                       keys: Sequence[str] = ("dice", "iou", "precision", "recall")) -> Figure:
-    """Mean scores of each organ as grouped bars, one group per organ in its colour."""
+    """Mean scores of each organ: a dot per score, one colour per organ, on an axis that
+    starts just below the lowest score (:func:`score_limits`)."""
     figure, axes = new_figure(1, 1, panel_inches=4.0, aspect=0.5)
     ax = axes[0, 0]
     names = list(per_organ)
     positions = np.arange(len(keys))
-    width = 0.8 / max(1, len(names))
+    width = 0.6 / max(1, len(names))
     colors = {organ.name: organ.color for organ in organs.organs}
+    values = []
     for offset, name in enumerate(names):
-        ax.bar(positions + offset * width, [per_organ[name][key] for key in keys], width,
-               label=name, color=colors.get(name))
+        scores = [float(per_organ[name][key]) for key in keys]
+        values += scores
+        ax.plot(positions + offset * width, scores, "o", label=name, color=colors.get(name),
+                markersize=5)
     ax.set_xticks(positions + width * (len(names) - 1) / 2, list(keys), fontsize=7)
-    ax.set_ylim(0, 1)
+    ax.set_ylim(*score_limits(values))
+    ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title("test frames, mean per organ", fontsize=9)
     return figure
 
 
 def plot_frame_scores(rows: Sequence[dict], *, keys: Sequence[str] = ("dice", "iou")) -> Figure:
-    """Per-frame scores as grouped bars (evaluation table rows with a ``stem`` key)."""
+    """Per-frame scores (evaluation table rows with a ``stem`` key): a dot per frame and
+    score, on an axis that starts just below the lowest score (:func:`score_limits`)."""
     figure, axes = new_figure(1, 1, panel_inches=4.0, aspect=0.5)
     ax = axes[0, 0]
     positions = np.arange(len(rows))
-    width = 0.8 / max(1, len(keys))
+    width = 0.6 / max(1, len(keys))
+    values = []
     for offset, key in enumerate(keys):
-        ax.bar(positions + offset * width, [float(row[key]) for row in rows], width, label=key)
+        scores = [float(row[key]) for row in rows]
+        values += scores
+        ax.plot(positions + offset * width, scores, "o", label=key, markersize=5)
     ax.set_xticks(positions + width * (len(keys) - 1) / 2, [str(row["stem"]) for row in rows],
                   fontsize=7)
-    ax.set_ylim(0, 1)
+    ax.set_ylim(*score_limits(values))
+    ax.grid(axis="y", alpha=0.3)
     ax.set_xlabel("frame", fontsize=8)
     ax.legend(fontsize=7, loc="lower right")
     return figure
