@@ -31,7 +31,8 @@ def _require_seed(seed: Any, name: str = "seed") -> None:
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    """Return a JSON-friendly dict of a config dataclass (tuples become lists)."""
+    """A config dataclass as a dict of its fields (nested configs as dicts, tuples kept;
+    :func:`unetlib.core.records.as_record` gives what JSON reads back)."""
     return dataclasses.asdict(config)
 
 

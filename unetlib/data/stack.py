@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import logging
 import os
 import re
@@ -51,6 +50,7 @@ from unetlib.core.io import (
     write_json,
 )
 from unetlib.core.locking import output_lock
+from unetlib.core.records import as_record, same_request
 
 logger = logging.getLogger(__name__)
 
@@ -443,13 +443,12 @@ def _same_split(out_dir: Path, rows: list[dict[str, str]], record: dict) -> bool
     """True when ``out_dir`` already holds exactly this split of this file (a repeated run)."""
     if not (out_dir / "manifest.csv").is_file() or not (out_dir / "split.json").is_file():
         return False
-    stored = json.loads(json.dumps(read_json(out_dir / "split.json")))
-    current = json.loads(json.dumps(record))
+    stored, current = as_record(read_json(out_dir / "split.json")), as_record(record)
     # The same file moved or reached by another path (a copied project) is the same source:
     # compare its name, size and modification time, not where it lives.
     for entry in (stored, current):
         entry["stack"] = Path(str(entry.get("stack", ""))).name
-    return stored == current and read_csv(out_dir / "manifest.csv") == rows
+    return same_request(current, stored) and read_csv(out_dir / "manifest.csv") == rows
 
 
 def _check_outputs(out_dir: Path, entries: list[str], *, force: bool) -> None:

@@ -18,6 +18,7 @@ from unetlib.core._tensorflow import keras
 from unetlib.core.config import DEFAULT_THRESHOLD
 from unetlib.core.errors import InputError
 from unetlib.core.io import atomic_path, read_json
+from unetlib.core.records import same_request
 from unetlib.runs.folder import EMPTY, FINISHED, INTERRUPTED, RESUMABLE, RUN_FILES, RunFolder
 from unetlib.runs.loaded import LoadedRun, load_run_model, loaded_run, model_file, organs_of
 from unetlib.runs.package import is_package, load_package
@@ -63,9 +64,8 @@ def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
 def same_finished_run(run_dir: Path, request: dict[str, Any]) -> bool:
     """True when ``run_dir`` holds a finished run made from exactly ``request``.
 
-    Settings added to unetlib after a run was made are missing from its stored request,
-    and settings since removed were unset (None) in it; both are left out of the
-    comparison, so a finished run stays reusable across upgrades.
+    Compared by :func:`unetlib.core.records.same_request`, so a finished run stays
+    reusable after a setting was added to or removed from unetlib.
     """
     folder = RunFolder(run_dir)
     if folder.status != FINISHED or not folder.config.is_file():
@@ -74,16 +74,7 @@ def same_finished_run(run_dir: Path, request: dict[str, Any]) -> bool:
         stored = read_run_config(run_dir).get("request")
     except InputError:
         return False
-    return stored is not None and _same_settings(request, stored)
-
-
-def _same_settings(current: Any, stored: Any) -> bool:
-    if isinstance(current, dict) and isinstance(stored, dict):
-        removed = [key for key in stored if key not in current]
-        return (all(stored[key] is None for key in removed)
-                and all(_same_settings(value, stored[key]) for key, value in current.items()
-                        if key in stored))
-    return current == stored
+    return stored is not None and same_request(request, stored)
 
 
 def save_model(model: keras.Model, path: Path) -> None:

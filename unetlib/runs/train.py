@@ -15,7 +15,6 @@ import contextlib
 import dataclasses
 import datetime
 import hashlib
-import json
 import logging
 import os
 import platform
@@ -38,6 +37,7 @@ from unetlib.core.config import (
 from unetlib.core.errors import InputError, Interrupted, OutputError, ParameterError, describe
 from unetlib.core.io import atomic_path, read_csv, read_image, read_json, write_json
 from unetlib.core.locking import output_lock
+from unetlib.core.records import as_record
 from unetlib.core.resources import require_memory, training_memory_bytes
 from unetlib.core.runtime_report import runtime_record
 from unetlib.data.dataset import find_pairs
@@ -146,8 +146,7 @@ def _request(config: TrainConfig, fingerprint: str,
     request = {"config": settings, "fingerprint": fingerprint}
     if organs is not None:
         request["organs"] = organs.to_rows()
-    # Through JSON, so tuples compare equal to the lists read back from config.json.
-    return json.loads(json.dumps(request))
+    return as_record(request)
 
 
 def load_result(run_dir: str | os.PathLike[str]) -> TrainResult:

@@ -25,7 +25,6 @@ silently subtracted.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -55,6 +54,7 @@ from unetlib.core.io import (
     write_json,
 )
 from unetlib.core.locking import output_lock
+from unetlib.core.records import same_request
 from unetlib.data.body import body_mask
 from unetlib.data.frames import recorded_laser_count, recorded_lasers
 from unetlib.data.normalize import fill_non_finite, non_finite_pixels, normalize_image
@@ -193,7 +193,7 @@ def _finished(folder: Path, request: dict[str, Any]) -> bool | None:
         stored = read_json(record).get("request")
     except (InputError, AttributeError):
         return False
-    return stored == json.loads(json.dumps(request))
+    return same_request(request, stored)
 
 
 def quantify_stack(run_or_path: LoadedRun | str | os.PathLike[str],
