@@ -62,3 +62,17 @@ def test_the_confusion_table_counts_which_organ_was_taken_for_which(organ_folder
     data = report.to_dict()
     assert data["confusion"]["rows_truth_columns_prediction"] == ["background", "liver", "spleen"]
     assert set(data["per_organ"]) == {"liver", "spleen"}
+
+
+def test_the_error_map_shows_the_worst_frame_with_its_missed_and_extra_pixels(organ_folders):
+    from unetlib.inference.evaluate import error_map, worst_frame
+
+    report = evaluate_folders(organ_folders / "pred", organ_folders / "truth")
+    assert worst_frame(report) == "a"  # frame b is perfect
+    for stem in ("a", "b"):
+        write_image(organ_folders / "frames" / f"{stem}.png", np.full((10, 10), 500, np.uint16))
+    title = error_map(report, organ_folders / "frames").axes[0].get_title()
+    # Frame a: liver misses 4 px (column 4), spleen misses 2 px taken for liver (extra).
+    # Dice: liver 2*16/(18+20), spleen 2*2/(2+4); their mean 0.754.
+    assert title == "frame a, Dice 0.754: 4 px missed (blue), 2 px extra (red)"
+    assert "0 px missed" in error_map(report, organ_folders / "frames", "b").axes[0].get_title()

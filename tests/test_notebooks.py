@@ -46,6 +46,13 @@ def test_the_suite_is_complete_and_in_order():
     assert [path.name for path in find_notebooks(NOTEBOOKS)] == SUITE
 
 
+def test_run_notebooks_finds_the_suite_by_default():
+    from unetlib.app.notebooks import NOTEBOOKS_DIR
+
+    # The runner's default folder is the repository's notebooks/, wherever the module sits.
+    assert [path.name for path in find_notebooks(NOTEBOOKS_DIR)] == SUITE
+
+
 @pytest.mark.parametrize("name", SUITE)
 def test_notebooks_are_thin_with_one_commented_parameters_cell(name):
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)

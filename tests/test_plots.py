@@ -104,3 +104,41 @@ def test_organ_scores_are_dots_in_the_organs_colours_on_an_axis_showing_their_sp
     low, high = plot_organ_scores(close, organs, keys=("dice", "iou")).axes[0].get_ylim()
     # Scores of 0.95-0.99 spread over the axis instead of sitting at its top.
     assert 0.9 < low < 0.952 and high == 1.005
+
+
+def test_threshold_curve_marks_the_calibrated_threshold():
+    from unetlib.viz.plots import plot_threshold_curve
+
+    figure = plot_threshold_curve({"0.30": 0.90, "0.50": 0.95, "0.70": 0.93}, 0.5)
+    curve, marker = figure.axes[0].lines
+    assert list(curve.get_xdata()) == [0.3, 0.5, 0.7]
+    assert list(marker.get_xdata()) == [0.5, 0.5]
+    assert figure.axes[0].get_ylim()[0] > 0.8  # the differences are visible
+
+
+def test_error_map_colours_missed_and_extra_pixels_and_counts_them():
+    from unetlib.viz.plots import ERROR_COLORS, plot_error_map
+
+    image = np.full((10, 10), 100.0)
+    truth = np.zeros((10, 10), np.uint8)
+    truth[2:6, 2:6] = 1
+    prediction = np.zeros_like(truth)
+    prediction[2:6, 3:7] = 1  # 4 px missed on the left, 4 px extra on the right
+    figure = plot_error_map(image, prediction, truth)
+    picture = figure.axes[0].images[0].get_array()
+    assert "4 px missed" in figure.axes[0].get_title() and "4 px extra" in figure.axes[0].get_title()
+    blue, red = np.array(ERROR_COLORS["missed"]), np.array(ERROR_COLORS["extra"])
+    assert picture[3, 2, 2] > picture[3, 2, 0]  # missed: blue dominates
+    assert picture[3, 6, 0] > picture[3, 6, 2]  # extra: red dominates
+    assert blue[2] > blue[0] and red[0] > red[2]
+    assert np.allclose(picture[8, 8], picture[0, 0])  # background untouched
+
+
+def test_confusion_heatmap_shows_each_truth_row_as_fractions():
+    from unetlib.viz.plots import plot_confusion
+
+    confusion = np.array([[900, 100], [5, 15]])
+    figure = plot_confusion(confusion, ["background", "kidney"])
+    shown = figure.axes[0].images[0].get_array()
+    np.testing.assert_allclose(shown, [[0.9, 0.1], [0.25, 0.75]])
+    assert [text.get_text() for text in figure.axes[0].texts] == ["0.90", "0.10", "0.25", "0.75"]

@@ -253,13 +253,13 @@ from unetlib.core.config import CrossvalConfig, PipelineConfig, TrainConfig, aug
 from unetlib.runs.crossval import crossvalidate
 from unetlib.data.dataset import find_pairs
 from unetlib.app.demo import annotate_demo, demo_test_truth
-from unetlib.inference.evaluate import evaluate_folders
+from unetlib.inference.evaluate import error_map, evaluate_folders
 from unetlib.runs.export import check_package, export_package, package_summary
 from unetlib.app.notebooks import publish_summary
 from unetlib.core.io import read_image
 from unetlib.data.normalize import normalize_image
-from unetlib.viz.plots import (plot_crossval, plot_feature_maps, plot_frame_scores, plot_history,
-                           plot_organ_scores)
+from unetlib.viz.plots import (plot_confusion, plot_crossval, plot_feature_maps, plot_frame_scores, plot_history,
+                           plot_organ_scores, plot_threshold_curve)
 from unetlib.inference.predict import predict_folder
 from unetlib.runs.run import load_run
 from unetlib.runs.train import train
@@ -307,6 +307,10 @@ print(f"{{result.epochs_completed}} epochs, best {{result.best_epoch}}: validati
         ("code", """
 plot_history(result.history)
 """),
+        ("md", "A binary run's decision threshold, calibrated on the validation frames: how much Dice depends on it."),
+        ("code", """
+plot_threshold_curve(result.metrics["dice_by_threshold"], result.threshold) if result.threshold is not None else print("organ run: each pixel takes its most probable organ, no threshold")
+"""),
         ("md", """
 **What the network sees.** The activations of a few levels of the U-Net for the first annotated
 frame, the most active channels of each (every panel scaled on its own): the encoder's
@@ -328,7 +332,7 @@ does the same).
         ("code", f"""
 cv = crossvalidate({data_name}, crossval_dir or str({run_name}).rstrip("/") + "_crossval",
                    CrossvalConfig(folds=crossval_folds, seed=seed,
-                                  train=dataclasses.replace(config, epochs=crossval_epochs, force=False))) if crossval_folds else None
+                                  train=dataclasses.replace(config, epochs=crossval_epochs, force=False, verbose=0))) if crossval_folds else None
 print(cv.to_text() if cv else "cross-validation skipped (crossval_folds = 0)")
 """),
         ("code", """
@@ -356,6 +360,14 @@ elif report.organs is not None:
 else:
     figure = plot_frame_scores(report.frames, keys=("dice", "iou", "precision", "recall"))
 figure
+"""),
+        ("md", "Where the model is wrong on its worst test frame: pixels it missed (blue) and added (red)."),
+        ("code", f"""
+error_map(report, os.path.join({data_name}, "test")) if report else None
+"""),
+        ("md", "Which organ was taken for which, as a share of each true organ's pixels (organ runs)."),
+        ("code", """
+plot_confusion(report.confusion, ["background", *report.organs.names]) if report is not None and report.confusion is not None else None
 """),
         ("code", """
 print(sorted(report.mean) if report else [])

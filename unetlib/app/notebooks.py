@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 SUMMARY_MIMETYPE = "application/vnd.unetlib.summary+json"
 DEMO_PREFIX = "../demo"
 DEFAULT_SET = "default"
-NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def publish_summary(values: Mapping[str, Any]) -> None:

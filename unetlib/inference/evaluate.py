@@ -22,14 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from unetlib.core.errors import InputError, describe
 from unetlib.core.io import list_images, read_image
 from unetlib.data.masks import normalize_mask, read_labels
 from unetlib.data.organs import OrganTable, find_organ_table, organ_table_path
 from unetlib.nn.metrics import METRIC_NAMES, confusion_matrix, frame_metrics, organ_frame_metrics
+from unetlib.viz.plots import plot_error_map
 
-__all__ = ["EvaluationReport", "PREDICTION_SUFFIX", "evaluate_folders"]
+__all__ = ["EvaluationReport", "PREDICTION_SUFFIX", "error_map", "evaluate_folders", "worst_frame"]
 
 PREDICTION_SUFFIX = "_predict"
 
@@ -199,3 +201,34 @@ def evaluate_folders(pred_dir: str | os.PathLike[str],
             for name in METRIC_NAMES}
     return EvaluationReport(frames=frames, mean=mean, organs=organs, per_organ=per_organ,
                             confusion=confusion, **unpaired)
+
+
+def worst_frame(report: EvaluationReport) -> str:
+    """The stem of the scored frame with the lowest Dice (mean over organs)."""
+    dice: dict[str, list[float]] = {}
+    for row in report.frames:
+        dice.setdefault(row["stem"], []).append(float(row["dice"]))
+    return min(dice, key=lambda stem: (float(np.mean(dice[stem])), stem))
+
+
+def error_map(report: EvaluationReport, frames_dir: str | os.PathLike[str],
+              stem: str | None = None) -> Figure:
+    """Where the model is wrong on one scored frame (the worst by default): the frame
+    from ``frames_dir`` with its missed and extra pixels (:func:`plot_error_map`)."""
+    stem = stem or worst_frame(report)
+    row = next(row for row in report.frames if row["stem"] == stem)
+    frame = next((path for path in list_images(frames_dir) if path.stem == stem), None)
+    if frame is None:
+        raise InputError(describe(frames_dir, f"holds no frame {stem!r} of the scored masks",
+                                  "Give the folder the masks were predicted from."))
+    prediction_path, truth_path = Path(row["prediction"]), Path(row["truth"])
+    if report.organs is None:
+        prediction, truth = _read_binary(prediction_path), _read_binary(truth_path)
+    else:
+        prediction = read_labels(prediction_path, report.organs)[0]
+        truth_organs, truth_classes = _truth_organs(truth_path.parent, prediction_path.parent,
+                                                    report.organs)
+        truth = truth_classes[read_labels(truth_path, truth_organs)[0]]
+    dice = np.mean([float(r["dice"]) for r in report.frames if r["stem"] == stem])
+    return plot_error_map(read_image(frame), prediction, truth,
+                          title=f"frame {stem}, Dice {dice:.3f}")

@@ -516,3 +516,78 @@ def plot_feature_maps(maps: dict[str, np.ndarray], *, image: np.ndarray | None =
     figure.suptitle("most active channels per level (mean |activation|), each coloured "
                     "from its 1st to 99th percentile", fontsize=9)
     return figure
+
+
+def plot_threshold_curve(dice_by_threshold: dict, threshold: float | None = None) -> Figure:
+    """Mean validation Dice against the decision threshold (``metrics.json``'s
+    ``dice_by_threshold`` of a binary run), the calibrated threshold marked.
+
+    A flat curve means the masks barely depend on the threshold; a sharp peak, that the
+    calibrated value matters and a threshold chosen by hand could cost Dice.
+    """
+    points = sorted((float(key), float(value)) for key, value in dice_by_threshold.items())
+    figure, axes = new_figure(1, 1, panel_inches=3.6, aspect=0.55)
+    ax = axes[0, 0]
+    ax.plot(*zip(*points), "-o", markersize=3, label="validation Dice")
+    if threshold is not None:
+        ax.axvline(threshold, color="tab:red", linestyle="--", linewidth=1,
+                   label=f"calibrated {threshold:.2f}")
+    ax.set_ylim(*score_limits([value for _, value in points]))
+    ax.set_xlabel("decision threshold", fontsize=8)
+    ax.set_ylabel("mean Dice", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower center")
+    return figure
+
+
+# Colours of the error map: right (true positive), missed (false negative), extra (false
+# positive).
+ERROR_COLORS = {"right": (0.55, 0.55, 0.55), "missed": (0.15, 0.45, 1.0),
+                "extra": (1.0, 0.25, 0.15)}
+
+
+def plot_error_map(image: np.ndarray, prediction: np.ndarray, truth: np.ndarray, *,
+                   title: str = "") -> Figure:
+    """Where a predicted mask is wrong: the frame with the pixels the model missed (false
+    negatives, blue) and the ones it added (false positives, red); right foreground grey.
+
+    For organ masks a pixel counts as right only when its organ is right: a kidney pixel
+    taken for liver is missed kidney and extra liver at once, shown as extra.
+    """
+    prediction, truth = np.asarray(prediction), np.asarray(truth)
+    right = (prediction == truth) & (truth > 0)
+    missed = (truth > 0) & (prediction != truth) & (prediction == 0)
+    extra = (prediction > 0) & (prediction != truth)
+    picture = np.repeat(display_scale(image if image.ndim == 2 else image[..., 0])[..., None],
+                        3, axis=-1).astype(np.float32) / 255.0
+    for name, where in (("right", right), ("missed", missed), ("extra", extra)):
+        picture[where] = 0.45 * picture[where] + 0.55 * np.array(ERROR_COLORS[name])
+    figure, axes = new_figure(1, 1, panel_inches=3.6, aspect=image.shape[0] / image.shape[1])
+    ax = axes[0, 0]
+    ax.imshow(picture, interpolation="nearest")
+    ax.set_axis_off()
+    counts = {"missed": int(missed.sum()), "extra": int(extra.sum())}
+    ax.set_title((f"{title}: " if title else "") + f"{counts['missed']} px missed (blue), "
+                 f"{counts['extra']} px extra (red)", fontsize=8)
+    return figure
+
+
+def plot_confusion(confusion: np.ndarray, labels: Sequence[str]) -> Figure:
+    """The organ confusion matrix as a heatmap: each truth row as fractions of its pixels
+    (so a small organ's row reads as clearly as the background's), counts in the cells."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    fractions = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1.0)
+    figure, axes = new_figure(1, 1, panel_inches=3.2, aspect=1.0)
+    ax = axes[0, 0]
+    ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0)
+    for row in range(len(labels)):
+        for column in range(len(labels)):
+            ax.text(column, row, f"{fractions[row, column]:.2f}", ha="center", va="center",
+                    fontsize=7, color="white" if fractions[row, column] > 0.6 else "black")
+    ax.set_xticks(range(len(labels)), list(labels), fontsize=7, rotation=30)
+    ax.set_yticks(range(len(labels)), list(labels), fontsize=7)
+    ax.set_xlabel("predicted", fontsize=8)
+    ax.set_ylabel("truth", fontsize=8)
+    ax.set_title("share of each organ's pixels", fontsize=9)
+    return figure
