@@ -86,6 +86,7 @@ def test_unwritable_output_folder(tmp_path, capsys):
     assert "is a file" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_demo_stack_split_and_pick_from_the_command_line(tmp_path):
     demo = run_cli("demo-stack", "--out", str(tmp_path / "demo"), "--cycles", "5",
                    "--height", "48", "--width", "64")

@@ -83,6 +83,7 @@ def test_each_frame_is_scored_by_the_one_run_that_never_saw_it(crossval):
         assert all(scored[(stem, "kidney")] == str(fold) for stem in held_out)
 
 
+@pytest.mark.slow
 def test_the_summary_is_computed_from_the_fold_scores(crossval):
     result = crossval["result"]
     rows = read_csv(result.out_dir / "crossval.csv")
@@ -101,6 +102,7 @@ def test_the_summary_is_computed_from_the_fold_scores(crossval):
     assert (result.out_dir / "crossval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_a_small_model_cross_validates_above_a_floor(crossval):
     """Fails when learning or held-out scoring breaks: 5 epochs of 12 steps segment the
     liver (measured when written, AMD EPYC: 0.987 / 0.947 / 0.972 over the folds; the
@@ -141,6 +143,7 @@ def test_an_interrupted_fold_is_resumed_from_its_last_epoch(crossval, tmp_path):
     assert float(history[0]["loss"]) == pytest.approx(first.history[0]["loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_other_folds_or_parameters_are_not_mixed_in_without_force(crossval, tmp_path):
     out = tmp_path / "cv"
     shutil.copytree(crossval["result"].out_dir, out)
@@ -152,6 +155,7 @@ def test_other_folds_or_parameters_are_not_mixed_in_without_force(crossval, tmp_
     assert read_json(out / "crossval.json")["held_out"] == crossval["result"].folds
 
 
+@pytest.mark.slow
 def test_cli_crossval_prints_mean_and_sd_and_reuses_the_folds(crossval, tmp_path, capsys):
     out = tmp_path / "cv"
     shutil.copytree(crossval["result"].out_dir, out)
@@ -166,6 +170,7 @@ def test_cli_crossval_prints_mean_and_sd_and_reuses_the_folds(crossval, tmp_path
     assert "reused 3 finished fold(s)" in printed
 
 
+@pytest.mark.slow
 def test_cli_refuses_too_many_folds_in_one_line(crossval, tmp_path, capsys):
     code = main(["crossval", str(crossval["data"]), "--out", str(tmp_path / "cv"),
                  "--folds", "9"])
