@@ -4,3 +4,16 @@ parameters), ``cluster`` (many stacks at once on Dask).
 
 Imports from every layer below; only ``app`` imports from here.
 """
+
+_FORMER_STUDY_MODULE = ("StackOutcome", "StudyResult", "quantify_study")
+
+
+def __getattr__(name: str):
+    """``from unetlib.study import quantify_study`` as in the flat layout (one release)."""
+    if name in _FORMER_STUDY_MODULE:
+        # The cluster module loads Dask, which plain use of unetlib.study.quantify does
+        # not need: a lazy import, on first use of a name from it.
+        from unetlib.study import cluster
+
+        return getattr(cluster, name)
+    raise AttributeError(f"module 'unetlib.study' has no attribute {name!r}")
