@@ -523,6 +523,15 @@ def test_flag_area_jumps_flags_a_single_absent_cycle_only():
     assert list(flags[:, 0]) == ["ok", "ok", "ok", "absent", "ok", "ok", "ok"]
 
 
+def test_absent_cycles_do_not_make_their_neighbours_look_like_jumps():
+    # The organ leaves the field of view for the last three cycles: the ones before keep
+    # their area and must stay "ok" (the absent cycles pulled cycle 2's running median
+    # to 49.5 and flagged it).
+    areas = np.array([[100.0], [101.0], [99.0], [0.0], [0.0], [0.0]])
+    flags = flag_area_jumps(areas, window=7, tolerance=0.3)
+    assert list(flags[:, 0]) == ["ok", "ok", "ok", "absent", "absent", "absent"]
+
+
 def hand_made_cycle():
     """Two lasers of 4 x 4 pixels: organ 1 on four pixels, organ 2 on one, organ 3 absent."""
     labels = np.array([[1, 1, 0, 0],

@@ -79,6 +79,9 @@ def flag_area_jumps(areas: np.ndarray, *, window: int, tolerance: float) -> np.n
     ['ok', 'ok', 'area_jump', 'ok', 'ok']
     >>> flag_area_jumps(np.array([[100, 0]]), window=5, tolerance=0.3).tolist()  # 2 organs
     [['ok', 'absent']]
+    >>> areas = np.array([[100], [101], [99], [0], [0], [0]])  # absent cycles stay out
+    >>> flag_area_jumps(areas, window=7, tolerance=0.3)[:, 0].tolist()
+    ['ok', 'ok', 'ok', 'absent', 'absent', 'absent']
     """
     areas = np.asarray(areas, dtype=np.float64)
     cycles = areas.shape[0]
@@ -86,9 +89,14 @@ def flag_area_jumps(areas: np.ndarray, *, window: int, tolerance: float) -> np.n
     flags = np.full(areas.shape, QC_OK, dtype=object)
     for cycle in range(cycles):
         around = areas[max(0, cycle - half):cycle + half + 1]
-        median = np.median(around, axis=0)
-        jump = np.abs(areas[cycle] - median) > tolerance * np.maximum(median, 1.0)
-        flags[cycle, jump] = QC_JUMP
+        for organ in range(areas.shape[1]):
+            # The running median of the cycles where the organ is there: an absent cycle
+            # is flagged as such, and must not pull its neighbours' reference down.
+            present = around[:, organ][around[:, organ] > 0]
+            if present.size:
+                median = float(np.median(present))
+                if abs(areas[cycle, organ] - median) > tolerance * max(median, 1.0):
+                    flags[cycle, organ] = QC_JUMP
     flags[areas <= 0] = QC_ABSENT
     return flags
 
