@@ -90,6 +90,23 @@ def test_the_modules_import_one_another_without_cycles():
     assert cycles == [], "\n".join(cycles)
 
 
+def test_only_the_loader_imports_tensorflow_or_keras():
+    # unetlib.core._tensorflow sets TensorFlow's environment (log level, oneDNN on AVX2
+    # CPUs) before loading it, and hides its start-up chatter. A module importing keras or
+    # tensorflow itself (an import sorter puts ``from keras import ops`` above unetlib's
+    # imports) loads TensorFlow first, and those settings silently do nothing.
+    direct = []
+    for module, path in MODULES.items():
+        if module == "unetlib.core._tensorflow":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            direct += [f"{path.relative_to(PACKAGE.parent)}:{node.lineno} imports {name}"
+                       for name in names if name.split(".")[0] in ("keras", "tensorflow")]
+    assert direct == [], "\n".join(direct)
+
+
 LAZY_MODULE = "# Imports inside functions are lazy:"
 
 

@@ -17,11 +17,13 @@ foreground).
 from __future__ import annotations
 
 import numpy as np
-from keras import ops
 
 from unetlib.core._tensorflow import keras
 from unetlib.core.errors import ParameterError
 from unetlib.data.organs import column_key
+
+# Keras through unetlib's loader only: it sets TensorFlow's environment before loading it.
+ops = keras.ops
 
 __all__ = ["DiceMetric", "IoUMetric", "METRIC_NAMES", "OrganDiceMetric", "OrganOverlapMetric", "bce_dice_loss",
            "ce_dice_loss", "confusion_counts", "dice", "frame_metrics", "get_loss", "iou",

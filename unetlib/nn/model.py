@@ -8,10 +8,11 @@ sides are multiples of ``2**depth`` (:mod:`unetlib.nn.sliding_window` pads them)
 
 from __future__ import annotations
 
-from keras import layers
-
 from unetlib.core._tensorflow import keras
 from unetlib.core.config import MODEL_PRESETS, ModelConfig, model_preset
+
+# Keras through unetlib's loader only: it sets TensorFlow's environment before loading it.
+layers = keras.layers
 
 __all__ = ["MODEL_PRESETS", "ModelConfig", "build_unet", "make_optimizer",
            "model_classes", "model_depth", "model_input_channels", "model_preset"]

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from unetlib.core._tensorflow import keras, tf
 from unetlib.core.config import ExportConfig, NormalizeConfig
 from unetlib.core.errors import InputError, ParameterError, UnetlibWarning, describe
 from unetlib.core.io import (
@@ -291,8 +292,6 @@ def _output_tensor(run: LoadedRun, files: dict[str, Path]):
 
 
 def _weights(run: LoadedRun, files: dict[str, Path], config: ExportConfig):
-    import keras
-    import tensorflow as tf
     from bioimageio.spec.model.v0_5 import (
         KerasV3WeightsDescr,
         OnnxWeightsDescr,
@@ -344,9 +343,6 @@ def _write_saved_model(run: LoadedRun, folder: Path, archive: Path) -> None:
 
     bioimageio.core calls the endpoint and expects a dict of outputs.
     """
-    import keras
-    import tensorflow as tf
-
     model = run.model
     export = keras.export.ExportArchive()
     export.track(model)
