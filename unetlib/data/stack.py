@@ -40,7 +40,7 @@ from unetlib.core.io import (
     damaged_tiff_error,
     ensure_folder,
     missing_file_error,
-    progress_wanted,
+    progress_bar,
     read_csv,
     read_json,
     staged_folder,
@@ -506,13 +506,12 @@ def _run_jobs(jobs: list[Job], folder: Path, *, workers: int, progress: bool,
     locks (while the first writer loads Pillow's plugins) can hang the process.
     """
     from PIL import Image
-    from tqdm.auto import tqdm
 
     Image.init()  # load every image plugin now, before any writer thread needs one
     queue = iter(jobs)
     in_flight = 4 * workers
-    with tqdm(total=len(jobs), desc=description, unit="file",
-              disable=not progress_wanted(progress)) as bar, \
+    with progress_bar(total=len(jobs), description=description, unit="file",
+                      enabled=progress) as bar, \
             deferred_interrupt() as interrupted:
         pool = ThreadPoolExecutor(max_workers=workers)
         pending: set = set()

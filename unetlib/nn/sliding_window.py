@@ -60,19 +60,10 @@ def pad_to(array: np.ndarray, height: int, width: int, mode: str = "reflect") ->
     pad_rows, pad_cols = max(0, height - array.shape[0]), max(0, width - array.shape[1])
     if not pad_rows and not pad_cols:
         return array
-    if mode == "constant":
-        return np.pad(array, ((0, pad_rows), (0, pad_cols), (0, 0)), mode="constant")
     if mode == "reflect" and min(array.shape[:2]) == 1:
         mode = "edge"
-    # These modes add at most the array's own size (reflect: one less) per call.
-    while array.shape[0] < height or array.shape[1] < width:
-        most_rows = array.shape[0] - (mode == "reflect")
-        most_cols = array.shape[1] - (mode == "reflect")
-        step = ((0, min(pad_rows, max(1, most_rows))), (0, min(pad_cols, max(1, most_cols))),
-                (0, 0))
-        array = np.pad(array, step, mode=mode)
-        pad_rows, pad_cols = max(0, height - array.shape[0]), max(0, width - array.shape[1])
-    return array
+    # numpy repeats the reflection (or wrap) as often as a pad larger than the array needs.
+    return np.pad(array, ((0, pad_rows), (0, pad_cols), (0, 0)), mode=mode)
 
 
 def check_input_channels(model: keras.Model, channels: int) -> None:

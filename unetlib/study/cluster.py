@@ -36,9 +36,14 @@ from unetlib.core.errors import (
     UnetlibWarning,
     describe,
 )
-from unetlib.core.io import missing_file_error, progress_wanted, read_csv, read_json, write_csv
+from unetlib.core.io import missing_file_error, progress_bar, read_csv, read_json, write_csv
 from unetlib.core.locking import output_lock
-from unetlib.core.resources import QUANTIFY_WORKER_BYTES, available_memory_bytes, format_bytes
+from unetlib.core.resources import (
+    QUANTIFY_WORKER_BYTES,
+    available_memory_bytes,
+    format_bytes,
+    is_out_of_memory,
+)
 from unetlib.inference.predict import check_tile
 from unetlib.runs.run import RunFolder, load_run
 from unetlib.study.quantify import (
@@ -108,10 +113,11 @@ def _quantify_task(run_path: str, stack: str, out_dir: str, config: QuantifyConf
         raise  # Ctrl-C stops the whole command (status 130), not just this stack
     except UnetlibError as error:
         return StackOutcome(stack=Path(stack), status=FAILED, message=str(error))
-    except MemoryError:
-        return StackOutcome(stack=Path(stack), status=FAILED,
-                            message=f"{stack}: ran out of memory; use fewer --workers.")
-    except Exception as error:  # an unexpected bug: report it, let the other stacks finish
+    except Exception as error:
+        if is_out_of_memory(error):  # numpy's, tifffile's or TensorFlow's
+            return StackOutcome(stack=Path(stack), status=FAILED,
+                                message=f"{stack}: ran out of memory; use fewer --workers.")
+        # An unexpected bug: report it, let the other stacks finish.
         logger.error("%s", traceback.format_exc())
         return StackOutcome(stack=Path(stack), status=FAILED,
                             message=f"{stack}: {type(error).__name__}: {error}")
@@ -238,7 +244,6 @@ def _on_dask(run_path: Path, paths: list[Path], out_dir: Path, config: QuantifyC
     """Run one task per stack on ``client``'s cluster, or on a local cluster of ``workers``
     processes started here when ``client`` is None."""
     from dask.distributed import Client, LocalCluster, as_completed
-    from tqdm.auto import tqdm
 
     _quiet_dask()
     if client is None:
@@ -268,8 +273,8 @@ def _on_dask(run_path: Path, paths: list[Path], out_dir: Path, config: QuantifyC
                                  str(out_dir.resolve()), config, pure=False,
                                  key=f"quantify-{path.stem}-{os.getpid()}-{index}"): path
                    for index, path in enumerate(paths)}
-        with tqdm(total=len(futures), desc="quantify stacks", unit="stack",
-                  disable=not progress_wanted(progress)) as bar:
+        with progress_bar(total=len(futures), description="quantify stacks", unit="stack",
+                          enabled=progress) as bar:
             for future in as_completed(futures):
                 path = futures[future]
                 try:

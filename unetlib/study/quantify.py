@@ -46,7 +46,7 @@ from unetlib.core.errors import (
 )
 from unetlib.core.io import (
     file_sha256,
-    progress_wanted,
+    progress_bar,
     read_csv,
     read_json,
     staged_folder,
@@ -373,7 +373,6 @@ def _quantify_into(folder: Path, run: LoadedRun, stack: LaserStack, organs: Orga
                    progress: bool) -> int:
     """Segment and measure every cycle; write the results into ``folder``. Returns the
     number of flagged organ-cycles."""
-    from tqdm.auto import tqdm
 
 
     measured = np.full((stack.cycles, stack.lasers, len(organs.organs), 6), np.nan)
@@ -381,8 +380,8 @@ def _quantify_into(folder: Path, run: LoadedRun, stack: LaserStack, organs: Orga
 
     def label_pages():
         """Segment and measure batch by batch, handing each cycle's labels to the writer."""
-        with tqdm(total=stack.cycles, desc=f"quantify {stack.path.name}", unit="cycle",
-                  disable=not progress_wanted(progress)) as bar:
+        with progress_bar(total=stack.cycles, description=f"quantify {stack.path.name}",
+                          unit="cycle", enabled=progress) as bar:
             for first in range(0, stack.cycles, config.batch_cycles):
                 cycles = range(first, min(first + config.batch_cycles, stack.cycles))
                 masks, bodies = _segment_cycles(run, stack, cycles, lasers, organs, config)
