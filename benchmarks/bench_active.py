@@ -83,7 +83,7 @@ def run_seed(seed: int, out: Path, config: TrainConfig, cycles: int, size: tuple
     pick_frames(stack_path, base, PickConfig(count=5, channels=3, exclude=tuple(test)))
     write_organ_table(base / "organs.csv", organ_table())
     _annotate(base, truth)
-    train(base, root / "run_base", config)
+    train(base, root / "run_base", config, verbose=0)
     annotated = [int(row["cycle"]) for row in read_csv(base / "train" / "frames.csv")]
     result = {"seed": seed, "test_cycles": test, "base_cycles": annotated,
               "base": _score(root / "run_base", stack, truth, test)}
@@ -104,7 +104,7 @@ def run_seed(seed: int, out: Path, config: TrainConfig, cycles: int, size: tuple
     _annotate(spread, truth)
 
     for name, data in (("uncertain", uncertain), ("spread", spread)):
-        train(data, root / f"run_{name}", config)
+        train(data, root / f"run_{name}", config, verbose=0)
         result[name] = _score(root / f"run_{name}", stack, truth, test)
     result["uncertain_cycles"], result["spread_cycles"] = picked.cycles, chosen
     return result
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     print(runtime_line(), flush=True)  # every figure names its CPU
 
     config = TrainConfig(model=model_preset("default"), epochs=args.epochs,
-                         steps_per_epoch=args.steps, verbose=0,
+                         steps_per_epoch=args.steps,
                          pipeline=PipelineConfig(patch_size=128, batch_size=8, val_fraction=0.2))
     started = time.monotonic()
     results = [run_seed(seed, args.out, config, args.cycles, tuple(args.size))

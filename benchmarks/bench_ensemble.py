@@ -84,16 +84,15 @@ def main(argv: list[str] | None = None) -> int:
         pipeline = PipelineConfig(seed=args.seed)
         steps, loss = 15, "auto"
     config = TrainConfig(model=model_preset("default"), augment=augment_preset("default"),
-                         epochs=1000, steps_per_epoch=steps, pipeline=pipeline, loss=loss,
-                         verbose=0)
+                         epochs=1000, steps_per_epoch=steps, pipeline=pipeline, loss=loss)
 
     started = time.monotonic()
-    single = train(data, args.out / "single", replace(config, max_minutes=args.minutes))
+    single = train(data, args.out / "single", replace(config, max_minutes=args.minutes), verbose=0)
     single_seconds = time.monotonic() - started
     started = time.monotonic()
     fold_config = replace(config, max_minutes=args.minutes / args.folds)
     cv = crossvalidate(data, args.out / "cv", CrossvalConfig(folds=args.folds, seed=args.seed,
-                                                             train=fold_config))
+                                                             train=fold_config), verbose=0)
     folds_seconds = time.monotonic() - started
 
     single_p, single_t = _probabilities(single.run_dir, images)

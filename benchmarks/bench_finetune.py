@@ -75,7 +75,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_finetune_") as name:
         folder = Path(name)
         data, truth = new_acquisition(folder)
-        base = TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps, verbose=0,
+        base = TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps,
                            pipeline=PipelineConfig(patch_size=128, val_fraction=0.34))
         rows = [("pretrained, as it is", held_out_dice(args.run, data, truth, folder / "p0"), 0.0)]
         for label, config in (
@@ -84,7 +84,7 @@ def main() -> None:
                  TrainConfig(**{**base.__dict__, "init_from": args.run,
                                 "freeze_encoder_epochs": args.freeze}))):
             started = time.perf_counter()
-            result = train(data, folder / label.split()[0], config)
+            result = train(data, folder / label.split()[0], config, verbose=0)
             seconds = time.perf_counter() - started
             rows.append((label, held_out_dice(result.run_dir, data, truth,
                                               folder / f"p{len(rows)}"), seconds))

@@ -102,11 +102,11 @@ def main(argv: list[str] | None = None) -> int:
                               val_fraction=args.val_fraction, seed=args.seed)
     config = TrainConfig(model=model, augment=augment_preset(args.augment), epochs=args.epochs,
                          steps_per_epoch=args.steps, pipeline=pipeline, loss=args.loss,
-                         max_minutes=args.max_minutes, verbose=2)
+                         max_minutes=args.max_minutes)
     with tempfile.TemporaryDirectory(prefix="isbi_") as temporary:
         data = make_data_folder(args.data, Path(temporary), range(20))
         started = time.monotonic()
-        result = train(data, args.out, config)
+        result = train(data, args.out, config, verbose=2)
         train_seconds = time.monotonic() - started
     scores = score(args.out, args.data, range(20, 30), tta=args.tta)
     report = {"preset": args.preset, "model": dataclasses.asdict(model), "patch": args.patch,

@@ -63,7 +63,7 @@ def recipe_config(name: str, *, seed: int, epochs: int, steps: int,
                               seed=seed, **pipeline_changes)
     return TrainConfig(model=model_preset(preset, **model_changes),
                        augment=augment_preset("default", **augment_changes),
-                       pipeline=pipeline, epochs=epochs, steps_per_epoch=steps, verbose=0)
+                       pipeline=pipeline, epochs=epochs, steps_per_epoch=steps)
 
 
 def main() -> None:
@@ -93,7 +93,7 @@ def main() -> None:
                                        val_fraction=args.val_fraction)
                 run_dir = Path(name) / f"run_{recipe}_{seed}"
                 started = time.monotonic()
-                result = train(benchmark.data_dir, run_dir, config)
+                result = train(benchmark.data_dir, run_dir, config, verbose=0)
                 seconds = time.monotonic() - started
                 row = {"recipe": recipe, "seed": seed, "train_seconds": round(seconds, 1),
                        "best_epoch": result.best_epoch,

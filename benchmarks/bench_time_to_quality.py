@@ -23,7 +23,6 @@ import math
 import os
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -54,13 +53,13 @@ def curve(variant: str, data: Path, out: Path, rounds: int, round_minutes: float
     preset, changes, steps = VARIANTS[variant]
     config = TrainConfig(model=model_preset(preset, **changes),
                          augment=augment_preset("default"), epochs=100_000,
-                         steps_per_epoch=steps, loss="bce", verbose=0,
+                         steps_per_epoch=steps, loss="bce",
                          pipeline=PipelineConfig(patch_size=256, batch_size=4,
                                                  val_fraction=0.15, seed=seed),
                          max_minutes=round_minutes)
     rows = []
     for round_ in range(rounds):
-        result = train(data, out, replace(config, resume=round_ > 0, force=round_ > 0))
+        result = train(data, out, config, resume=round_ > 0, force=round_ > 0, verbose=0)
         test = score(out, ISBI, range(20, 30))["calibrated"]
         rows.append({"preset": variant, "train_seconds": round(result.metrics["train_seconds"], 1),
                      "steps": sum(int(row.get("steps", steps)) for row in result.history),

@@ -87,7 +87,7 @@ def organ_run(tmp_path_factory) -> dict[str, Path]:
             root.mkdir(parents=True)
             data = organ_data(root)
             config = TrainConfig(model=model_preset("small"), epochs=10, steps_per_epoch=30,
-                                 verbose=0, pipeline=PipelineConfig(batch_size=8, patch_size=64,
+                                 pipeline=PipelineConfig(batch_size=8, patch_size=64,
                                                                     val_fraction=0.25, seed=0))
-            train(data, root / "run", config)
+            train(data, root / "run", config, verbose=0)
     return {"run": root / "run", "stack": root / "stack.tif", "root": root}

@@ -338,6 +338,15 @@ def quantify(*extra: str, run: str = "{ws}/run", stacks: tuple[str, ...] = ("{ws
     return ("quantify", run, *stacks, "--out", out, *extra)
 
 
+def study(*extra: str, sheet: str = "{ws}/study.csv", run: str = "{ws}/run",
+          out: str = "{ws}/study") -> tuple[str, ...]:
+    return ("study", sheet, "--run", run, "--out", out, "--model-input", "1", *extra)
+
+
+def sheet(*rows: str, header: str = "stack,mouse,group") -> WriteText:
+    return WriteText("study.csv", "\n".join((header, *rows)) + "\n")
+
+
 def notebooks(*extra: str) -> tuple[str, ...]:
     # --notebooks points at an empty folder: even if validation let a case through,
     # no notebook could ever be executed.
@@ -694,6 +703,41 @@ CASES: list[Case] = [
          setup=(RUN, WriteTiff("stack.tif", lambda: np.ones((12, 1, 1), np.uint16)))),
     Case("quantify/usage-interval-not-a-number", quantify("--interval", "ten"), ("--interval",),
          setup=(RUN, STACK), usage_error=True),
+
+    # study: the sheet, the settings and the corrections, before anything is quantified
+    Case("study/missing-sheet", study(), ("{ws}/study.csv",), setup=(RUN, STACK)),
+    Case("study/sheet-without-group", study(), ("{ws}/study.csv",),
+         setup=(RUN, STACK, sheet("stack.tif,m1", header="stack,mouse")),
+         output_matches="has no group column"),
+    Case("study/stack-that-does-not-exist", study(), ("{ws}/study.csv",),
+         setup=(RUN, STACK, sheet("stack.tif,m1,a", "gone.tif,m2,b")),
+         output_matches="the stack gone.tif does not exist"),
+    Case("study/stack-listed-twice", study(), ("{ws}/study.csv",),
+         setup=(RUN, STACK, sheet("stack.tif,m1,a", "stack.tif,m2,b")),
+         output_matches="rows 2 and 3 both list stack.tif"),
+    Case("study/mouse-in-two-groups", study(), ("{ws}/study.csv",),
+         setup=(RUN, STACK, Copy("stack.tif", "other.tif"),
+                sheet("stack.tif,m1,a", "other.tif,m1,b")),
+         output_matches="put mouse m1 in the groups a and b"),
+    Case("study/injection-negative", study(), ("{ws}/study.csv",),
+         setup=(RUN, STACK, sheet("stack.tif,m1,a,-10", header="stack,mouse,group,injection_s")),
+         output_matches="injection_s='-10' is not a number"),
+    Case("study/injection-not-a-number", study(), ("{ws}/study.csv",),
+         setup=(RUN, STACK, sheet("stack.tif,m1,a,soon", header="stack,mouse,group,injection_s"))),
+    Case("study/injection-after-the-last-cycle", study(), ("{ws}/study.csv",),
+         setup=(RUN, STACK, sheet("stack.tif,m1,a,100000",
+                                  header="stack,mouse,group,injection_s")),
+         output_matches="lies after the last cycle of stack.tif"),
+    Case("study/reference-that-is-no-group", study("--reference", "placebo"),
+         ("{ws}/study.csv",), setup=(RUN, STACK, sheet("stack.tif,m1,a")),
+         output_matches="has no group 'placebo'"),
+    Case("study/flat-field-with-zeros", study("--flat", "{ws}/flat.tif"), ("{ws}/flat.tif",),
+         setup=(RUN, STACK, sheet("stack.tif,m1,a"),
+                WriteTiff("flat.tif", lambda: np.zeros(FRAME_SHAPE, np.uint16)))),
+    Case("study/dark-frame-unreadable", study("--dark", "{ws}/dark.tif"), ("{ws}/dark.tif",),
+         setup=(RUN, STACK, sheet("stack.tif,m1,a"), WriteText("dark.tif"))),
+    Case("study/usage-unknown-test", study("--test", "anova"), ("--test",),
+         setup=(RUN, STACK, sheet("stack.tif,m1,a")), usage_error=True),
 
     # run-notebooks: only failures found before any notebook would run
     Case("run-notebooks/params-missing", notebooks("--params", "{ws}/sets.yaml"),

@@ -18,7 +18,7 @@ from unetlib.runs.crossval import assign_folds, crossvalidate, fold_summary
 from unetlib.runs.train import train
 
 FOLD_TRAINING = TrainConfig(model=model_preset("small", learning_rate=1e-2), epochs=5,
-                            steps_per_epoch=12, verbose=0,
+                            steps_per_epoch=12,
                             pipeline=PipelineConfig(batch_size=8, patch_size=64,
                                                     val_fraction=0.25, seed=0))
 CONFIG = CrossvalConfig(folds=3, seed=4, train=FOLD_TRAINING)
@@ -30,7 +30,7 @@ def crossval(tmp_path_factory):
     root = tmp_path_factory.mktemp("crossval")
     data = organ_data(root)
     keras.backend.clear_session()
-    result = crossvalidate(data, root / "cv", CONFIG)
+    result = crossvalidate(data, root / "cv", CONFIG, verbose=0)
     return {"data": data, "root": root, "result": result}
 
 
@@ -117,7 +117,7 @@ def test_rerunning_reuses_finished_folds_and_trains_only_missing_ones(crossval, 
     kept = (out / "fold0" / "model.keras").stat().st_mtime_ns
     shutil.rmtree(out / "fold2")
     (out / "crossval.json").unlink()
-    result = crossvalidate(crossval["data"], out, CONFIG)
+    result = crossvalidate(crossval["data"], out, CONFIG, verbose=0)
     assert result.trained == [2]
     assert (out / "fold0" / "model.keras").stat().st_mtime_ns == kept
     assert read_json(out / "fold2" / "config.json")["data"]["holdout_stems"] == result.folds[2]
@@ -134,9 +134,9 @@ def test_an_interrupted_fold_is_resumed_from_its_last_epoch(crossval, tmp_path):
     shutil.rmtree(out / "fold1")
     fold = dataclasses.replace(FOLD_TRAINING, holdout=tuple(held_out), epochs=1)
     # (the same run stopped after its first epoch, as Ctrl-C or a crash would leave it)
-    first = train(crossval["data"], out / "fold1", fold)
+    first = train(crossval["data"], out / "fold1", fold, verbose=0)
     (out / "fold1" / "metrics.json").unlink()
-    result = crossvalidate(crossval["data"], out, CONFIG)
+    result = crossvalidate(crossval["data"], out, CONFIG, verbose=0)
     assert result.trained == [1]
     history = read_csv(out / "fold1" / "history.csv")
     assert [int(row["epoch"]) for row in history] == [1, 2, 3, 4, 5]
@@ -144,15 +144,20 @@ def test_an_interrupted_fold_is_resumed_from_its_last_epoch(crossval, tmp_path):
 
 
 @pytest.mark.slow
-def test_other_folds_or_parameters_are_not_mixed_in_without_force(crossval, tmp_path):
+def test_other_folds_or_parameters_are_not_mixed_in_without_force_and_replaced_with_it(
+        crossval, tmp_path):
     out = tmp_path / "cv"
     shutil.copytree(crossval["result"].out_dir, out)
     with pytest.raises(OutputError, match="cross-validation of other folds"):
-        crossvalidate(crossval["data"], out, dataclasses.replace(CONFIG, seed=5))
-    changed = dataclasses.replace(CONFIG, train=dataclasses.replace(FOLD_TRAINING, epochs=4))
+        crossvalidate(crossval["data"], out, dataclasses.replace(CONFIG, seed=5), verbose=0)
+    changed = dataclasses.replace(CONFIG, train=dataclasses.replace(FOLD_TRAINING, epochs=1))
     with pytest.raises(OutputError, match="holds a finished run"):
-        crossvalidate(crossval["data"], out, changed)
+        crossvalidate(crossval["data"], out, changed, verbose=0)
     assert read_json(out / "crossval.json")["held_out"] == crossval["result"].folds
+    replaced = crossvalidate(crossval["data"], out, changed, force=True, verbose=0)
+    assert replaced.trained == [0, 1, 2]
+    assert [len(read_csv(run / "history.csv")) for run in replaced.run_dirs] == [1, 1, 1]
+    assert read_json(out / "crossval.json")["train"]["epochs"] == 1
 
 
 @pytest.mark.slow

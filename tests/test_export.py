@@ -67,8 +67,8 @@ def binary_run(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("binary")
     data = write_data_folder(root / "data")
     train(data, root / "run", TrainConfig(
-        model=model_preset("small"), epochs=1, steps_per_epoch=2, verbose=0,
-        pipeline=PipelineConfig(batch_size=2, patch_size=32, val_fraction=0.25, seed=0)))
+        model=model_preset("small"), epochs=1, steps_per_epoch=2,
+        pipeline=PipelineConfig(batch_size=2, patch_size=32, val_fraction=0.25, seed=0)), verbose=0)
     package = export_package(root / "run", root / "binary.zip", onnx=False)
     return {"run": root / "run", "package": package, "data": data}
 

@@ -18,7 +18,7 @@ from unetlib.data.organs import Organ, OrganTable, write_organ_table
 from unetlib.runs.finetune import encoder_layers
 from unetlib.runs.train import train
 
-TINY = TrainConfig(model=model_preset("small"), epochs=2, steps_per_epoch=2, verbose=0,
+TINY = TrainConfig(model=model_preset("small"), epochs=2, steps_per_epoch=2,
                    pipeline=PipelineConfig(batch_size=2, patch_size=32, val_fraction=0.25,
                                            seed=0))
 
@@ -42,7 +42,7 @@ def test_fine_tuning_starts_from_the_given_weights_and_records_it(organ_start, t
     # starting model's weights exactly, which random initialisation never gives.
     config = dataclasses.replace(config, model=dataclasses.replace(config.model,
                                                                    learning_rate=1e-12))
-    result = train(data, tmp_path / "tuned", config)
+    result = train(data, tmp_path / "tuned", config, verbose=0)
     tuned = keras.saving.load_model(result.run_dir / "model.keras", compile=False)
     original = keras.saving.load_model(start / "model.keras", compile=False)
     np.testing.assert_allclose(first_kernel(tuned), first_kernel(original), atol=1e-6)
@@ -61,7 +61,7 @@ def test_fine_tuning_starts_from_the_given_weights_and_records_it(organ_start, t
 def test_fine_tuning_changes_the_weights_and_learns(organ_start, tmp_path):
     start, data = organ_start
     result = train(data, tmp_path / "tuned",
-                   dataclasses.replace(TINY, init_from=str(start), epochs=2, steps_per_epoch=3))
+                   dataclasses.replace(TINY, init_from=str(start), epochs=2, steps_per_epoch=3), verbose=0)
     tuned = keras.saving.load_model(result.run_dir / "model.keras", compile=False)
     original = keras.saving.load_model(start / "model.keras", compile=False)
     assert not np.allclose(first_kernel(tuned, "head" if "head" in [
@@ -90,7 +90,7 @@ def test_frozen_encoder_does_not_move_during_its_epochs(organ_start, tmp_path, m
         return save_model(model, path, *args, **kwargs)
 
     monkeypatch.setattr(unetlib.runs.callbacks, "save_model", recording_save_model)
-    result = train(data, tmp_path / "tuned", config)
+    result = train(data, tmp_path / "tuned", config, verbose=0)
     original = keras.saving.load_model(start / "model.keras", compile=False)
     before = [np.array(weight) for layer in encoder_layers(original) for weight in layer.weights]
     assert before, "the U-Net has no down* layers to freeze"
@@ -140,7 +140,7 @@ def test_fine_tuning_refuses_another_channel_count(organ_start, tmp_path):
         write_image(data / "train" / "masks" / f"{index}.png", mask)
     shutil.copy(start.parent / "data" / "organs.csv", data / "organs.csv")
     with pytest.raises(InputError, match="takes 1-channel frames but .* holds 3-channel"):
-        train(data, tmp_path / "tuned", dataclasses.replace(TINY, init_from=str(start)))
+        train(data, tmp_path / "tuned", dataclasses.replace(TINY, init_from=str(start)), verbose=0)
     assert not (tmp_path / "tuned").exists()
 
 
@@ -152,10 +152,10 @@ def test_fine_tuning_refuses_other_organs_or_binary_masks(organ_start, tmp_path)
         Organ(1, "liver", "#e6194b"), Organ(2, "spleen", "#3cb44b"),
         Organ(3, "bladder", "#4363d8")), explicit_colors=True), overwrite=True)
     with pytest.raises(InputError, match="liver, kidney, bladder.*liver, spleen, bladder"):
-        train(other, tmp_path / "tuned", dataclasses.replace(TINY, init_from=str(start)))
+        train(other, tmp_path / "tuned", dataclasses.replace(TINY, init_from=str(start)), verbose=0)
     binary = write_data_folder(tmp_path / "binary")
     with pytest.raises(InputError, match="one foreground"):
-        train(binary, tmp_path / "tuned", dataclasses.replace(TINY, init_from=str(start)))
+        train(binary, tmp_path / "tuned", dataclasses.replace(TINY, init_from=str(start)), verbose=0)
     assert not (tmp_path / "tuned").exists()
 
 
@@ -219,7 +219,7 @@ def test_organs_listed_in_another_order_are_mapped_by_name(organ_start, tmp_path
     config = dataclasses.replace(TINY, init_from=str(start), epochs=1, steps_per_epoch=1,
                                  model=dataclasses.replace(model_preset("default"),
                                                            learning_rate=1e-12))
-    result = train(reordered, tmp_path / "tuned", config)
+    result = train(reordered, tmp_path / "tuned", config, verbose=0)
     tuned = keras.saving.load_model(result.run_dir / "model.keras", compile=False)
     original = keras.saving.load_model(start / "model.keras", compile=False)
     # The output layer's class k is now the data's k-th organ, as the model learnt it.

@@ -25,10 +25,10 @@ def test_short_training_on_isbi_beats_a_constant_prediction(isbi_dir, tmp_path):
         os.symlink(isbi_dir / "images" / f"{index}.png", data / "train" / "frames" / f"{index}.png")
         os.symlink(isbi_dir / "masks" / f"{index}.png", data / "train" / "masks" / f"{index}.png")
     config = TrainConfig(model=model_preset("default"), augment=augment_preset("default"),
-                         epochs=3, steps_per_epoch=10, verbose=0,
+                         epochs=3, steps_per_epoch=10,
                          pipeline=PipelineConfig(patch_size=128, batch_size=4, val_fraction=0.25,
                                                  seed=0))
-    run = load_run(train(data, tmp_path / "run", config).run_dir)
+    run = load_run(train(data, tmp_path / "run", config, verbose=0).run_dir)
 
     trained, constant = [], []
     for index in range(20, 24):  # evaluation images of the protocol, full 512 x 512

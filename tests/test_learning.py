@@ -38,9 +38,9 @@ def hard_case(tmp_path_factory):
 
 def test_default_organ_recipe_reaches_every_organs_floor_on_seen_and_unseen_mice(
         hard_case, tmp_path):
-    config = TrainConfig(epochs=8, steps_per_epoch=50, verbose=0,
+    config = TrainConfig(epochs=8, steps_per_epoch=50,
                          pipeline=PipelineConfig(patch_size=128, batch_size=8, seed=0))
-    result = train(hard_case.data_dir, tmp_path / "run", config)
+    result = train(hard_case.data_dir, tmp_path / "run", config, verbose=0)
     assert result.run_dir.is_dir()
     scores = score_run(tmp_path / "run", hard_case)
     below = {f"{group} {organ}: {scores[group][organ]:.3f} < {floor}"

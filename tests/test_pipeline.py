@@ -247,7 +247,7 @@ def test_write_augmented_pairs_and_refuse_to_overwrite(pairs, tmp_path):
     images, masks = take_samples(pairs, SMALL, augment_preset("default"), count=3)
     np.testing.assert_array_equal(read_image(out / "images" / "1.png"), to_display(images[1]))
     np.testing.assert_array_equal(read_image(out / "masks" / "1.png"), masks[1, ..., 0] * 255)
-    with pytest.raises(OutputError, match="already holds augmented pairs"):
+    with pytest.raises(OutputError, match="aug: already holds images, masks"):
         write_augmented_pairs(pairs, out, SMALL, augment_preset("default"), count=3)
     assert len(list((out / "masks").iterdir())) == 3  # the refused call changed nothing
     write_augmented_pairs(pairs, out, SMALL, augment_preset("default"), count=2, force=True)

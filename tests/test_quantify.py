@@ -38,6 +38,7 @@ from unetlib.study.quantify import (
 
 ORGANS = ("liver", "kidney", "bladder")  # values 1, 2, 3 (order of unetlib.data.synthetic.ORGANS)
 CYCLES, LASERS = ORGAN_STACK.cycles, ORGAN_STACK.lasers
+ORGAN_STACK_SHAPE = (ORGAN_STACK.height, ORGAN_STACK.width)
 SECONDS_PER_CYCLE = ORGAN_STACK.frame_interval_s * LASERS  # 2.5 s/frame x 4 lasers = 10 s
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -123,6 +124,69 @@ def test_quantify_recovers_the_known_organ_curves(quantified):
             # 0.985). A curve one cycle late gives r <= 0.88 for the kidney.
             r = correlation(measured[:, laser, index], truth[:, laser, index])
             assert r > 0.93, (organ, laser + 1, r)
+
+
+def test_each_cycle_records_the_body_and_the_model_s_uncertainty_which_noise_raises(
+        quantified, run, frames, tmp_path):
+    result, rows = quantified
+    cycles = read_csv(result.out_dir / "cycles.csv")
+    assert [int(row["cycle"]) for row in cycles] == list(range(CYCLES))
+    assert [row["time_s"] for row in cycles] == [row["time_s"] for row in rows
+                                                 if row["laser"] == "1" and row["organ"] == ORGANS[0]]
+    clean = np.array([float(row["entropy"]) for row in cycles])
+    assert np.all((clean >= 0) & (clean < 0.3)) and all(int(row["body_px"]) > 0 for row in cycles)
+    noisy = frames.astype(np.float64)
+    noisy[::LASERS] += np.random.default_rng(0).normal(0, 600, noisy[::LASERS].shape)
+    stack = write_imagej(tmp_path / "noisy.tif", np.clip(noisy, 0, 65535).astype(np.uint16),
+                         finterval=ORGAN_STACK.frame_interval_s)
+    unsure = quantify_stack(run, stack, tmp_path / "out")
+    entropy = np.array([float(row["entropy"]) for row in read_csv(unsure.out_dir / "cycles.csv")])
+    assert entropy.mean() > 1.5 * clean.mean(), (entropy.mean(), clean.mean())
+
+
+def test_a_dark_frame_is_subtracted_from_what_is_measured_and_recorded(quantified, run,
+                                                                       organ_run, tmp_path):
+    result, rows = quantified
+    dark = tmp_path / "dark.tif"
+    tifffile.imwrite(dark, np.full(ORGAN_STACK_SHAPE, ORGAN_STACK.offset_counts, np.uint16))
+    corrected = quantify_stack(run, organ_run["stack"], tmp_path / "out",
+                               QuantifyConfig(dark=str(dark)))
+    raw, dark_rows = by_key(rows), by_key(read_intensities(corrected.out_dir))
+    for key, row in dark_rows.items():
+        assert row["area_px"] == raw[key]["area_px"]  # the masks do not change
+        assert float(row["mean"]) == pytest.approx(float(raw[key]["mean"]) - ORGAN_STACK.offset_counts,
+                                                   rel=1e-5)  # the CSV's 6 digits
+    record = json.loads((corrected.out_dir / "quantify.json").read_text())
+    assert record["counts"] == "camera counts, dark-subtracted"
+    assert record["calibration"]["dark"]["sha256"]
+    assert json.loads((result.out_dir / "quantify.json").read_text())["counts"].startswith("raw")
+    # the same folder with another dark frame is other results: refused without --force
+    tifffile.imwrite(dark, np.full(ORGAN_STACK_SHAPE, 100, np.uint16))
+    with pytest.raises(OutputError, match="holds results of another run, stack or settings"):
+        quantify_stack(run, organ_run["stack"], tmp_path / "out", QuantifyConfig(dark=str(dark)))
+
+
+def test_quantify_refuses_corrections_that_do_not_fit_in_one_line(organ_run, tmp_path):
+    def quantify(*options):
+        return subprocess.run([sys.executable, "-m", "unetlib", "-q", "quantify",
+                               str(organ_run["run"]), str(organ_run["stack"]), "--out",
+                               str(tmp_path / "out"), *options],
+                              capture_output=True, text=True, timeout=300)
+
+    flat = tmp_path / "flat.tif"
+    tifffile.imwrite(flat, np.zeros(ORGAN_STACK_SHAPE, np.uint16))
+    refused = quantify("--flat", str(flat))  # unusable for any stack: before any work
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert refused.stderr.startswith(f"error: {flat}: has pixels that are not positive")
+    assert not (tmp_path / "out").exists()
+    dark = tmp_path / "dark.tif"
+    tifffile.imwrite(dark, np.zeros((10, 10), np.uint16))
+    failed = quantify("--dark", str(dark))  # does not fit this stack: the stack fails
+    assert failed.returncode == 1, failed.stderr
+    assert failed.stderr.strip() == (
+        f"error: {dark}: has dark frames of 10x10 pixels, the acquisition "
+        f"{ORGAN_STACK.height}x{ORGAN_STACK.width}. Give a dark frame taken with the same "
+        "camera settings.")
 
 
 def test_quantify_curves_match_a_perfect_mask_of_each_cycle(quantified, organ_run, frames):

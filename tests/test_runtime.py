@@ -87,9 +87,9 @@ def test_a_run_folder_records_the_cpu_and_the_choice(tmp_path):
 
     data = write_data_folder(tmp_path / "data", count=3)
     config = TrainConfig(model=ModelConfig(depth=2, base_filters=4), epochs=1, steps_per_epoch=1,
-                         verbose=0, pipeline=PipelineConfig(patch_size=32, batch_size=2,
+                         pipeline=PipelineConfig(patch_size=32, batch_size=2,
                                                             val_fraction=0.34))
-    train(data, tmp_path / "run", config)
+    train(data, tmp_path / "run", config, verbose=0)
     runtime = read_json(tmp_path / "run" / "config.json")["runtime"]
     assert runtime["cpu_model"] == cpu_info().model and runtime["cores"] == cpu_info().cores
     # What this process's environment held when TensorFlow loaded (set by unetlib unless

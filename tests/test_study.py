@@ -33,8 +33,8 @@ from unetlib.data.synthetic import ORGANS, write_synthetic_stack
 SMALL_STACK = dict(cycles=4, height=96, width=128)
 LASERS = 4
 ORGAN_NAMES = {organ.name for organ in ORGANS}
-STACK_FILES = ("intensities.csv", "summary.csv", "labels.tif", "curves.png", "organs.csv",
-               "quantify.json")
+STACK_FILES = ("intensities.csv", "cycles.csv", "summary.csv", "labels.tif", "curves.png",
+               "organs.csv", "quantify.json")
 CLI_TIMEOUT = 300  # seconds; a hung cluster fails the test instead of hanging the suite
 START_TIMEOUT = 60
 MARKER = "UNETLIB_TEST_STUDY_MARKER"

@@ -52,15 +52,14 @@ def data_dir(tmp_path_factory):
 
 TINY = TrainConfig(model=ModelConfig(depth=2, base_filters=4, learning_rate=1e-2),
                    augment=augment_preset("none"), epochs=3, steps_per_epoch=4,
-                   pipeline=PipelineConfig(patch_size=32, batch_size=4, val_fraction=0.2, seed=1),
-                   verbose=0)
+                   pipeline=PipelineConfig(patch_size=32, batch_size=4, val_fraction=0.2, seed=1))
 
 
 @pytest.fixture(scope="module")
 def finished_run(data_dir, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     keras.backend.clear_session()
-    result = train(data_dir, run_dir, TINY)
+    result = train(data_dir, run_dir, TINY, verbose=0)
     keras.backend.clear_session()
     return result
 
@@ -113,8 +112,8 @@ def test_existing_run_is_not_overwritten_without_force(finished_run, data_dir, t
     run_dir = copy_run(finished_run, tmp_path / "run")
     quick = dataclasses.replace(TINY, epochs=1, steps_per_epoch=1)
     with pytest.raises(OutputError, match="finished run"):
-        train(data_dir, run_dir, quick)
-    result = train(data_dir, run_dir, dataclasses.replace(quick, force=True))
+        train(data_dir, run_dir, quick, verbose=0)
+    result = train(data_dir, run_dir, quick, force=True, verbose=0)
     assert result.epochs_completed == 1 and len(read_csv(run_dir / "history.csv")) == 1
 
 
@@ -125,24 +124,24 @@ def test_resume_continues_from_the_last_epoch(finished_run, data_dir, tmp_path):
     (run_dir / "metrics.json").unlink()
     config = dataclasses.replace(TINY, epochs=4)
     with pytest.raises(OutputError, match="unfinished run.*resume"):
-        train(data_dir, run_dir, config)
-    result = train(data_dir, run_dir, dataclasses.replace(config, resume=True))
+        train(data_dir, run_dir, config, verbose=0)
+    result = train(data_dir, run_dir, config, resume=True, verbose=0)
     assert result.epochs_completed == 4
     assert [row["epoch"] for row in read_csv(run_dir / "history.csv")] == ["1", "2", "3", "4"]
     finished_model = (run_dir / "model.keras").read_bytes()
     with pytest.raises(OutputError, match="finished run; resuming it would replace"):
-        train(data_dir, run_dir, dataclasses.replace(config, resume=True))
+        train(data_dir, run_dir, config, resume=True, verbose=0)
     assert (run_dir / "model.keras").read_bytes() == finished_model
     with pytest.raises(OutputError, match="already completed 4 of 4"):
-        train(data_dir, run_dir, dataclasses.replace(config, resume=True, force=True))
+        train(data_dir, run_dir, config, resume=True, force=True, verbose=0)
     with pytest.raises(InputError, match="no interrupted run"):
-        train(data_dir, tmp_path / "fresh", dataclasses.replace(config, resume=True))
+        train(data_dir, tmp_path / "fresh", config, resume=True, verbose=0)
 
 
 @pytest.mark.slow
 def test_time_budget_stops_cleanly(data_dir, tmp_path):
     result = train(data_dir, tmp_path / "run",
-                   dataclasses.replace(TINY, epochs=50, max_minutes=1e-4))
+                   dataclasses.replace(TINY, epochs=50, max_minutes=1e-4), verbose=0)
     assert result.stopped_by_time_budget and result.epochs_completed == 1
     assert (tmp_path / "run" / "model.keras").is_file()
     assert read_json(tmp_path / "run" / "metrics.json")["stopped_by_time_budget"]
@@ -155,7 +154,7 @@ def test_with_a_budget_an_epoch_ends_early_by_time_then_training_goes_on(data_di
     With a checkpoint interval shorter than one step, every step is validated on its own."""
     config = dataclasses.replace(TINY, epochs=2, steps_per_epoch=6, max_minutes=10.0,
                                  checkpoint_minutes=1e-9)
-    result = train(data_dir, tmp_path / "run", config)
+    result = train(data_dir, tmp_path / "run", config, verbose=0)
     assert result.epochs_completed == 2 and not result.stopped_by_time_budget
     history = read_csv(tmp_path / "run" / "history.csv")
     assert [int(row["steps"]) for row in history] == [1] * 12
@@ -170,7 +169,7 @@ def test_with_a_budget_an_epoch_ends_early_by_time_then_training_goes_on(data_di
 @pytest.mark.slow
 def test_without_a_budget_epochs_are_whole_whatever_the_checkpoint_minutes(data_dir, tmp_path):
     config = dataclasses.replace(TINY, epochs=2, checkpoint_minutes=1e-6)
-    train(data_dir, tmp_path / "run", config)
+    train(data_dir, tmp_path / "run", config, verbose=0)
     history = read_csv(tmp_path / "run" / "history.csv")
     assert [int(row["steps"]) for row in history] == [TINY.steps_per_epoch] * 2
 
@@ -186,7 +185,7 @@ def test_deterministic_runs_with_the_same_seed_have_identical_weights(data_dir, 
         from test_train import TINY
         from unetlib.runs.train import train
         config = dataclasses.replace(TINY, deterministic=True)
-        runs = [train({str(data_dir)!r}, {str(tmp_path)!r} + f"/run{{i}}", config) for i in (1, 2)]
+        runs = [train({str(data_dir)!r}, {str(tmp_path)!r} + f"/run{{i}}", config, verbose=0) for i in (1, 2)]
         weights = [keras.saving.load_model(run.run_dir / "last.keras", compile=False).get_weights()
                    for run in runs]
         same = all(np.array_equal(a, b) for a, b in zip(*weights))
@@ -202,19 +201,19 @@ def test_deterministic_runs_with_the_same_seed_have_identical_weights(data_dir, 
 def test_channels_come_from_the_data(tmp_path):
     data = make_data(tmp_path / "data3d", count=3, channels=3)
     result = train(data, tmp_path / "run", dataclasses.replace(TINY, epochs=1,
-                                                               steps_per_epoch=1))
+                                                               steps_per_epoch=1), verbose=0)
     assert read_json(result.run_dir / "config.json")["model"]["input_channels"] == 3
 
 
 def test_invalid_config_and_too_little_data(tmp_path):
     with pytest.raises(ParameterError, match="patch_size"):
         train(tmp_path, tmp_path / "run", dataclasses.replace(TINY, pipeline=dataclasses.replace(TINY.pipeline,
-                                                                                 patch_size=40)))
+                                                                                 patch_size=40)), verbose=0)
     with pytest.raises(ParameterError, match="loss"):
-        train(tmp_path, tmp_path / "run", dataclasses.replace(TINY, loss="focal"))
+        train(tmp_path, tmp_path / "run", dataclasses.replace(TINY, loss="focal"), verbose=0)
     data = make_data(tmp_path / "one", count=1)
     with pytest.raises(InputError, match="1 frame/mask pair"):
-        train(data, tmp_path / "run", TINY)
+        train(data, tmp_path / "run", TINY, verbose=0)
 
 
 def test_calibrate_threshold():
@@ -226,7 +225,7 @@ def test_calibrate_threshold():
 
 def test_identical_finished_run_is_reused_not_retrained(finished_run, data_dir):
     before = (finished_run.run_dir / "model.keras").stat().st_mtime_ns
-    again = train(data_dir, finished_run.run_dir, TINY)
+    again = train(data_dir, finished_run.run_dir, TINY, verbose=0)
     assert (finished_run.run_dir / "model.keras").stat().st_mtime_ns == before
     assert again.threshold == finished_run.threshold
     assert again.best_epoch == finished_run.best_epoch
@@ -235,7 +234,7 @@ def test_identical_finished_run_is_reused_not_retrained(finished_run, data_dir):
 
 def test_changed_parameters_do_not_reuse_a_finished_run(finished_run, data_dir):
     with pytest.raises(OutputError, match="finished run"):
-        train(data_dir, finished_run.run_dir, dataclasses.replace(TINY, epochs=4))
+        train(data_dir, finished_run.run_dir, dataclasses.replace(TINY, epochs=4), verbose=0)
 
 
 # --- several organs -----------------------------------------------------------------------
@@ -251,10 +250,10 @@ def test_a_small_multi_organ_model_learns_every_organ(tmp_path):
     from unetlib.inference.predict import predict_folder
 
     data = organ_data(tmp_path)
-    config = TrainConfig(model=model_preset("small"), epochs=10, steps_per_epoch=30, verbose=0,
+    config = TrainConfig(model=model_preset("small"), epochs=10, steps_per_epoch=30,
                          pipeline=PipelineConfig(batch_size=8, patch_size=64, val_fraction=0.25,
                                                  seed=0))
-    result = train(data, tmp_path / "run", config)
+    result = train(data, tmp_path / "run", config, verbose=0)
     assert result.threshold is None and set(result.metrics["val_organs"]) == {
         "liver", "kidney", "bladder"}
     header = read_csv(tmp_path / "run" / "history.csv")[0]
@@ -285,12 +284,18 @@ def test_a_finished_run_from_an_older_unetlib_is_still_reused(finished_run, data
     write_json(config_path, older, overwrite=True)
     try:
         stamp = (finished_run.run_dir / "model.keras").stat().st_mtime_ns
-        again = train(data_dir, finished_run.run_dir, TINY)
+        again = train(data_dir, finished_run.run_dir, TINY, verbose=0)
         assert again.seconds == 0.0  # read back, not trained
         assert (finished_run.run_dir / "model.keras").stat().st_mtime_ns == stamp
         older["request"]["config"]["seed"] = 7  # a setting that was really set differs
         write_json(config_path, older, overwrite=True)
         with pytest.raises(OutputError, match="holds a finished run"):
-            train(data_dir, finished_run.run_dir, TINY)
+            train(data_dir, finished_run.run_dir, TINY, verbose=0)
     finally:
         write_json(config_path, original, overwrite=True)
+
+
+def test_a_verbosity_keras_does_not_have_is_refused_before_anything_is_written(data_dir, tmp_path):
+    with pytest.raises(ParameterError, match="verbose=3 is invalid"):
+        train(data_dir, tmp_path / "run", TINY, verbose=3)
+    assert not (tmp_path / "run").exists()

@@ -111,9 +111,9 @@ def test_the_ranking_changes_when_the_model_changes(organ_run, tmp_path):
     stack = load_stack(organ_run["stack"], SplitConfig())
     lasers, cycles = (1,), list(range(16))
     trained = uncertainty_scores(load_run(organ_run["run"]), stack, cycles, lasers)
-    config = TrainConfig(model=model_preset("small"), epochs=1, steps_per_epoch=2, verbose=0,
+    config = TrainConfig(model=model_preset("small"), epochs=1, steps_per_epoch=2,
                          pipeline=PipelineConfig(batch_size=4, patch_size=64, val_fraction=0.25))
-    train(organ_run["root"] / "data", tmp_path / "barely", config)
+    train(organ_run["root"] / "data", tmp_path / "barely", config, verbose=0)
     barely = uncertainty_scores(load_run(tmp_path / "barely"), stack, cycles, lasers)
     assert barely.mean() > 2 * trained.mean(), (barely, trained)
     assert list(np.argsort(-trained)[:5]) != list(np.argsort(-barely)[:5])

@@ -49,12 +49,10 @@ then run `02_augmentation`. Re-running with the same parameters is safe: nothing
     ("code", """
 %matplotlib inline
 %config InlineBackend.figure_formats = ["jpeg"]  # photos of noisy frames: a fraction of the PNG size
-from unetlib.core.config import PickConfig, SplitConfig, SyntheticConfig
-from unetlib.inference.uncertainty import pick_frames
-from unetlib.viz.plots import plot_composite, plot_laser_means, plot_picked
-from unetlib.data.stack import load_stack, split_stack
-from unetlib.data.synthetic import ensure_demo_stack
-from unetlib.viz.widgets import frame_browser
+from unetlib import (
+    PickConfig, SplitConfig, SyntheticConfig, ensure_demo_stack, frame_browser, load_stack, pick_frames,
+    plot_composite, plot_laser_means, plot_picked, split_stack,
+)
 """),
     ("code", """
 stack_path = ""                  # acquisition TIFF to reshape; empty: the synthetic demo stack
@@ -132,13 +130,11 @@ GIMP), and `organs.csv` naming the organ values when masks hold several organs. 
 %config InlineBackend.figure_formats = ["jpeg"]  # photos of noisy frames: a fraction of the PNG size
 import dataclasses
 
-from unetlib.core.config import PipelineConfig, augment_preset, to_dict
-from unetlib.app.demo import annotate_demo
-from unetlib.data.dataset import check_pairs
-from unetlib.app.notebooks import publish_summary
-from unetlib.nn.pipeline import load_pairs, make_training_dataset, split_pairs, take_samples, to_display, write_augmented_pairs
-from unetlib.viz.plots import plot_pairs
-from unetlib.viz.widgets import mask_viewer
+from unetlib import (
+    PipelineConfig, annotate_demo, augment_preset, check_pairs, load_pairs, make_training_dataset,
+    mask_viewer, plot_pairs, publish_summary, split_pairs, take_samples, to_dict, to_display,
+    write_augmented_pairs,
+)
 """),
     ("code", """
 data1d_dir = "../demo/data1d"      # grayscale data folder (train/frames + train/masks)
@@ -248,22 +244,13 @@ train`, `predict`, `evaluate` do the same.
 import dataclasses
 import os
 
-from unetlib.inference.activations import feature_maps
-from unetlib.core.config import CrossvalConfig, PipelineConfig, TrainConfig, augment_preset, model_preset
-from unetlib.runs.crossval import crossvalidate
-from unetlib.data.dataset import find_pairs
-from unetlib.app.demo import annotate_demo, demo_test_truth
-from unetlib.inference.evaluate import error_map, evaluate_folders
-from unetlib.runs.export import check_package, export_package, package_summary
-from unetlib.app.notebooks import publish_summary
-from unetlib.core.io import read_image
-from unetlib.data.normalize import normalize_image
-from unetlib.viz.plots import (plot_confusion, plot_crossval, plot_feature_maps, plot_frame_scores, plot_history,
-                           plot_organ_scores, plot_threshold_curve)
-from unetlib.inference.predict import predict_folder
-from unetlib.runs.run import load_run
-from unetlib.runs.train import train
-from unetlib.viz.widgets import prediction_viewer
+from unetlib import (
+    CrossvalConfig, PipelineConfig, TrainConfig, annotate_demo, augment_preset, check_package, crossvalidate,
+    demo_test_truth, error_map, evaluate_folders, export_package, feature_maps, find_pairs, load_run,
+    model_preset, normalize_image, package_summary, plot_confusion, plot_crossval, plot_feature_maps,
+    plot_frame_scores, plot_history, plot_organ_scores, plot_threshold_curve, predict_folder,
+    prediction_viewer, publish_summary, read_image, train,
+)
 """),
         ("code", "\n".join([
             f'{data_name} = "{data_default}"'.ljust(33) + "  # data folder: train/frames, train/masks, test/",
@@ -297,9 +284,8 @@ annotate_demo({data_name}, demo=demo)
 truth_dir = demo_test_truth({data_name}, {truth_name}, demo=demo)
 pipeline = PipelineConfig(batch_size=batch_size, patch_size=patch_size, val_fraction=val_fraction, seed=seed)
 config = TrainConfig(model=model_preset(preset) if preset else None, augment=augment_preset(augment), pipeline=pipeline, loss=loss,
-                     epochs=epochs, steps_per_epoch=steps_per_epoch, max_minutes=max_minutes or None, force=force,
-                     verbose=2)
-result = train({data_name}, {run_name}, config)
+                     epochs=epochs, steps_per_epoch=steps_per_epoch, max_minutes=max_minutes or None)
+result = train({data_name}, {run_name}, config, force=force, verbose=2)
 print(f"{{result.epochs_completed}} epochs, best {{result.best_epoch}}: validation Dice {{result.val_dice:.3f}}",
       "per organ " + str({{name: round(s["dice"], 3) for name, s in result.metrics["val_organs"].items()}})
       if result.threshold is None else f"at threshold {{result.threshold:.2f}}")
@@ -332,7 +318,7 @@ does the same).
         ("code", f"""
 cv = crossvalidate({data_name}, crossval_dir or str({run_name}).rstrip("/") + "_crossval",
                    CrossvalConfig(folds=crossval_folds, seed=seed,
-                                  train=dataclasses.replace(config, epochs=crossval_epochs, force=False, verbose=0))) if crossval_folds else None
+                                  train=dataclasses.replace(config, epochs=crossval_epochs))) if crossval_folds else None
 print(cv.to_text() if cv else "cross-validation skipped (crossval_folds = 0)")
 """),
         ("code", """
@@ -400,7 +386,8 @@ acquisition. This notebook takes whole stacks and a trained run (notebook 03 or 
 2. writes, per stack, `intensities.csv` (cycle x laser x organ: area, mean, median, 95th
    percentile, integrated intensity, body background, signal-to-background ratio, QC flag),
    `summary.csv` (peak, time to peak, area under the curve, clearance half-life with its fit
-   quality), `labels.tif` (the mask of every cycle) and `curves.png`;
+   quality), `cycles.csv` (the model's uncertainty per cycle), `labels.tif` (the mask of every
+   cycle) and `curves.png`;
 3. lets you browse the cycles with the organ outlines over each laser, and shows the curves
    and the summary.
 
@@ -416,15 +403,10 @@ runs on the synthetic demo stack, whose true organ curves are known. **Command l
     ("code", """
 %matplotlib inline
 %config InlineBackend.figure_formats = ["jpeg"]  # photos of noisy frames: a fraction of the PNG size
-from unetlib.core.config import QuantifyConfig, SplitConfig, SyntheticConfig
-from unetlib.app.notebooks import publish_summary
-from unetlib.data.organs import read_organ_table
-from unetlib.viz.plots import plot_organ_curves
-from unetlib.study.quantify import read_intensities, summary_text
-from unetlib.data.stack import load_stack
-from unetlib.study.cluster import quantify_study
-from unetlib.data.synthetic import ensure_demo_stack
-from unetlib.viz.widgets import cycle_browser
+from unetlib import (
+    QuantifyConfig, SplitConfig, SyntheticConfig, cycle_browser, ensure_demo_stack, load_stack,
+    plot_organ_curves, publish_summary, quantify_study, read_intensities, read_organ_table, summary_text,
+)
 """),
     ("code", """
 stack_paths = []                 # acquisition TIFFs to quantify; []: the synthetic demo stack
@@ -514,10 +496,26 @@ def execute(notebook: nbformat.NotebookNode, timeout: int = 1800) -> nbformat.No
     return notebook
 
 
+def with_stored_outputs(notebook: nbformat.NotebookNode,
+                        stored: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``notebook`` with the outputs of ``stored``, cell by cell; both must have the same cells."""
+    kinds = [cell.cell_type for cell in notebook.cells]
+    if kinds != [cell.cell_type for cell in stored.cells]:
+        raise SystemExit("the cells changed (added, removed or reordered): run with --execute")
+    for cell, old in zip(notebook.cells, stored.cells):
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = old.outputs, old.execution_count
+    notebook.metadata = stored.metadata
+    return notebook
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="notebooks to write (default: all), e.g. 02")
     parser.add_argument("--execute", action="store_true", help="run them and store the outputs")
+    parser.add_argument("--keep-outputs", action="store_true",
+                        help="keep each cell's stored outputs (after a change to code that prints "
+                             "nothing different, e.g. imports; nbval then checks they still hold)")
     args = parser.parse_args(argv)
     for name, cells in SUITE.items():
         if args.names and not any(name.startswith(prefix) for prefix in args.names):
@@ -526,6 +524,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.execute:
             print(f"executing {name} ...", flush=True)
             notebook = execute(notebook)
+        elif args.keep_outputs:
+            notebook = with_stored_outputs(notebook, nbformat.read(NOTEBOOKS / name, as_version=4))
         nbformat.write(notebook, NOTEBOOKS / name)
         print(f"wrote {NOTEBOOKS / name}")
     return 0

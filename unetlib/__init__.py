@@ -17,7 +17,8 @@ The package is layered; each subpackage imports only from the ones listed before
 ``inference``
     prediction, evaluation, feature maps, uncertainty.
 ``study``
-    quantification of whole acquisitions, many at once on Dask.
+    quantification of whole acquisitions, many at once on Dask; a study's sheet, per-mouse
+    kinetics, group comparisons and report.
 ``app``
     the CLI (``python -m unetlib``), the notebook runner, the demo, the benchmarks.
 
@@ -49,32 +50,45 @@ from unetlib.core.errors import (
 
 __version__ = "0.1.0"
 
-# Name -> module that defines it; imported when first asked for (PEP 562), so that
-# ``import unetlib`` stays fast and does not load TensorFlow.
-_ENTRY_POINTS = {
-    "PickConfig": "unetlib.core.config",
-    "PipelineConfig": "unetlib.core.config",
-    "QuantifyConfig": "unetlib.core.config",
-    "SplitConfig": "unetlib.core.config",
-    "SyntheticConfig": "unetlib.core.config",
-    "TrainConfig": "unetlib.core.config",
-    "model_preset": "unetlib.core.config",
-    "load_stack": "unetlib.data.stack",
-    "split_stack": "unetlib.data.stack",
-    "pick_frames": "unetlib.inference.uncertainty",
-    "check_pairs": "unetlib.data.dataset",
-    "read_organ_table": "unetlib.data.organs",
-    "write_synthetic_stack": "unetlib.data.synthetic",
-    "train": "unetlib.runs.train",
-    "crossvalidate": "unetlib.runs.crossval",
-    "export_package": "unetlib.runs.export",
-    "load_run": "unetlib.runs.run",
-    "predict_folder": "unetlib.inference.predict",
-    "evaluate_folders": "unetlib.inference.evaluate",
-    "pick_uncertain": "unetlib.inference.uncertainty",
-    "quantify_stack": "unetlib.study.quantify",
-    "quantify_study": "unetlib.study.cluster",
+# What the package exposes, by the module that defines it: the steps of the notebooks and
+# the CLI, their configs, and the figures and widgets the notebooks show. Each name is
+# imported when first asked for (PEP 562), so ``import unetlib`` stays fast and does not
+# load TensorFlow.
+_EXPORTS = {
+    "unetlib.core.config": ("CrossvalConfig", "PickConfig", "PipelineConfig", "QuantifyConfig",
+                            "SplitConfig", "StudyConfig", "SyntheticConfig", "SyntheticStudyConfig",
+                            "TrainConfig", "augment_preset", "model_preset", "to_dict"),
+    "unetlib.core.io": ("read_image",),
+    "unetlib.data.stack": ("load_stack", "split_stack"),
+    "unetlib.data.dataset": ("check_pairs", "find_pairs"),
+    "unetlib.data.normalize": ("normalize_image",),
+    "unetlib.data.organs": ("read_organ_table",),
+    "unetlib.data.synthetic": ("ensure_demo_stack", "write_synthetic_stack"),
+    "unetlib.data.synthetic_study": ("write_synthetic_study",),
+    "unetlib.nn.pipeline": ("load_pairs", "make_training_dataset", "split_pairs", "take_samples",
+                            "to_display", "write_augmented_pairs"),
+    "unetlib.viz.plots": ("plot_composite", "plot_confusion", "plot_crossval", "plot_feature_maps",
+                          "plot_frame_scores", "plot_history", "plot_laser_means",
+                          "plot_organ_curves", "plot_organ_scores", "plot_pairs", "plot_picked",
+                          "plot_threshold_curve"),
+    "unetlib.viz.widgets": ("cycle_browser", "frame_browser", "mask_viewer", "prediction_viewer"),
+    "unetlib.runs.train": ("train",),
+    "unetlib.runs.crossval": ("crossvalidate",),
+    "unetlib.runs.export": ("check_package", "export_package", "package_summary"),
+    "unetlib.runs.run": ("load_run",),
+    "unetlib.inference.predict": ("predict_folder",),
+    "unetlib.inference.evaluate": ("error_map", "evaluate_folders"),
+    "unetlib.inference.activations": ("feature_maps",),
+    "unetlib.inference.uncertainty": ("pick_frames", "pick_uncertain"),
+    "unetlib.study.quantify": ("quantify_stack", "read_intensities", "summary_text"),
+    "unetlib.study.cluster": ("quantify_study",),
+    "unetlib.study.sheet": ("read_study_sheet",),
+    "unetlib.study.analysis": ("analyse_study",),
+    "unetlib.study.workflow": ("run_study",),
+    "unetlib.app.demo": ("annotate_demo", "demo_test_truth"),
+    "unetlib.app.notebooks": ("publish_summary",),
 }
+_ENTRY_POINTS = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = ["InputError", "OutputError", "ParameterError", "UnetlibError", "UnetlibWarning",
            "__version__", *sorted(_ENTRY_POINTS)]

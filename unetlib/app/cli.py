@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from unetlib import __version__
+from unetlib.core import interrupts
 from unetlib.core.errors import Interrupted, ParameterError, UnetlibError
 from unetlib.core.resources import is_out_of_memory
 
@@ -200,21 +201,24 @@ def _train_config(args: argparse.Namespace):
     given = {name: getattr(args, name) for name in
              ("epochs", "steps_per_epoch", "loss", "max_minutes", "checkpoint_minutes")
              if getattr(args, name) is not None}
-    # A progress bar redrawn in a log file (CI, `make demo > log`) is one huge line: one
-    # line per epoch there.
-    verbose = 0 if args.quiet else 1 if sys.stdout.isatty() else 2
     return TrainConfig(model=model,
                        augment=augment_preset(args.augment), pipeline=PipelineConfig(**pipeline),
-                       resume=getattr(args, "resume", False), force=args.force,
-                       deterministic=args.deterministic, verbose=verbose,
+                       deterministic=args.deterministic,
                        init_from=getattr(args, "init_from", None),
                        freeze_encoder_epochs=getattr(args, "freeze_encoder", 0), **given)
+
+
+def _keras_verbosity(args: argparse.Namespace) -> int:
+    """Keras' progress output: a progress bar redrawn in a log file (CI, ``make demo > log``)
+    is one huge line, so one line per epoch there; none with --quiet."""
+    return 0 if args.quiet else 1 if sys.stdout.isatty() else 2
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from unetlib.runs.train import train
 
-    result = train(args.data_dir, args.out, _train_config(args))
+    result = train(args.data_dir, args.out, _train_config(args), resume=args.resume,
+                   force=args.force, verbose=_keras_verbosity(args))
     budget = " (stopped by --max-minutes)" if result.stopped_by_time_budget else ""
     print(f"trained {result.epochs_completed} epoch(s){budget}; best epoch {result.best_epoch}")
     if result.threshold is None:
@@ -230,14 +234,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_crossval(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from unetlib.core.config import CrossvalConfig
     from unetlib.runs.crossval import crossvalidate
 
-    train = dataclasses.replace(_train_config(args), force=False)
     result = crossvalidate(args.data_dir, args.out, CrossvalConfig(
-        folds=args.folds, seed=args.fold_seed, train=train, force=args.force))
+        folds=args.folds, seed=args.fold_seed, train=_train_config(args)), force=args.force,
+        verbose=_keras_verbosity(args))
     reused = len(result.folds) - len(result.trained)
     print(f"{len(result.folds)} folds of {', '.join(str(len(f)) for f in result.folds)} held-out "
           f"frames; trained {len(result.trained)}, reused {reused} finished fold(s)")
@@ -314,7 +316,8 @@ def _cmd_quantify(args: argparse.Namespace) -> int:
                             background=args.background,
                             predict=dataclasses.replace(QuantifyConfig().predict, tile=args.tile,
                                                         overlap=args.overlap),
-                            drop_incomplete=args.drop_incomplete, force=args.force)
+                            drop_incomplete=args.drop_incomplete, force=args.force,
+                            dark=args.dark, flat=args.flat)
     result = quantify_study(args.run, args.stacks, args.out, config, workers=args.workers,
                             scheduler=args.scheduler, progress=not args.quiet)
     for outcome in result.outcomes:
@@ -602,30 +605,104 @@ def _add_quantify(commands) -> None:
     quantify.add_argument("run", help="a run folder written by train (or its model.keras)")
     quantify.add_argument("stacks", nargs="+", metavar="STACK", help="acquisition TIFF stack(s)")
     quantify.add_argument("--out", required=True, help="output folder, e.g. results/study1")
-    quantify.add_argument("--lasers", type=int, default=defaults.split.lasers,
-                          help=f"lasers the stacks cycle through (default: {defaults.split.lasers})")
-    quantify.add_argument("--offset", type=int, default=defaults.split.offset,
-                          help="index of the first frame taken with laser 1 (default: 0)")
-    quantify.add_argument("--model-input", type=_int_tuple, metavar="L[,L,L]",
-                          help="lasers making the model's input, 1-based: 1, or 1,2,3 for a "
-                               "composite (default: what the run was trained on)")
-    quantify.add_argument("--interval", type=float, metavar="SECONDS",
-                          help="seconds between laser cycles (default: from the TIFF's timing "
-                               "metadata)")
+    _add_acquisition_options(quantify, defaults)
     quantify.add_argument("--background", metavar="ORGAN",
                           help="an organ of the run used as background (default: body pixels "
                                "outside every organ)")
-    quantify.add_argument("--workers", type=int, default=1,
-                          help="local Dask worker processes for several stacks (default: 1)")
-    quantify.add_argument("--scheduler", metavar="tcp://HOST:PORT",
-                          help="use this running Dask scheduler instead of a local cluster")
+    _add_cluster_options(quantify)
     _add_tiling_options(quantify, predict_defaults)
     quantify.add_argument("--drop-incomplete", action="store_true",
                           help="accept a stack that stops mid-cycle, leaving out the incomplete "
                                "last cycle (otherwise refused: it often means wrong --lasers)")
     quantify.add_argument("--force", action="store_true",
                           help="quantify again stacks whose results exist")
+    _add_calibration_options(quantify)
     quantify.set_defaults(handler=_cmd_quantify)
+
+
+def _add_acquisition_options(parser: argparse.ArgumentParser, defaults) -> None:
+    """How the stacks are read (``quantify`` and ``study``): lasers, offset, model input,
+    cycle interval."""
+    parser.add_argument("--lasers", type=int, default=defaults.split.lasers,
+                        help=f"lasers the stacks cycle through (default: {defaults.split.lasers})")
+    parser.add_argument("--offset", type=int, default=defaults.split.offset,
+                        help="index of the first frame taken with laser 1 (default: 0)")
+    parser.add_argument("--model-input", type=_int_tuple, metavar="L[,L,L]",
+                        help="lasers making the model's input, 1-based: 1, or 1,2,3 for a "
+                             "composite (default: what the run was trained on)")
+    parser.add_argument("--interval", type=float, metavar="SECONDS",
+                        help="seconds between laser cycles (default: from the TIFF's timing "
+                             "metadata)")
+
+
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """``--workers`` and ``--scheduler``: where several stacks are quantified."""
+    parser.add_argument("--workers", type=int, default=1,
+                        help="local Dask worker processes for several stacks (default: 1)")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                        help="use this running Dask scheduler instead of a local cluster")
+
+
+def _add_calibration_options(parser: argparse.ArgumentParser) -> None:
+    """``--dark`` and ``--flat``: camera corrections before measuring."""
+    parser.add_argument("--dark", metavar="FILE",
+                        help="dark frame subtracted before measuring: one frame, one per laser, "
+                             "or a dark stack (averaged); default: raw counts")
+    parser.add_argument("--flat", metavar="FILE",
+                        help="flat field divided out before measuring (one frame or one per "
+                             "laser, normalised to mean 1); default: none")
+
+
+def _add_study(commands) -> None:
+    """Declare the ``study`` command and its arguments."""
+    from unetlib.core.config import AUC_METHODS, STUDY_TESTS, QuantifyConfig
+
+    defaults = QuantifyConfig()
+    study = commands.add_parser(
+        "study", help="quantify every mouse of a study and compare the groups",
+        description="Read SHEET (study.csv: stack, mouse, group, optional injection_s and any "
+                    "other columns), quantify every stack not yet quantified with RUN into "
+                    "OUT/stacks/ (as quantify does; on a local Dask cluster with --workers or a "
+                    "running one with --scheduler), then analyse the study into OUT: nca.csv "
+                    "(per mouse x organ x laser: F0, peak dF, time of peak, AUC, terminal "
+                    "half-life and AUC to infinity by PKNCA's rules, mean SBR, flagged cycles), "
+                    "groups.csv (group mean, SD, SEM and n of dF over time), compare.csv (each "
+                    "group against --reference: ratio of means with a 95% Fieller interval, a "
+                    "two-sided test, Holm-adjusted p over the table) and study.json. Stacks that "
+                    "fail are named and left out; the exit status is their number.")
+    study.add_argument("sheet", help="the study sheet, study.csv (stack paths relative to it)")
+    study.add_argument("--run", required=True, help="a run folder written by train")
+    study.add_argument("--out", required=True, help="output folder, e.g. results/study1")
+    _add_acquisition_options(study, defaults)
+    _add_cluster_options(study)
+    _add_calibration_options(study)
+    study.add_argument("--reference", metavar="GROUP",
+                       help="the group the others are compared with (default: the sheet's first)")
+    study.add_argument("--test", choices=STUDY_TESTS, default="welch",
+                       help="two-sided Welch t-test or Mann-Whitney U test (default: welch)")
+    study.add_argument("--auc", choices=AUC_METHODS, default="linear",
+                       help="trapezoids, or log trapezoids where the curve falls (default: linear)")
+    study.set_defaults(handler=_cmd_study)
+
+
+def _cmd_study(args: argparse.Namespace) -> int:
+    from unetlib.core.config import QuantifyConfig, SplitConfig, StudyConfig
+    from unetlib.study.workflow import run_study
+
+    quantify = QuantifyConfig(split=SplitConfig(lasers=args.lasers, offset=args.offset),
+                              model_input=args.model_input, interval_s=args.interval,
+                              dark=args.dark, flat=args.flat)
+    config = StudyConfig(reference=args.reference, test=args.test, auc=args.auc)
+    result = run_study(args.sheet, args.run, args.out, quantify, config, workers=args.workers,
+                       scheduler=args.scheduler, progress=not args.quiet)
+    analysis = result.analysis
+    print(f"{len(analysis.nca)} curves of {len({row['mouse'] for row in analysis.nca})} mice: "
+          f"{analysis.out_dir / 'nca.csv'}")
+    print(f"group curves: {analysis.out_dir / 'groups.csv'}")
+    print(f"comparisons: {analysis.out_dir / 'compare.csv'}")
+    for mouse, why in analysis.left_out.items():
+        print(f"error: {mouse} left out of the analysis: {why}", file=sys.stderr)
+    return min(len(analysis.left_out), 100)
 
 
 def _add_evaluate(commands) -> None:
@@ -711,7 +788,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only print warnings and errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_demo_stack, _add_split_stack, _add_pick_frames, _add_check_masks,
-                _add_train, _add_crossval, _add_predict, _add_evaluate, _add_quantify, _add_export,
+                _add_train, _add_crossval, _add_predict, _add_evaluate, _add_quantify, _add_study, _add_export,
                 _add_run_notebooks, _add_demo):
         add(commands)
     return parser
@@ -787,6 +864,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         handlers=[handler])
     previous_showwarning = warnings.showwarning
     warnings.showwarning = _OneLineWarnings()
+    interrupts.install()
     try:
         return args.handler(args)
     except Interrupted as error:

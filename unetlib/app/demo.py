@@ -64,7 +64,7 @@ def organ_demo_training() -> TrainConfig:
     colours separate them.
     """
     return TrainConfig(model=model_preset("default"), epochs=16, steps_per_epoch=40,
-                       pipeline=PipelineConfig(patch_size=128), verbose=2)
+                       pipeline=PipelineConfig(patch_size=128))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,8 +92,7 @@ class DemoConfig:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     train_count: int = 15
     test_count: int = 5
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps_per_epoch=DEMO_STEPS,
-                                                                   verbose=2))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps_per_epoch=DEMO_STEPS))
     organ_train: TrainConfig = field(default_factory=organ_demo_training)
     target_dice: float = 0.90
     target_curve_error: float = 0.05
@@ -297,7 +296,7 @@ def run_demo(out_dir: str | os.PathLike[str], config: DemoConfig = DemoConfig())
         started = time.monotonic()
         data_dir = result.data_dirs[name]
         run = train(data_dir, out_dir / "runs" / run_name,
-                    config.organ_train if name in ORGAN_FOLDERS else config.train)
+                    config.organ_train if name in ORGAN_FOLDERS else config.train, verbose=2)
         results_dir = data_dir / "results"
         predict_folder(run.run_dir, data_dir / "test", results_dir, overwrite=True,
                        progress=False)

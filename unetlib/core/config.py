@@ -184,6 +184,13 @@ class SyntheticConfig:
         Hard preset: the mouse's rotation in the frame.
     pose_scale : float
         Hard preset: the mouse's size (1: the reference mouse).
+    injection_cycle : float
+        The dye arrives at this cycle: before it every organ shows its baseline (the
+        default 0 is the demo's acquisition, started at the injection).
+    dye_changes : tuple of (str, float, float)
+        ``(organ, amplitude factor, clearance factor)``: this mouse takes up that much more
+        dye in the organ (1: as the reference mouse) and clears it that much more slowly;
+        a study's group effects and the spread between mice.
     """
 
     cycles: int = 30
@@ -202,6 +209,8 @@ class SyntheticConfig:
     pose_shift: tuple[float, float] = (0.0, 0.0)
     pose_angle_degrees: float = 0.0
     pose_scale: float = 1.0
+    injection_cycle: float = 0.0
+    dye_changes: tuple[tuple[str, float, float], ...] = ()
 
     def validate(self) -> "SyntheticConfig":
         _require(isinstance(self.cycles, int) and 1 <= self.cycles <= 100_000, "cycles",
@@ -231,6 +240,12 @@ class SyntheticConfig:
         _require(-45.0 <= self.pose_angle_degrees <= 45.0, "pose_angle_degrees",
                  self.pose_angle_degrees, "-45 to 45")
         _require(0.7 <= self.pose_scale <= 1.3, "pose_scale", self.pose_scale, "0.7 to 1.3")
+        _require(0.0 <= self.injection_cycle < self.cycles, "injection_cycle",
+                 self.injection_cycle, f"0 to cycles ({self.cycles})")
+        _require(all(len(change) == 3 and isinstance(change[0], str)
+                     and 0.1 <= change[1] <= 10.0 and 0.1 <= change[2] <= 10.0
+                     for change in self.dye_changes), "dye_changes", self.dye_changes,
+                 "(organ name, amplitude factor 0.1-10, clearance factor 0.1-10) triples")
         _require_seed(self.seed)
         return self
 
@@ -609,7 +624,11 @@ LOSSES = ("auto", *BINARY_LOSSES, *ORGAN_LOSSES)
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """Everything a training run uses; stored in the run folder's ``config.json``.
+    """Everything a training run computes with; stored in the run folder's ``config.json``.
+
+    How a call treats its run folder and how much it prints (resume, force, verbose) are
+    not part of it: they are arguments of :func:`unetlib.runs.train.train`, so two runs
+    of equal configs are the same request however they were started.
 
     Attributes
     ----------
@@ -646,14 +665,8 @@ class TrainConfig:
         50 steps can take 4 minutes, thus keeps its best model about this often. 0: only
         whole epochs. Without a budget nothing pauses, so validation never depends on
         the machine's speed.
-    resume : bool
-        Continue an interrupted run in ``out_dir`` from its last checkpoint.
-    force : bool
-        Replace an existing run folder.
     threshold_grid : tuple of float
         Thresholds tried when calibrating the decision threshold on the validation frames.
-    verbose : int
-        Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.
     init_from : str or None
         Fine-tune: start from this trained run (folder or ``.keras`` file) instead of
         random weights. Its architecture and normalisation are kept; its channels and
@@ -677,10 +690,7 @@ class TrainConfig:
     deterministic: bool = False
     max_minutes: float | None = None
     checkpoint_minutes: float = 1.0
-    resume: bool = False
-    force: bool = False
     threshold_grid: tuple[float, ...] = tuple(round(0.1 + 0.05 * i, 2) for i in range(17))
-    verbose: int = 1
     init_from: str | None = None
     freeze_encoder_epochs: int = 0
     holdout: tuple[str, ...] = ()
@@ -726,7 +736,6 @@ class TrainConfig:
         _require(len(self.threshold_grid) >= 1
                  and all(0.0 < value < 1.0 for value in self.threshold_grid),
                  "threshold_grid", self.threshold_grid, "thresholds strictly between 0 and 1")
-        _require(self.verbose in (0, 1, 2), "verbose", self.verbose, "0, 1 or 2")
         _require(isinstance(self.freeze_encoder_epochs, int)
                  and 0 <= self.freeze_encoder_epochs < self.epochs, "freeze_encoder_epochs",
                  self.freeze_encoder_epochs, f"a whole number from 0 to epochs - 1 ({self.epochs - 1})")
@@ -753,15 +762,11 @@ class CrossvalConfig:
         ``train.pipeline.seed``), so a resumed cross-validation holds out the same frames.
     train : TrainConfig
         How each fold trains; ``max_minutes`` is per fold, ``holdout`` is set per fold.
-    force : bool
-        Replace fold runs made with other parameters or folds (finished folds of the
-        same request are always reused).
     """
 
     folds: int = 5
     seed: int = 0
     train: TrainConfig = field(default_factory=TrainConfig)
-    force: bool = False
 
     def validate(self) -> "CrossvalConfig":
         _require(isinstance(self.folds, int) and 2 <= self.folds <= 100, "folds", self.folds,
@@ -842,6 +847,13 @@ class QuantifyConfig:
         otherwise mix lasers silently.
     force : bool
         Quantify again stacks whose results exist (otherwise a finished stack is skipped).
+    dark : str or None
+        A dark frame (the camera's counts without light) subtracted from every frame before
+        measuring: one frame, one per laser, or a dark stack averaged
+        (:mod:`unetlib.data.calibration`). None: raw counts, dark offset included.
+    flat : str or None
+        A flat field (one frame, or one per laser) divided out before measuring, after
+        normalising it to mean 1: uneven illumination and vignetting. None: not corrected.
     """
 
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -857,6 +869,8 @@ class QuantifyConfig:
     qc_tolerance: float = 0.3
     drop_incomplete: bool = False
     force: bool = False
+    dark: str | None = None
+    flat: str | None = None
 
     def validate(self) -> "QuantifyConfig":
         self.split.validate()
@@ -914,4 +928,99 @@ class ExportConfig:
                  "authors", list(self.authors), "at least one author name, without '/'")
         _require(bool(str(self.license).strip()), "license", self.license,
                  "an SPDX licence identifier such as CC-BY-4.0")
+        return self
+
+
+# Two-sided tests of one parameter between two groups of mice; AUC rules of NCA (PKNCA's
+# names: "linear", and "lin up/log down" written as a flag value).
+STUDY_TESTS = ("welch", "mannwhitney")
+AUC_METHODS = ("linear", "linear-up-log-down")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyConfig:
+    """How a study's curves become one value per mouse, then group comparisons
+    (:mod:`unetlib.study.analysis`).
+
+    Attributes
+    ----------
+    reference : str or None
+        The group every other group is compared with; None: the first group of the sheet.
+    test : {"welch", "mannwhitney"}
+        Two-sided Welch t-test (unequal variances) or Mann-Whitney U test per parameter.
+    auc : {"linear", "linear-up-log-down"}
+        Trapezoids throughout, or logarithmic trapezoids where the curve falls (PKNCA's
+        "lin up/log down", closer to the area of an exponential decay).
+    min_terminal_points : int
+        Fewest last points a terminal-phase fit may use (PKNCA's ``min.hl.points``, 3).
+    adj_r2_factor : float
+        Fits whose adjusted R² is within this of the best count as equally good, and the
+        one with the most points among them is taken (PKNCA's ``adj.r.squared.factor``).
+    confidence : float
+        Level of the ratio's confidence interval.
+    """
+
+    reference: str | None = None
+    test: str = "welch"
+    auc: str = "linear"
+    min_terminal_points: int = 3
+    adj_r2_factor: float = 1e-4
+    confidence: float = 0.95
+
+    def validate(self) -> "StudyConfig":
+        _require(self.test in STUDY_TESTS, "test", self.test, f"one of {STUDY_TESTS}")
+        _require(self.auc in AUC_METHODS, "auc", self.auc, f"one of {AUC_METHODS}")
+        _require(isinstance(self.min_terminal_points, int) and self.min_terminal_points >= 3,
+                 "min_terminal_points", self.min_terminal_points, "a whole number >= 3")
+        _require(0.0 <= self.adj_r2_factor < 0.1, "adj_r2_factor", self.adj_r2_factor,
+                 "from 0 to 0.1")
+        _require(0.5 <= self.confidence < 1.0, "confidence", self.confidence, "from 0.5 to 1")
+        return self
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticStudyConfig:
+    """A synthetic study (:mod:`unetlib.data.synthetic_study`): mice in groups, a known effect.
+
+    Attributes
+    ----------
+    groups : tuple of (str, int)
+        Each group's name and number of mice, in the sheet's order (the first is the
+        reference).
+    effect : (str, str, float)
+        ``(group, organ, factor)``: that group's mice take up ``factor`` times the dye in
+        that organ; every other organ and group is alike (no effect to find).
+    mouse : SyntheticConfig
+        The acquisition of every mouse (size, cycles, preset); each mouse gets its own
+        seed, its own lie in the frame and injection cycle.
+    injection_cycles : (int, int)
+        Each mouse is injected at a cycle drawn from this range (inclusive).
+    between_mice : float
+        Relative SD of every organ's uptake and clearance between mice of one group.
+    seed : int
+        Seeds the whole study (mice, injections, spread).
+    """
+
+    groups: tuple[tuple[str, int], ...] = (("control", 6), ("treated", 6))
+    effect: tuple[str, str, float] = ("treated", "kidney", 1.6)
+    mouse: SyntheticConfig = field(default_factory=lambda: SyntheticConfig(cycles=24, height=96,
+                                                                           width=128))
+    injection_cycles: tuple[int, int] = (3, 6)
+    between_mice: float = 0.06
+    seed: int = 0
+
+    def validate(self) -> "SyntheticStudyConfig":
+        _require(len(self.groups) >= 1 and all(isinstance(name, str) and name and
+                                               isinstance(count, int) and 1 <= count <= 200
+                                               for name, count in self.groups)
+                 and len({name for name, _ in self.groups}) == len(self.groups),
+                 "groups", self.groups, "distinct (name, 1 to 200 mice) pairs")
+        _require(self.effect[0] in {name for name, _ in self.groups} and 0.1 <= self.effect[2] <= 10,
+                 "effect", self.effect, "(a group of the study, an organ, a factor from 0.1 to 10)")
+        low, high = self.injection_cycles
+        _require(0 <= low <= high < self.mouse.cycles - 3, "injection_cycles",
+                 self.injection_cycles, f"a range within 0 and cycles - 4 ({self.mouse.cycles - 4})")
+        _require(0.0 <= self.between_mice <= 0.5, "between_mice", self.between_mice, "0 to 0.5")
+        _require_seed(self.seed)
+        self.mouse.validate()
         return self

@@ -268,19 +268,70 @@ def damaged_tiff_error(path: Path, problem: str) -> InputError:
                                "copy finished."))
 
 
+REPLACE_FIX = "Choose another output or pass --force to replace it."
+
+
+def refuse_existing(paths: Iterable[str | os.PathLike[str]], *, overwrite: bool = False,
+                    folder: str | os.PathLike[str] | None = None, fix: str = REPLACE_FIX) -> None:
+    """Raise :class:`OutputError` when any of ``paths`` exists, unless ``overwrite``.
+
+    The one place that decides "this would replace something of yours": every step calls it
+    before long work, so nothing is overwritten without ``--force`` and the refusal reads
+    alike everywhere.
+
+    Parameters
+    ----------
+    paths : iterable of path-like
+        Where the step is about to write (files or folders).
+    overwrite : bool
+        Replacing is allowed (``--force``): nothing is checked.
+    folder : path-like, optional
+        The output folder the paths lie in: the message then names the folder and the
+        entries it already holds (``out: already holds laser1, manifest.csv``) rather than
+        the first file.
+    fix : str
+        What the user can do instead, ending the message.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> out = Path(tempfile.mkdtemp())
+    >>> (out / "a.png").touch()
+    >>> refuse_existing([out / "a.png", out / "b.png"], overwrite=True)  # --force: allowed
+    >>> try:
+    ...     refuse_existing([out / "a.png", out / "b.png"], folder=out)
+    ... except OutputError as error:
+    ...     print(str(error).replace(str(out), "OUT"))
+    OUT: already holds a.png. Choose another output or pass --force to replace it.
+    """
+    if overwrite:
+        return
+    existing = [Path(path) for path in paths if Path(path).exists() or Path(path).is_symlink()]
+    if not existing:
+        return
+    if folder is not None:
+        folder = Path(folder)
+        names = [str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
+                 for path in existing]
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise OutputError(describe(folder, f"already holds {shown}", fix))
+    more = f" (and {len(existing) - 1} more of the outputs)" if len(existing) > 1 else ""
+    raise OutputError(describe(existing[0], f"already exists{more}", fix))
+
+
 def check_output_file(path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
     """Return ``path`` if a file may be written there, else raise :class:`OutputError`.
 
     A folder is never a file's destination, and an existing file is only replaced with
-    ``overwrite``: call this before long work whose result goes to ``path``.
+    ``overwrite`` (:func:`refuse_existing`): call this before long work whose result goes
+    to ``path``.
     """
     path = Path(path)
     if path.is_dir():
         raise OutputError(describe(path, "is a folder, not a file",
                                    "Give a file name for this output."))
-    if (path.exists() or path.is_symlink()) and not overwrite:
-        raise OutputError(describe(path, "already exists",
-                                   "Choose another output or pass --force to replace it."))
+    refuse_existing([path], overwrite=overwrite)
     return path
 
 

@@ -23,12 +23,23 @@ from pathlib import Path
 import numpy as np
 
 from unetlib.core.config import PickConfig, SplitConfig
-from unetlib.core.errors import InputError, OutputError, ParameterError, UnetlibWarning
-from unetlib.core.io import ensure_folder, file_sha256, read_csv, read_image, write_csv, write_image
+from unetlib.core.errors import InputError, ParameterError, UnetlibWarning
+from unetlib.core.io import (
+    ensure_folder,
+    file_sha256,
+    read_csv,
+    read_image,
+    refuse_existing,
+    write_csv,
+    write_image,
+)
 from unetlib.core.locking import output_lock
 from unetlib.data.stack import LaserStack, display_scale, load_stack
 
 logger = logging.getLogger(__name__)
+
+_KEEP_FRAMES_FIX = ("Picking would overwrite your frames: move them away, choose another data folder, "
+                    "or pass --force.")
 
 # ``sha256`` is the written frame's content: check-masks refuses a frame that changed since
 # it was picked, as its mask was drawn on another image.
@@ -194,7 +205,8 @@ def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[
     # A mask belongs to the frame it was drawn on: where a frame changes, its mask goes too.
     orphaned = [mask for target, same in zip(targets, unchanged) if not same
                 for mask in _masks_of(masks_dir, target.stem)] if config.subset == "train" else []
-    _refuse_existing([*targets, *previews, table, *orphaned], force=config.force)
+    refuse_existing([*targets, *previews, table, *orphaned], overwrite=config.force,
+                    folder=data_dir, fix=_KEEP_FRAMES_FIX)
 
     with output_lock(data_dir):
         if orphaned:
@@ -242,7 +254,7 @@ def append_frames(stack: LaserStack, data_dir: Path, cycles: list[int], lasers: 
     stems = [str(first + index) for index in range(len(cycles))]
     targets = [frames_dir / f"{stem}{suffix}" for stem in stems]
     previews = [annotate_dir / f"{stem}.png" for stem in stems]
-    _refuse_existing([*targets, *previews], force=False)
+    refuse_existing([*targets, *previews], folder=data_dir, fix=_KEEP_FRAMES_FIX)
     rows = [{"stem": stem, "file": target.name, "cycle": str(cycle),
              "lasers": " ".join(map(str, lasers)),
              "stack_frames": " ".join(str(int(stack.frame_numbers[cycle, n - 1])) for n in lasers),
@@ -390,10 +402,3 @@ def _already_picked(table: Path, rows: list[dict[str, str]], files: list[Path]) 
         {key: row[key] for key in identity} for row in rows]
 
 
-def _refuse_existing(paths: list[Path], *, force: bool) -> None:
-    existing = [path for path in paths if path.exists()]
-    if existing and not force:
-        shown = ", ".join(str(path) for path in existing[:3])
-        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
-        raise OutputError(f"{shown}{more}: already exist(s); picking would overwrite your frames. "
-                          "Move them away, choose another data folder, or pass --force.")

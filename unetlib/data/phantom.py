@@ -20,12 +20,14 @@ writes the stacks.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
 from unetlib.core.config import SyntheticConfig
+from unetlib.core.errors import ParameterError
 
 __all__ = ["BODY_GAIN", "DEMO_ORGANS", "DemoScene", "HARD_ORGANS", "HardScene", "Organ",
            "dye_level", "organs_of", "scene_for"]
@@ -43,6 +45,7 @@ class Organ:
     uptake_cycles: float  # time constant of dye uptake
     clearance_cycles: float  # time constant of dye clearance (inf: accumulates)
     baseline: float  # fraction of the peak signal before any dye arrives
+    dye_amplitude: float = 1.0  # this mouse's uptake relative to the reference mouse
 
 
 DEMO_ORGANS: tuple[Organ, ...] = (
@@ -80,8 +83,23 @@ HARD_VIGNETTING = 0.35  # fraction of light lost in the frame's corners
 
 
 def organs_of(config: SyntheticConfig) -> tuple[Organ, ...]:
-    """The organs of the config's preset, in label order (value ``k`` is the k-th)."""
-    return HARD_ORGANS if config.preset == "hard" else DEMO_ORGANS
+    """The organs of the config's preset, in label order (value ``k`` is the k-th), with
+    the config's ``dye_changes`` applied to their kinetics.
+
+    Raises
+    ------
+    ParameterError
+        A dye change names no organ of the preset.
+    """
+    organs = HARD_ORGANS if config.preset == "hard" else DEMO_ORGANS
+    changes = {name: (amplitude, clearance) for name, amplitude, clearance in config.dye_changes}
+    unknown = sorted(set(changes) - {organ.name for organ in organs})
+    if unknown:
+        raise ParameterError(f"dye_changes name {', '.join(unknown)}, not an organ of the "
+                             f"{config.preset} preset ({', '.join(o.name for o in organs)}).")
+    return tuple(dataclasses.replace(organ, dye_amplitude=changes[organ.name][0],
+                                     clearance_cycles=organ.clearance_cycles * changes[organ.name][1])
+                 if organ.name in changes else organ for organ in organs)
 
 
 def scene_for(config: SyntheticConfig) -> "DemoScene | HardScene":
@@ -90,10 +108,13 @@ def scene_for(config: SyntheticConfig) -> "DemoScene | HardScene":
 
 
 def dye_level(organ: Organ, cycle: float) -> float:
-    """Relative dye signal of ``organ`` at a time in laser cycles: uptake, then clearance."""
+    """Relative dye signal of ``organ`` at a time in laser cycles since the injection:
+    the baseline before it, then uptake and clearance."""
+    cycle = max(cycle, 0.0)
     uptake = 1.0 - np.exp(-cycle / organ.uptake_cycles)
     clearance = np.exp(-cycle / organ.clearance_cycles) if np.isfinite(organ.clearance_cycles) else 1.0
-    return float(organ.baseline + (1.0 - organ.baseline) * uptake * clearance)
+    return float(organ.baseline
+                 + (1.0 - organ.baseline) * organ.dye_amplitude * uptake * clearance)
 
 
 def _soft_edge(distance: np.ndarray, width: float) -> np.ndarray:
@@ -121,7 +142,7 @@ class DemoScene:
 
     def __init__(self, config: SyntheticConfig) -> None:
         self.config = config
-        self.organs = DEMO_ORGANS
+        self.organs = organs_of(config)
         height, width = config.height, config.width
         self.yy, self.xx = np.mgrid[0:height, 0:width].astype(np.float32)
         body_distance = self._ellipse_distance((0.5, 0.5), (0.33, 0.42), 8.0, 0.0, 0.0)
@@ -152,7 +173,7 @@ class DemoScene:
         return [self._ellipse_distance((o.centre[0] + dy, o.centre[1] + dx),
                                        (o.radii[0] * grow, o.radii[1] * grow),
                                        o.angle_degrees, scale, shift)
-                for o in DEMO_ORGANS]
+                for o in self.organs]
 
     def expected_counts(self, frame_index: int) -> tuple[np.ndarray, np.ndarray]:
         """Noise-free expected counts of one frame (float32, no dark offset) and its labels."""
@@ -162,9 +183,9 @@ class DemoScene:
         signal = self.body * BODY_GAIN[laser % len(BODY_GAIN)]
         labels = np.zeros((config.height, config.width), dtype=np.uint8)
         for number, (organ, distance) in enumerate(
-                zip(DEMO_ORGANS, self.organ_distances(frame_index)), 1):
+                zip(self.organs, self.organ_distances(frame_index)), 1):
             level = (config.organ_contrast * organ.laser_gain[laser % len(organ.laser_gain)]
-                     * dye_level(organ, cycle))
+                     * dye_level(organ, cycle - config.injection_cycle))
             signal = np.maximum(signal, level * _soft_edge(distance, width=1.5))
             labels[distance < 0] = number
         return (signal * self.texture * config.max_count).astype(np.float32), labels
@@ -181,7 +202,7 @@ class HardScene:
 
     def __init__(self, config: SyntheticConfig) -> None:
         self.config = config
-        self.organs = HARD_ORGANS
+        self.organs = organs_of(config)
         height, width = config.height, config.width
         self.yy, self.xx = np.mgrid[0:height, 0:width].astype(np.float32)
         rng = np.random.default_rng([config.seed, 2**31 - 2])
@@ -189,7 +210,7 @@ class HardScene:
         self.organ_texture = 1.0 + HARD_ORGAN_TEXTURE * _smooth_noise(rng, height, width, (42, 52))
         # Each organ's outline: harmonics 2-4 of the angle with this mouse's phases.
         self.harmonics = [(rng.uniform(0.3, 1.0, 3) * HARD_ORGAN_IRREGULARITY,
-                           rng.uniform(0.0, 2.0 * np.pi, 3)) for _ in HARD_ORGANS]
+                           rng.uniform(0.0, 2.0 * np.pi, 3)) for _ in self.organs]
         centre_y, centre_x = (height - 1) / 2.0, (width - 1) / 2.0
         corner = np.hypot(centre_y, centre_x)
         radius = np.hypot(self.yy - centre_y, self.xx - centre_x) / corner
@@ -245,13 +266,13 @@ class HardScene:
         breath_scale = 1.0 + HARD_BREATHING_SCALE * np.sin(phase)
         breath_shift = HARD_BREATHING_SHIFT * np.sin(phase)
         labels = np.zeros((config.height, config.width), dtype=np.uint8)
-        for number, (organ, harmonics) in enumerate(zip(HARD_ORGANS, self.harmonics), 1):
+        for number, (organ, harmonics) in enumerate(zip(self.organs, self.harmonics), 1):
             centre = (organ.centre[0] + breath_shift, organ.centre[1])
             radii = (organ.radii[0] * breath_scale, organ.radii[1] * breath_scale)
             distance = self._distance(mouse_y, mouse_x, centre, radii, organ.angle_degrees,
                                       harmonics)
             level = (config.organ_contrast * organ.laser_gain[laser % len(organ.laser_gain)]
-                     * dye_level(organ, cycle))
+                     * dye_level(organ, cycle - config.injection_cycle))
             inside = _soft_edge(distance, width=1.0)
             signal = signal * (1.0 - inside) + level * organ_texture * inside
             labels[distance < 0] = number

@@ -28,8 +28,7 @@ import numpy as np
 import tifffile
 
 from unetlib.core.config import SyntheticConfig
-from unetlib.core.errors import OutputError, describe
-from unetlib.core.io import atomic_path, read_csv, read_image, write_image
+from unetlib.core.io import atomic_path, read_csv, read_image, refuse_existing, write_image
 from unetlib.core.resources import require_disk, require_memory
 from unetlib.data import organs as organ_tables
 from unetlib.data.phantom import (
@@ -266,10 +265,7 @@ def write_synthetic_stack(stack_path: str | os.PathLike[str],
     config.validate()
     stack_path = Path(stack_path)
     truth = Path(truth_path) if truth_path is not None else None
-    for path in (stack_path, truth):
-        if path is not None and path.exists() and not overwrite:
-            raise OutputError(describe(path, "already exists",
-                                       "Choose another output or pass --force to replace it."))
+    refuse_existing([path for path in (stack_path, truth) if path is not None], overwrite=overwrite)
     count = config.cycles * config.lasers
     needed = count * config.height * config.width * (2 + (1 if truth is not None else 0))
     require_disk(needed, stack_path.parent, f"a synthetic stack of {count} frames of "

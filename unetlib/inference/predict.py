@@ -36,6 +36,7 @@ from unetlib.core.io import (
     missing_file_error,
     progress_bar,
     read_image,
+    refuse_existing,
     write_image,
 )
 from unetlib.core.locking import output_lock
@@ -263,10 +264,8 @@ def predict_folder(model_or_run: Any, input_path: str | os.PathLike[str],
                             out_dir, input_path)
                 organ_table = [out_dir / ORGANS_FILE] if run.organs is not None else []
                 return organ_table + outputs
-            if existing:
-                raise OutputError(describe(existing[0], f"already exists ({len(existing)} of "
-                                           "the outputs do)", "Choose another output folder or "
-                                           "pass --force to replace them."))
+            refuse_existing(existing, fix="Choose another output folder or pass --force to "
+                            "replace them.")
         written: list[Path] = []
         if run.organs is not None:
             written += _write_organ_table_beside(out_dir, run.organs, overwrite=overwrite)

@@ -25,8 +25,8 @@ import numpy as np
 
 from unetlib.core._tensorflow import tf
 from unetlib.core.config import AugmentConfig, NormalizeConfig, PipelineConfig
-from unetlib.core.errors import InputError, OutputError, ParameterError, describe
-from unetlib.core.io import read_image, staged_folder, write_image
+from unetlib.core.errors import InputError, ParameterError, describe
+from unetlib.core.io import read_image, refuse_existing, staged_folder, write_image
 from unetlib.data.dataset import check_pairs
 from unetlib.data.masks import read_labels, read_mask
 from unetlib.data.normalize import normalize_image
@@ -378,9 +378,9 @@ def write_augmented_pairs(pairs: Sequence[Pair], out_dir: str | os.PathLike[str]
         When ``out_dir`` exists and is not empty and ``force`` is false.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not force:
-        raise OutputError(describe(out_dir, "already holds augmented pairs",
-                                   "Choose another folder or pass force to replace them."))
+    if out_dir.is_dir():
+        refuse_existing(list(out_dir.iterdir()), overwrite=force, folder=out_dir,
+                        fix="Choose another folder or pass force to replace them.")
     images, masks = take_samples(pairs, pipeline, augment, count=count, seed=seed)
     written = []
     with staged_folder(out_dir) as staging:

@@ -112,7 +112,8 @@ def assign_folds(stems: list[str], folds: int, seed: int) -> list[list[str]]:
 
 
 def crossvalidate(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
-                  config: CrossvalConfig | None = None) -> CrossvalResult:
+                  config: CrossvalConfig | None = None, *, force: bool = False,
+                  verbose: int = 0) -> CrossvalResult:
     """Cross-validate training on ``data_dir`` into ``out_dir``.
 
     Parameters
@@ -123,6 +124,11 @@ def crossvalidate(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
         The cross-validation folder (created); see the module docstring for its files.
     config : CrossvalConfig
         K, the fold seed, and how each fold trains (``max_minutes`` per fold).
+    force : bool
+        Replace fold runs made with other parameters or folds (finished folds of the same
+        request are always reused).
+    verbose : {0, 1, 2}
+        Each fold's Keras progress output (0: silent, the default).
 
     Returns
     -------
@@ -147,14 +153,15 @@ def crossvalidate(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
     pairs = load_pairs(data_dir, normalize=config.train.normalize)
     folds = assign_folds([pair.stem for pair in pairs], config.folds, config.seed)
     with output_lock(out_dir):
-        _record_folds(out_dir / "folds.csv", folds, force=config.force)
+        _record_folds(out_dir / "folds.csv", folds, force=force)
         run_dirs, trained = [], []
         try:
             for fold, held_out in enumerate(folds):
                 run_dir = out_dir / f"fold{fold}"
                 logger.info("fold %d of %d: holding out frames %s", fold + 1, len(folds),
                             held_out)
-                if _train_fold(train, data_dir, run_dir, config, held_out):
+                if _train_fold(train, data_dir, run_dir, config, held_out, force=force,
+                               verbose=verbose):
                     trained.append(fold)
                 run_dirs.append(run_dir)
         except Interrupted:
@@ -174,29 +181,23 @@ def crossvalidate(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
 
 
 def _train_fold(train, data_dir: Path, run_dir: Path, config: CrossvalConfig,
-                held_out: list[str]) -> bool:
+                held_out: list[str], *, force: bool, verbose: int) -> bool:
     """Train (or reuse, or resume) one fold's run; True unless a finished run was reused.
 
     ``force`` replaces a fold run only when it differs from this request: an identical
     finished fold is reused even then, so ``--force`` never throws away equal work.
     """
-    fold_config = dataclasses.replace(config.train, holdout=tuple(held_out), force=False,
-                                      resume=_interrupted_run(run_dir))
-    finished_before = RunFolder(run_dir).status == FINISHED
+    fold_config = dataclasses.replace(config.train, holdout=tuple(held_out))
+    status = RunFolder(run_dir).status
     try:
-        train(data_dir, run_dir, fold_config)
+        train(data_dir, run_dir, fold_config, resume=status == RESUMABLE, verbose=verbose)
     except OutputError:
-        if not (config.force and finished_before):
+        if not (force and status == FINISHED):
             raise
         logger.warning("%s holds a fold run of other parameters: replacing it", run_dir)
-        train(data_dir, run_dir, dataclasses.replace(fold_config, force=True, resume=False))
+        train(data_dir, run_dir, fold_config, force=True, verbose=verbose)
         return True
-    return not finished_before or fold_config.resume
-
-
-def _interrupted_run(run_dir: Path) -> bool:
-    """True when ``run_dir`` holds a run interrupted after a complete epoch (to resume)."""
-    return RunFolder(run_dir).status == RESUMABLE
+    return status != FINISHED
 
 
 def _record_folds(path: Path, folds: list[list[str]], *, force: bool) -> None:
@@ -292,7 +293,7 @@ def _write_outputs(out_dir: Path, config: CrossvalConfig, data_dir: Path,
     with atomic_path(out_dir / "crossval.png", overwrite=True) as temporary:
         figure.savefig(temporary, format="png")
     train = {key: value for key, value in to_dict(config.train).items()
-             if key not in ("holdout", "force", "resume", "verbose")}
+             if key != "holdout"}
     write_json(out_dir / "crossval.json",
                {"data_dir": str(data_dir.resolve()), "folds": config.folds, "seed": config.seed,
                 "held_out": folds, "dice": summary,

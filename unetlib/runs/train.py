@@ -133,17 +133,11 @@ def _versions() -> dict[str, str]:
             "platform": platform.platform()}
 
 
-# Fields that change how a run is carried out or reported, not what it computes.
-_NOT_PART_OF_REQUEST = ("verbose", "force", "resume")
-
-
 def _request(config: TrainConfig, fingerprint: str,
              organs: OrganTable | None) -> dict[str, Any]:
-    """What a run was asked to compute: the resolved config (minus how it is run), the
-    data fingerprint and the organ table. Equal requests produce equivalent runs."""
-    settings = {key: value for key, value in to_dict(config).items()
-                if key not in _NOT_PART_OF_REQUEST}
-    request = {"config": settings, "fingerprint": fingerprint}
+    """What a run was asked to compute: the resolved config, the data fingerprint and the
+    organ table. Equal requests produce equivalent runs."""
+    request = {"config": to_dict(config), "fingerprint": fingerprint}
     if organs is not None:
         request["organs"] = organs.to_rows()
     return as_record(request)
@@ -175,7 +169,8 @@ def load_result(run_dir: str | os.PathLike[str]) -> TrainResult:
                        seconds=0.0, metrics=metrics)
 
 
-def _check_run_folder(run_dir: Path, config: TrainConfig) -> tuple[dict | None, list[str]]:
+def _check_run_folder(run_dir: Path, config: TrainConfig, *, resume: bool,
+                      force: bool) -> tuple[dict | None, list[str]]:
     """Refuse to overwrite a run unless forced; return (saved state when resuming, files
     that will be replaced). Nothing is deleted here.
 
@@ -187,7 +182,7 @@ def _check_run_folder(run_dir: Path, config: TrainConfig) -> tuple[dict | None, 
     finished = folder.status == FINISHED
     # A finished run keeps its last checkpoint too: --force with more --epochs resumes it.
     resumable = folder.last.is_file() and folder.state.is_file()
-    if config.resume:
+    if resume:
         if not resumable:
             if present:
                 logger.warning("%s: the previous run stopped before its first epoch ended; "
@@ -198,7 +193,7 @@ def _check_run_folder(run_dir: Path, config: TrainConfig) -> tuple[dict | None, 
                                       "Start a new run without --resume."))
         state = read_json(RunFolder(run_dir).state)
         _refuse_other_sizes(run_dir, config)
-        if finished and not config.force:
+        if finished and not force:
             raise OutputError(describe(run_dir, "holds a finished run; resuming it would "
                                        "replace its model.keras",
                                        "Train into another --out, or add --force (with more "
@@ -214,11 +209,11 @@ def _check_run_folder(run_dir: Path, config: TrainConfig) -> tuple[dict | None, 
                                        "Raise --epochs to train further, or use --force "
                                        "without --resume to start again."))
         return state, []
-    if present and not config.force and not (resumable or finished):
+    if present and not force and not (resumable or finished):
         logger.warning("%s: the previous run stopped before its first epoch ended; starting "
                        "it again", run_dir)
         return None, present
-    if present and not config.force:
+    if present and not force:
         raise OutputError(describe(run_dir, ("holds a finished run" if finished else
                                              "holds an unfinished run") + f" ({', '.join(present)})",
                                    "Choose another --out, continue it with --resume, or pass "
@@ -266,7 +261,8 @@ def calibrate_threshold(probabilities: list[np.ndarray], masks: list[np.ndarray]
 # --- training ---------------------------------------------------------------------------
 
 def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
-          config: TrainConfig | None = None) -> TrainResult:
+          config: TrainConfig | None = None, *, resume: bool = False, force: bool = False,
+          verbose: int = 1) -> TrainResult:
     """Train a U-Net on ``data_dir``'s ``train/frames`` + ``train/masks`` into ``out_dir``.
 
     Parameters
@@ -277,9 +273,15 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         segment each listed organ (a softmax head), otherwise one foreground (sigmoid).
     out_dir : path-like
         The run folder (created). A folder holding a run is never replaced unless
-        ``config.force``; ``config.resume`` continues an interrupted one.
+        ``force``; ``resume`` continues an interrupted one.
     config : TrainConfig
         Every parameter of the run (default: ``TrainConfig()``).
+    resume : bool
+        Continue the interrupted run in ``out_dir`` from its last checkpoint.
+    force : bool
+        Replace the run in ``out_dir`` (with ``resume``: train a finished run further).
+    verbose : {0, 1, 2}
+        Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.
 
     Returns
     -------
@@ -300,10 +302,9 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     Notes
     -----
     The steps: prepare the run folder, load the pairs, build or resume the model, fit,
-    calibrate, finish. A folder that already holds a finished run of the same request
-    (parameters other than ``verbose``/``force``/``resume``, the data fingerprint and the
-    organ table) is returned as it is, without training: re-running a notebook is cheap
-    and never replaces a run.
+    calibrate, finish. A folder that already holds a finished run of the same request (the
+    config, the data fingerprint and the organ table) is returned as it is, without
+    training: re-running a notebook is cheap and never replaces a run.
 
     Same seed and data give the same weights on the same machine with
     ``deterministic=True`` (this enables TensorFlow op determinism for the whole process).
@@ -314,6 +315,8 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     """
     started = time.monotonic()
     config = (config or TrainConfig()).validate()
+    if verbose not in (0, 1, 2):
+        raise ParameterError(f"verbose={verbose!r} is invalid: use 0, 1 or 2.")
     data_dir = Path(data_dir)
     run_dir = Path(out_dir)
     deadline = started + 60.0 * config.max_minutes if config.max_minutes else None
@@ -337,7 +340,7 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     request = _request(config, fingerprint, organs)
     if start is not None:
         request["init_sha256"] = start.sha256
-    if not config.force and not config.resume and same_finished_run(run_dir, request):
+    if not force and not resume and same_finished_run(run_dir, request):
         logger.info("%s already holds this run (same parameters and data): reusing it",
                     run_dir)
         return load_result(run_dir)
@@ -348,7 +351,8 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     with output_lock(run_dir):
         try:
             return _train_locked(data_dir, run_dir, config, organs, fingerprint, request,
-                                 started, deadline, start)
+                                 started, deadline, start, resume=resume, force=force,
+                                 verbose=verbose)
         except KeyboardInterrupt:
             raise _interrupted(run_dir) from None
 
@@ -409,10 +413,10 @@ def _channels_of(frame: Path) -> int:
 
 def _train_locked(data_dir: Path, run_dir: Path, config: TrainConfig,
                   organs: OrganTable | None, fingerprint: str, request: dict[str, Any],
-                  started: float, deadline: float | None,
-                  start: StartingPoint | None = None) -> TrainResult:
+                  started: float, deadline: float | None, start: StartingPoint | None, *,
+                  resume: bool, force: bool, verbose: int) -> TrainResult:
     """The steps of :func:`train` that run while holding the run folder's lock."""
-    saved_state, replaced = _check_run_folder(run_dir, config)
+    saved_state, replaced = _check_run_folder(run_dir, config, resume=resume, force=force)
     data = _load_data(data_dir, config)
     model_config = _model_config(config, data, organs, run_dir, resuming=saved_state is not None)
     config = dataclasses.replace(config, model=model_config)
@@ -436,7 +440,7 @@ def _train_locked(data_dir: Path, run_dir: Path, config: TrainConfig,
     write_json(RunFolder(run_dir).config, run_config, overwrite=True)
 
     recorder = _fit(model, run_dir, config, organs, data, state, history, started,
-                    elapsed_before, deadline)
+                    elapsed_before, deadline, verbose=verbose)
     metrics = _calibrate(run_dir, config, organs, data)
     return _finish(run_dir, config, run_config, metrics, state, history, recorder, started)
 
@@ -557,7 +561,7 @@ def _run_config(run_dir: Path, data_dir: Path, config: TrainConfig, organs: Orga
 
 def _fit(model: keras.Model, run_dir: Path, config: TrainConfig, organs: OrganTable | None,
          data: _Data, state: dict, history: list, started: float, elapsed_before: float,
-         deadline: float | None) -> RunRecorder:
+         deadline: float | None, *, verbose: int) -> RunRecorder:
     """Fit epoch by epoch, keeping the checkpoints, history and state on disk."""
     initial_epoch = int(state["epochs_completed"])
 
@@ -598,7 +602,7 @@ def _fit(model: keras.Model, run_dir: Path, config: TrainConfig, organs: OrganTa
                           epochs=initial_epoch + 1 if remaining < config.steps_per_epoch
                           else last_epoch,
                           steps_per_epoch=remaining, validation_data=val_dataset,
-                          callbacks=[frame_validation, recorder], verbose=config.verbose, shuffle=False)
+                          callbacks=[frame_validation, recorder], verbose=verbose, shuffle=False)
                 initial_epoch = int(state["epochs_completed"])
                 if recorder.non_finite_loss is not None:
                     raise _diverged(run_dir, config, recorder.non_finite_loss, initial_epoch)

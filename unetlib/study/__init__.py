@@ -1,6 +1,9 @@
 """Measurements over whole acquisitions: ``quantify`` (each organ's signal in each laser
 over time), ``measure`` (per-cycle organ statistics and QC), ``kinetics`` (curve
-parameters), ``cluster`` (many stacks at once on Dask).
+parameters), ``cluster`` (many stacks at once on Dask); and over a study: ``sheet`` (which
+stack is which mouse, group and injection), ``nca`` (one value per mouse), ``compare``
+(group comparisons), ``analysis`` (the study's tables), ``report`` (report.html),
+``workflow`` (the ``study`` command: quantify, then analyse).
 
 Imports from every layer below; only ``app`` imports from here.
 """

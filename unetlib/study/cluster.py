@@ -44,6 +44,7 @@ from unetlib.core.resources import (
     format_bytes,
     is_out_of_memory,
 )
+from unetlib.data.calibration import load_calibration
 from unetlib.inference.predict import check_tile
 from unetlib.runs.run import RunFolder, load_run
 from unetlib.study.quantify import (
@@ -191,6 +192,9 @@ def quantify_study(run_path: str | os.PathLike[str], stacks: Sequence[str | os.P
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(describe(out_dir, "exists and is not a folder", "Choose another --out."))
     _check_run(run_path, config)
+    # Unreadable or unusable corrections fail every stack alike: refused once, here; a
+    # size that does not fit one stack fails that stack.
+    load_calibration(config.dark, config.flat, lasers=config.split.lasers, frame_shape=None)
     # An unreachable scheduler is found out before anything is created or locked.
     client = _connect(scheduler) if scheduler is not None else None
     try:

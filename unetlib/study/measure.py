@@ -10,8 +10,10 @@ cannot be trusted. :mod:`unetlib.study.quantify` runs them over whole acquisitio
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
+from scipy import ndimage
 
 from unetlib.data.organs import OrganTable
 
@@ -24,6 +26,10 @@ QC_OK, QC_JUMP, QC_ABSENT = "ok", "area_jump", "absent"
 def measure_cycle(frames: np.ndarray, labels: np.ndarray, organs: OrganTable,
                   background: np.ndarray) -> np.ndarray:
     """Statistics of every organ in every laser's frame of one cycle.
+
+    One boolean mask per organ: with about ten organs this is 2-6x faster than
+    :mod:`scipy.ndimage`'s label statistics, which sort every pixel of the frame once per
+    statistic (measured on 512 and 1024 px frames).
 
     Parameters
     ----------
@@ -70,6 +76,17 @@ def flag_area_jumps(areas: np.ndarray, *, window: int, tolerance: float) -> np.n
     Parameters
     ----------
     areas : ndarray of shape (cycles, organs)
+    window : int
+        The running median spans ``window // 2`` cycles either side, fewer at the ends of
+        the acquisition, and only the cycles where the organ is present; a cycle with no
+        present neighbour has no reference and is not a jump.
+    tolerance : float
+        The largest accepted difference, a fraction of the median (of at least 1 pixel).
+
+    Returns
+    -------
+    ndarray of shape (cycles, organs), object
+        ``"ok"``, ``"area_jump"`` or ``"absent"``.
 
     Examples
     --------
@@ -84,19 +101,17 @@ def flag_area_jumps(areas: np.ndarray, *, window: int, tolerance: float) -> np.n
     ['ok', 'ok', 'ok', 'absent', 'absent', 'absent']
     """
     areas = np.asarray(areas, dtype=np.float64)
-    cycles = areas.shape[0]
     half = window // 2
     flags = np.full(areas.shape, QC_OK, dtype=object)
-    for cycle in range(cycles):
-        around = areas[max(0, cycle - half):cycle + half + 1]
-        for organ in range(areas.shape[1]):
-            # The running median of the cycles where the organ is there: an absent cycle
-            # is flagged as such, and must not pull its neighbours' reference down.
-            present = around[:, organ][around[:, organ] > 0]
-            if present.size:
-                median = float(np.median(present))
-                if abs(areas[cycle, organ] - median) > tolerance * max(median, 1.0):
-                    flags[cycle, organ] = QC_JUMP
+    if len(areas) and half >= 0:
+        # The running median of the cycles where the organ is there: an absent cycle is
+        # flagged as such, and must not pull its neighbours' reference down.
+        present = np.where(areas > 0, areas, np.nan)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)  # no reference: not a jump
+            median = ndimage.generic_filter(present, np.nanmedian, size=(2 * half + 1, 1),
+                                            mode="constant", cval=np.nan)
+        flags[np.abs(areas - median) > tolerance * np.maximum(median, 1.0)] = QC_JUMP
     flags[areas <= 0] = QC_ABSENT
     return flags
 
@@ -112,8 +127,6 @@ def background_mask(labels: np.ndarray, body: np.ndarray, organs: OrganTable, *,
     if organ is not None:
         value = next(o.value for o in organs.organs if o.name == organ)
         return labels == value
-    from scipy import ndimage
-
     near_organs = labels > 0
     if margin:
         near_organs = ndimage.binary_dilation(near_organs, iterations=margin)

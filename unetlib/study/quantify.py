@@ -10,6 +10,10 @@ the stack's size. Into ``<out>/<stack stem>/`` it writes
   percentile, integrated intensity, background mean, signal-to-background ratio, QC);
 - ``summary.csv``: one row per organ x laser (peak, time to peak, area under the curve,
   clearance half-life and its fit quality; see :mod:`unetlib.study.kinetics`);
+- ``cycles.csv``: one row per cycle: the body's area and the model's uncertainty there
+  (mean normalised entropy of its probabilities inside the body, as ``pick-frames
+  --method uncertain`` scores frames; without test-time flips unless ``tta``), which a
+  study's trust table compares between mice;
 - ``labels.tif``: the organ mask of every cycle (organ values of ``organs.csv``; one
   zlib-compressed page per cycle);
 - ``curves.png``: one panel per laser, one line per organ; ``organs.csv``;
@@ -19,7 +23,8 @@ the stack's size. Into ``<out>/<stack stem>/`` it writes
 Everything is staged and moved in only when complete; a finished stack is skipped when
 asked again with the same run and settings. Intensities are the camera's raw values
 (its dark offset included): background and ratios are reported beside them, never
-silently subtracted.
+silently subtracted, unless a dark frame and a flat field are given (``dark``, ``flat``:
+:mod:`unetlib.data.calibration`), and ``quantify.json`` says which (``counts``).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
+from unetlib.core import interrupts
 from unetlib.core.config import QuantifyConfig, to_dict
 from unetlib.core.errors import (
     InputError,
@@ -56,12 +62,14 @@ from unetlib.core.io import (
 from unetlib.core.locking import output_lock
 from unetlib.core.records import same_request
 from unetlib.data.body import body_mask
+from unetlib.data.calibration import Calibration, load_calibration
 from unetlib.data.frames import recorded_laser_count, recorded_lasers
 from unetlib.data.normalize import fill_non_finite, non_finite_pixels, normalize_image
 from unetlib.data.organs import DEFAULT_COLORS, ORGANS_FILE, Organ, OrganTable, write_organ_table
 from unetlib.data.stack import LaserStack, load_stack
 from unetlib.data.timing import cycle_interval
 from unetlib.inference.predict import check_tile
+from unetlib.inference.uncertainty import mean_entropy
 from unetlib.nn.model import model_classes, model_input_channels
 from unetlib.nn.sliding_window import predict_probabilities_batch, segment
 from unetlib.runs.run import LoadedRun, load_run
@@ -71,7 +79,7 @@ from unetlib.viz.plots import plot_organ_curves
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["INTENSITY_FIELDS", "SUMMARY_FIELDS", "StackResult", "model_input_lasers",
+__all__ = ["CYCLE_FIELDS", "INTENSITY_FIELDS", "SUMMARY_FIELDS", "StackResult", "model_input_lasers",
            "quantify_stack", "read_intensities", "run_organs", "stack_output_dir", "summary_text"]
 
 INTENSITY_FIELDS = ("cycle", "time_s", "laser", "organ", "area_px", "mean", "median", "p95",
@@ -79,6 +87,7 @@ INTENSITY_FIELDS = ("cycle", "time_s", "laser", "organ", "area_px", "mean", "med
 SUMMARY_FIELDS = ("stack", "organ", "laser", "cycles", "qc_flagged", "peak", "time_to_peak_s",
                   "auc", "half_life_s", "half_life_r2", "half_life_rel_se", "plateau",
                   "mean_sbr")
+CYCLE_FIELDS = ("cycle", "time_s", "body_px", "entropy")
 RECORD_FILE = "quantify.json"
 BINARY_ORGAN = "foreground"
 
@@ -171,7 +180,7 @@ def stack_output_dir(out_dir: str | os.PathLike[str], stack_path: str | os.PathL
 # --- one stack --------------------------------------------------------------------------
 
 def _request(run: LoadedRun, stack: LaserStack, lasers: tuple[int, ...], interval: float,
-             config: QuantifyConfig) -> dict[str, Any]:
+             config: QuantifyConfig, calibration: Calibration) -> dict[str, Any]:
     """What determines one stack's results: equal requests give equal results."""
     # How many cycles or tiles share a forward pass changes speed, not results.
     settings = to_dict(dataclasses.replace(config, force=False, batch_cycles=1,
@@ -179,6 +188,7 @@ def _request(run: LoadedRun, stack: LaserStack, lasers: tuple[int, ...], interva
                                                                        batch_size=1)))
     settings["model_input"] = list(lasers)
     settings["interval_s"] = interval
+    settings["calibration"] = calibration.record  # the files' contents, not only their names
     return {"stack": stack.path.name, "stack_bytes": stack.path.stat().st_size,
             "stack_modified_ns": stack.path.stat().st_mtime_ns,
             "model_sha256": file_sha256(run.model_path), "config": settings}
@@ -254,8 +264,10 @@ def quantify_stack(run_or_path: LoadedRun | str | os.PathLike[str],
                              f"are {', '.join(organs.names)}.")
     interval = cycle_interval(stack.path, lasers=stack.lasers,
                               hyperstack=stack.hyperstack, interval_s=config.interval_s)
+    calibration = load_calibration(config.dark, config.flat, lasers=stack.lasers,
+                                   frame_shape=stack.frame_shape)
     folder = stack_output_dir(out_dir, stack.path)
-    request = _request(run, stack, lasers, interval, config)
+    request = _request(run, stack, lasers, interval, config, calibration)
     if folder.exists() and not folder.is_dir():
         raise OutputError(describe(folder, "exists and is not a folder",
                                    "Choose another --out."))
@@ -272,23 +284,33 @@ def quantify_stack(run_or_path: LoadedRun | str | os.PathLike[str],
         try:
             with staged_folder(folder, last=(RECORD_FILE,)) as staging:
                 flagged = _quantify_into(staging, run, stack, organs, lasers, interval, config,
-                                         progress=progress)
+                                         calibration, progress=progress)
                 write_json(staging / RECORD_FILE, {
                     "request": request, "run": str(run.model_path.parent.resolve()),
                     "stack": str(stack.path.resolve()), "cycles": stack.cycles,
                     "lasers": stack.lasers, "organs": organs.to_rows(),
+                    "counts": calibration.counts, "calibration": calibration.record,
                     "qc_flagged": flagged})
                 # Earlier results stay whole until these are complete; only while the new
                 # files move in is the folder without a record (then it counts as unfinished).
                 (folder / RECORD_FILE).unlink(missing_ok=True)
+        except Exception:
+            if not interrupts.received():
+                raise
+            # Ctrl-C that reached Python inside TensorFlow's compiled code, which turned it
+            # into another error: still an interruption.
+            raise _interrupted(stack) from None
         except KeyboardInterrupt:
-            raise Interrupted(describe(stack.path, "quantification interrupted; nothing of it "
-                                       "was kept and earlier results are unchanged",
-                                       "Run the same command again.")) from None
+            raise _interrupted(stack) from None
     logger.info("quantified %d cycles of %s into %s (%d organ-cycles flagged)", stack.cycles,
                 stack.path, folder, flagged)
     return StackResult(stack=stack.path, out_dir=folder, cycles=stack.cycles, flagged=flagged,
                        skipped=False)
+
+
+def _interrupted(stack: LaserStack) -> Interrupted:
+    return Interrupted(describe(stack.path, "quantification interrupted; nothing of it was kept "
+                                "and earlier results are unchanged", "Run the same command again."))
 
 
 def _check_layout(run: LoadedRun, stack: LaserStack, config: QuantifyConfig) -> None:
@@ -340,8 +362,9 @@ def _input_image(stack: LaserStack, cycle: int, lasers: tuple[int, ...]) -> np.n
 
 def _segment_cycles(run: LoadedRun, stack: LaserStack, cycles: range, lasers: tuple[int, ...],
                     organs: OrganTable, config: QuantifyConfig
-                    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Organ-value masks and body masks of a batch of cycles."""
+                    ) -> tuple[list[np.ndarray], list[np.ndarray], list[float]]:
+    """Organ-value masks, body masks and the model's uncertainty in the body of a batch of
+    cycles."""
     inputs, bads = [], []
     for cycle in cycles:
         raw = _input_image(stack, cycle, lasers)
@@ -365,17 +388,20 @@ def _segment_cycles(run: LoadedRun, stack: LaserStack, cycles: range, lasers: tu
             mask[bad] = 0
         masks.append(mask)
     bodies = [body_mask(image, mask > 0) for image, mask in zip(inputs, masks)]
-    return masks, bodies
+    entropies = [mean_entropy(probability, body) for probability, body in zip(probabilities, bodies)]
+    return masks, bodies, entropies
 
 
 def _quantify_into(folder: Path, run: LoadedRun, stack: LaserStack, organs: OrganTable,
-                   lasers: tuple[int, ...], interval: float, config: QuantifyConfig, *,
-                   progress: bool) -> int:
+                   lasers: tuple[int, ...], interval: float, config: QuantifyConfig,
+                   calibration: Calibration, *, progress: bool) -> int:
     """Segment and measure every cycle; write the results into ``folder``. Returns the
     number of flagged organ-cycles."""
 
 
     measured = np.full((stack.cycles, stack.lasers, len(organs.organs), 6), np.nan)
+    body_px = np.zeros(stack.cycles, dtype=np.int64)
+    entropy = np.full(stack.cycles, np.nan)
     dtype = np.uint8 if max(organs.values) <= 255 else np.uint16
 
     def label_pages():
@@ -384,14 +410,16 @@ def _quantify_into(folder: Path, run: LoadedRun, stack: LaserStack, organs: Orga
                           unit="cycle", enabled=progress) as bar:
             for first in range(0, stack.cycles, config.batch_cycles):
                 cycles = range(first, min(first + config.batch_cycles, stack.cycles))
-                masks, bodies = _segment_cycles(run, stack, cycles, lasers, organs, config)
-                for cycle, labels, body in zip(cycles, masks, bodies):
+                masks, bodies, entropies = _segment_cycles(run, stack, cycles, lasers, organs,
+                                                           config)
+                for cycle, labels, body, score in zip(cycles, masks, bodies, entropies):
+                    body_px[cycle], entropy[cycle] = int(body.sum()), score
                     labels = labels.astype(dtype)
                     background = background_mask(labels, body, organs,
                                                  organ=config.background,
                                                  margin=config.organ_margin)
-                    measured[cycle] = measure_cycle(np.asarray(stack.data[cycle]), labels,
-                                                    organs, background)
+                    measured[cycle] = measure_cycle(calibration.apply(np.asarray(stack.data[cycle])),
+                                                    labels, organs, background)
                     yield labels
                 bar.update(len(cycles))
 
@@ -404,6 +432,9 @@ def _quantify_into(folder: Path, run: LoadedRun, stack: LaserStack, organs: Orga
     times = np.arange(stack.cycles) * interval
     rows = _intensity_rows(measured, flags, times, organs)
     write_csv(folder / "intensities.csv", rows, INTENSITY_FIELDS)
+    write_csv(folder / "cycles.csv", [
+        {"cycle": cycle, "time_s": _number(times[cycle]), "body_px": int(body_px[cycle]),
+         "entropy": _number(entropy[cycle])} for cycle in range(stack.cycles)], CYCLE_FIELDS)
     write_csv(folder / "summary.csv", _summary_rows(stack.path.stem, measured, flags, times, organs),
               SUMMARY_FIELDS)
     write_organ_table(folder / ORGANS_FILE, organs)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from unetlib.data.organs import OrganTable
+from unetlib.data.stack import contrast_stretch
 
 __all__ = ["overlay_image", "overlay_organs"]
 
@@ -17,7 +18,8 @@ def overlay_image(image: np.ndarray, mask: np.ndarray, *, alpha: float = 0.4,
     Parameters
     ----------
     image : ndarray of shape (H, W) or (H, W, C)
-        Raw or normalised frame; each channel is contrast-stretched to its percentiles.
+        Raw or normalised frame; each channel is contrast-stretched to its percentiles
+        (:func:`~unetlib.data.stack.contrast_stretch`).
         One channel shows as gray, three or more as RGB (the first three).
     mask : ndarray of shape (H, W)
         Foreground where > 0.
@@ -29,11 +31,9 @@ def overlay_image(image: np.ndarray, mask: np.ndarray, *, alpha: float = 0.4,
     >>> picture.shape, picture.dtype, picture[0, 0].tolist()  # the darkest pixel, tinted red
     ((4, 4, 3), dtype('uint8'), [102, 0, 0])
     """
-    image = np.asarray(image, dtype=np.float32)
-    if image.ndim == 2:
-        image = image[..., np.newaxis]
-    low, high = np.percentile(image, percentiles, axis=(0, 1), keepdims=True)
-    scaled = np.clip((image - low) / np.maximum(high - low, 1e-6), 0.0, 1.0)
+    scaled = contrast_stretch(image, percentiles)
+    if scaled.ndim == 2:
+        scaled = scaled[..., np.newaxis]
     rgb = np.repeat(scaled, 3, axis=-1) if scaled.shape[-1] < 3 else scaled[..., :3]
     foreground = np.asarray(mask) > 0
     if foreground.ndim == 3:

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from unetlib.core.errors import ParameterError
 from unetlib.data.organs import OrganTable
-from unetlib.data.stack import LaserStack, display_scale
+from unetlib.data.stack import LaserStack, contrast_limits, display_scale
 
 PANEL_INCHES = 2.4
 DPI = 72
@@ -463,9 +463,10 @@ def plot_feature_maps(maps: dict[str, np.ndarray], *, image: np.ndarray | None =
     -------
     Figure
         Rows labelled with the level and its size in pixels; panels titled
-        ``"down1 · ch 5"``. Each panel is coloured from its own 1st to 99th percentile, as
-        levels and channels differ in scale by orders of magnitude and a shared range would
-        leave most panels flat.
+        ``"down1 · ch 5"``. Each panel is coloured from its own 1st to 99th percentile
+        (:func:`~unetlib.data.stack.contrast_limits`), as levels and channels differ in scale
+        by orders of magnitude and a shared range would leave most panels flat. The panels'
+        image data stay the activations themselves, not stretched copies.
 
     Raises
     ------
@@ -498,7 +499,7 @@ def plot_feature_maps(maps: dict[str, np.ndarray], *, image: np.ndarray | None =
             show_image(axes[row, 0], image, "input" if row == 0 else "")
         for column, channel in enumerate(order, start=first):
             panel = values[..., channel]
-            low, high = np.percentile(panel, (1.0, 99.0))
+            low, high = contrast_limits(panel, (1.0, 99.0))
             # Antialiased, not nearest: full-resolution maps shown ~6x smaller would alias
             # the 2-4 pixel patterns of transposed convolutions into coarse false blocks.
             axes[row, column].imshow(panel, cmap="magma", vmin=low, vmax=max(high, low + 1e-6),
