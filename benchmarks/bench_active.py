@@ -36,7 +36,7 @@ from unetlib.core.config import (  # noqa: E402
 )
 from unetlib.core.io import read_csv  # noqa: E402
 from unetlib.core.runtime_report import runtime_line  # noqa: E402
-from unetlib.data.frames import append_frames, pick_frames  # noqa: E402
+from unetlib.data.frames import Source, append_frames, pick_frames  # noqa: E402
 from unetlib.data.normalize import normalize_image  # noqa: E402
 from unetlib.data.organs import write_organ_table  # noqa: E402
 from unetlib.data.stack import load_stack  # noqa: E402
@@ -100,7 +100,8 @@ def run_seed(seed: int, out: Path, config: TrainConfig, cycles: int, size: tuple
     shutil.copytree(base, spread)
     left = [c for c in range(cycles) if c not in set(test) | set(annotated)]
     chosen = [left[i] for i in np.linspace(0, len(left) - 1, 5).round().astype(int)]
-    append_frames(stack, spread, chosen, LASERS, SplitConfig(), [{}] * 5)
+    append_frames([Source(stack, stack.path.name, cycle) for cycle in chosen], spread, LASERS,
+                  SplitConfig(), [{}] * 5)
     _annotate(spread, truth)
 
     for name, data in (("uncertain", uncertain), ("spread", spread)):

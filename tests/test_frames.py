@@ -1,6 +1,7 @@
 """Choosing frames to annotate and exporting them safely."""
 
 import csv
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import tifffile
 
 from unetlib.core.config import PickConfig, SplitConfig, SyntheticConfig
 from unetlib.core.errors import OutputError, ParameterError
-from unetlib.core.io import read_image
+from unetlib.core.io import read_csv, read_image
 from unetlib.data.frames import pick_cycles, pick_frames
 from unetlib.data.stack import load_stack
 from unetlib.data.synthetic import export_truth_masks, write_synthetic_stack
@@ -119,3 +120,41 @@ def test_repeating_the_same_pick_is_a_no_op(acquisition, tmp_path):
     again = pick_frames(acquisition[0], tmp_path / "d", PickConfig(count=3))
     assert again.cycles == first.cycles
     assert first.frames[0].stat().st_mtime_ns == stamp
+
+
+@pytest.fixture(scope="module")
+def two_mice(tmp_path_factory):
+    """Two mice's acquisitions under one file name, in folders of their own."""
+    folder = tmp_path_factory.mktemp("mice")
+    return [write_synthetic_stack(folder / name / "acq.tif", replace(SMALL, seed=seed))[0]
+            for name, seed in (("m1", 3), ("m2", 4))]
+
+
+def test_frames_are_shared_out_over_several_stacks_and_name_their_stack(two_mice, tmp_path):
+    data = tmp_path / "data1d"
+    result = pick_frames(two_mice, data, PickConfig(count=5))
+    rows = read_csv(result.table)
+    assert [row["stack"] for row in rows] == ["m1/acq.tif"] * 3 + ["m2/acq.tif"] * 2
+    # each stack's share spread over its own cycles
+    assert [int(row["cycle"]) for row in rows] == [0, 10, 19, 0, 19] == result.cycles
+    for row, stack in zip(rows, [two_mice[0]] * 3 + [two_mice[1]] * 2):
+        np.testing.assert_array_equal(read_image(data / "train" / "frames" / row["file"]),
+                                      tifffile.imread(stack, key=int(row["stack_frames"])))
+    stamp = result.frames[4].stat().st_mtime_ns
+    assert pick_frames(two_mice, data, PickConfig(count=5)).stacks == result.stacks
+    assert result.frames[4].stat().st_mtime_ns == stamp  # the same pick again: nothing written
+
+    # Test frames of each mouse leave out that mouse's training cycles, not the other's.
+    test = pick_frames(two_mice, data, PickConfig(count=4, subset="test"))
+    training = {(row["stack"], int(row["cycle"])) for row in rows}
+    assert not training & set(zip(test.stacks, test.cycles))
+    assert test.stacks == ["m1/acq.tif"] * 2 + ["m2/acq.tif"] * 2
+
+
+def test_several_stacks_are_refused_when_given_twice_or_with_fewer_frames_than_stacks(
+        two_mice, tmp_path):
+    with pytest.raises(ParameterError, match="given twice"):
+        pick_frames([two_mice[0], two_mice[0]], tmp_path / "d", PickConfig(count=4))
+    with pytest.raises(ParameterError, match="count=1 is invalid for 2 stacks"):
+        pick_frames(two_mice, tmp_path / "d", PickConfig(count=1))
+    assert not (tmp_path / "d").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from unetlib.app.cli import main
 from unetlib.core.config import PickConfig, PipelineConfig, SplitConfig, TrainConfig, model_preset
 from unetlib.core.errors import ParameterError
-from unetlib.core.io import read_csv
+from unetlib.core.io import read_csv, read_image
 from unetlib.data.stack import load_stack
 from unetlib.inference.uncertainty import (
     choose_uncertain,
@@ -142,3 +143,40 @@ def test_cli_uncertain_names_the_new_frames(organ_run, picked_data, capsys):
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "(2 files: 8.png, 9.png)" in printed
+
+
+def test_uncertain_picks_rank_the_cycles_of_every_mouse_and_come_from_the_least_known(
+        organ_run, picked_data, tmp_path):
+    """The run learnt mouse 1 (its stack); mouse 2 lies elsewhere, larger and dimmer."""
+    from helpers import ORGAN_STACK
+
+    from unetlib.data.synthetic import write_synthetic_stack
+
+    other, _ = write_synthetic_stack(tmp_path / "mouse2.tif", replace(
+        ORGAN_STACK, seed=9, organ_shift=(0.12, -0.1), organ_scale=1.25, organ_contrast=0.5))
+    config = PickConfig(count=3, method="uncertain", channels=1, run=str(organ_run["run"]))
+    result = pick_frames([organ_run["stack"], other], picked_data, config, _split())
+
+    ranking = read_csv(picked_data / "train" / "uncertainty.csv")
+    by_stack = {name: [float(row["uncertainty"]) for row in ranking if row["stack"] == name]
+                for name in ("stack.tif", "mouse2.tif")}
+    # every candidate of both mice: mouse 1 has 8 annotated and 4 test cycles
+    assert len(by_stack["stack.tif"]) == 4 and len(by_stack["mouse2.tif"]) == 16
+    assert np.mean(by_stack["mouse2.tif"]) > np.mean(by_stack["stack.tif"])
+    assert result.stacks.count("mouse2.tif") >= 2, result.stacks
+    rows = read_csv(picked_data / "train" / "frames.csv")[8:]
+    assert [(row["stack"], int(row["cycle"])) for row in rows] == list(
+        zip(result.stacks, result.cycles))
+    for row in rows:  # each new frame is its stack's cycle
+        stack = load_stack(organ_run["stack"] if row["stack"] == "stack.tif" else other)
+        np.testing.assert_array_equal(
+            read_image(picked_data / "train" / "frames" / row["file"]),
+            stack.composite(int(row["cycle"]), (1,))[..., 0])
+
+
+def test_choose_uncertain_keeps_the_gap_within_a_stack_only():
+    candidates = [("a", 0), ("a", 1), ("b", 1), ("b", 5)]
+    scores = [0.9, 0.85, 0.8, 0.1]
+    # ("a", 1) is too close to ("a", 0); ("b", 1) is another mouse's cycle 1
+    assert choose_uncertain(candidates, scores, 2, gap=3) == [("a", 0), ("b", 1)]
+    assert choose_uncertain(candidates, scores, 3, gap=3) == [("a", 0), ("b", 1), ("b", 5)]

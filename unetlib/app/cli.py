@@ -123,8 +123,14 @@ def _cmd_pick_frames(args: argparse.Namespace) -> int:
     config = PickConfig(count=args.count, method=args.method, channels=args.channels,
                         laser=args.laser, subset=args.subset, exclude=args.exclude,
                         force=args.force, run=args.run)
-    result = pick_frames(args.stack, args.out, config, _split_config(args))
-    print(f"picked cycles {result.cycles}")
+    stacks = args.stack[0] if len(args.stack) == 1 else args.stack
+    result = pick_frames(stacks, args.out, config, _split_config(args))
+    if len(set(result.stacks)) > 1:
+        for label in dict.fromkeys(result.stacks):
+            print(f"picked cycles {[c for c, s in zip(result.cycles, result.stacks) if s == label]}"
+                  f" of {label}")
+    else:
+        print(f"picked cycles {result.cycles}")
     names = (f": {', '.join(path.name for path in result.frames)}" if config.method == "uncertain"
              else "")
     print(f"frames: {result.frames[0].parent} ({len(result.frames)} files{names})")
@@ -422,8 +428,11 @@ def _add_pick_frames(commands) -> None:
         "pick-frames", help="choose frames to annotate and export them into a data folder",
         description="Choose COUNT frames far apart and write them as 0..COUNT-1 into "
                     "OUT/train/frames (with OUT/train/frames.csv and 8-bit copies to draw on "
-                    "in OUT/train/annotate), or into OUT/test with --subset test.")
-    pick.add_argument("stack", help="the acquisition's multi-page TIFF")
+                    "in OUT/train/annotate), or into OUT/test with --subset test. Given several "
+                    "stacks (the mice of a study), the frames are shared out over them, and "
+                    "--method uncertain ranks the cycles of all of them together; frames.csv "
+                    "names each frame's stack and cycle.")
+    pick.add_argument("stack", nargs="+", help="the acquisition's multi-page TIFF, or several")
     pick.add_argument("--out", required=True, help="data folder, e.g. data1d or data3d")
     pick.add_argument("--count", type=int, default=15, help="frames to pick (default: 15)")
     pick.add_argument("--method", choices=("spread", "diverse", "uncertain"), default="spread",
@@ -439,7 +448,8 @@ def _add_pick_frames(commands) -> None:
     pick.add_argument("--subset", choices=("train", "test"), default="train",
                       help="write to train/frames (to annotate) or test/ (default: train)")
     pick.add_argument("--exclude", type=_int_tuple, default=(), metavar="C,C,…",
-                      help="cycles never to pick, e.g. those already picked for training")
+                      help="cycles never to pick (in every stack given), e.g. those already "
+                           "picked for training")
     _add_stack_options(pick)
     pick.add_argument("--force", action="store_true", help="overwrite existing frames")
     pick.set_defaults(handler=_cmd_pick_frames)

@@ -9,6 +9,10 @@ into ``<data_dir>/train/frames/`` with ``train/frames.csv`` mapping each back to
 and stack frames, and an 8-bit display-scaled copy in ``train/annotate/`` to draw on in
 GIMP. Existing frames are never overwritten unless ``force`` is set; repeating the same
 pick is a no-op, so notebooks can be re-run.
+
+Given several stacks (the mice of a study), the frames are shared out over them, each
+stack's share chosen by the method within it, so a model learns every mouse's lie and
+brightness rather than one mouse's; ``frames.csv`` names each frame's stack and cycle.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import datetime
 import logging
 import os
 import warnings
-from dataclasses import dataclass, replace
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -52,12 +57,72 @@ THUMBNAIL_STEP = 16
 
 @dataclass(frozen=True)
 class PickResult:
-    """What :func:`pick_frames` wrote."""
+    """What :func:`pick_frames` wrote: frame ``i`` is cycle ``cycles[i]`` of ``stacks[i]``
+    (the stack as ``frames.csv`` names it)."""
 
     frames: list[Path]
     annotate: list[Path]
     table: Path
     cycles: list[int]
+    stacks: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One cycle of one stack, to be written as a frame; ``label`` names the stack in
+    ``frames.csv``."""
+
+    stack: LaserStack
+    label: str
+    cycle: int
+
+
+def stack_labels(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """How ``frames.csv`` names each of the stacks picked from together.
+
+    The file name while the names differ (one stack: its name, as always), else the path
+    from the folder the stacks share (``mouse1/acq.tif``, ``mouse2/acq.tif``).
+
+    Raises
+    ------
+    ParameterError
+        A stack is given twice.
+
+    Examples
+    --------
+    >>> stack_labels(["/data/m1/acq.tif", "/data/m2/acq.tif"])
+    ['m1/acq.tif', 'm2/acq.tif']
+    >>> stack_labels(["/data/m1.tif", "/other/m2.tif"])
+    ['m1.tif', 'm2.tif']
+    """
+    resolved = [Path(path).resolve() for path in paths]
+    twice = sorted({str(path) for path in resolved if resolved.count(path) > 1})
+    if twice:
+        raise ParameterError(f"{twice[0]} is given twice: give each stack once.")
+    names = [path.name for path in resolved]
+    if len(set(names)) == len(names):
+        return names
+    root = Path(os.path.commonpath([str(path.parent) for path in resolved]))
+    return [path.relative_to(root).as_posix() for path in resolved]
+
+
+def names_stack(label: str | None, stack: LaserStack) -> bool:
+    """True when ``label`` (a ``frames.csv`` ``stack`` cell) names ``stack``: its file name,
+    or the end of its path."""
+    if not label:
+        return False
+    parts = PurePosixPath(str(label)).parts
+    return stack.path.resolve().parts[-len(parts):] == parts
+
+
+def share_out(count: int, stacks: int) -> list[int]:
+    """``count`` frames shared out over ``stacks`` stacks as evenly as whole frames allow,
+    the first stacks taking one more.
+
+    >>> share_out(8, 3)
+    [3, 3, 2]
+    """
+    return [count // stacks + (index < count % stacks) for index in range(stacks)]
 
 
 def frame_lasers(config: PickConfig, split: SplitConfig = SplitConfig()) -> tuple[int, ...]:
@@ -147,14 +212,19 @@ def load_for_picking(stack_path: str | os.PathLike[str], config: PickConfig,
     return stack, lasers
 
 
-def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[str],
+def pick_frames(stack_path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+                data_dir: str | os.PathLike[str],
                 config: PickConfig = PickConfig(), split: SplitConfig = SplitConfig()) -> PickResult:
-    """Pick frames of a stack and export them into ``data_dir`` for annotation (or testing).
+    """Pick frames of one stack or several and export them into ``data_dir`` for annotation
+    (or testing).
 
     Parameters
     ----------
-    stack_path : path-like
-        The acquisition (see :func:`unetlib.data.stack.load_stack`).
+    stack_path : path-like or sequence of path-like
+        The acquisition (see :func:`unetlib.data.stack.load_stack`), or several: the
+        ``config.count`` frames are then shared out over them (:func:`share_out`), each
+        stack's share chosen by ``config.method`` among its own cycles, and
+        ``config.exclude`` applies to every stack.
     data_dir : path-like
         A data folder such as ``data1d/`` or ``data3d/``. ``subset="train"`` writes
         ``train/frames/<i>.<ext>``, ``train/annotate/<i>.png`` and ``train/frames.csv``;
@@ -162,10 +232,12 @@ def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[
     config : PickConfig
         How many frames, how to choose them, which laser or composite.
     split : SplitConfig
-        Laser count, offset and composite lasers of the acquisition.
+        Laser count, offset and composite lasers of the acquisitions.
 
     Raises
     ------
+    ParameterError
+        Fewer frames than stacks, too few cycles, or a stack given twice.
     OutputError
         When a destination file exists and ``config.force`` is off (nothing is written),
         or the folder cannot be written (files written so far are removed).
@@ -173,35 +245,38 @@ def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[
     if config.method == "uncertain":
         raise ParameterError("method='uncertain' is invalid here: it needs a model. Use "
                              "unetlib.pick_frames (unetlib.inference.uncertainty), which picks by any method.")
-    stack, lasers = load_for_picking(stack_path, config, split)
+    paths = stack_paths(stack_path)
+    loaded = [load_for_picking(path, config, split) for path in paths]
+    lasers = loaded[0][1]
+    labels = stack_labels(paths)
+    if config.count < len(paths):
+        raise ParameterError(f"count={config.count} is invalid for {len(paths)} stacks: give "
+                             "at least one frame per stack, or fewer stacks.")
     data_dir = Path(data_dir)
-    if config.subset == "test":
-        config = _without_training_cycles(config, data_dir, stack)
-    cycles = pick_cycles(stack, config, split)
+    sources = []
+    for (stack, _), label, share in zip(loaded, labels, share_out(config.count, len(paths))):
+        own = replace(config, count=share)
+        if config.subset == "test":
+            own = _without_training_cycles(own, data_dir, stack, label)
+        sources += [Source(stack, label, cycle) for cycle in pick_cycles(stack, own, split)]
 
     frames_dir = data_dir / "train" / "frames" if config.subset == "train" else data_dir / "test"
     annotate_dir = data_dir / "train" / "annotate" if config.subset == "train" else None
     table = frames_dir.parent / "frames.csv" if config.subset == "train" else frames_dir / "frames.csv"
     masks_dir = data_dir / "train" / "masks"
-    suffix = _frame_suffix(stack, len(lasers))
-    targets = [frames_dir / f"{i}{suffix}" for i in range(len(cycles))]
-    previews = [annotate_dir / f"{i}.png" for i in range(len(cycles))] if annotate_dir else []
-
-    def frame_of(cycle: int) -> np.ndarray:
-        # Read from the memory-mapped stack when needed: picking every cycle of a long
-        # acquisition must not hold all of them in memory at once.
-        image = stack.composite(cycle, lasers)
-        return image[..., 0] if image.shape[-1] == 1 else image
-
-    rows = [{"stem": str(index), "file": targets[index].name, "cycle": str(cycle),
-             "lasers": " ".join(map(str, lasers)),
-             "stack_frames": " ".join(str(int(stack.frame_numbers[cycle, n - 1])) for n in lasers),
-             "stack": stack.path.name, "sha256": ""}
-            for index, cycle in enumerate(cycles)]
-    unchanged = [_holds(target, frame_of(cycle)) for target, cycle in zip(targets, cycles)]
+    targets = [frames_dir / f"{i}{_frame_suffix(source.stack, len(lasers))}"
+               for i, source in enumerate(sources)]
+    previews = [annotate_dir / f"{i}.png" for i in range(len(sources))] if annotate_dir else []
+    rows = [_row(str(index), target, source, lasers)
+            for index, (target, source) in enumerate(zip(targets, sources))]
+    unchanged = [_holds(target, _frame(source, lasers)) for target, source in zip(targets, sources)]
+    result = PickResult(frames=targets, annotate=previews, table=table,
+                        cycles=[source.cycle for source in sources],
+                        stacks=[source.label for source in sources])
     if not config.force and all(unchanged) and _already_picked(table, rows, previews):
-        logger.info("%s already holds these frames of %s; nothing to do", frames_dir, stack.path)
-        return PickResult(frames=targets, annotate=previews, table=table, cycles=cycles)
+        logger.info("%s already holds these frames of %s; nothing to do", frames_dir,
+                    ", ".join(labels))
+        return result
     # A mask belongs to the frame it was drawn on: where a frame changes, its mask goes too.
     orphaned = [mask for target, same in zip(targets, unchanged) if not same
                 for mask in _masks_of(masks_dir, target.stem)] if config.subset == "train" else []
@@ -211,22 +286,54 @@ def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[
     with output_lock(data_dir):
         if orphaned:
             _move_aside(orphaned, masks_dir)
-        _write_frames(stack, cycles, lasers, targets, previews, rows, split,
-                      overwrite=config.force,
+        _write_frames(sources, lasers, targets, previews, rows, split, overwrite=config.force,
                       table=(table, rows + _other_rows(table, rows, frames_dir)))
-    logger.info("picked cycles %s of %s into %s", cycles, stack.path, frames_dir)
-    return PickResult(frames=targets, annotate=previews, table=table, cycles=cycles)
+    for label in labels:
+        logger.info("picked cycles %s of %s into %s",
+                    [source.cycle for source in sources if source.label == label], label,
+                    frames_dir)
+    return result
 
 
-def _without_training_cycles(config: PickConfig, data_dir: Path, stack: LaserStack) -> PickConfig:
+def stack_paths(stack_path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+                ) -> list[Path]:
+    """One path or several, as a non-empty list."""
+    if isinstance(stack_path, (str, os.PathLike)):
+        return [Path(stack_path)]
+    paths = [Path(path) for path in stack_path]
+    if not paths:
+        raise ParameterError("no stack given: give at least one acquisition to pick from.")
+    return paths
+
+
+def _frame(source: Source, lasers: tuple[int, ...]) -> np.ndarray:
+    """The frame of ``source`` in ``lasers``, read from the memory-mapped stack: picking
+    every cycle of a long acquisition must not hold all of them in memory at once."""
+    image = source.stack.composite(source.cycle, lasers)
+    return image[..., 0] if image.shape[-1] == 1 else image
+
+
+def _row(stem: str, target: Path, source: Source, lasers: tuple[int, ...],
+         **more: str) -> dict[str, str]:
+    """The ``frames.csv`` row of one written frame (``sha256`` filled in once written)."""
+    return {"stem": stem, "file": target.name, "cycle": str(source.cycle),
+            "lasers": " ".join(map(str, lasers)),
+            "stack_frames": " ".join(str(int(source.stack.frame_numbers[source.cycle, n - 1]))
+                                     for n in lasers),
+            "stack": source.label, "sha256": "", **more}
+
+
+def _without_training_cycles(config: PickConfig, data_dir: Path, stack: LaserStack,
+                             label: str) -> PickConfig:
     """``config`` also excluding the cycles of this stack that ``train/frames.csv`` lists:
-    a test frame must be one the model never trained on."""
+    a test frame must be one the model never trained on (rows without a stack, from
+    older tables, count as this stack's)."""
     table = data_dir / "train" / "frames.csv"
     if not table.is_file():
         return config
     training = {int(row["cycle"]) for row in read_csv(table)
                 if str(row.get("cycle", "")).strip().isdigit()
-                and row.get("stack") in (None, "", stack.path.name)}
+                and (row.get("stack") in (None, "", label) or names_stack(row.get("stack"), stack))}
     added = training - set(config.exclude)
     if not added:
         return config
@@ -235,9 +342,9 @@ def _without_training_cycles(config: PickConfig, data_dir: Path, stack: LaserSta
     return replace(config, exclude=tuple(sorted(set(config.exclude) | training)))
 
 
-def append_frames(stack: LaserStack, data_dir: Path, cycles: list[int], lasers: tuple[int, ...],
+def append_frames(sources: Sequence[Source], data_dir: Path, lasers: tuple[int, ...],
                   split: SplitConfig, extra: list[dict[str, str]]) -> PickResult:
-    """Add ``cycles`` as new training frames after the existing ones.
+    """Add the cycles of ``sources`` as new training frames after the existing ones.
 
     The new stems continue the existing numbering; existing frames, masks and rows of
     ``train/frames.csv`` are left as they are. ``extra`` holds each new row's
@@ -250,38 +357,35 @@ def append_frames(stack: LaserStack, data_dir: Path, cycles: list[int], lasers: 
     if frames_dir.is_dir():
         taken += [path.stem for path in frames_dir.iterdir()]
     first = 1 + max([int(stem) for stem in taken if stem.isdigit()], default=-1)
-    suffix = _frame_suffix(stack, len(lasers))
-    stems = [str(first + index) for index in range(len(cycles))]
-    targets = [frames_dir / f"{stem}{suffix}" for stem in stems]
+    stems = [str(first + index) for index in range(len(sources))]
+    targets = [frames_dir / f"{stem}{_frame_suffix(source.stack, len(lasers))}"
+               for stem, source in zip(stems, sources)]
     previews = [annotate_dir / f"{stem}.png" for stem in stems]
     refuse_existing([*targets, *previews], folder=data_dir, fix=_KEEP_FRAMES_FIX)
-    rows = [{"stem": stem, "file": target.name, "cycle": str(cycle),
-             "lasers": " ".join(map(str, lasers)),
-             "stack_frames": " ".join(str(int(stack.frame_numbers[cycle, n - 1])) for n in lasers),
-             "stack": stack.path.name, **more}
-            for stem, target, cycle, more in zip(stems, targets, cycles, extra)]
+    rows = [_row(stem, target, source, lasers, **more)
+            for stem, target, source, more in zip(stems, targets, sources, extra)]
     kept = [{key: row.get(key, "") for key in FRAMES_FIELDS} for row in existing]
     with output_lock(data_dir):
         # The table is rewritten with its old rows unchanged and the new ones appended.
-        _write_frames(stack, cycles, lasers, targets, previews, rows, split, overwrite=False,
+        _write_frames(sources, lasers, targets, previews, rows, split, overwrite=False,
                       table=(table, kept + rows), replace_table=True)
-    logger.info("added cycles %s of %s as frames %s", cycles, stack.path, stems)
-    return PickResult(frames=targets, annotate=previews, table=table, cycles=cycles)
+    logger.info("added %s as frames %s", ", ".join(f"cycle {source.cycle} of {source.label}"
+                                                    for source in sources), stems)
+    return PickResult(frames=targets, annotate=previews, table=table,
+                      cycles=[source.cycle for source in sources],
+                      stacks=[source.label for source in sources])
 
 
-def _write_frames(stack: LaserStack, cycles: list[int], lasers: tuple[int, ...],
+def _write_frames(sources: Sequence[Source], lasers: tuple[int, ...],
                   targets: list[Path], previews: list[Path], rows: list[dict[str, str]],
                   split: SplitConfig, *, overwrite: bool,
                   table: tuple[Path, list[dict[str, str]]], replace_table: bool = False) -> None:
-    """Write each cycle's frame (and its 8-bit preview to draw on), fill in each row's
+    """Write each source's frame (and its 8-bit preview to draw on), fill in each row's
     sha256, then the table; on any failure remove the files written so far."""
     written: list[Path] = []
     try:
-        for index, cycle in enumerate(cycles):
-            # Read from the memory-mapped stack one cycle at a time: picking every cycle of
-            # a long acquisition must not hold all of them in memory at once.
-            image = stack.composite(cycle, lasers)
-            image = image[..., 0] if image.shape[-1] == 1 else image
+        for index, source in enumerate(sources):
+            image = _frame(source, lasers)
             written.append(write_image(targets[index], image, overwrite=overwrite))
             rows[index]["sha256"] = file_sha256(targets[index])
             if previews:
@@ -396,7 +500,7 @@ def _already_picked(table: Path, rows: list[dict[str, str]], files: list[Path]) 
     """True when a previous run picked exactly these frames (re-running is then a no-op)."""
     if not table.is_file() or not all(path.is_file() for path in files):
         return False
-    identity = ("stem", "file", "cycle", "lasers", "stack_frames")
+    identity = ("stem", "file", "cycle", "lasers", "stack_frames", "stack")
     stored = read_csv(table)
     return [{key: row.get(key) for key in identity} for row in stored] == [
         {key: row[key] for key in identity} for row in rows]

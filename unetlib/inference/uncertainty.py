@@ -10,7 +10,9 @@ finds easy, from diluting it.
 
 The chosen cycles are written as new frames after the existing ones (annotated frames
 and masks stay untouched), with their scores in ``frames.csv`` and every candidate's
-score in ``train/uncertainty.csv``.
+score in ``train/uncertainty.csv``. Given several stacks (the mice of a study), the cycles
+of all of them are ranked together, so the next frames come from the mice the model
+knows least.
 """
 
 from __future__ import annotations
@@ -30,10 +32,14 @@ from unetlib.core.locking import output_lock
 from unetlib.data.body import body_mask
 from unetlib.data.frames import (
     PickResult,
+    Source,
     append_frames,
     frame_lasers,
     load_for_picking,
+    names_stack,
     recorded_lasers,
+    stack_labels,
+    stack_paths,
 )
 from unetlib.data.frames import pick_frames as pick_spread_or_diverse
 from unetlib.data.normalize import normalize_image
@@ -104,39 +110,55 @@ def uncertainty_scores(run: LoadedRun, stack: LaserStack, cycles: Sequence[int],
     return np.asarray(scores, dtype=np.float64)
 
 
-def choose_uncertain(cycles: Sequence[int], scores: Sequence[float], count: int, *,
-                     gap: int) -> list[int]:
-    """The ``count`` most uncertain cycles, no two closer than ``gap`` cycles.
+def choose_uncertain(cycles: Sequence, scores: Sequence[float], count: int, *,
+                     gap: int) -> list:
+    """The ``count`` most uncertain cycles, no two of one stack closer than ``gap`` cycles.
 
     Neighbouring cycles of an acquisition look alike, so the most uncertain ones tend
     to come in runs; annotating a run of near-copies teaches the model one thing.
     Greedy: the highest score first, then the highest one at least ``gap`` cycles from
-    every cycle chosen so far; when the gap leaves too few, the rest by score alone.
+    every cycle of its stack chosen so far; when the gap leaves too few, the rest by score
+    alone.
+
+    Parameters
+    ----------
+    cycles : sequence of int, or of (stack, cycle) pairs
+        The candidates: cycles of one stack, or pairs naming the stack (several stacks,
+        ranked together; the gap holds within a stack only).
 
     Returns
     -------
-    list of int
-        Cycles in the order chosen (most uncertain first).
+    list
+        Candidates in the order chosen (most uncertain first).
+
+    Examples
+    --------
+    >>> choose_uncertain([("a", 0), ("a", 1), ("b", 1)], [0.9, 0.8, 0.7], 2, gap=2)
+    [('a', 0), ('b', 1)]
     """
-    order = sorted(range(len(cycles)), key=lambda i: (-float(scores[i]), cycles[i]))
+    keys = [candidate if isinstance(candidate, tuple) else ("", candidate)
+            for candidate in cycles]
+    order = sorted(range(len(keys)), key=lambda i: (-float(scores[i]), keys[i]))
     chosen: list[int] = []
     for index in order:
         if len(chosen) == count:
             break
-        if all(abs(cycles[index] - other) >= gap for other in chosen):
-            chosen.append(cycles[index])
+        stack, cycle = keys[index]
+        if all(keys[other][0] != stack or abs(cycle - keys[other][1]) >= gap
+               for other in chosen):
+            chosen.append(index)
     for index in order:
         if len(chosen) == count:
             break
-        if cycles[index] not in chosen:
-            chosen.append(cycles[index])
-    return chosen
+        if index not in chosen:
+            chosen.append(index)
+    return [cycles[index] for index in chosen]
 
 
 def _cycles_of(rows: list[dict[str, str]], stack: LaserStack) -> set[int]:
     """The cycles of ``stack`` that rows of a ``frames.csv`` were picked from."""
     return {int(row["cycle"]) for row in rows
-            if row.get("stack") == stack.path.name and str(row.get("cycle", "")).isdigit()}
+            if names_stack(row.get("stack"), stack) and str(row.get("cycle", "")).isdigit()}
 
 
 def _check_same_folder(run: LoadedRun, stack: LaserStack, data_dir: Path,
@@ -170,7 +192,7 @@ def _check_same_folder(run: LoadedRun, stack: LaserStack, data_dir: Path,
     for row in rows:
         frame = data_dir / "train" / "frames" / str(row.get("file", ""))
         row_lasers = tuple(int(n) for n in str(row.get("lasers", "")).split() if n.isdigit())
-        if row.get("stack") != stack.path.name or not str(row.get("cycle", "")).isdigit() \
+        if not names_stack(row.get("stack"), stack) or not str(row.get("cycle", "")).isdigit() \
                 or not frame.is_file() or int(row["cycle"]) >= stack.cycles \
                 or not row_lasers or max(row_lasers) > stack.lasers:
             continue
@@ -184,15 +206,16 @@ def _check_same_folder(run: LoadedRun, stack: LaserStack, data_dir: Path,
         break  # one frame tells the stacks apart
 
 
-def pick_uncertain(stack: LaserStack, data_dir: Path, config: PickConfig,
-                   split: SplitConfig) -> PickResult:
+def pick_uncertain(stacks: LaserStack | Sequence[LaserStack], data_dir: Path,
+                   config: PickConfig, split: SplitConfig) -> PickResult:
     """``pick-frames --method uncertain``: add the ``config.count`` cycles ``config.run``
     is least sure about to ``data_dir``'s training frames.
 
-    Candidates are the cycles of ``stack`` not yet in ``train/frames.csv`` nor in
-    ``test/frames.csv`` (for this stack) nor in ``config.exclude``. Picks are at least a third of an even spread's
-    spacing apart (:func:`choose_uncertain`). Re-running with the same model adds
-    nothing: the rows it added name it in ``picked_by``.
+    Candidates are the cycles of every stack given not yet in ``train/frames.csv`` nor
+    in ``test/frames.csv`` (for that stack) nor in ``config.exclude``, ranked together.
+    Picks of one stack are at least a third of an even spread's spacing apart
+    (:func:`choose_uncertain`). Re-running with the same model adds nothing: the rows it
+    added name it in ``picked_by``.
 
     Raises
     ------
@@ -200,7 +223,8 @@ def pick_uncertain(stack: LaserStack, data_dir: Path, config: PickConfig,
         The run's input channels differ from the frames asked for, or too few cycles
         are left to choose from.
     """
-
+    stacks = [stacks] if isinstance(stacks, LaserStack) else list(stacks)
+    labels = dict(zip((id(stack) for stack in stacks), stack_labels([s.path for s in stacks])))
     run = load_run(config.run)
     lasers = frame_lasers(config, split)
     channels = model_input_channels(run.model)
@@ -212,7 +236,8 @@ def pick_uncertain(stack: LaserStack, data_dir: Path, config: PickConfig,
     tag = f"uncertain {file_sha256(run.model_path)[:12]}"
     table = data_dir / "train" / "frames.csv"
     rows = read_csv(table) if table.is_file() else []
-    _check_same_folder(run, stack, data_dir, rows, lasers)
+    for stack in stacks:
+        _check_same_folder(run, stack, data_dir, rows, lasers)
     mine = [row for row in rows if row.get("picked_by") == tag]
     if len(mine) >= config.count:
         logger.info("%s already holds %d frames this model chose; nothing to do", data_dir,
@@ -221,44 +246,57 @@ def pick_uncertain(stack: LaserStack, data_dir: Path, config: PickConfig,
         return PickResult(frames=[frames_dir / row["file"] for row in mine],
                           annotate=[data_dir / "train" / "annotate" / f"{row['stem']}.png"
                                     for row in mine],
-                          table=table, cycles=[int(row["cycle"]) for row in mine])
-    annotated = _cycles_of(rows, stack)
+                          table=table, cycles=[int(row["cycle"]) for row in mine],
+                          stacks=[row.get("stack", "") for row in mine])
     # Test frames are never offered for training: they would stop being a test.
     test_table = data_dir / "test" / "frames.csv"
-    tested = _cycles_of(read_csv(test_table), stack) if test_table.is_file() else set()
-    excluded = annotated | tested | set(config.exclude)
-    candidates = [cycle for cycle in range(stack.cycles) if cycle not in excluded]
+    test_rows = read_csv(test_table) if test_table.is_file() else []
+    candidates, scores, annotated = [], [], 0
+    for index, stack in enumerate(stacks):
+        done = _cycles_of(rows, stack)
+        annotated += len(done)
+        excluded = done | _cycles_of(test_rows, stack) | set(config.exclude)
+        own = [cycle for cycle in range(stack.cycles) if cycle not in excluded]
+        candidates += [(index, cycle) for cycle in own]
+        scores += uncertainty_scores(run, stack, own, lasers, progress=True).tolist()
     if len(candidates) < config.count:
-        raise ParameterError(f"{stack.path}: count={config.count} is invalid: only "
-                             f"{len(candidates)} of its {stack.cycles} cycles are not annotated "
-                             "or excluded; pick fewer frames.")
-    scores = uncertainty_scores(run, stack, candidates, lasers, progress=True)
-    gap = max(1, stack.cycles // (3 * (config.count + len(annotated))))
+        where = stacks[0].path if len(stacks) == 1 else f"{len(stacks)} stacks"
+        raise ParameterError(f"{where}: count={config.count} is invalid: only "
+                             f"{len(candidates)} of the cycles are not annotated or excluded; "
+                             "pick fewer frames.")
+    longest = max(stack.cycles for stack in stacks)
+    gap = max(1, longest * len(stacks) // (3 * (config.count + annotated)))
     chosen = choose_uncertain(candidates, scores, config.count, gap=gap)
-    score_of = dict(zip(candidates, scores.tolist()))
-    ranking = sorted(candidates, key=lambda cycle: -score_of[cycle])
+    score_of = dict(zip(candidates, scores))
+    ranking = sorted(candidates, key=lambda candidate: -score_of[candidate])
+    name = [labels[id(stack)] for stack in stacks]
     with output_lock(data_dir):
         write_csv(data_dir / "train" / "uncertainty.csv",
-                  [{"cycle": cycle, "uncertainty": f"{score_of[cycle]:.6f}", "rank": rank + 1,
-                    "chosen": int(cycle in chosen), "model": str(run.model_path.resolve())}
-                   for rank, cycle in enumerate(ranking)],
-                  ("cycle", "uncertainty", "rank", "chosen", "model"), overwrite=True)
-        return append_frames(stack, data_dir, chosen, lasers, split,
-                             [{"uncertainty": f"{score_of[cycle]:.6f}", "picked_by": tag}
-                              for cycle in chosen])
+                  [{"stack": name[index], "cycle": cycle,
+                    "uncertainty": f"{score_of[(index, cycle)]:.6f}", "rank": rank + 1,
+                    "chosen": int((index, cycle) in chosen), "model": str(run.model_path.resolve())}
+                   for rank, (index, cycle) in enumerate(ranking)],
+                  ("stack", "cycle", "uncertainty", "rank", "chosen", "model"), overwrite=True)
+        return append_frames([Source(stacks[index], name[index], cycle) for index, cycle in chosen],
+                             data_dir, lasers, split,
+                             [{"uncertainty": f"{score_of[key]:.6f}", "picked_by": tag}
+                              for key in chosen])
 
 
-def pick_frames(stack_path: str | os.PathLike[str], data_dir: str | os.PathLike[str],
+def pick_frames(stack_path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+                data_dir: str | os.PathLike[str],
                 config: PickConfig = PickConfig(), split: SplitConfig = SplitConfig()
                 ) -> PickResult:
-    """Pick frames of a stack into ``data_dir`` by any method of ``config``.
+    """Pick frames of one stack or several into ``data_dir`` by any method of ``config``.
 
-    ``spread`` and ``diverse`` need only the stack
-    (:func:`unetlib.data.frames.pick_frames`); ``uncertain`` adds the cycles
-    ``config.run`` is least sure about (:func:`pick_uncertain`). ``pick-frames`` and the
-    notebooks call this.
+    ``spread`` and ``diverse`` need only the stacks
+    (:func:`unetlib.data.frames.pick_frames`, which shares the frames out over them);
+    ``uncertain`` adds the cycles ``config.run`` is least sure about, over every stack
+    given (:func:`pick_uncertain`). ``pick-frames`` and the notebooks call this.
     """
     if config.method != "uncertain":
         return pick_spread_or_diverse(stack_path, data_dir, config, split)
-    stack, _ = load_for_picking(stack_path, config, split)
-    return pick_uncertain(stack, Path(data_dir), config, split)
+    paths = stack_paths(stack_path)
+    stack_labels(paths)  # a stack given twice is refused before the model loads
+    stacks = [load_for_picking(path, config, split)[0] for path in paths]
+    return pick_uncertain(stacks, Path(data_dir), config, split)
