@@ -36,6 +36,7 @@ VIEWERS = {
     "03_train_grayscale.ipynb": ("frame",),     # prediction viewer
     "04_train_rgb.ipynb": ("frame",),           # prediction viewer, organs in colour
     "05_quantify.ipynb": ("cycle",),            # cycle browser
+    "06_study.ipynb": ("parameter", "laser"),   # one dot per mouse
 }
 # The tiny papermill parameters, without the cross-validation: it shows no widget and
 # would only add a minute of training to the browser run.

@@ -27,13 +27,13 @@ from unetlib.core.io import read_image
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 SUITE = ["01_reshaping.ipynb", "02_augmentation.ipynb", "03_train_grayscale.ipynb",
-         "04_train_rgb.ipynb", "05_quantify.ipynb"]
+         "04_train_rgb.ipynb", "05_quantify.ipynb", "06_study.ipynb"]
 
 # Small enough for a few seconds per notebook, big enough to exercise every step.
 TINY = {"demo_cycles": 6, "pick_count": 4, "test_count": 2, "preset": "small", "epochs": 1,
         "steps_per_epoch": 2, "batch_size": 2, "patch_size": 64, "preview_count": 2,
         "package_path": "",  # export is tested in test_export; here it would only add time
-        "crossval_folds": 2, "crossval_epochs": 1}
+        "crossval_folds": 2, "crossval_epochs": 1, "study_mice": 2, "study_cycles": 10}
 
 
 def run_cli(*args: str, cwd: Path | None = None,

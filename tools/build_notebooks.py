@@ -459,12 +459,111 @@ publish_summary({"stacks": len(study.outcomes), "failed": len(study.failed),
 ]
 
 
+NB06 = [
+    ("md", """
+# 06 · A study: groups of mice compared
+
+A scientist reports a study, not one mouse: mice in groups (control / treated, doses), each
+imaged after an injection, compared on one value per mouse. This notebook takes a study
+sheet and a trained run and
+
+1. quantifies every mouse's stack not yet quantified (as notebook 05, on Dask when there are
+   several), aligns each curve to its injection (ΔF = F − F0, F0 the mean before it),
+2. computes per mouse, organ and laser the peak, its time, the AUC over the window every mouse
+   was observed for, the terminal half-life and AUC to infinity by PKNCA's rules (`nca.csv`),
+3. compares every group with the reference group: ratio of means with a 95 % Fieller
+   interval, a two-sided test and Holm-adjusted p over the whole table (`compare.csv`),
+4. says where to trust the model: per mouse, the share of organ-cycles QC flagged and the
+   model's uncertainty on the stack, worst first (`trust.csv`), and writes `report.html`, one
+   self-contained file with figures, tables and methods for the lab notebook.
+
+**The sheet**, `study.csv` beside the stacks: `stack` (path relative to the sheet), `mouse`,
+`group`, optional `injection_s` (seconds from the first frame to the injection) and any other
+columns (dose, sex, ...), carried into every table. With `sheet_path = ""` it runs on the
+synthetic demo study: 2 groups of demo mice, the treated one taking up 1.6x the dye in the
+kidney and nothing else different, so you can see the analysis find what was put in.
+**Needs:** a run folder (notebook 04 trains the demo's). **Command line:**
+`python -m unetlib study study.csv --run RUN --out DIR` does the same.
+"""),
+    ("code", """
+%matplotlib inline
+from unetlib import (
+    DemoStudyConfig, QuantifyConfig, SplitConfig, StudyConfig, comparison_text, ensure_demo_study,
+    plot_group_curves, publish_summary, read_study_sheet, run_study, study_browser, true_ratio, trust_text,
+)
+"""),
+    ("code", """
+sheet_path = ""                       # the study sheet, study.csv; "": the synthetic demo study
+run_dir = "../demo/runs/rgb3d"        # run folder of the model (notebook 04 trains the demo's)
+out_dir = "../demo/study/results"     # the analysis: stacks/ (each mouse quantified), nca.csv, compare.csv, report.html
+demo_dir = "../demo/study"            # where the demo study's mice are written when sheet_path is empty
+study_mice = 3                        # mice per group of the demo study
+study_cycles = 16                     # laser cycles of each demo mouse (4 frames each)
+interval = 0                          # seconds between laser cycles; 0: from the TIFF's timing metadata
+lasers = 4                            # number of lasers the stacks cycle through
+offset = 0                            # index of the first frame taken with laser 1
+model_input = []                      # lasers making the model input, e.g. [1, 2, 3]; []: as in training
+dark = ""                             # dark frame (or stack) subtracted before measuring; "": raw counts
+flat = ""                             # flat field (one per laser) divided out; "": none
+reference = ""                        # the group the others are compared with; "": the sheet's first
+test = "welch"                        # "welch" (two-sided Welch t-test) or "mannwhitney"
+auc = "linear"                        # "linear" trapezoids or "linear-up-log-down"
+workers = 1                           # local Dask worker processes quantifying the mice
+scheduler = ""                        # a running Dask cluster, e.g. "tcp://10.0.0.5:8786"; "": local
+show_lasers = [1, 2]                  # lasers of the group curves; []: every laser
+show_parameter = "auc_window"         # parameter of the comparison table (and shown first in the browser)
+""", PARAMETERS),
+    ("code", """
+sheet = sheet_path or ensure_demo_study(demo_dir, DemoStudyConfig(mice_per_group=study_mice, cycles=study_cycles))
+study_sheet = read_study_sheet(sheet)
+print({group: [mouse.mouse for mouse in study_sheet.mice if mouse.group == group] for group in study_sheet.groups})
+""", CHECK),
+    ("code", """
+quantify = QuantifyConfig(split=SplitConfig(lasers=lasers, offset=offset), model_input=tuple(model_input) or None,
+                          interval_s=interval or None, dark=dark or None, flat=flat or None)
+result = run_study(sheet, run_dir, out_dir, quantify, StudyConfig(reference=reference or None, test=test, auc=auc),
+                   workers=workers, scheduler=scheduler or None, progress=False)
+analysis = result.analysis
+print(f"{len(analysis.nca)} curves of {len(study_sheet.mice) - len(analysis.left_out)} mice; left out: {analysis.left_out or 'none'}")
+""", CHECK),
+    ("md", "Where to trust the model, worst first: the share of each mouse's organ-cycles that QC flagged and the model's mean uncertainty on its stack (entropy inside the body, 0: sure, 1: a coin toss). A mouse far from the others is named below with the frames to annotate next."),
+    ("code", """
+print(trust_text(analysis.trust) + "".join(f"\\nwarning: {caution}" for caution in analysis.warnings))
+"""),
+    ("md", "Each group's mean ΔF ± SD over time since the injection, a panel per organ and laser (each mouse's cycles matched to a common grid of the median cycle interval)."),
+    ("code", """
+plot_group_curves(analysis.groups, study_sheet.groups, lasers=show_lasers or None,
+                  signal="dF" if study_sheet.has_injection else "F")
+"""),
+    ("md", "One dot per mouse, the bar its group's mean: choose the parameter and the laser (a static figure of `show_parameter` in the first laser when run headless)."),
+    ("code", """
+study_browser(analysis.nca, study_sheet.groups, parameter=show_parameter)
+"""),
+    ("md", "Every group against the reference on `show_parameter`, per organ and laser: the means, the ratio with its 95 % interval and the Holm-adjusted p over the whole `compare.csv` (every organ, laser and parameter)."),
+    ("code", """
+print(comparison_text(analysis.comparisons, show_parameter))
+"""),
+    ("md", "The demo study's truth: the ratio of the groups' mean kidney uptake that was put in, to hold beside the kidney rows above."),
+    ("code", """
+print(f"true kidney uptake ratio treated / control: {true_ratio(sheet, 'treated', 'control'):.2f}" if not sheet_path
+      else "your study: no truth to compare with")
+print(f"report for the lab notebook: {analysis.out_dir / 'report.html'}")
+"""),
+    ("code", """
+publish_summary({"mice": len(study_sheet.mice), "left_out": len(analysis.left_out), "warnings": len(analysis.warnings),
+                 "comparisons": len(analysis.comparisons),
+                 "significant": sum(row["p_holm"] < 0.05 for row in analysis.comparisons)})
+"""),
+]
+
+
 SUITE = {
     "01_reshaping.ipynb": NB01,
     "02_augmentation.ipynb": NB02,
     "03_train_grayscale.ipynb": _train_notebook("1d"),
     "04_train_rgb.ipynb": _train_notebook("3d"),
     "05_quantify.ipynb": NB05,
+    "06_study.ipynb": NB06,
 }
 
 

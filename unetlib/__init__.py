@@ -55,7 +55,7 @@ __version__ = "0.1.0"
 # imported when first asked for (PEP 562), so ``import unetlib`` stays fast and does not
 # load TensorFlow.
 _EXPORTS = {
-    "unetlib.core.config": ("CrossvalConfig", "PickConfig", "PipelineConfig", "QuantifyConfig",
+    "unetlib.core.config": ("CrossvalConfig", "DemoStudyConfig", "PickConfig", "PipelineConfig", "QuantifyConfig",
                             "SplitConfig", "StudyConfig", "SyntheticConfig", "SyntheticStudyConfig",
                             "TrainConfig", "augment_preset", "model_preset", "to_dict"),
     "unetlib.core.io": ("read_image",),
@@ -64,14 +64,16 @@ _EXPORTS = {
     "unetlib.data.normalize": ("normalize_image",),
     "unetlib.data.organs": ("read_organ_table",),
     "unetlib.data.synthetic": ("ensure_demo_stack", "write_synthetic_stack"),
-    "unetlib.data.synthetic_study": ("write_synthetic_study",),
+    "unetlib.data.synthetic_study": ("true_ratio", "write_synthetic_study"),
     "unetlib.nn.pipeline": ("load_pairs", "make_training_dataset", "split_pairs", "take_samples",
                             "to_display", "write_augmented_pairs"),
     "unetlib.viz.plots": ("plot_composite", "plot_confusion", "plot_crossval", "plot_feature_maps",
                           "plot_frame_scores", "plot_history", "plot_laser_means",
                           "plot_organ_curves", "plot_organ_scores", "plot_pairs", "plot_picked",
                           "plot_threshold_curve"),
-    "unetlib.viz.widgets": ("cycle_browser", "frame_browser", "mask_viewer", "prediction_viewer"),
+    "unetlib.viz.widgets": ("cycle_browser", "frame_browser", "mask_viewer", "prediction_viewer",
+                            "study_browser"),
+    "unetlib.viz.study_figures": ("plot_group_curves", "plot_parameter_dots"),
     "unetlib.runs.train": ("train",),
     "unetlib.runs.crossval": ("crossvalidate",),
     "unetlib.runs.export": ("check_package", "export_package", "package_summary"),
@@ -84,8 +86,10 @@ _EXPORTS = {
     "unetlib.study.cluster": ("quantify_study",),
     "unetlib.study.sheet": ("read_study_sheet",),
     "unetlib.study.analysis": ("analyse_study",),
+    "unetlib.study.tables": ("comparison_text", "trust_text"),
     "unetlib.study.workflow": ("run_study",),
     "unetlib.app.demo": ("annotate_demo", "demo_test_truth"),
+    "unetlib.app.demo_study": ("ensure_demo_study", "run_demo_study"),
     "unetlib.app.notebooks": ("publish_summary",),
 }
 _ENTRY_POINTS = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -10,7 +10,7 @@ either.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from unetlib.viz.plots import (
     plot_predictions,
     show_image,
 )
+from unetlib.viz.study_figures import plot_parameter_dots
 
 STATIC_PANELS = 6
 VIEWER_CLASS = "unetlib-viewer"  # CSS class of every interactive viewer
@@ -214,5 +215,41 @@ def cycle_browser(stack: LaserStack, results_dir: str | os.PathLike[str], *, cyc
 
     def draw(cycle: int) -> Figure:
         return plot_cycle_organs(stack, labels(cycle), cycle, organs, panel_inches=3.0)
+
+    return _viewer(controls, draw)
+
+
+def study_browser(nca_rows: Sequence[dict], groups: Sequence[str], *,
+                  parameter: str = "auc_window", laser: int | None = None,
+                  parameters: Sequence[str] = ("auc_window", "peak", "time_of_peak_s",
+                                               "auc_inf", "half_life_s", "f0", "mean_sbr"),
+                  interactive: bool | None = None):
+    """Browse a study's per-mouse parameters: one dot per mouse, per group, per organ.
+
+    Parameters
+    ----------
+    nca_rows : sequence of dict
+        Rows of the study's ``nca.csv``.
+    groups : sequence of str
+        The groups in the sheet's order (their colours).
+    parameter, laser : str, int
+        Shown first (and the only ones when headless); ``laser`` defaults to the first.
+    parameters : sequence of str
+        The ``nca.csv`` columns offered.
+
+    Returns a widget with a parameter and a laser selector, or (headless) the figure.
+    """
+    lasers = sorted({int(row["laser"]) for row in nca_rows})
+    laser = lasers[0] if laser is None else laser
+    if not (widgets_available() if interactive is None else interactive):
+        return plot_parameter_dots(nca_rows, groups, parameter, laser=laser)
+    import ipywidgets
+
+    controls = {"parameter": ipywidgets.Dropdown(options=list(parameters), value=parameter,
+                                                 description="parameter"),
+                "laser": ipywidgets.Dropdown(options=lasers, value=laser, description="laser")}
+
+    def draw(parameter: str, laser: int) -> Figure:
+        return plot_parameter_dots(nca_rows, groups, parameter, laser=laser)
 
     return _viewer(controls, draw)
