@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from unetlib.app.notebooks import find_notebooks, notebook_parameters
-from unetlib.core.io import read_image
+from unetlib.core.io import read_csv, read_image
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -117,6 +117,11 @@ def test_run_notebooks_with_two_parameter_sets_and_one_failing(tmp_path):
     crossval = json.loads((demo / "runs" / "gray1d_crossval" / "crossval.json").read_text())
     assert crossval["folds"] == 2 and len(crossval["held_out"]) == 2
     assert float(trained["crossval_dice"]) == pytest.approx(crossval["mean_dice"], abs=5e-5)
+    # The study notebook analysed the demo study of the set's own folder, every mouse in it.
+    study = next(row for row in rows if row["notebook"] == SUITE[5] and row["set"] == "small")
+    assert int(float(study["mice"])) == 2 * TINY["study_mice"] and int(float(study["left_out"])) == 0
+    assert (demo / "study" / "results" / "report.html").is_file()
+    assert len(read_csv(demo / "study" / "results" / "nca.csv")) == 2 * TINY["study_mice"] * 3 * 4
     assert [p.name for p in sorted((out / "small").glob("*.ipynb"))] == SUITE
     for name in SUITE:  # every viewer a figure (a JPEG), none a widget
         outputs = json.dumps([cell.get("outputs", [])

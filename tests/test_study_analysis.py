@@ -13,7 +13,7 @@ from scipy import stats
 
 from unetlib.app.cli import main
 from unetlib.core.config import StudyConfig
-from unetlib.core.errors import InputError, ParameterError, UnetlibWarning
+from unetlib.core.errors import InputError, ParameterError
 from unetlib.core.io import read_csv, read_image, read_json, write_csv
 from unetlib.data.synthetic_study import write_synthetic_study
 from unetlib.study.analysis import analyse_study
@@ -403,9 +403,8 @@ def test_the_trust_table_puts_the_mouse_the_model_is_unsure_of_first_and_names_i
                                flagged_cycles=range(10, 20) if index == 1 else ())
         lines.append(f"m{index}.tif,mouse{index},{'a' if index < 3 else 'b'}")
     sheet = read_study_sheet(write_sheet(tmp_path, "\n".join(lines) + "\n"))
-    with pytest.warns(UnetlibWarning) as caught:
-        result = analyse_study(sheet, tmp_path / "stacks", tmp_path / "out")
-    messages = [str(warning.message) for warning in caught]
+    result = analyse_study(sheet, tmp_path / "stacks", tmp_path / "out")
+    messages = result.warnings
     assert len(messages) == 2
     assert messages[0].startswith("mouse1: QC flagged 25% of its organ-cycles")
     assert messages[1].startswith("mouse4: the model is much less sure of it than of the others")
@@ -414,7 +413,7 @@ def test_the_trust_table_puts_the_mouse_the_model_is_unsure_of_first_and_names_i
     assert [row["mouse"] for row in trust][:1] == ["mouse4"]  # worst first
     assert float(trust[0]["mean_entropy"]) == pytest.approx(0.30, rel=0.05)
     assert [row["mouse"] for row in trust if row["note"]] == ["mouse4", "mouse1"]
-    assert result.warnings == messages
+    assert read_json(tmp_path / "out" / "study.json")["warnings"] == messages
     report = html.unescape((tmp_path / "out" / "report.html").read_text(encoding="utf-8"))
     assert "Where to trust the model" in report and messages[1] in report
 

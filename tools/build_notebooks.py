@@ -489,7 +489,8 @@ kidney and nothing else different, so you can see the analysis find what was put
 %matplotlib inline
 from unetlib import (
     DemoStudyConfig, QuantifyConfig, SplitConfig, StudyConfig, comparison_text, ensure_demo_study,
-    plot_group_curves, publish_summary, read_study_sheet, run_study, study_browser, true_ratio, trust_text,
+    perfect_mask_ratios, plot_group_curves, publish_summary, read_study_sheet, run_study, study_browser,
+    true_ratio, trust_text,
 )
 """),
     ("code", """
@@ -497,8 +498,8 @@ sheet_path = ""                       # the study sheet, study.csv; "": the synt
 run_dir = "../demo/runs/rgb3d"        # run folder of the model (notebook 04 trains the demo's)
 out_dir = "../demo/study/results"     # the analysis: stacks/ (each mouse quantified), nca.csv, compare.csv, report.html
 demo_dir = "../demo/study"            # where the demo study's mice are written when sheet_path is empty
-study_mice = 3                        # mice per group of the demo study
-study_cycles = 16                     # laser cycles of each demo mouse (4 frames each)
+study_mice = 5                        # mice per group of the demo study
+study_cycles = 12                     # laser cycles of each demo mouse (4 frames each)
 interval = 0                          # seconds between laser cycles; 0: from the TIFF's timing metadata
 lasers = 4                            # number of lasers the stacks cycle through
 offset = 0                            # index of the first frame taken with laser 1
@@ -543,10 +544,12 @@ study_browser(analysis.nca, study_sheet.groups, parameter=show_parameter)
     ("code", """
 print(comparison_text(analysis.comparisons, show_parameter))
 """),
-    ("md", "The demo study's truth: the ratio of the groups' mean kidney uptake that was put in, to hold beside the kidney rows above."),
+    ("md", "The demo study's truth, to hold beside the kidney rows above: the ratio of the groups' mean kidney uptake that was put in, and per laser the AUC ratio a perfect mask on a noiseless camera measures (in laser 3 the kidney starts dimmer than the body around it, which hides the start of its rise from every mouse alike and inflates the ratio: see the README's Studies section)."),
     ("code", """
-print(f"true kidney uptake ratio treated / control: {true_ratio(sheet, 'treated', 'control'):.2f}" if not sheet_path
-      else "your study: no truth to compare with")
+print(f"kidney uptake ratio put in: {true_ratio(sheet, 'treated', 'control'):.2f}; a perfect mask, per laser: "
+      + str({laser: round(ratio, 2) for laser, ratio in perfect_mask_ratios(
+          sheet, "kidney", "treated", "control", window_s=analysis.nca[0]["window_s"]).items()})
+      if not sheet_path else "your study: no truth to compare with")
 print(f"report for the lab notebook: {analysis.out_dir / 'report.html'}")
 """),
     ("code", """

@@ -89,7 +89,7 @@ _EXPORTS = {
     "unetlib.study.tables": ("comparison_text", "trust_text"),
     "unetlib.study.workflow": ("run_study",),
     "unetlib.app.demo": ("annotate_demo", "demo_test_truth"),
-    "unetlib.app.demo_study": ("ensure_demo_study", "run_demo_study"),
+    "unetlib.app.demo_study": ("ensure_demo_study", "perfect_mask_ratios", "run_demo_study"),
     "unetlib.app.notebooks": ("publish_summary",),
 }
 _ENTRY_POINTS = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -400,8 +400,7 @@ def _cmd_demo_study(args: argparse.Namespace) -> int:
     print("where to trust the model, worst first:")
     print(trust_text(analysis.trust))
     print(result.recovered_text())
-    for mouse, why in analysis.left_out.items():
-        print(f"error: {mouse} left out of the analysis: {why}", file=sys.stderr)
+    _print_study_problems(analysis)
     return min(len(analysis.left_out), 100)
 
 
@@ -731,9 +730,16 @@ def _cmd_study(args: argparse.Namespace) -> int:
           f"{analysis.out_dir / 'nca.csv'}")
     print(f"group curves: {analysis.out_dir / 'groups.csv'}")
     print(f"comparisons: {analysis.out_dir / 'compare.csv'}")
+    _print_study_problems(analysis)
+    return min(len(analysis.left_out), 100)
+
+
+def _print_study_problems(analysis) -> None:
+    """The mice to look at closer, and those left out, as warning and error lines."""
+    for caution in analysis.warnings:
+        print(f"warning: {caution}", file=sys.stderr)
     for mouse, why in analysis.left_out.items():
         print(f"error: {mouse} left out of the analysis: {why}", file=sys.stderr)
-    return min(len(analysis.left_out), 100)
 
 
 def _add_evaluate(commands) -> None:

@@ -1037,15 +1037,18 @@ class DemoStudyConfig:
     Attributes
     ----------
     mice_per_group : int
-        Mice in each of the groups ``control`` and ``treated``.
+        Mice in each of the groups ``control`` and ``treated``. Five, as many labs use: with
+        three (measured, seed 0) the kidney's ratio came out right (1.72 against an uptake
+        ratio of 1.66) but Holm's correction over the 60 comparisons of the table left
+        p = 0.44.
     cycles : int
         Laser cycles of every mouse's acquisition.
     seed : int
         Seeds the study (each mouse's noise, lie and injection).
     """
 
-    mice_per_group: int = 3
-    cycles: int = 16
+    mice_per_group: int = 5
+    cycles: int = 12
     seed: int = 0
 
     def validate(self) -> "DemoStudyConfig":

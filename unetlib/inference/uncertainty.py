@@ -224,7 +224,7 @@ def pick_uncertain(stacks: LaserStack | Sequence[LaserStack], data_dir: Path,
         are left to choose from.
     """
     stacks = [stacks] if isinstance(stacks, LaserStack) else list(stacks)
-    labels = dict(zip((id(stack) for stack in stacks), stack_labels([s.path for s in stacks])))
+    names = stack_labels([stack.path for stack in stacks])
     run = load_run(config.run)
     lasers = frame_lasers(config, split)
     channels = model_input_channels(run.model)
@@ -269,15 +269,14 @@ def pick_uncertain(stacks: LaserStack | Sequence[LaserStack], data_dir: Path,
     chosen = choose_uncertain(candidates, scores, config.count, gap=gap)
     score_of = dict(zip(candidates, scores))
     ranking = sorted(candidates, key=lambda candidate: -score_of[candidate])
-    name = [labels[id(stack)] for stack in stacks]
     with output_lock(data_dir):
         write_csv(data_dir / "train" / "uncertainty.csv",
-                  [{"stack": name[index], "cycle": cycle,
+                  [{"stack": names[index], "cycle": cycle,
                     "uncertainty": f"{score_of[(index, cycle)]:.6f}", "rank": rank + 1,
                     "chosen": int((index, cycle) in chosen), "model": str(run.model_path.resolve())}
                    for rank, (index, cycle) in enumerate(ranking)],
                   ("stack", "cycle", "uncertainty", "rank", "chosen", "model"), overwrite=True)
-        return append_frames([Source(stacks[index], name[index], cycle) for index, cycle in chosen],
+        return append_frames([Source(stacks[index], names[index], cycle) for index, cycle in chosen],
                              data_dir, lasers, split,
                              [{"uncertainty": f"{score_of[key]:.6f}", "picked_by": tag}
                               for key in chosen])

@@ -11,7 +11,8 @@ Into the study's output folder:
   parameter (:mod:`unetlib.study.compare`), Holm-adjusted over the whole table;
 - ``trust.csv``: per mouse, worst first, the share of organ-cycles QC flagged and the
   model's mean uncertainty on the stack (:func:`trust_rows`); a mouse far from the
-  study's others is named in a warning;
+  study's others is named in the result's ``warnings`` (and ``study.json``, the report;
+  the CLI prints them as warning lines);
 - ``group_curves.png`` and ``report.html`` (:mod:`unetlib.study.report`: figures, tables and
   a methods paragraph in one self-contained file);
 - ``study.json``: the settings, the time grid, the stacks left out and why; written
@@ -26,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from unetlib.core.config import StudyConfig, to_dict
-from unetlib.core.errors import InputError, ParameterError, UnetlibWarning, describe
+from unetlib.core.errors import InputError, ParameterError, describe
 from unetlib.core.io import atomic_path, read_csv, write_csv, write_json
 from unetlib.study.compare import compare_groups, holm
 from unetlib.study.nca import baseline_corrected, curve_nca
@@ -171,9 +171,9 @@ def analyse_study(sheet: StudySheet, quantify_dir: str | os.PathLike[str],
     step = _time_step(curves)
     group_rows = group_curves(sheet, curves, step)
     compare_rows = _compare_rows(sheet, nca_rows, reference, config)
+    # The mice to look at closer are part of the result (its ``warnings``, study.json, the
+    # report); the CLI prints them as warning lines, a notebook beside the trust table.
     trust, cautions = trust_rows(sheet, quantify_dir, curves)
-    for caution in cautions:
-        warnings.warn(caution, UnetlibWarning, stacklevel=2)
     out_dir = Path(out_dir)
     columns = ("mouse", "group", *sheet.extra_columns, "stack", "organ", "laser", "signal",
                *NCA_FIELDS)

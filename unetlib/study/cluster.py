@@ -254,7 +254,10 @@ def _on_dask(run_path: Path, paths: list[Path], out_dir: Path, config: QuantifyC
         # One TensorFlow thread pool per worker sized to its share of the cores, so
         # workers do not oversubscribe the machine.
         threads = str(max(1, (os.cpu_count() or 1) // workers))
-        with _quiet_resource_tracker():
+        with _quiet_resource_tracker(), warnings.catch_warnings():
+            # The scheduler's HTTP server (health checks, not the dashboard) moves to a
+            # free port when 8787 is taken by another cluster, and warns: nothing to act on.
+            warnings.filterwarnings("ignore", message=r"Port \d+ is already in use")
             # A worker's failure reaches us as its task's error; what workers log
             # themselves is shut-down races (heartbeats to a closed scheduler, cancelled
             # tasks), hence silence_logs.
