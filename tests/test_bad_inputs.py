@@ -450,6 +450,16 @@ CASES: list[Case] = [
     Case("split-stack/usage-missing-out", ("split-stack", "{ws}/stack.tif"), ("--out",),
          setup=(STACK,), usage_error=True),
 
+    # demo-study: sizes are refused before a mouse is written
+    Case("demo-study/one-mouse-per-group", ("demo-study", "--out", "{ws}/demo", "--mice", "1"),
+         ("--mice", "--mice 1")),
+    Case("demo-study/cycles-beyond-the-bound",
+         ("demo-study", "--out", "{ws}/demo", "--cycles", "100000"), ("--cycles", "--cycles 100000"),
+         max_seconds=30),
+    Case("demo-study/run-that-does-not-exist",
+         ("demo-study", "--out", "{ws}/demo", "--run", "{ws}/norun", "--mice", "2", "--cycles", "10"),
+         ("{ws}/norun",), new_files_in=("demo",)),
+
     # pick-frames
     Case("pick-frames/count-zero", pick("--count", "0"), ("--count", "count=0"), setup=(STACK,)),
     Case("pick-frames/count-beyond-cycles", pick("--count", "999"), ("--count", "count=999"),

@@ -880,7 +880,7 @@ _PYTHON_PARAMETER = re.compile(
 _PYTHON_SETTING = re.compile(r"\b([a-z][a-z0-9_]*)='([^']*)'")
 # Parameters whose flag is not their name with dashes.
 _FLAG_OF = {"learning_rate": "--lr", "freeze_encoder_epochs": "--freeze-encoder",
-            "authors": "--author"}
+            "authors": "--author", "mice_per_group": "--mice"}
 
 
 def cli_message(message: str, parser: argparse.ArgumentParser) -> str:

@@ -18,6 +18,7 @@ Layout under ``out_dir`` (the demo's folder, shared with ``make demo``)::
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ import numpy as np
 from unetlib.core.config import DemoStudyConfig, QuantifyConfig, StudyConfig
 from unetlib.core.io import read_csv
 from unetlib.data.synthetic_study import TRUTH, ensure_synthetic_study, true_ratio
+from unetlib.runs.run import load_run
 from unetlib.study.nca import curve_nca
 from unetlib.study.workflow import StudyRun, run_study
 
@@ -69,10 +71,17 @@ class DemoStudyResult:
         against what a perfect mask measures, under the uptake ratio put in."""
         lines = [f"kidney AUC ratio treated / control (uptake put in: {self.true_ratio:.2f}):"]
         for row in self.kidney:
-            lines.append(f"  laser {row['laser']}: {row['ratio']:.2f} "
-                         f"[{row['ratio_low']:.2f}, {row['ratio_high']:.2f}], "
-                         f"Holm p = {row['p_holm']:.2g}; a perfect mask: "
-                         f"{self.perfect_mask.get(int(row['laser']), float('nan')):.2f}")
+            perfect = f"a perfect mask: {self.perfect_mask.get(int(row['laser']), math.nan):.2f}"
+            if not math.isfinite(row["ratio"]):
+                lines.append(f"  laser {row['laser']}: no ratio ({row['note'] or 'no values'}); "
+                             + perfect)
+                continue
+            interval = (f"[{row['ratio_low']:.2f}, {row['ratio_high']:.2f}]"
+                        if math.isfinite(row["ratio_low"]) else "[no interval]")
+            p_value = (f"Holm p = {row['p_holm']:.2g}" if math.isfinite(row["p_holm"])
+                       else "no test")
+            lines.append(f"  laser {row['laser']}: {row['ratio']:.2f} {interval}, {p_value}; "
+                         + perfect)
         return "\n".join(lines)
 
 
@@ -114,8 +123,10 @@ def run_demo_study(out_dir: str | os.PathLike[str], run_dir: str | os.PathLike[s
         Local Dask workers quantifying the mice (1: in this process).
     """
     out_dir = Path(out_dir)
-    sheet = ensure_demo_study(out_dir / "study", config)
+    if run_dir is not None:
+        load_run(run_dir)  # a run that is none is refused before any mouse is written
     run_dir = Path(run_dir) if run_dir is not None else ensure_demo_organ_run(out_dir)
+    sheet = ensure_demo_study(out_dir / "study", config)
     study = run_study(sheet, run_dir, out_dir / "study" / "results", QuantifyConfig(),
                       StudyConfig(), workers=workers, progress=progress)
     kidney = [row for row in study.analysis.comparisons
