@@ -20,10 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -66,46 +64,25 @@ def child_single(run_dir: str, stack: str, out: str) -> None:
 def child_study(run_dir: str, stacks: list[str], out: str, workers: int) -> None:
     """A study on a local cluster of ``workers`` processes; print JSON with the workers'
     peak resident memory (sampled, incl. mapped stack pages)."""
-    import psutil
+    from memory import PeakWorkerMemory
 
     from unetlib.core.config import QuantifyConfig
     from unetlib.study.cluster import quantify_study
 
-    me = psutil.Process()
-    peak = {"rss": 0}
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            total = 0
-            for process in me.children(recursive=True):
-                try:
-                    total = max(total, process.memory_info().rss)
-                except psutil.Error:
-                    pass
-            peak["rss"] = max(peak["rss"], total)
-            stop.wait(0.2)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    start = time.perf_counter()
-    result = quantify_study(run_dir, stacks, out, QuantifyConfig(), workers=workers,
-                            progress=False)
-    seconds = time.perf_counter() - start
-    stop.set()
-    sampler.join()
+    with PeakWorkerMemory() as memory:
+        start = time.perf_counter()
+        result = quantify_study(run_dir, stacks, out, QuantifyConfig(), workers=workers,
+                                progress=False)
+        seconds = time.perf_counter() - start
     cycles = sum(outcome.result.cycles for outcome in result.outcomes if outcome.result)
     print(json.dumps({"seconds": seconds, "cycles": cycles, "failed": len(result.failed),
-                      "peak_worker_rss_mib": peak["rss"] / 2**20}))
+                      "peak_worker_rss_mib": memory.peak_mib}))
 
 
 def _child(*args: str) -> dict:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    completed = subprocess.run([sys.executable, __file__, *args], capture_output=True,
-                               text=True, env=env)
-    if completed.returncode:
-        sys.exit(f"benchmark child failed:\n{completed.stderr[-3000:]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    from memory import run_child
+
+    return run_child(__file__, *args)
 
 
 def main() -> None:

@@ -23,10 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -54,34 +52,18 @@ def child_single(run_dir: str, stack: str, out: str) -> None:
 def child_study(run_dir: str, sheet: str, out: str, workers: int) -> None:
     """``run_study`` on a local cluster; print JSON with the workers' peak RSS (sampled,
     including the pages of memory-mapped stacks) and the analysis' own seconds."""
-    import psutil
+    from memory import PeakWorkerMemory
 
     from unetlib.core.config import QuantifyConfig, StudyConfig
     from unetlib.study.analysis import analyse_study
     from unetlib.study.sheet import read_study_sheet
     from unetlib.study.workflow import STACKS_FOLDER, run_study
 
-    me = psutil.Process()
-    peak = {"rss": 0}
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            for process in me.children(recursive=True):
-                try:
-                    peak["rss"] = max(peak["rss"], process.memory_info().rss)
-                except psutil.Error:
-                    pass
-            stop.wait(0.2)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    start = time.perf_counter()
-    result = run_study(sheet, run_dir, out, QuantifyConfig(), StudyConfig(), workers=workers,
-                       progress=False)
-    seconds = time.perf_counter() - start
-    stop.set()
-    sampler.join()
+    with PeakWorkerMemory() as memory:
+        start = time.perf_counter()
+        result = run_study(sheet, run_dir, out, QuantifyConfig(), StudyConfig(),
+                           workers=workers, progress=False)
+        seconds = time.perf_counter() - start
     start = time.perf_counter()
     analyse_study(read_study_sheet(sheet), Path(out) / STACKS_FOLDER, Path(out) / "again")
     analysis = time.perf_counter() - start
@@ -89,16 +71,13 @@ def child_study(run_dir: str, sheet: str, out: str, workers: int) -> None:
     print(json.dumps({"seconds": seconds, "analysis_seconds": analysis,
                       "cycles": sum(o.result.cycles for o in outcomes if o.result),
                       "failed": len(result.quantified.failed),
-                      "peak_worker_rss_mib": peak["rss"] / 2**20}))
+                      "peak_worker_rss_mib": memory.peak_mib}))
 
 
 def _child(*args: str) -> dict:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    completed = subprocess.run([sys.executable, __file__, *args], capture_output=True,
-                               text=True, env=env)
-    if completed.returncode:
-        sys.exit(f"benchmark child failed:\n{completed.stderr[-3000:]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    from memory import run_child
+
+    return run_child(__file__, *args)
 
 
 def write_sheet(folder: Path, stack: Path, count: int, cycle_s: float) -> Path:
@@ -162,10 +141,10 @@ def main() -> None:
               flush=True)
         figures = {"cycles_per_stack": args.cycles, "workers": args.workers,
                    "single_s_per_cycle": reference, "studies": {}}
-        for count in (FEW, args.stacks):
+        for order, count in enumerate((FEW, args.stacks)):
             sheet = write_sheet(Path(folder), stack, count, cycle_s)
             study = _child("--child-study", args.run, str(sheet),
-                           str(Path(folder) / f"out{count}"), str(args.workers))
+                           str(Path(folder) / f"out{order}"), str(args.workers))
             per_cycle = study["seconds"] / study["cycles"]
             figures["studies"][count] = {**study, "s_per_cycle": per_cycle,
                                          "ratio_to_single": per_cycle / reference}
