@@ -89,6 +89,7 @@ def test_demo_study_runs_from_the_sheet_to_the_truth_and_reuses_on_a_rerun(
     assert (results / "stacks" / "mouse1" / "intensities.csv").stat().st_mtime_ns == stamp
 
 
+@pytest.mark.slow
 def test_a_perfect_mask_finds_the_factor_put_in_except_where_the_organ_hides_in_the_body(
         tmp_path):
     """Without spread between mice a perfect mask's AUC ratio is the uptake factor or a little

@@ -113,11 +113,11 @@ def test_quantify_recovers_the_known_organ_curves(quantified):
     relative = np.abs(measured - truth) / truth
     for index, organ in enumerate(ORGANS):
         # Measured when written: mean 1.0/0.9/2.1 %, max 2.8/4.2/4.5 % (liver/kidney/bladder).
-        # The max is one cycle's mask, so it varies with the session's training: a model
-        # trained on an AVX2-only CPU put the kidney 10 % off in the dim first cycle of
-        # lasers 2 and 4 (mean still 1.5 %). A cycle measured on the wrong organ or a
-        # cycle late is off by 30 % or more.
-        assert relative[:, :, index].mean() < 0.03, organ
+        # The session's small model varies with its training: models trained on an AVX2-only
+        # CPU put the kidney 10 % off in the dim first cycle of lasers 2 and 4, and the
+        # bladder 3.2 % off on average. A cycle measured on the wrong organ or a cycle late
+        # is off by 30 % or more.
+        assert relative[:, :, index].mean() < 0.05, organ
         assert relative[:, :, index].max() < 0.15, organ
         # Shape: in laser 1, the frame the masks are segmented on, r >= 0.997 when written.
         assert correlation(measured[:, 0, index], truth[:, 0, index]) > 0.99, organ
@@ -205,13 +205,14 @@ def test_quantify_curves_match_a_perfect_mask_of_each_cycle(quantified, organ_ru
                            for laser in range(LASERS)] for cycle in range(CYCLES)])
     relative = np.abs(measured - reference) / reference
     for index, organ in enumerate(ORGANS):
-        # When written: mean 0.3/0.7/2.1 %, max 1.1/3.0/4.1 %, every r >= 0.996; max 11 %
-        # (the kidney's first cycle) with a model trained on an AVX2-only CPU.
-        assert relative[:, :, index].mean() < 0.03, organ
+        # When written: mean 0.3/0.7/2.1 %, max 1.1/3.0/4.1 %, every r >= 0.996. Models
+        # trained on an AVX2-only CPU: max 11 % (the kidney's first cycle) and r 0.96 for
+        # the kidney in laser 4; a curve one cycle late gives r <= 0.88.
+        assert relative[:, :, index].mean() < 0.05, organ
         assert relative[:, :, index].max() < 0.15, organ
         for laser in range(LASERS):
             r = correlation(measured[:, laser, index], reference[:, laser, index])
-            assert r > 0.98, (organ, laser + 1, r)
+            assert r > 0.94, (organ, laser + 1, r)
 
 
 def test_quantify_writes_one_row_per_cycle_laser_organ_on_the_recorded_time_axis(quantified):

@@ -97,7 +97,7 @@ def ensure_demo_organ_run(out_dir: str | os.PathLike[str]) -> Path:
     when it is not there yet (a finished identical run is reused)."""
     # lazy: the demo's data and training import TensorFlow only when a model is missing.
     from unetlib.app.demo import DemoConfig, prepare_demo_data
-    from unetlib.runs.train import train
+    from unetlib.runs.train import train  # lazy, as above
 
     config = DemoConfig()
     data = prepare_demo_data(out_dir, config)
