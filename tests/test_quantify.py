@@ -19,7 +19,7 @@ import pytest
 import tifffile
 from helpers import ORGAN_STACK
 
-from unetlib.core.config import QuantifyConfig, SplitConfig
+from unetlib.core.config import MotionConfig, QuantifyConfig, SplitConfig
 from unetlib.core.errors import InputError, OutputError, ParameterError, UnetlibWarning
 from unetlib.core.io import read_csv
 from unetlib.data.body import body_mask
@@ -193,14 +193,15 @@ def test_quantify_refuses_corrections_that_do_not_fit_in_one_line(organ_run, tmp
         "camera settings.")
 
 
-def test_quantify_curves_match_a_perfect_mask_of_each_cycle(quantified, organ_run, frames):
-    """Segmentation alone: the same noisy frames measured through the true laser-1 masks."""
+def test_quantify_curves_match_a_perfect_mask_of_each_frame(quantified, organ_run, frames):
+    """Segmentation and motion alone: the same noisy frames measured through each frame's
+    own true masks (the organs breathe between the lasers of a cycle)."""
     _, rows = quantified
     measured = measured_means(rows)
     truth_labels = tifffile.imread(organ_run["root"] / "truth.tif")
     cycles = frames.reshape(CYCLES, LASERS, *frames.shape[-2:]).astype(np.float64)
-    masks = truth_labels.reshape(CYCLES, LASERS, *frames.shape[-2:])[:, 0]
-    reference = np.array([[[cycles[cycle, laser][masks[cycle] == value].mean()
+    masks = truth_labels.reshape(CYCLES, LASERS, *frames.shape[-2:])
+    reference = np.array([[[cycles[cycle, laser][masks[cycle, laser] == value].mean()
                             for value in range(1, len(ORGANS) + 1)]
                            for laser in range(LASERS)] for cycle in range(CYCLES)])
     relative = np.abs(measured - reference) / reference
@@ -213,6 +214,26 @@ def test_quantify_curves_match_a_perfect_mask_of_each_cycle(quantified, organ_ru
         for laser in range(LASERS):
             r = correlation(measured[:, laser, index], reference[:, laser, index])
             assert r > 0.94, (organ, laser + 1, r)
+
+
+def test_masks_follow_the_organs_into_the_other_lasers_unless_told_not_to(quantified, run,
+                                                                          organ_run, tmp_path):
+    _, rows = quantified
+    moves = {int(row["laser"]): set() for row in rows}
+    for row in rows:
+        moves[int(row["laser"])].add((int(row["shift_y"]), int(row["shift_x"]), float(row["scale"])))
+    assert moves[1] == {(0, 0, 1.0)}  # the segmented laser keeps the model's masks
+    assert any(move != (0, 0, 1.0) for laser in (2, 3, 4) for move in moves[laser])
+    reach = round(MotionConfig().max_shift * ORGAN_STACK.height)
+    assert all(abs(dy) <= 2 * reach and abs(dx) <= 2 * reach
+               for laser in (2, 3, 4) for dy, dx, _ in moves[laser])
+    still = quantify_stack(run, organ_run["stack"], tmp_path,
+                           QuantifyConfig(motion=MotionConfig(enabled=False)))
+    unmoved = read_intensities(still.out_dir)
+    assert {(row["shift_y"], row["shift_x"], row["scale"]) for row in unmoved} == {("0", "0", "1")}
+    # Unmoved, every laser's area is the segmented mask's; moved, the areas follow the organs.
+    assert len({(row["cycle"], row["organ"], row["area_px"]) for row in unmoved}) == \
+        CYCLES * len(ORGANS)
 
 
 def test_quantify_writes_one_row_per_cycle_laser_organ_on_the_recorded_time_axis(quantified):
@@ -238,8 +259,11 @@ def test_quantify_writes_labels_summary_figure_and_record(quantified):
         assert len(tif.pages) == CYCLES
     assert labels.shape == (CYCLES, ORGAN_STACK.height, ORGAN_STACK.width)
     assert set(np.unique(labels)) == {0, 1, 2, 3}
-    # The label images are the masks that were measured: their areas are the rows' areas.
+    # The label images are the masks the segmented laser was measured through; the other
+    # lasers' masks are these, moved (test_masks_follow_the_organs_into_the_other_lasers…).
     for row in rows:
+        if row["laser"] != "1":
+            continue
         value = ORGANS.index(row["organ"]) + 1
         assert int(row["area_px"]) == np.count_nonzero(labels[int(row["cycle"])] == value)
 

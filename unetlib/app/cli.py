@@ -323,7 +323,7 @@ def _cmd_quantify(args: argparse.Namespace) -> int:
                             predict=dataclasses.replace(QuantifyConfig().predict, tile=args.tile,
                                                         overlap=args.overlap),
                             drop_incomplete=args.drop_incomplete, force=args.force,
-                            dark=args.dark, flat=args.flat)
+                            dark=args.dark, flat=args.flat, motion=_motion(args))
     result = quantify_study(args.run, args.stacks, args.out, config, workers=args.workers,
                             scheduler=args.scheduler, progress=not args.quiet)
     for outcome in result.outcomes:
@@ -663,6 +663,24 @@ def _add_acquisition_options(parser: argparse.ArgumentParser, defaults) -> None:
     parser.add_argument("--interval", type=float, metavar="SECONDS",
                         help="seconds between laser cycles (default: from the TIFF's timing "
                              "metadata)")
+    parser.add_argument("--no-align", action="store_true",
+                        help="measure every laser's frame with the segmented frame's organ "
+                             "masks as they are, for a mouse that does not move between the "
+                             "lasers of a cycle (default: each mask is moved and scaled onto "
+                             "its organ's edge in every laser's frame)")
+    parser.add_argument("--align-max-shift", type=float, metavar="FRACTION",
+                        default=defaults.motion.max_shift,
+                        help="farthest a mask may move to follow its organ, as a fraction of "
+                             f"the frame's height (default: {defaults.motion.max_shift}, "
+                             "15 px in 508 rows)")
+
+
+def _motion(args: argparse.Namespace):
+    """The :class:`~unetlib.core.config.MotionConfig` of ``--no-align`` and
+    ``--align-max-shift``."""
+    from unetlib.core.config import MotionConfig
+
+    return MotionConfig(enabled=not args.no_align, max_shift=args.align_max_shift)
 
 
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
@@ -721,7 +739,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
     quantify = QuantifyConfig(split=SplitConfig(lasers=args.lasers, offset=args.offset),
                               model_input=args.model_input, interval_s=args.interval,
-                              dark=args.dark, flat=args.flat)
+                              dark=args.dark, flat=args.flat, motion=_motion(args))
     config = StudyConfig(reference=args.reference, test=args.test, auc=args.auc)
     result = run_study(args.sheet, args.run, args.out, quantify, config, workers=args.workers,
                        scheduler=args.scheduler, progress=not args.quiet)

@@ -812,6 +812,60 @@ class PredictConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MotionConfig:
+    """Following the organs into each laser's frame (see :mod:`unetlib.study.motion`).
+
+    Attributes
+    ----------
+    enabled : bool
+        Align each organ's mask to every laser's frame of its cycle before measuring
+        there. Off: the segmented frame's mask is used in every laser's frame, which is
+        right only for a mouse that does not move between the lasers of a cycle.
+    max_shift : float
+        The farthest a mask may move, rows and columns each, as a fraction of the frame's
+        height (0.03: 15 px in a 508-row frame, 3 px in 96 rows). Breathing moved the hard
+        synthetic preset's organs up to 12 px between two frames of 508 rows; motion scales
+        with the mouse's image, and a smaller frame needs a shorter search, where a mask
+        could otherwise reach another organ's edge.
+    max_scale : float
+        The largest relative change of size tried, about the mask's centroid.
+    scale_step : float
+        Step between the sizes tried, from ``1 - max_scale`` to ``1 + max_scale``.
+    band_px : int
+        Width of the bands just inside and just outside the mask whose contrast places it.
+    """
+
+    enabled: bool = True
+    max_shift: float = 0.03
+    max_scale: float = 0.08
+    scale_step: float = 0.04
+    band_px: int = 3
+
+    def scales(self) -> tuple[float, ...]:
+        """The sizes tried, 1.0 first.
+
+        >>> MotionConfig().scales()
+        (1.0, 0.92, 0.96, 1.04, 1.08)
+        """
+        steps = int(round(self.max_scale / self.scale_step)) if self.scale_step else 0
+        others = [round(1.0 + k * self.scale_step, 6) for k in range(-steps, steps + 1) if k]
+        return (1.0, *others)
+
+    def validate(self) -> "MotionConfig":
+        _require(isinstance(self.enabled, bool), "align", self.enabled, "true or false")
+        _require(isinstance(self.max_shift, (int, float)) and 0 <= self.max_shift <= 0.25,
+                 "align_max_shift", self.max_shift, "a fraction of the frame's height from 0 "
+                 "to 0.25")
+        _require(isinstance(self.max_scale, (int, float)) and 0 <= self.max_scale <= 0.5,
+                 "align_max_scale", self.max_scale, "a fraction from 0 to 0.5")
+        _require(isinstance(self.scale_step, (int, float)) and 0 < self.scale_step <= 0.5,
+                 "align_scale_step", self.scale_step, "a fraction above 0, at most 0.5")
+        _require(isinstance(self.band_px, int) and 1 <= self.band_px <= 20, "align_band",
+                 self.band_px, "a whole number of pixels from 1 to 20")
+        return self
+
+
+@dataclass(frozen=True, kw_only=True)
 class QuantifyConfig:
     """Organ time--intensity curves of whole acquisitions (see :mod:`unetlib.study.quantify`).
 
@@ -854,6 +908,8 @@ class QuantifyConfig:
     flat : str or None
         A flat field (one frame, or one per laser) divided out before measuring, after
         normalising it to mean 1: uneven illumination and vignetting. None: not corrected.
+    motion : MotionConfig
+        How each organ's mask follows the organ into the other lasers' frames of a cycle.
     """
 
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -871,10 +927,12 @@ class QuantifyConfig:
     force: bool = False
     dark: str | None = None
     flat: str | None = None
+    motion: MotionConfig = field(default_factory=MotionConfig)
 
     def validate(self) -> "QuantifyConfig":
         self.split.validate()
         self.predict.validate()
+        self.motion.validate()
         if self.model_input is not None:
             _require(isinstance(self.model_input, tuple) and len(self.model_input) >= 1
                      and all(isinstance(n, int) and 1 <= n <= 64 for n in self.model_input),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -24,7 +25,8 @@ QC_OK, QC_JUMP, QC_ABSENT = "ok", "area_jump", "absent"
 
 
 def measure_cycle(frames: np.ndarray, labels: np.ndarray, organs: OrganTable,
-                  background: np.ndarray) -> np.ndarray:
+                  background: np.ndarray, *,
+                  laser_masks: Sequence[Sequence[np.ndarray]] | None = None) -> np.ndarray:
     """Statistics of every organ in every laser's frame of one cycle.
 
     One boolean mask per organ: with about ten organs this is 2-6x faster than
@@ -38,8 +40,13 @@ def measure_cycle(frames: np.ndarray, labels: np.ndarray, organs: OrganTable,
     labels : ndarray of shape (H, W)
         Organ values (``organs.csv``), 0 elsewhere.
     organs : OrganTable
-    background : ndarray of shape (H, W), bool
-        The background pixels of the signal-to-background ratio.
+    background : ndarray of shape (H, W) or (lasers, H, W), bool
+        The background pixels of the signal-to-background ratio, in every laser's frame
+        or in each.
+    laser_masks : sequence of sequences of ndarray, optional
+        ``[laser][organ]`` masks that replace ``labels`` in each laser's frame: the
+        organs followed into the frames a moving mouse left them elsewhere in
+        (:func:`unetlib.study.motion.align_cycle`).
 
     Returns
     -------
@@ -49,11 +56,13 @@ def measure_cycle(frames: np.ndarray, labels: np.ndarray, organs: OrganTable,
     """
     lasers = frames.shape[0]
     result = np.full((lasers, len(organs.organs), 6), np.nan)
-    masks = [labels == organ.value for organ in organs.organs]
+    cycle_masks = [labels == organ.value for organ in organs.organs]
     for laser in range(lasers):
+        masks = cycle_masks if laser_masks is None else laser_masks[laser]
         frame = np.asarray(frames[laser])
         finite = np.isfinite(frame) if np.issubdtype(frame.dtype, np.floating) else None
-        back = background if finite is None else background & finite
+        back = background if background.ndim == 2 else background[laser]
+        back = back if finite is None else back & finite
         back_mean = float(frame[back].mean(dtype=np.float64)) if back.any() else math.nan
         for index, mask in enumerate(masks):
             inside = mask if finite is None else mask & finite

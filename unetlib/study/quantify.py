@@ -2,12 +2,15 @@
 
 For every laser cycle of a stack, :func:`quantify_stack` builds the model input the run
 was trained on (one laser, or the same composite), segments it at full resolution and
-applies that cycle's organ mask to the frame of every laser of the same cycle. The stack
+measures every laser's frame of the same cycle with that cycle's organ masks, each moved
+onto its organ's edge in that frame (:mod:`unetlib.study.motion`: the lasers are imaged
+one after the other, and a breathing mouse's organs move between them). The stack
 is read memory-mapped and processed a few cycles at a time, so memory stays far below
 the stack's size. Into ``<out>/<stack stem>/`` it writes
 
 - ``intensities.csv``: one row per cycle x laser x organ (area, mean, median, 95th
-  percentile, integrated intensity, background mean, signal-to-background ratio, QC);
+  percentile, integrated intensity, background mean, signal-to-background ratio, QC, and
+  how far the organ's mask was moved and scaled to fit that laser's frame);
 - ``summary.csv``: one row per organ x laser (peak, time to peak, area under the curve,
   clearance half-life and its fit quality; see :mod:`unetlib.study.kinetics`);
 - ``cycles.csv``: one row per cycle: the body's area and the model's uncertainty there
@@ -75,6 +78,7 @@ from unetlib.nn.sliding_window import predict_probabilities_batch, segment
 from unetlib.runs.run import LoadedRun, load_run
 from unetlib.study.kinetics import summarize_curve
 from unetlib.study.measure import QC_JUMP, QC_OK, background_mask, flag_area_jumps, measure_cycle
+from unetlib.study.motion import align_cycle
 from unetlib.viz.plots import plot_organ_curves
 
 logger = logging.getLogger(__name__)
@@ -83,7 +87,8 @@ __all__ = ["CYCLE_FIELDS", "INTENSITY_FIELDS", "SUMMARY_FIELDS", "StackResult", 
            "quantify_stack", "read_intensities", "run_organs", "stack_output_dir", "summary_text"]
 
 INTENSITY_FIELDS = ("cycle", "time_s", "laser", "organ", "area_px", "mean", "median", "p95",
-                    "integrated", "background_mean", "sbr", "qc")
+                    "integrated", "background_mean", "sbr", "qc", "shift_y", "shift_x",
+                    "scale")
 SUMMARY_FIELDS = ("stack", "organ", "laser", "cycles", "qc_flagged", "peak", "time_to_peak_s",
                   "auc", "half_life_s", "half_life_r2", "half_life_rel_se", "plateau",
                   "mean_sbr")
@@ -400,6 +405,10 @@ def _quantify_into(folder: Path, run: LoadedRun, stack: LaserStack, organs: Orga
 
 
     measured = np.full((stack.cycles, stack.lasers, len(organs.organs), 6), np.nan)
+    motion = np.zeros((stack.cycles, stack.lasers, len(organs.organs), 3))
+    motion[..., 2] = 1.0
+    values = [organ.value for organ in organs.organs]
+    reference = tuple(laser - 1 for laser in lasers)
     body_px = np.zeros(stack.cycles, dtype=np.int64)
     entropy = np.full(stack.cycles, np.nan)
     dtype = np.uint8 if max(organs.values) <= 255 else np.uint16
@@ -418,8 +427,15 @@ def _quantify_into(folder: Path, run: LoadedRun, stack: LaserStack, organs: Orga
                     background = background_mask(labels, body, organs,
                                                  organ=config.background,
                                                  margin=config.organ_margin)
-                    measured[cycle] = measure_cycle(calibration.apply(np.asarray(stack.data[cycle])),
-                                                    labels, organs, background)
+                    frames = calibration.apply(np.asarray(stack.data[cycle]))
+                    aligned = align_cycle(frames, labels, values, reference, config.motion)
+                    motion[cycle] = [[(*a.shift, a.scale) for a in row] for row in aligned]
+                    masks = [[a.mask for a in row] for row in aligned]
+                    if config.background is not None:  # the background organ moves too
+                        where = organs.names.index(config.background)
+                        background = np.stack([row[where] for row in masks])
+                    measured[cycle] = measure_cycle(frames, labels, organs, background,
+                                                    laser_masks=masks)
                     yield labels
                 bar.update(len(cycles))
 
@@ -430,7 +446,7 @@ def _quantify_into(folder: Path, run: LoadedRun, stack: LaserStack, organs: Orga
     areas = measured[:, 0, :, 0]
     flags = flag_area_jumps(areas, window=config.qc_window, tolerance=config.qc_tolerance)
     times = np.arange(stack.cycles) * interval
-    rows = _intensity_rows(measured, flags, times, organs)
+    rows = _intensity_rows(measured, flags, times, organs, motion)
     write_csv(folder / "intensities.csv", rows, INTENSITY_FIELDS)
     write_csv(folder / "cycles.csv", [
         {"cycle": cycle, "time_s": _number(times[cycle]), "body_px": int(body_px[cycle]),
@@ -451,7 +467,7 @@ def _number(value: float, digits: int = 6) -> str:
 
 
 def _intensity_rows(measured: np.ndarray, flags: np.ndarray, times: np.ndarray,
-                    organs: OrganTable) -> list[dict[str, str]]:
+                    organs: OrganTable, motion: np.ndarray) -> list[dict[str, str]]:
     rows = []
     cycles, lasers = measured.shape[:2]
     for cycle in range(cycles):
@@ -465,7 +481,10 @@ def _intensity_rows(measured: np.ndarray, flags: np.ndarray, times: np.ndarray,
                              "median": _number(median), "p95": _number(p95),
                              "integrated": _number(integrated, 10),
                              "background_mean": _number(back), "sbr": _number(sbr),
-                             "qc": str(flags[cycle, index])})
+                             "qc": str(flags[cycle, index]),
+                             "shift_y": str(int(motion[cycle, laser, index, 0])),
+                             "shift_x": str(int(motion[cycle, laser, index, 1])),
+                             "scale": _number(motion[cycle, laser, index, 2], 4)})
     return rows
 
 

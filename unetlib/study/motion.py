@@ -1,0 +1,241 @@
+"""Organ masks that follow the organs into every laser's frame of a cycle.
+
+The lasers of one cycle are imaged one after the other, so a breathing mouse's organs lie
+a little elsewhere in each laser's frame than in the frame the model segmented. On a thin
+organ that matters more than any segmentation error: on the hard synthetic preset, the
+spleen's perfect laser-1 mask applied to the other lasers' frames measures their curves
+with r = 0.29 against the truth (median error 6 %), while each frame's own perfect mask
+gives r = 1.000.
+
+:func:`align_organ` moves one organ's mask onto its edge in another frame: among shifts of
+up to ``max_shift`` of the frame's height and a few scales around the mask's centroid (breathing also
+swells and shrinks organs), it chooses the one where the mean of a thin band just inside
+the mask differs most from a band just outside it. That compares the organ only with its
+own surroundings, so it needs no model and works whichever of the two is brighter in that
+laser; a candidate must beat the unmoved mask by more than the bands' noise, so an organ
+without contrast in a laser keeps its mask where it was. :func:`align_cycle` does this for
+every organ and laser of a cycle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+from scipy import ndimage, signal
+
+from unetlib.core.config import MotionConfig
+
+__all__ = ["Alignment", "align_cycle", "align_masks", "align_organ"]
+
+# A candidate must beat the unmoved mask by this many standard errors of the band
+# contrast: without it, noise would move the masks of organs that show no edge.
+SIGNIFICANCE = 3.0
+# Each organ is then moved alone within this fraction of the reach of the joint move.
+REFINE = 3.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Alignment:
+    """Where one organ's mask was moved to in one frame.
+
+    Attributes
+    ----------
+    mask : ndarray of shape (H, W), bool
+        The moved mask.
+    shift : tuple of int
+        Rows and columns it moved by (positive: down, right).
+    scale : float
+        Its size relative to the segmented mask, about the mask's centroid.
+    """
+
+    mask: np.ndarray
+    shift: tuple[int, int]
+    scale: float
+
+
+def _scaled(mask: np.ndarray, scale: float) -> np.ndarray:
+    """``mask`` grown or shrunk by ``scale`` about its centroid (nearest neighbour)."""
+    if scale == 1.0:
+        return mask
+    centre_y, centre_x = ndimage.center_of_mass(mask)
+    rows, cols = np.indices(mask.shape, dtype=np.float64)
+    source = np.stack([(rows - centre_y) / scale + centre_y, (cols - centre_x) / scale + centre_x])
+    return ndimage.map_coordinates(mask.view(np.uint8), source, order=0) > 0
+
+
+def _band_contrast(frame: np.ndarray, mask: np.ndarray, band: int, reach: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Contrast between the bands inside and outside ``mask`` for every shift up to
+    ``reach``, and its standard error at no shift.
+
+    Returns arrays of shape ``(2 * reach + 1, 2 * reach + 1)``: entry ``[reach + dy,
+    reach + dx]`` is for the mask moved by ``(dy, dx)``.
+    """
+    inner = mask & ~ndimage.binary_erosion(mask, iterations=band)
+    outer = ndimage.binary_dilation(mask, iterations=band) & ~mask
+    if not inner.any() or not outer.any():
+        return np.zeros((2 * reach + 1,) * 2), np.asarray(np.inf)
+    # Sums of the frame under each band moved by every shift: a correlation.
+    inside = signal.correlate(frame, inner.astype(np.float64), mode="same", method="fft")
+    outside = signal.correlate(frame, outer.astype(np.float64), mode="same", method="fft")
+    centre_y, centre_x = mask.shape[0] // 2, mask.shape[1] // 2
+    window = (slice(centre_y - reach, centre_y + reach + 1),
+              slice(centre_x - reach, centre_x + reach + 1))
+    contrast = inside[window] / inner.sum() - outside[window] / outer.sum()
+    error = math.sqrt(frame[inner].var() / inner.sum() + frame[outer].var() / outer.sum())
+    return contrast, np.asarray(error)
+
+
+def _crop(frame: np.ndarray, mask: np.ndarray, margin: int
+          ) -> tuple[np.ndarray, np.ndarray, tuple[slice, slice], tuple[slice, slice]]:
+    """A crop of ``frame`` and ``mask`` around the mask, padded by ``margin`` on every side;
+    returns the two crops, where the frame's part lies in the crop, and which part of the
+    frame it is. Past the frame's edge the crop repeats the edge pixels, so an organ the
+    edge cuts keeps its contrast there instead of gaining a false edge."""
+    rows, cols = np.nonzero(mask)
+    top, left = rows.min() - margin, cols.min() - margin
+    bottom, right = rows.max() + margin + 1, cols.max() + margin + 1
+    inside = (slice(max(top, 0), min(bottom, frame.shape[0])),
+              slice(max(left, 0), min(right, frame.shape[1])))
+    placed = (slice(inside[0].start - top, inside[0].stop - top),
+              slice(inside[1].start - left, inside[1].stop - left))
+    crop = frame[np.ix_(np.clip(np.arange(top, bottom), 0, frame.shape[0] - 1),
+                        np.clip(np.arange(left, right), 0, frame.shape[1] - 1))]
+    local = np.zeros(crop.shape, dtype=bool)
+    local[placed] = mask[inside]
+    return crop, local, placed, inside
+
+
+def align_masks(frame: np.ndarray, masks: list[np.ndarray],
+                config: MotionConfig = MotionConfig()) -> list[Alignment]:
+    """Move organs' masks together onto their edges in ``frame``.
+
+    One shift for all the masks and one change of size, each mask about its own centroid:
+    breathing moves the abdominal organs together, and an organ with a faint edge in this
+    laser follows the ones whose edges are clear. The candidate chosen has the largest sum
+    over the organs of the band contrast in units of its standard error, and must beat the
+    unmoved masks by more than :data:`SIGNIFICANCE` of them.
+
+    Parameters
+    ----------
+    frame : ndarray of shape (H, W)
+        Another laser's frame of the cycle the masks were segmented in.
+    masks : list of ndarray of shape (H, W), bool
+        The organs' masks in the segmented frame (empty ones stay empty).
+    config : MotionConfig
+        How far they may move (``max_shift`` of the frame's height), by how much they may change size
+        (``max_scale``), and the width of the bands compared (``band_px``).
+
+    Returns
+    -------
+    list of Alignment
+        In the order of ``masks``; the masks themselves when nothing beats them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> frame = np.zeros((80, 80)); frame[30:50, 20:60] = 100.0  # the organ, here
+    >>> mask = np.zeros((80, 80), bool); mask[34:54, 17:57] = True  # segmented elsewhere
+    >>> align_masks(frame, [mask], MotionConfig(max_shift=0.1))[0].shift
+    (-4, 3)
+    """
+    masks = [np.asarray(mask, dtype=bool) for mask in masks]
+    unmoved = [Alignment(mask, (0, 0), 1.0) for mask in masks]
+    present = [index for index, mask in enumerate(masks) if mask.any()]
+    if not config.enabled or not present:
+        return unmoved
+    reach = max(int(round(config.max_shift * frame.shape[0])), 1)
+    crops = []
+    for index in present:
+        rows, cols = np.nonzero(masks[index])
+        extent = max(int(np.ptp(rows)), int(np.ptp(cols))) + 1
+        crops.append(_crop(frame, masks[index],
+                           reach + config.band_px + 1 + int(math.ceil(config.max_scale * extent))))
+
+    best_score, best = -math.inf, None
+    threshold = math.inf
+    for scale in config.scales():
+        candidates = [_scaled(local, scale) for _, local, _, _ in crops]
+        total = np.zeros((2 * reach + 1,) * 2)
+        for (crop, _, _, _), candidate in zip(crops, candidates):
+            contrast, error = _band_contrast(crop, candidate, config.band_px, reach)
+            total += np.abs(contrast) / max(float(error), 1e-12)
+        if scale == 1.0:
+            threshold = float(total[reach, reach]) + SIGNIFICANCE
+        dy, dx = np.unravel_index(int(np.argmax(total)), total.shape)
+        if total[dy, dx] > best_score:
+            best_score = float(total[dy, dx])
+            best = ((int(dy) - reach, int(dx) - reach), scale, candidates)
+    if best is None or not best_score > threshold:
+        return unmoved
+    shift, scale, candidates = best
+    aligned = list(unmoved)
+    for index, (_, _, placed, inside), candidate in zip(present, crops, candidates):
+        moved = ndimage.shift(candidate, shift, order=0, mode="constant", cval=False)
+        full = np.zeros(frame.shape, dtype=bool)
+        full[inside] = moved[placed]
+        aligned[index] = Alignment(full, shift, scale)
+    return aligned
+
+
+def align_organ(frame: np.ndarray, mask: np.ndarray, config: MotionConfig = MotionConfig()
+                ) -> Alignment:
+    """Move one organ's mask onto its edge in ``frame`` (:func:`align_masks` of one mask).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> frame = np.zeros((60, 60)); frame[20:40, 20:40] = 50.0
+    >>> mask = np.zeros((60, 60), bool); mask[23:43, 20:40] = True
+    >>> align_organ(frame, mask, MotionConfig(max_shift=0.1)).shift
+    (-3, 0)
+    """
+    return align_masks(frame, [mask], config)[0]
+
+
+def _refined(frame: np.ndarray, moved: list[Alignment], config: MotionConfig
+             ) -> list[Alignment]:
+    """Each organ's jointly moved mask, moved again alone within a third of the reach:
+    organs breathe a little differently, and a model's mask may sit off its organ."""
+    fine = dataclasses.replace(config, max_shift=config.max_shift / REFINE)
+    result = []
+    for joint in moved:
+        own = align_organ(frame, joint.mask, fine)
+        result.append(Alignment(own.mask, (joint.shift[0] + own.shift[0],
+                                           joint.shift[1] + own.shift[1]),
+                                round(joint.scale * own.scale, 6)))
+    return result
+
+
+def align_cycle(frames: np.ndarray, labels: np.ndarray, values: list[int],
+                reference: tuple[int, ...], config: MotionConfig = MotionConfig()
+                ) -> list[list[Alignment]]:
+    """Every organ's mask aligned to every laser's frame of one cycle.
+
+    Parameters
+    ----------
+    frames : ndarray of shape (lasers, H, W)
+    labels : ndarray of shape (H, W)
+        The cycle's organ values.
+    values : list of int
+        The organs' values, in the order of the result.
+    reference : tuple of int
+        Lasers (0-based) whose frame alone was segmented: their masks stay as they are.
+        A composite of several lasers has no one frame to keep, so every laser is aligned.
+
+    Returns
+    -------
+    list of list of Alignment
+        ``[laser][organ]``.
+    """
+    masks = [labels == value for value in values]
+    aligned = []
+    for laser in range(frames.shape[0]):
+        if len(reference) == 1 and laser == reference[0] or not config.enabled:
+            aligned.append([Alignment(mask, (0, 0), 1.0) for mask in masks])
+        else:
+            frame = np.nan_to_num(np.asarray(frames[laser], dtype=np.float64))
+            aligned.append(_refined(frame, align_masks(frame, masks, config), config))
+    return aligned
