@@ -29,7 +29,13 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from unetlib.app.organ_benchmark import curve_errors_of_mouse, make_hard_benchmark, score_run  # noqa: E402
-from unetlib.core.config import PipelineConfig, TrainConfig, augment_preset, model_preset  # noqa: E402
+from unetlib.core.config import (  # noqa: E402
+    MotionConfig,
+    PipelineConfig,
+    TrainConfig,
+    augment_preset,
+    model_preset,
+)
 from unetlib.core.runtime_report import runtime_line  # noqa: E402
 from unetlib.runs.train import train  # noqa: E402
 
@@ -100,12 +106,15 @@ def main() -> None:
                        "val_dice": round(result.best_val_dice, 4),
                        "best": score_run(run_dir, benchmark),
                        "last": score_run(run_dir / "last.keras", benchmark)}
-                if args.curves:
-                    errors = curve_errors_of_mouse(run_dir, Path(name) / f"curves_{recipe}_{seed}",
-                                                   mouse=2, study_seed=seed)
-                    row["curves"] = {organ: {key: round(value, 4) for key, value in e.items()
-                                             if key in ("median_error", "varying_min_correlation")}
-                                     for organ, e in errors.items()}
+                if args.curves:  # masks moved onto each laser's organs (default), and not
+                    for key, motion in (("curves", MotionConfig()),
+                                        ("curves_unmoved", MotionConfig(enabled=False))):
+                        errors = curve_errors_of_mouse(
+                            run_dir, Path(name) / f"{key}_{recipe}_{seed}", mouse=2,
+                            study_seed=seed, motion=motion)
+                        row[key] = {organ: {name: round(value, 4) for name, value in e.items()
+                                            if name in ("median_error", "varying_min_correlation")}
+                                    for organ, e in errors.items()}
                 results.append(row)
                 print(json.dumps(row), flush=True)
     print("\nrecipe           checkpoint  group   " + "  ".join(
@@ -123,12 +132,15 @@ def main() -> None:
                 spread = f" ±{statistics.stdev(means):.3f}" if len(means) > 1 else ""
                 print(f"{recipe:16} {checkpoint:10}  {group:6}  " + "  ".join(cells)
                       + f"  {statistics.mean(means):8.3f}{spread}")
-        if "curves" in rows[0]:
-            for organ in rows[0]["curves"]:
-                errors = [row["curves"][organ]["median_error"] for row in rows]
-                correlations = [row["curves"][organ]["varying_min_correlation"] for row in rows]
-                print(f"{recipe:16} curves of mouse 2, {organ:8}: median error "
-                      f"{100 * max(errors):.1f} % at worst, lowest r {min(correlations):.3f}")
+        for key in ("curves", "curves_unmoved"):
+            if key not in rows[0]:
+                continue
+            for organ in rows[0][key]:
+                errors = [row[key][organ]["median_error"] for row in rows]
+                correlations = [row[key][organ]["varying_min_correlation"] for row in rows]
+                masks = "moved" if key == "curves" else "unmoved"
+                print(f"{recipe:16} curves of mouse 2, {masks:7} masks, {organ:8}: median "
+                      f"error {100 * max(errors):.1f} % at worst, lowest r {min(correlations):.3f}")
         seconds = statistics.mean(row["train_seconds"] for row in rows)
         print(f"{recipe:16} training {seconds:.0f} s per run on average")
     if args.json:

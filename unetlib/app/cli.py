@@ -138,6 +138,13 @@ def _cmd_pick_frames(args: argparse.Namespace) -> int:
         print(f"draw masks on: {result.annotate[0].parent} -> save them as "
               f"{Path(args.out) / 'train' / 'masks'}/<same name>.png")
     print(f"table: {result.table}")
+    if args.propose:
+        from unetlib.inference.proposals import propose_masks
+
+        proposed = propose_masks(args.propose, args.out,
+                                 stems=[path.stem for path in result.frames],
+                                 progress=not args.quiet)
+        _print_proposals(proposed, Path(args.out))
     return 0
 
 
@@ -178,11 +185,52 @@ def _cmd_check_masks(args: argparse.Namespace) -> int:
                                   "train/masks)."))
     report = check_pairs(args.data_dir, binary=not args.allow_labels)
     print(report.format_table())
+    _record_origins(Path(args.data_dir))
     if report.errors:
         print(f"error: {len(report.errors)} problem(s) in {args.data_dir}: fix the files "
               "listed above, then run check-masks again", file=sys.stderr)
         return EXIT_ERROR
     return 0
+
+
+def _record_origins(data_dir: Path) -> None:
+    """After proposals were made in ``data_dir``: say in frames.csv and on screen which
+    masks were corrected from them, and how much."""
+    from unetlib.core.errors import OutputError
+    from unetlib.inference.proposals import CORRECTED, proposals_folder, record_mask_origins
+
+    if not (proposals_folder(data_dir) / "proposals.csv").is_file():
+        return
+    try:
+        origins = record_mask_origins(data_dir)
+    except OutputError as error:
+        print(f"warning: mask origins not recorded in frames.csv: {error}", file=sys.stderr)
+        return
+    corrected = [o for o in origins.values() if o["mask_origin"] == CORRECTED]
+    changed = sum(int(o["changed_px"]) for o in corrected if o["changed_px"])
+    print(f"masks: {len(origins) - len(corrected)} drawn, {len(corrected)} corrected from "
+          f"proposals ({changed} px changed)")
+
+
+def _cmd_propose(args: argparse.Namespace) -> int:
+    from unetlib.inference.proposals import propose_masks
+
+    result = propose_masks(args.run, args.data_dir, stems=args.frames or None, force=args.force,
+                           progress=not args.quiet)
+    _print_proposals(result, Path(args.data_dir))
+    return 0
+
+
+def _print_proposals(result, data_dir: Path) -> None:
+    made = len(result.written) + len(result.kept)
+    if result.skipped:
+        print(f"{len(result.skipped)} frame(s) already have a mask: no proposal")
+    if not made:
+        print("no frame without a mask: nothing to propose")
+        return
+    print(f"proposals: {result.folder} ({len(result.written)} written, {len(result.kept)} "
+          "kept) -> correct them (GIMP opens them as Indexed images) and save them as "
+          f"{data_dir / 'train' / 'masks'}/<same name>.png")
 
 
 def _train_config(args: argparse.Namespace):
@@ -472,7 +520,31 @@ def _add_pick_frames(commands) -> None:
                            "picked for training")
     _add_stack_options(pick)
     pick.add_argument("--force", action="store_true", help="overwrite existing frames")
+    pick.add_argument("--propose", metavar="RUN",
+                      help="also write RUN's masks of the picked frames into "
+                           "OUT/train/proposals, to correct instead of drawing from scratch")
     pick.set_defaults(handler=_cmd_pick_frames)
+
+
+def _add_propose(commands) -> None:
+    """Declare the ``propose`` command and its arguments."""
+    propose = commands.add_parser(
+        "propose", help="a run's masks of frames still to annotate, to correct in GIMP",
+        description="For every frame of DATA_DIR/train/frames without a mask, write RUN's "
+                    "segmentation as DATA_DIR/train/proposals/<name>.png: a palette PNG in the "
+                    "organs' colours (0/255 for one foreground) that GIMP edits as it is. "
+                    "Proposals are never read as masks: save a corrected one as "
+                    "DATA_DIR/train/masks/<name>.png. check-masks then records in frames.csv "
+                    "which masks were corrected from a proposal, and how many pixels changed.")
+    propose.add_argument("run", help="a run folder written by train (its model file, or a "
+                                     "bioimage.io package)")
+    propose.add_argument("data_dir", help="a data folder such as data1d or data3d")
+    propose.add_argument("--frames", nargs="+", metavar="NAME",
+                         help="only these frames (stems, e.g. 3 7); default: every frame "
+                              "without a mask")
+    propose.add_argument("--force", action="store_true",
+                         help="replace proposals you edited in place too")
+    propose.set_defaults(handler=_cmd_propose)
 
 
 def _add_check_masks(commands) -> None:
@@ -869,9 +941,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"unetlib {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only print warnings and errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_demo_stack, _add_split_stack, _add_pick_frames, _add_check_masks,
-                _add_train, _add_crossval, _add_predict, _add_evaluate, _add_quantify, _add_study, _add_export,
-                _add_run_notebooks, _add_demo, _add_demo_study):
+    for add in (_add_demo_stack, _add_split_stack, _add_pick_frames, _add_propose,
+                _add_check_masks, _add_train, _add_crossval, _add_predict, _add_evaluate,
+                _add_quantify, _add_study, _add_export, _add_run_notebooks, _add_demo,
+                _add_demo_study):
         add(commands)
     return parser
 

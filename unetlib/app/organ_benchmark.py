@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from unetlib.core.config import QuantifyConfig
+from unetlib.core.config import MotionConfig, QuantifyConfig
 from unetlib.core.io import write_image
 from unetlib.data.normalize import normalize_image
 from unetlib.data.organs import Organ, OrganTable, write_organ_table
@@ -190,12 +190,14 @@ def score_run(run_or_model: str | os.PathLike[str], benchmark: HardBenchmark
 
 def curve_errors_of_mouse(run_dir: str | os.PathLike[str], folder: str | os.PathLike[str], *,
                           mouse: int, study_seed: int = 0, cycles: int = 30,
-                          laser: int = 1) -> dict[str, dict[str, float]]:
+                          laser: int = 1, motion: MotionConfig = MotionConfig()
+                          ) -> dict[str, dict[str, float]]:
     """Quantify one hard-preset mouse's whole acquisition with a run, against the truth.
 
     Writes the mouse's stack into ``folder``, measures every organ in every laser with
-    :func:`unetlib.study.quantify.quantify_stack` (the run's input: ``laser``), and compares the
-    curves with the known ones (:func:`unetlib.data.synthetic.curve_errors`).
+    :func:`unetlib.study.quantify.quantify_stack` (the run's input: ``laser``; the masks
+    follow the organs into each laser's frame as ``motion`` says), and compares the curves
+    with the known ones (:func:`unetlib.data.synthetic.curve_errors`).
 
     Returns
     -------
@@ -207,5 +209,5 @@ def curve_errors_of_mouse(run_dir: str | os.PathLike[str], folder: str | os.Path
     config = hard_mouse(mouse, study_seed=study_seed, cycles=cycles)
     stack, _ = write_synthetic_stack(folder / f"mouse{mouse}.tif", config, overwrite=True)
     result = quantify_stack(run_dir, stack, folder / "quantify",
-                            QuantifyConfig(model_input=(laser,), force=True))
+                            QuantifyConfig(model_input=(laser,), force=True, motion=motion))
     return curve_errors(read_intensities(result.out_dir), config)
