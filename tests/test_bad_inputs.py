@@ -500,6 +500,15 @@ CASES: list[Case] = [
          setup=(STACK,), usage_error=True),
 
     # check-masks: a table on stdout, one error line naming the data folder
+    Case("propose/missing-run", ("propose", "{ws}/run", "{ws}/data"), ("{ws}/run",),
+         setup=(DATA,)),
+    Case("propose/data-folder-without-frames", ("propose", "{ws}/run", "{ws}/nowhere"),
+         ("{ws}/nowhere",), setup=(RUN,), output_matches="pick-frames"),
+    Case("propose/unknown-frame", ("propose", "{ws}/run", "{ws}/data", "--frames", "12"),
+         ("{ws}/data",), setup=(RUN, DATA), output_matches="has no frame 12"),
+    Case("propose/organs-for-a-one-foreground-run", ("propose", "{ws}/run", "{ws}/data"),
+         ("{ws}/data",), setup=(RUN, DATA, WriteText("data/organs.csv", "value,name\n1,liver\n")),
+         output_matches="segments one foreground"),
     Case("check-masks/missing-folder", ("check-masks", "{ws}/data"), ("{ws}/data",)),
     Case("check-masks/a-file-not-a-folder", ("check-masks", "{ws}/data"), ("{ws}/data",),
          setup=(WriteText("data"),)),
@@ -697,6 +706,9 @@ CASES: list[Case] = [
     Case("quantify/stack-without-timing", quantify("--model-input", "1"), ("{ws}/stack.tif",),
          setup=(RUN, WriteTiff("stack.tif", lambda: np.stack([noisy_frame(i, (32, 48))
                                                               for i in range(12)])))),
+    Case("quantify/align-max-shift-beyond-a-quarter-frame",
+         quantify("--model-input", "1", "--align-max-shift", "3"), ("--align-max-shift",),
+         setup=(RUN, STACK)),
     Case("quantify/interval-negative", quantify("--model-input", "1", "--interval", "-5"),
          ("--interval",), setup=(RUN, STACK)),
     Case("quantify/unknown-background-organ",
