@@ -155,13 +155,17 @@ def align_masks(frame: np.ndarray, masks: list[np.ndarray],
                            reach + config.band_px + 1 + int(math.ceil(config.max_scale * extent))))
 
     best_score, best = -math.inf, None
-    threshold = math.inf
-    for scale in config.scales():
+    threshold, errors = math.inf, []
+    for scale in config.scales():  # 1.0 first: its errors are every candidate's units
         candidates = [_scaled(local, scale) for _, local, _, _ in crops]
         total = np.zeros((2 * reach + 1,) * 2)
-        for (crop, _, _, _), candidate in zip(crops, candidates):
+        for index, ((crop, _, _, _), candidate) in enumerate(zip(crops, candidates)):
             contrast, error = _band_contrast(crop, candidate, config.band_px, reach)
-            total += np.abs(contrast) / max(float(error), 1e-12)
+            if scale == 1.0:
+                errors.append(max(float(error), 1e-12))
+            # One unit per organ for every candidate: each candidate's own noise would
+            # reward bands that moved off the edge into flat tissue, where it is smallest.
+            total += np.abs(contrast) / errors[index]
         if scale == 1.0:
             threshold = float(total[reach, reach]) + SIGNIFICANCE
         dy, dx = np.unravel_index(int(np.argmax(total)), total.shape)
@@ -197,9 +201,10 @@ def align_organ(frame: np.ndarray, mask: np.ndarray, config: MotionConfig = Moti
 
 def _refined(frame: np.ndarray, moved: list[Alignment], config: MotionConfig
              ) -> list[Alignment]:
-    """Each organ's jointly moved mask, moved again alone within a third of the reach:
-    organs breathe a little differently, and a model's mask may sit off its organ."""
-    fine = dataclasses.replace(config, max_shift=config.max_shift / REFINE)
+    """Each organ's jointly moved mask, shifted again alone within a third of the reach
+    (its size stays): organs breathe a little differently, and a model's mask may sit off
+    its organ."""
+    fine = dataclasses.replace(config, max_shift=config.max_shift / REFINE, max_scale=0.0)
     result = []
     for joint in moved:
         own = align_organ(frame, joint.mask, fine)
