@@ -65,6 +65,10 @@ def test_the_demo_study_is_of_demo_mice_with_the_kidney_effect():
     assert study.injection_cycles[1] < 12 - 3
 
 
+# distributed's scheduler leaves the socket of a port another cluster holds open when it
+# moves its HTTP server to a free one (distributed/node.py): not unetlib's to close.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning",
+                            "ignore::ResourceWarning")
 @pytest.mark.slow
 def test_demo_study_runs_from_the_sheet_to_the_truth_and_reuses_on_a_rerun(
         organ_run, tmp_path, capsys):
