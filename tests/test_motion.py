@@ -56,6 +56,7 @@ def test_the_segmented_lasers_masks_stay_where_the_model_put_them(breathing_mous
         np.testing.assert_array_equal(aligned[0][index].mask, labels[0, 0] == value)
 
 
+@pytest.mark.slow  # the fit of the masks is checked fast above; this is its consequence
 def test_moved_masks_measure_the_curves_a_perfect_mask_of_each_frame_would(breathing_mouse):
     config, frames, labels = breathing_mouse
     truth = true_organ_means(config)  # each frame's own true pixels, noise-free

@@ -75,6 +75,7 @@ def test_proposals_are_never_read_as_masks_until_saved_into_masks(organ_run, una
     assert {row.stem for row in report.rows if row.status == "error"} == {"6", "7"}
 
 
+@pytest.mark.slow  # make test-fast keeps the proposals' format and refusals
 def test_frames_csv_says_which_masks_were_corrected_and_how_much(organ_run, unannotated):
     propose_masks(organ_run["run"], unannotated)
     proposal = proposals_folder(unannotated) / "6.png"
@@ -96,6 +97,7 @@ def test_frames_csv_says_which_masks_were_corrected_and_how_much(organ_run, unan
     assert origins == mask_origins(unannotated)
 
 
+@pytest.mark.slow  # make test-fast keeps the proposals' format and refusals
 def test_an_unedited_proposal_is_kept_and_an_edited_one_is_never_overwritten(organ_run,
                                                                               unannotated):
     propose_masks(organ_run["run"], unannotated)
@@ -132,6 +134,7 @@ def test_a_run_of_other_organs_or_an_unknown_frame_is_refused(organ_run, unannot
     assert not proposals_folder(unannotated).exists()
 
 
+@pytest.mark.slow  # make test-fast keeps the proposals' format and refusals
 def test_organs_listed_in_another_order_get_the_folders_values(organ_run, unannotated):
     organs = read_organ_table(unannotated / "organs.csv")
     renumbered = OrganTable(tuple(Organ(10 * organ.value, organ.name, organ.color)
