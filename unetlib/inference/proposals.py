@@ -194,6 +194,7 @@ def propose_masks(run_or_path: LoadedRun | str | os.PathLike[str],
     skipped = [stem for stem in wanted if stem in masks]
     todo = [stem for stem in wanted if stem not in masks]
     lookup = _value_map(run, _data_organs(data_dir), data_dir)
+    palette = None if lookup is None else _data_organs(data_dir).palette()  # read once
     folder = proposals_folder(data_dir)
     model_sha = file_sha256(run.model_path)
     with output_lock(folder):
@@ -216,7 +217,6 @@ def propose_masks(run_or_path: LoadedRun | str | os.PathLike[str],
         for stem, target, frame_sha in progress_bar(plan, description="proposing",
                                                     unit="frame", enabled=progress):
             mask = _propose(run, frames[stem], lookup, predict)
-            palette = None if lookup is None else _palette(data_dir)
             write_image(target, mask, overwrite=True, palette=palette)
             recorded[stem] = {"stem": stem, "file": target.name, "frame_sha256": frame_sha,
                               "proposed_by": _model_name(run), "model_sha256": model_sha,
@@ -228,12 +228,6 @@ def propose_masks(run_or_path: LoadedRun | str | os.PathLike[str],
                       [recorded[key] for key in sorted(recorded, key=natural_key)],
                       PROPOSALS_FIELDS, overwrite=True)
     return ProposalResult(folder, written, kept, skipped)
-
-
-def _palette(data_dir: Path) -> list[int]:
-    organs = _data_organs(data_dir)
-    assert organs is not None  # only organ folders get palettes
-    return organs.palette()
 
 
 def _model_name(run: LoadedRun) -> str:
