@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from unetlib.core.config import MotionConfig
 from unetlib.core.errors import ParameterError
 from unetlib.data.synthetic import hard_mouse, render_frames, true_organ_means
-from unetlib.study.motion import align_cycle, align_organ
+from unetlib.study.motion import _cross_morphology, _scaled, align_cycle, align_organ
 
 CYCLES = 8
 SMALL = {"height": 254, "width": 318, "cycles": CYCLES}  # a quarter of the pixels, same motion
@@ -112,3 +113,25 @@ def test_disabled_alignment_and_bad_settings():
         MotionConfig(max_shift=-0.1).validate()
     with pytest.raises(ParameterError, match="align_band"):
         MotionConfig(band_px=0).validate()
+
+
+def test_the_fast_bands_and_scaling_equal_scipy_s_on_random_masks():
+    # The bands are drawn for every size and shift tried, so motion.py grows and shrinks
+    # masks with its own shifted operations; they must equal scipy's, edges included.
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        shape = tuple(int(n) for n in rng.integers(3, 40, 2))
+        mask = ndimage.binary_opening(rng.random(shape) > rng.uniform(0.2, 0.7))
+        steps = int(rng.integers(1, 5))
+        assert np.array_equal(_cross_morphology(mask, steps, np.logical_and),
+                              ndimage.binary_erosion(mask, iterations=steps))
+        assert np.array_equal(_cross_morphology(mask, steps, np.logical_or),
+                              ndimage.binary_dilation(mask, iterations=steps))
+    # Scaling works on the organ's box only; the whole-array resampling it replaced:
+    yy, xx = np.mgrid[:120, :150]
+    mask = ((yy - 50) / 30.0) ** 2 + ((xx - 80) / 45.0) ** 2 < 1
+    centre_y, centre_x = ndimage.center_of_mass(mask)
+    for scale in (0.92, 0.96, 1.04, 1.08):
+        source = np.stack([(yy - centre_y) / scale + centre_y, (xx - centre_x) / scale + centre_x])
+        whole = ndimage.map_coordinates(mask.view(np.uint8), source, order=0) > 0
+        assert np.array_equal(_scaled(mask, scale), whole), scale

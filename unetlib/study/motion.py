@@ -55,14 +55,49 @@ class Alignment:
     scale: float
 
 
+def _box(mask: np.ndarray, pad: int) -> tuple[slice, slice]:
+    """The bounding box of ``mask`` grown by ``pad`` pixels on every side, within the array:
+    morphology and resampling of a small organ need not touch the rest of its crop."""
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    return (slice(max(rows[0] - pad, 0), min(rows[-1] + pad + 1, mask.shape[0])),
+            slice(max(cols[0] - pad, 0), min(cols[-1] + pad + 1, mask.shape[1])))
+
+
 def _scaled(mask: np.ndarray, scale: float) -> np.ndarray:
-    """``mask`` grown or shrunk by ``scale`` about its centroid (nearest neighbour)."""
+    """``mask`` grown or shrunk by ``scale`` about its centroid (nearest neighbour).
+
+    The scaling is separable, so each output row and column reads one source row and
+    column, rounded as ``scipy.ndimage.map_coordinates(order=0)`` rounds: one indexing of
+    the mask instead of a resampling of every pixel.
+    """
     if scale == 1.0:
         return mask
-    centre_y, centre_x = ndimage.center_of_mass(mask)
-    rows, cols = np.indices(mask.shape, dtype=np.float64)
-    source = np.stack([(rows - centre_y) / scale + centre_y, (cols - centre_x) / scale + centre_x])
-    return ndimage.map_coordinates(mask.view(np.uint8), source, order=0) > 0
+    centre = ndimage.center_of_mass(mask)
+    sources = [np.floor((np.arange(size) - middle) / scale + middle + 0.5).astype(np.intp)
+               for size, middle in zip(mask.shape, centre)]
+    inside = [(source >= 0) & (source < size) for source, size in zip(sources, mask.shape)]
+    result = np.zeros_like(mask)
+    result[np.ix_(*inside)] = mask[np.ix_(sources[0][inside[0]], sources[1][inside[1]])]
+    return result
+
+
+def _cross_morphology(mask: np.ndarray, steps: int, combine: np.ufunc) -> np.ndarray:
+    """``mask`` eroded (``combine=np.logical_and``) or dilated (``np.logical_or``) ``steps``
+    times by the 4-connected cross, as ``scipy.ndimage.binary_erosion`` and
+    ``binary_dilation`` with ``iterations`` do (outside the array counts as background), in
+    shifted in-place operations: five times faster on an organ's box, and the bands are
+    drawn for every size and shift tried."""
+    result = mask.copy()
+    for _ in range(steps):
+        before = result.copy()
+        combine(result[1:], before[:-1], out=result[1:])
+        combine(result[:-1], before[1:], out=result[:-1])
+        combine(result[:, 1:], before[:, :-1], out=result[:, 1:])
+        combine(result[:, :-1], before[:, 1:], out=result[:, :-1])
+        if combine is np.logical_and:
+            result[[0, -1], :] = False
+            result[:, [0, -1]] = False
+    return result
 
 
 def _band_contrast(frame: np.ndarray, spectrum: np.ndarray, mask: np.ndarray, band: int,
@@ -78,19 +113,31 @@ def _band_contrast(frame: np.ndarray, spectrum: np.ndarray, mask: np.ndarray, ba
     Returns arrays of shape ``(2 * reach + 1, 2 * reach + 1)``: entry ``[reach + dy,
     reach + dx]`` is for the mask moved by ``(dy, dx)``.
     """
-    inner = mask & ~ndimage.binary_erosion(mask, iterations=band)
-    outer = ndimage.binary_dilation(mask, iterations=band) & ~mask
+    if not mask.any():
+        return np.zeros((2 * reach + 1,) * 2), np.asarray(np.inf)
+    box = _box(mask, band + 1)
+    local = mask[box]
+    inner = local & ~_cross_morphology(local, band, np.logical_and)
+    outer = _cross_morphology(local, band, np.logical_or) & ~local
     if not inner.any() or not outer.any():
         return np.zeros((2 * reach + 1,) * 2), np.asarray(np.inf)
     # The bands' mean difference under every shift: one correlation of the frame with the
     # inner band's weights minus the outer band's (single precision halves the FFT's time).
-    weights = inner / np.float32(inner.sum()) - outer / np.float32(outer.sum())
-    shifts = np.ix_(np.arange(-reach, reach + 1) % frame.shape[0],
-                    np.arange(-reach, reach + 1) % frame.shape[1])
-    product = spectrum * np.conj(fft.rfft2(weights.astype(np.float32)))
-    contrast = fft.irfft2(product, s=frame.shape)[shifts].astype(np.float64)
-    error = math.sqrt(frame[inner].var() / inner.sum() + frame[outer].var() / outer.sum())
+    weights = np.zeros(frame.shape, dtype=np.float32)
+    weights[box] = inner / np.float32(inner.sum()) - outer / np.float32(outer.sum())
+    size = _fft_shape(frame.shape)
+    shifts = np.ix_(np.arange(-reach, reach + 1) % size[0], np.arange(-reach, reach + 1) % size[1])
+    product = spectrum * np.conj(fft.rfft2(weights, s=size))
+    contrast = fft.irfft2(product, s=size)[shifts].astype(np.float64)
+    part = frame[box]
+    error = math.sqrt(part[inner].var() / inner.sum() + part[outer].var() / outer.sum())
     return contrast, np.asarray(error)
+
+
+def _fft_shape(shape: tuple[int, ...]) -> tuple[int, int]:
+    """The crop's shape rounded up to sizes the FFT is fast at; the zeros added lie beyond
+    every band moved by up to the reach, so the correlation there is unchanged."""
+    return fft.next_fast_len(int(shape[0]), real=True), fft.next_fast_len(int(shape[1]), real=True)
 
 
 def _crop(frame: np.ndarray, mask: np.ndarray, margin: int
@@ -159,7 +206,8 @@ def align_masks(frame: np.ndarray, masks: list[np.ndarray],
         crops.append(_crop(frame, masks[index],
                            reach + config.band_px + 1 + int(math.ceil(config.max_scale * extent))))
 
-    spectra = [fft.rfft2(crop.astype(np.float32)) for crop, _, _, _ in crops]
+    spectra = [fft.rfft2(crop.astype(np.float32), s=_fft_shape(crop.shape))
+               for crop, _, _, _ in crops]
     best_score, best = -math.inf, None
     threshold, errors = math.inf, []
     for scale in config.scales():  # 1.0 first: its errors are every candidate's units
