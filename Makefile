@@ -7,7 +7,7 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo
 
-.PHONY: venv demo lab lint test test-fast test-browser chromium benchmark notebooks run-notebooks clean
+.PHONY: venv demo lab napari lint test test-fast test-browser chromium qt-headless benchmark notebooks run-notebooks clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PYTHON) || $(PYTHON_BASE) -m venv $(VENV)
@@ -58,6 +58,23 @@ chromium:  ## install chromium and chromium-driver with apt-get when they are mi
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
 	else \
 		echo "as root: apt-get install -y chromium chromium-driver"; exit 1; \
+	fi
+
+napari: $(STAMP)  ## open napari with the unetlib plugin (Plugins > unet-mice: Annotate, Train, Quantify)
+	$(VENV)/bin/napari
+
+# tests/test_napari.py runs a real napari viewer on a virtual X display (Xvfb) with Qt's
+# xcb platform; .ci/run calls this before make test. Installing needs root.
+QT_HEADLESS_PACKAGES := xvfb libgl1-mesa-dri libegl1 libfontconfig1 libdbus-1-3 libxkbcommon-x11-0 \
+	libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 \
+	libxcb-shape0 libxcb-xinerama0 libxcb-xkb1
+qt-headless:  ## install Xvfb and what Qt needs to draw napari's viewer without a screen (apt-get)
+	@if dpkg -s $(QT_HEADLESS_PACKAGES) > /dev/null 2>&1; then \
+		echo "Xvfb and Qt's xcb libraries are installed"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(QT_HEADLESS_PACKAGES); \
+	else \
+		echo "as root: apt-get install -y $(QT_HEADLESS_PACKAGES)"; exit 1; \
 	fi
 
 notebooks: $(STAMP)  ## rebuild the notebooks from tools/build_notebooks.py with demo outputs

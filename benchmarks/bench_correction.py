@@ -46,7 +46,8 @@ from unetlib.app.organ_benchmark import make_hard_benchmark, score_run  # noqa: 
 from unetlib.core.config import PipelineConfig, TrainConfig, model_preset, task_preset  # noqa: E402
 from unetlib.core.io import read_image, write_image  # noqa: E402
 from unetlib.core.runtime_report import runtime_line  # noqa: E402
-from unetlib.inference.proposals import proposals_folder, propose_masks  # noqa: E402
+from unetlib.data.annotations import proposals_folder  # noqa: E402
+from unetlib.inference.proposals import propose_masks  # noqa: E402
 from unetlib.runs.train import train  # noqa: E402
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "unetlib"
 # Bottom to top: a module may import from its own layer and the layers before it.
-LAYERS = ("core", "data", "nn", "viz", "runs", "inference", "study", "app")
+LAYERS = ("core", "data", "nn", "viz", "runs", "inference", "study", "napari", "app")
 
 
 def module_name(path: Path) -> str:

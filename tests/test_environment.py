@@ -48,7 +48,8 @@ def test_pyproject_declares_exactly_the_pinned_packages():
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = parse(project["dependencies"] + project["optional-dependencies"]["test"])
+    extras = project["optional-dependencies"]
+    declared = parse(project["dependencies"] + extras["test"] + extras["napari"])
     requirements = parse((ROOT / "requirements.txt").read_text().splitlines())
     assert set(declared) == set(requirements)
     for name, minimum in declared.items():

@@ -19,14 +19,11 @@ from PIL import Image
 
 from unetlib.core.errors import InputError, OutputError
 from unetlib.core.io import read_csv, read_image, write_image
+from unetlib.data.annotations import mask_origins, proposals_folder, record_mask_origins, save_mask
 from unetlib.data.dataset import check_pairs
+from unetlib.data.masks import read_labels
 from unetlib.data.organs import Organ, OrganTable, read_organ_table, write_organ_table
-from unetlib.inference.proposals import (
-    mask_origins,
-    proposals_folder,
-    propose_masks,
-    record_mask_origins,
-)
+from unetlib.inference.proposals import propose_masks
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -170,3 +167,37 @@ def test_cli_pick_frames_propose_then_check_masks_records_origins(organ_run, tmp
     refused = cli("propose", str(organ_run["run"]), str(tmp_path / "nowhere"))
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
     assert refused.stderr.startswith("error: ") and "pick-frames" in refused.stderr
+
+
+def test_save_mask_writes_what_check_masks_reads_and_refuses_what_it_should(unannotated):
+    # What the napari plugin's Save calls; no model involved.
+    organs = read_organ_table(unannotated / "organs.csv")
+    frame = read_image(unannotated / "train" / "frames" / "5.png")
+    values = np.zeros(frame.shape[:2], dtype=np.uint8)
+    values[10:30, 20:50] = organs.values[2]
+    target = unannotated / "train" / "masks" / "5.png"
+    with pytest.raises(InputError, match=r"5\.png: would be all background"):
+        save_mask(unannotated, "5", np.zeros_like(values))
+    strange = values.copy()
+    strange[0, 0] = 7
+    with pytest.raises(InputError, match=r"value\(s\) 7 that organs\.csv does not list"):
+        save_mask(unannotated, "5", strange)
+    with pytest.raises(InputError, match=r"5\.png: is \d+ x \d+, the mask 3 x 4"):
+        save_mask(unannotated, "5", values[:3, :4])
+    with pytest.raises(InputError, match="has no frame 99"):
+        save_mask(unannotated, "99", values)
+    assert not target.exists()  # nothing written by a refusal
+
+    assert save_mask(unannotated, "5", values) == target
+    classes, _ = read_labels(target, organs)
+    assert np.array_equal(organs.class_values()[classes], values)
+    with Image.open(target) as image:  # what GIMP saves: Indexed, the organs' colours
+        assert image.mode == "P"
+    row = {r["stem"]: r for r in read_csv(unannotated / "train" / "frames.csv")}["5"]
+    assert row["mask_origin"] == "drawn"  # no proposal of frame 5 was made
+    with pytest.raises(OutputError, match=r"5\.png: exists"):
+        save_mask(unannotated, "5", values)
+    values[10:30, 20:50] = organs.values[0]
+    save_mask(unannotated, "5", values, overwrite=True)
+    classes, _ = read_labels(target, organs)
+    assert set(np.unique(classes)) == {0, 1}

@@ -197,7 +197,7 @@ def _record_origins(data_dir: Path) -> None:
     """After proposals were made in ``data_dir``: say in frames.csv and on screen which
     masks were corrected from them, and how much."""
     from unetlib.core.errors import OutputError
-    from unetlib.inference.proposals import CORRECTED, proposals_folder, record_mask_origins
+    from unetlib.data.annotations import CORRECTED, proposals_folder, record_mask_origins
 
     if not (proposals_folder(data_dir) / "proposals.csv").is_file():
         return

@@ -10,9 +10,9 @@ and the model each proposal came from, and the proposal's own checksum.
 
 A proposal is never an annotation: check-masks and training read ``train/masks/`` only.
 It becomes one when the annotator saves it, corrected, as ``train/masks/<stem>.png``.
-:func:`record_mask_origins` then writes into ``frames.csv`` whether each mask was drawn or
-corrected from a proposal, which model proposed it, and how many pixels the annotator
-changed -- the effort correcting took.
+:mod:`unetlib.data.annotations` (the folder's records, which need no model) then writes
+into ``frames.csv`` whether each mask was drawn or corrected from a proposal, which model
+proposed it, and how many pixels the annotator changed -- the effort correcting took.
 
 Nothing of the annotator's is overwritten: frames with a mask get no proposal, and a
 proposal edited in place (its checksum differs from the recorded one) is kept unless
@@ -36,37 +36,33 @@ from unetlib.core.io import (
     list_images,
     natural_key,
     progress_bar,
-    read_csv,
     read_image,
     write_csv,
     write_image,
 )
 from unetlib.core.locking import output_lock
+from unetlib.data.annotations import (
+    PROPOSALS_FIELDS,
+    PROPOSALS_TABLE,
+    data_organs,
+    proposals_folder,
+    read_proposals_table,
+)
 from unetlib.data.dataset import train_folders
-from unetlib.data.masks import read_labels, read_mask
 from unetlib.data.normalize import fill_non_finite, non_finite_pixels, normalize_image
 from unetlib.data.organs import (
     ORGANS_FILE,
     OrganTable,
-    organ_table_path,
-    read_organ_table,
     write_organ_table,
 )
 from unetlib.nn.model import model_input_channels
 from unetlib.nn.sliding_window import predict_probabilities, segment
 from unetlib.runs.run import LoadedRun, load_run
 
-__all__ = ["ORIGIN_FIELDS", "PROPOSALS_FIELDS", "ProposalResult", "mask_origins",
-           "propose_masks", "proposals_folder", "record_mask_origins"]
+__all__ = ["ProposalResult", "propose_masks"]
 
 logger = logging.getLogger(__name__)
 
-PROPOSALS_TABLE = "proposals.csv"
-PROPOSALS_FIELDS = ("stem", "file", "frame_sha256", "proposed_by", "model_sha256", "sha256",
-                    "created")
-# Columns record_mask_origins adds to frames.csv: drawn, or corrected from a proposal.
-ORIGIN_FIELDS = ("mask_origin", "proposed_by", "changed_px")
-DRAWN, CORRECTED = "drawn", "corrected"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,17 +74,6 @@ class ProposalResult:
     written: list[Path]
     kept: list[Path]
     skipped: list[str]
-
-
-def proposals_folder(data_dir: str | os.PathLike[str]) -> Path:
-    """``<data_dir>/train/proposals``: beside ``frames/`` and ``masks/``, read by neither
-    check-masks nor training."""
-    return train_folders(data_dir)[0].parent / "proposals"
-
-
-def _data_organs(data_dir: Path) -> OrganTable | None:
-    path = organ_table_path(data_dir)
-    return None if path is None else read_organ_table(path)
 
 
 def _value_map(run: LoadedRun, organs: OrganTable | None, data_dir: Path) -> np.ndarray | None:
@@ -137,11 +122,6 @@ def _propose(run: LoadedRun, frame_path: Path, lookup: np.ndarray | None,
     if lookup is None:
         return np.where(mask > 0, 255, 0).astype(np.uint8)
     return lookup[mask].astype(np.uint8 if lookup.max() < 256 else np.uint16)
-
-
-def _recorded(folder: Path) -> dict[str, dict[str, str]]:
-    table = folder / PROPOSALS_TABLE
-    return {row["stem"]: row for row in read_csv(table)} if table.is_file() else {}
 
 
 def propose_masks(run_or_path: LoadedRun | str | os.PathLike[str],
@@ -193,12 +173,12 @@ def propose_masks(run_or_path: LoadedRun | str | os.PathLike[str],
     wanted = sorted(stems if stems is not None else frames, key=natural_key)
     skipped = [stem for stem in wanted if stem in masks]
     todo = [stem for stem in wanted if stem not in masks]
-    lookup = _value_map(run, _data_organs(data_dir), data_dir)
-    palette = None if lookup is None else _data_organs(data_dir).palette()  # read once
+    lookup = _value_map(run, data_organs(data_dir), data_dir)
+    palette = None if lookup is None else data_organs(data_dir).palette()  # read once
     folder = proposals_folder(data_dir)
     model_sha = file_sha256(run.model_path)
     with output_lock(folder):
-        recorded = _recorded(folder)
+        recorded = read_proposals_table(folder)
         plan, kept = [], []
         for stem in todo:
             target, frame_sha = folder / f"{stem}.png", file_sha256(frames[stem])
@@ -234,66 +214,3 @@ def _model_name(run: LoadedRun) -> str:
     """How ``frames.csv`` names the model: its run folder, or its file when it has none."""
     path = Path(run.model_path)
     return path.parent.name if path.parent.name else path.name
-
-
-def _classes(path: Path, organs: OrganTable | None) -> np.ndarray:
-    if organs is None:
-        return read_mask(path)[0] > 0
-    return read_labels(path, organs)[0]
-
-
-def mask_origins(data_dir: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
-    """How every mask of ``train/masks/`` came about: ``{stem: {mask_origin, proposed_by,
-    changed_px}}``.
-
-    ``corrected`` when a proposal of the same frame was made (its frame unchanged since),
-    with the model that proposed it and the pixels whose organ differs between the mask
-    and the proposal (0: saved as proposed); ``drawn`` otherwise.
-    """
-    data_dir = Path(data_dir)
-    frames_dir, masks_dir = train_folders(data_dir)
-    if not masks_dir.is_dir():
-        return {}
-    organs = _data_organs(data_dir)
-    folder = proposals_folder(data_dir)
-    recorded = _recorded(folder)
-    frames = {path.stem: path for path in list_images(frames_dir)} if frames_dir.is_dir() else {}
-    origins = {}
-    for mask in list_images(masks_dir):
-        row = recorded.get(mask.stem)
-        proposal = folder / f"{mask.stem}.png"
-        frame = frames.get(mask.stem)
-        if row is None or not proposal.is_file() or frame is None \
-                or file_sha256(frame) != row["frame_sha256"]:
-            origins[mask.stem] = {"mask_origin": DRAWN, "proposed_by": "", "changed_px": ""}
-            continue
-        try:
-            changed = int(np.count_nonzero(_classes(mask, organs) != _classes(proposal, organs)))
-        except (InputError, ValueError):
-            changed = -1  # unreadable or another size: check-masks reports the mask itself
-        origins[mask.stem] = {"mask_origin": CORRECTED, "proposed_by": row["proposed_by"],
-                              "changed_px": str(changed) if changed >= 0 else ""}
-    return origins
-
-
-def record_mask_origins(data_dir: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
-    """Write :func:`mask_origins` into ``train/frames.csv`` (its rows keep every other
-    column; frames without a mask get empty cells). Returns the origins.
-
-    Does nothing to a folder without ``frames.csv`` (frames not picked by unetlib).
-    """
-    data_dir = Path(data_dir)
-    origins = mask_origins(data_dir)
-    table = train_folders(data_dir)[0].parent / "frames.csv"
-    if not table.is_file():
-        return origins
-    rows = read_csv(table)
-    empty = dict.fromkeys(ORIGIN_FIELDS, "")
-    updated = [{**row, **origins.get(row.get("stem", ""), empty)} for row in rows]
-    if updated == rows:
-        return origins
-    fields = list(rows[0]) if rows else []
-    fields += [field for field in ORIGIN_FIELDS if field not in fields]
-    with output_lock(data_dir):
-        write_csv(table, updated, fields, overwrite=True)
-    return origins
