@@ -152,6 +152,7 @@ def test_training_from_the_widget_leaves_the_event_loop_free(make_napari_viewer,
     assert (tmp_path / "run" / "model.keras").is_file()
     assert len(widget.dice) == 2 and set(widget.dice[-1]) == {"liver", "kidney", "bladder"}
     assert widget.progress.value == 2 and widget.start_button.enabled
+    assert "training curves" in viewer.window.dock_widgets and widget.plotted == 2
     # The 50 ms timer kept firing through the training: no gap over 2 s.
     gaps = np.diff([started, *ticks])
     assert elapsed > 2 and gaps.max() < 2.0, (elapsed, gaps.max())

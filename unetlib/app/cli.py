@@ -381,6 +381,8 @@ def _cmd_quantify(args: argparse.Namespace) -> int:
                        if outcome.result.flagged else "")
             print(f"{outcome.stack}: {outcome.result.cycles} cycles -> "
                   f"{outcome.result.out_dir}{note}{flagged}")
+            if args.ome_zarr:
+                _write_ome_zarr(outcome.result.out_dir, fresh=outcome.status != "skipped")
     if len(result.failed) < len(result.outcomes):
         print(f"summary: {result.summary}")
         print(f"stacks: {result.table}")
@@ -391,6 +393,16 @@ def _cmd_quantify(args: argparse.Namespace) -> int:
               f"others finished. Fix them and run the same command again (finished stacks "
               "are skipped).", file=sys.stderr)
     return min(len(result.failed), 100)
+
+
+def _write_ome_zarr(results_dir: Path, *, fresh: bool) -> None:
+    """``quantify --ome-zarr`` for one stack: results just computed replace an older store;
+    reused results keep theirs."""
+    from unetlib.study.ome_zarr import ome_zarr_path, write_ome_zarr
+
+    if not fresh and ome_zarr_path(results_dir).exists():
+        return
+    print(f"  OME-Zarr: {write_ome_zarr(results_dir, force=True)}")
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -718,6 +730,10 @@ def _add_quantify(commands) -> None:
                                "last cycle (otherwise refused: it often means wrong --lasers)")
     quantify.add_argument("--force", action="store_true",
                           help="quantify again stacks whose results exist")
+    quantify.add_argument("--ome-zarr", action="store_true",
+                          help="also write OUT/<stem>/<stem>.ome.zarr: the stack (t, laser, y, x) "
+                               "and the organ labels with their names and colours, OME-Zarr 0.5, "
+                               "which napari-ome-zarr and other OME tools open")
     _add_calibration_options(quantify)
     quantify.set_defaults(handler=_cmd_quantify)
 

@@ -40,7 +40,7 @@ from unetlib.napari.layers import (
     mask_values,
     quantify_layers,
 )
-from unetlib.viz.plots import plot_organ_curves
+from unetlib.viz.plots import plot_history, plot_organ_curves
 
 __all__ = ["AnnotateWidget", "CliTask", "QuantifyWidget", "TrainWidget", "proposal_layers"]
 
@@ -245,7 +245,8 @@ def _ask(question: str) -> bool:
 
 class TrainWidget(widgets.Container):
     """Train a run on a data folder, or fine-tune one (``--init-from``), with the epochs
-    done and every organ's validation Dice as they come; Cancel leaves a resumable run."""
+    done and every organ's validation Dice as they come (a line, and the run's curves in a
+    dock); Cancel leaves a resumable run."""
 
     def __init__(self, napari_viewer: Any) -> None:
         self.viewer = napari_viewer
@@ -264,6 +265,8 @@ class TrainWidget(widgets.Container):
         self.cancel_button.changed.connect(lambda *_: self.cancel())
         self.task: CliTask | None = None
         self.dice: list[dict[str, float]] = []
+        self.plotted = 0
+        self.canvas = None
         self._data: Path | None = None
         super().__init__(widgets=[self.data_dir, self.run_dir, self.init_from, self.epochs,
                                   self.steps, self.patch, self.resume, self.start_button, self.cancel_button,
@@ -308,6 +311,23 @@ class TrainWidget(widgets.Container):
             self.progress.value = min(int(float(rows[-1]["epoch"])), self.progress.max)
             self.status.value = "validation Dice: " + ", ".join(
                 f"{organ} {value:.3f}" for organ, value in self.dice[-1].items())
+        if len(rows) > self.plotted:
+            self.plotted = len(rows)
+            self._plot(rows)
+
+    def _plot(self, rows: list[dict[str, str]]) -> None:
+        """The run's curves so far (loss; Dice per organ on the validation frames) in a dock."""
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg  # needs Qt running
+
+        figure = plot_history(rows, title=str(_path(self.run_dir).name))
+        if self.canvas is None:
+            self.canvas = FigureCanvasQTAgg(figure)
+            self.canvas.setMinimumHeight(260)
+            self.viewer.window.add_dock_widget(self.canvas, name="training curves", area="bottom")
+        else:
+            figure.set_canvas(self.canvas)
+            self.canvas.figure = figure
+            self.canvas.draw_idle()
 
     def _finished(self) -> None:
         self.read_history()
