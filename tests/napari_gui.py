@@ -116,6 +116,13 @@ def test_propose_correct_and_save_a_mask_from_the_annotate_widget(make_napari_vi
     assert widget.save() is None
     assert not (unannotated / "train" / "masks" / f"{stems[2]}.png").exists()
 
+    # A longer stack open beside the proposals: a frame past their end is refused.
+    viewer.add_image(np.zeros((len(stems) + 5, 8, 8), np.uint8), name="longer stack")
+    viewer.dims.set_current_step(0, len(stems) + 2)
+    masks_before = sorted(path.name for path in (unannotated / "train" / "masks").iterdir())
+    assert widget.save() is None
+    assert sorted(path.name for path in (unannotated / "train" / "masks").iterdir()) == masks_before
+
     # The annotator accepts the other proposals as they are: the folder is then complete.
     layer.data[2] = proposed
     for index in [i for i in range(len(stems)) if i != 1]:

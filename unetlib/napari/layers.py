@@ -28,16 +28,16 @@ from unetlib.data.dataset import train_folders
 from unetlib.data.masks import read_labels, read_mask
 from unetlib.data.organs import OrganTable, find_organ_table, read_organ_table
 from unetlib.data.stack import LaserStack, contrast_limits, load_stack
+from unetlib.study.results_folder import LABELS_FILE, read_results_record
 
 __all__ = ["DEFAULT_LASERS", "LayerData", "data_folder_layers", "is_data_folder",
-           "is_quantify_folder", "labels_layer", "laser_count", "mask_values", "organ_colors",
+           "labels_layer", "laser_count", "mask_values", "organ_colors",
            "quantify_layers", "stack_layers"]
 
 LayerData = tuple[Any, dict[str, Any], str]
 DEFAULT_LASERS = 4
 # The composite a [1, 2, 3] run takes, as the eye sees it: lasers 1-3 in red, green, blue.
 LASER_COLORMAPS = ("red", "green", "blue", "gray")
-QUANTIFY_RECORD = "quantify.json"
 
 
 def laser_count(path: str | os.PathLike[str]) -> int:
@@ -120,23 +120,13 @@ def labels_layer(values: np.ndarray, organs: OrganTable | None, name: str, **ext
                     "opacity": 0.5, "metadata": metadata, **extra}, "labels"
 
 
-def is_quantify_folder(path: str | os.PathLike[str]) -> bool:
-    """A stack's quantify results folder (``quantify.json`` and ``labels.tif``)."""
-    path = Path(path)
-    return (path / QUANTIFY_RECORD).is_file() and (path / "labels.tif").is_file()
-
-
 def quantify_layers(folder: str | os.PathLike[str]) -> list[LayerData]:
     """A quantify results folder: the stack's lasers (when the stack is still where it was
     quantified) under the organ labels of every cycle."""
     folder = Path(folder)
-    try:
-        record = json.loads((folder / QUANTIFY_RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise InputError(describe(folder / QUANTIFY_RECORD, f"cannot be read ({error})",
-                                  "Quantify the stack again (--force).")) from None
+    record = read_results_record(folder)
     organs = read_organ_table(folder / "organs.csv") if (folder / "organs.csv").is_file() else None
-    labels = tifffile.imread(folder / "labels.tif")
+    labels = tifffile.imread(folder / LABELS_FILE)
     layers: list[LayerData] = []
     stack_path = Path(str(record.get("stack", "")))
     if stack_path.is_file():

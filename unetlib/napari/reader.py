@@ -16,10 +16,10 @@ from unetlib.napari.layers import (
     LayerData,
     data_folder_layers,
     is_data_folder,
-    is_quantify_folder,
     quantify_layers,
     stack_layers,
 )
+from unetlib.study.results_folder import is_results_folder
 
 __all__ = ["get_reader", "read_path"]
 
@@ -28,7 +28,7 @@ def read_path(path: str | os.PathLike[str]) -> list[LayerData]:
     """The layers of one of the project's files or folders (see the module docstring)."""
     path = Path(path)
     if path.is_dir():
-        if is_quantify_folder(path):
+        if is_results_folder(path):
             return quantify_layers(path)
         return data_folder_layers(path)
     layers, stack = stack_layers(path)
@@ -48,5 +48,5 @@ def get_reader(path: str | list[str]) -> Callable[[str], list[LayerData]] | None
         return None
     candidate = Path(path)
     if candidate.is_dir():
-        return read_path if is_quantify_folder(candidate) or is_data_folder(candidate) else None
+        return read_path if is_results_folder(candidate) or is_data_folder(candidate) else None
     return read_path if candidate.suffix.lower() in (".tif", ".tiff") else None

@@ -222,7 +222,12 @@ class AnnotateWidget(widgets.Container):
                        "save when it has finished (or cancel it).")
             return None
         index = int(self.viewer.dims.current_step[0])
-        stem = layer.metadata["stems"][index]
+        stems = layer.metadata["stems"]
+        if not 0 <= index < len(stems):
+            show_error(f"The viewer shows frame {index}, but {layer.name!r} holds frames "
+                       f"0-{len(stems) - 1}: move the slider onto one of them, then save.")
+            return None
+        stem = stems[index]
         target = train_folders(data)[1] / f"{stem}.png"
         overwrite = target.is_file()
         if overwrite and not self.confirm(f"{target} exists. Replace it with this frame's labels?"):

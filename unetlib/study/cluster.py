@@ -36,7 +36,7 @@ from unetlib.core.errors import (
     UnetlibWarning,
     describe,
 )
-from unetlib.core.io import missing_file_error, progress_bar, read_csv, read_json, write_csv
+from unetlib.core.io import missing_file_error, progress_bar, read_csv, write_csv
 from unetlib.core.locking import output_lock
 from unetlib.core.resources import (
     QUANTIFY_WORKER_BYTES,
@@ -48,12 +48,12 @@ from unetlib.data.calibration import load_calibration
 from unetlib.inference.predict import check_tile
 from unetlib.runs.run import RunFolder, load_run
 from unetlib.study.quantify import (
-    RECORD_FILE,
     SUMMARY_FIELDS,
     model_input_lasers,
     quantify_stack,
     run_organs,
 )
+from unetlib.study.results_folder import RECORD_FILE, SUMMARY_FILE, read_results_record
 
 if TYPE_CHECKING:
     from unetlib.study.quantify import StackResult
@@ -63,7 +63,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["StackOutcome", "StudyResult", "quantify_study"]
 
 STATUS_FIELDS = ("stack", "status", "cycles", "qc_flagged", "results", "message")
-SUMMARY_FILE, STACKS_FILE = "summary.csv", "stacks.csv"
+STACKS_FILE = "stacks.csv"
 MAX_WORKERS = 32
 # How long a scheduler may take to show a worker before it counts as having none.
 WORKER_WAIT_SECONDS = 20
@@ -364,10 +364,10 @@ def _gather(out_dir: Path, outcomes: list[StackOutcome]) -> None:
     """
     rows = []
     for folder in sorted(path for path in out_dir.iterdir() if path.is_dir()):
-        if (folder / RECORD_FILE).is_file() and (folder / "summary.csv").is_file():
+        if (folder / RECORD_FILE).is_file() and (folder / SUMMARY_FILE).is_file():
             # Stacks quantified in several goes may have used different runs: say which.
-            run = str(read_json(folder / RECORD_FILE).get("run", ""))
-            rows += [{**row, "run": run} for row in read_csv(folder / "summary.csv")]
+            run = str(read_results_record(folder).get("run", ""))
+            rows += [{**row, "run": run} for row in read_csv(folder / SUMMARY_FILE)]
     summary = out_dir / SUMMARY_FILE
     if not (summary.is_file() and read_csv(summary) == rows):
         write_csv(summary, rows, (*SUMMARY_FIELDS, "run"), overwrite=True)

@@ -15,7 +15,6 @@ leaves no half-written store behind.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -28,6 +27,7 @@ from unetlib.core.errors import InputError, OutputError, describe
 from unetlib.core.io import read_csv
 from unetlib.data.organs import read_organ_table
 from unetlib.data.stack import contrast_limits, load_stack
+from unetlib.study.results_folder import CYCLES_FILE, LABELS_FILE, read_results_record
 
 __all__ = ["ome_zarr_path", "write_ome_zarr"]
 
@@ -36,15 +36,6 @@ def ome_zarr_path(results_dir: str | os.PathLike[str]) -> Path:
     """Where :func:`write_ome_zarr` writes a stack's store: ``<results>/<stem>.ome.zarr``."""
     results_dir = Path(results_dir)
     return results_dir / f"{results_dir.name}.ome.zarr"
-
-
-def _record(results_dir: Path) -> dict:
-    path = results_dir / "quantify.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise InputError(describe(path, f"cannot be read ({error})",
-                                  "Quantify the stack first (or again, with --force).")) from None
 
 
 def write_ome_zarr(results_dir: str | os.PathLike[str], *, force: bool = False) -> Path:
@@ -75,7 +66,7 @@ def write_ome_zarr(results_dir: str | os.PathLike[str], *, force: bool = False) 
     from ome_zarr.writer import write_image, write_labels
 
     results_dir = Path(results_dir)
-    record = _record(results_dir)
+    record = read_results_record(results_dir)
     target = ome_zarr_path(results_dir)
     if target.exists() and not force:
         raise OutputError(describe(target, "exists", "Pass --force to write it again."))
@@ -86,14 +77,14 @@ def write_ome_zarr(results_dir: str | os.PathLike[str], *, force: bool = False) 
                                   "Put it back where it was quantified, or quantify it again."))
     stack = load_stack(stack_path, SplitConfig(lasers=int(split.get("lasers", record["lasers"])),
                                                offset=int(split.get("offset", 0))))
-    labels = tifffile.imread(results_dir / "labels.tif")
+    labels = tifffile.imread(results_dir / LABELS_FILE)
     if labels.shape != (stack.cycles, *stack.frame_shape):
-        raise InputError(describe(results_dir / "labels.tif", f"holds {labels.shape[0]} cycles of "
+        raise InputError(describe(results_dir / LABELS_FILE, f"holds {labels.shape[0]} cycles of "
                                   f"{labels.shape[1]} x {labels.shape[2]}, {stack_path.name} "
                                   f"{stack.cycles} of {stack.frame_shape[0]} x {stack.frame_shape[1]}",
                                   "Quantify the stack again (--force): it changed since."))
     organs = read_organ_table(results_dir / "organs.csv")
-    times = [float(row["time_s"]) for row in read_csv(results_dir / "cycles.csv")]
+    times = [float(row["time_s"]) for row in read_csv(results_dir / CYCLES_FILE)]
     interval = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
 
     partial = target.with_name(f".{target.name}.partial")

@@ -79,6 +79,13 @@ from unetlib.runs.run import LoadedRun, load_run
 from unetlib.study.kinetics import summarize_curve
 from unetlib.study.measure import QC_JUMP, QC_OK, background_mask, flag_area_jumps, measure_cycle
 from unetlib.study.motion import align_cycle
+from unetlib.study.results_folder import (
+    CYCLES_FILE,
+    INTENSITIES_FILE,
+    LABELS_FILE,
+    RECORD_FILE,
+    SUMMARY_FILE,
+)
 from unetlib.viz.plots import plot_organ_curves
 
 logger = logging.getLogger(__name__)
@@ -93,7 +100,6 @@ SUMMARY_FIELDS = ("stack", "organ", "laser", "cycles", "qc_flagged", "peak", "ti
                   "auc", "half_life_s", "half_life_r2", "half_life_rel_se", "plateau",
                   "mean_sbr")
 CYCLE_FIELDS = ("cycle", "time_s", "body_px", "entropy")
-RECORD_FILE = "quantify.json"
 BINARY_ORGAN = "foreground"
 
 
@@ -109,15 +115,15 @@ class StackResult:
 
     @property
     def intensities(self) -> Path:
-        return self.out_dir / "intensities.csv"
+        return self.out_dir / INTENSITIES_FILE
 
     @property
     def summary(self) -> Path:
-        return self.out_dir / "summary.csv"
+        return self.out_dir / SUMMARY_FILE
 
     @property
     def labels(self) -> Path:
-        return self.out_dir / "labels.tif"
+        return self.out_dir / LABELS_FILE
 
     @property
     def figure(self) -> Path:
@@ -280,7 +286,7 @@ def quantify_stack(run_or_path: LoadedRun | str | os.PathLike[str],
         state = _finished(folder, request)
         if state and not config.force:
             logger.info("%s already holds these results of %s; skipped", folder, stack.path)
-            flagged = _count_flagged(folder / "intensities.csv")
+            flagged = _count_flagged(folder / INTENSITIES_FILE)
             return StackResult(stack=stack.path, out_dir=folder, cycles=stack.cycles,
                                flagged=flagged, skipped=True)
         if state is False and not config.force:
@@ -440,18 +446,18 @@ def _quantify_into(folder: Path, run: LoadedRun, stack: LaserStack, organs: Orga
                 bar.update(len(cycles))
 
     # Label pages compress ~100x (a 198-cycle stack's masks: 64 MB raw, under 1 MB).
-    tifffile.imwrite(folder / "labels.tif", label_pages(), shape=(stack.cycles, *stack.frame_shape),
+    tifffile.imwrite(folder / LABELS_FILE, label_pages(), shape=(stack.cycles, *stack.frame_shape),
                      dtype=dtype, compression="zlib", photometric="minisblack",
                      metadata={"axes": "TYX"})
     areas = measured[:, 0, :, 0]
     flags = flag_area_jumps(areas, window=config.qc_window, tolerance=config.qc_tolerance)
     times = np.arange(stack.cycles) * interval
     rows = _intensity_rows(measured, flags, times, organs, motion)
-    write_csv(folder / "intensities.csv", rows, INTENSITY_FIELDS)
-    write_csv(folder / "cycles.csv", [
+    write_csv(folder / INTENSITIES_FILE, rows, INTENSITY_FIELDS)
+    write_csv(folder / CYCLES_FILE, [
         {"cycle": cycle, "time_s": _number(times[cycle]), "body_px": int(body_px[cycle]),
          "entropy": _number(entropy[cycle])} for cycle in range(stack.cycles)], CYCLE_FIELDS)
-    write_csv(folder / "summary.csv", _summary_rows(stack.path.stem, measured, flags, times, organs),
+    write_csv(folder / SUMMARY_FILE, _summary_rows(stack.path.stem, measured, flags, times, organs),
               SUMMARY_FIELDS)
     write_organ_table(folder / ORGANS_FILE, organs)
     figure = plot_organ_curves(rows, organs, title=stack.path.name)
@@ -515,7 +521,7 @@ def _summary_rows(stem: str, measured: np.ndarray, flags: np.ndarray, times: np.
 def read_intensities(path: str | os.PathLike[str]) -> list[dict[str, str]]:
     """The rows of an ``intensities.csv`` (or of a stack's results folder)."""
     path = Path(path)
-    return read_csv(path / "intensities.csv" if path.is_dir() else path)
+    return read_csv(path / INTENSITIES_FILE if path.is_dir() else path)
 
 
 def summary_text(path: str | os.PathLike[str],
@@ -525,7 +531,7 @@ def summary_text(path: str | os.PathLike[str],
     """A fixed-width text table of a ``summary.csv`` (a stack's, or a study's), for notebooks
     and logs; empty cells (no half-life) show as ``-``."""
     path = Path(path)
-    rows = read_csv(path / "summary.csv" if path.is_dir() else path)
+    rows = read_csv(path / SUMMARY_FILE if path.is_dir() else path)
     cells = [list(columns)] + [[row.get(name) or "-" for name in columns] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     lines = ["  ".join(cell.rjust(width) if i > 1 else cell.ljust(width)
