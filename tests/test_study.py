@@ -283,6 +283,27 @@ def test_local_cluster_leaves_no_worker_process_behind(study):
     assert alive == [], [process.cmdline() for process in alive]
 
 
+@pytest.mark.slow
+def test_local_workers_share_the_cores_and_keep_glibcs_allocator_defaults():
+    """Dask's default MALLOC_TRIM_THRESHOLD_ made every frame-sized array a fresh mmap
+    (quantify 2x slower in a worker); the workers start without it, with their share of
+    the cores for TensorFlow and OpenMP."""
+    from dask.distributed import Client
+
+    from unetlib.study.cluster import start_local_cluster
+
+    def environment():
+        return {name: os.environ.get(name) for name in (
+            "MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")}
+
+    share = str(max(1, (os.cpu_count() or 1) // 2))
+    with start_local_cluster(2) as cluster, Client(cluster) as client:
+        seen = client.run(environment)
+    assert len(seen) == 2
+    assert all(env == {"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": share,
+                       "TF_NUM_INTRAOP_THREADS": share} for env in seen.values()), seen
+
+
 # --- re-runs of the same study -------------------------------------------------------------
 
 @pytest.mark.slow

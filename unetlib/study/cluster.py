@@ -247,26 +247,12 @@ def _on_dask(run_path: Path, paths: list[Path], out_dir: Path, config: QuantifyC
              workers: int, client, progress: bool) -> list[StackOutcome]:
     """Run one task per stack on ``client``'s cluster, or on a local cluster of ``workers``
     processes started here when ``client`` is None."""
-    from dask.distributed import Client, LocalCluster, as_completed
+    # lazy: dask.distributed is needed only when a study has several stacks
+    from dask.distributed import Client, as_completed
 
     _quiet_dask()
     if client is None:
-        # One TensorFlow thread pool per worker sized to its share of the cores, so
-        # workers do not oversubscribe the machine.
-        threads = str(max(1, (os.cpu_count() or 1) // workers))
-        with _quiet_resource_tracker(), warnings.catch_warnings():
-            # The scheduler's HTTP server (health checks, not the dashboard) moves to a
-            # free port when 8787 is taken by another cluster, and warns: nothing to act on.
-            warnings.filterwarnings("ignore", message=r"Port \d+ is already in use")
-            # A worker's failure reaches us as its task's error; what workers log
-            # themselves is shut-down races (heartbeats to a closed scheduler, cancelled
-            # tasks), hence silence_logs.
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.CRITICAL,
-                                   env={"TF_NUM_INTRAOP_THREADS": threads,
-                                        "TF_NUM_INTEROP_THREADS": "1",
-                                        "OMP_NUM_THREADS": threads,
-                                        "TF_CPP_MIN_LOG_LEVEL": "2"})
+        cluster = start_local_cluster(workers)
         try:
             client = Client(cluster)
         except BaseException:
@@ -298,6 +284,42 @@ def _on_dask(run_path: Path, paths: list[Path], out_dir: Path, config: QuantifyC
             client.close()
             cluster.close()
     return outcomes
+
+
+# Dask starts its workers with glibc's MALLOC_TRIM_THRESHOLD_=65536, so that a worker hands
+# freed memory back at once. Setting it also fixes glibc's mmap threshold at 128 KiB: every
+# frame-sized array is then a fresh mmap whose pages the kernel faults in and zeroes. That
+# made quantify 2x slower per stack in a worker than in this process (motion alignment
+# allocates many frame-sized arrays) for the same peak memory, so the local workers start
+# with glibc's defaults.
+NANNY_MALLOC_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+
+
+def start_local_cluster(workers: int):
+    """A local Dask cluster of ``workers`` single-threaded worker processes for quantify.
+
+    Each worker's TensorFlow and OpenMP thread pools get its share of the cores, so the
+    workers do not oversubscribe the machine, and its memory allocator keeps glibc's
+    defaults (see ``NANNY_MALLOC_TRIM``). The caller closes it.
+    """
+    import dask.config  # lazy, as dask.distributed
+    from dask.distributed import LocalCluster
+
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    with _quiet_resource_tracker(), warnings.catch_warnings(), dask.config.set(
+            {NANNY_MALLOC_TRIM: None}):
+        # The scheduler's HTTP server (health checks, not the dashboard) moves to a
+        # free port when 8787 is taken by another cluster, and warns: nothing to act on.
+        warnings.filterwarnings("ignore", message=r"Port \d+ is already in use")
+        # A worker's failure reaches us as its task's error; what workers log
+        # themselves is shut-down races (heartbeats to a closed scheduler, cancelled
+        # tasks), hence silence_logs.
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                            dashboard_address=None, silence_logs=logging.CRITICAL,
+                            env={"TF_NUM_INTRAOP_THREADS": threads,
+                                 "TF_NUM_INTEROP_THREADS": "1",
+                                 "OMP_NUM_THREADS": threads,
+                                 "TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
 def _quiet_dask() -> None:
