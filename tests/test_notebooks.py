@@ -135,7 +135,9 @@ def test_run_notebooks_with_two_parameter_sets_and_one_failing(tmp_path):
 
 @pytest.mark.slow
 def test_rerunning_a_training_notebook_reuses_the_finished_run(tmp_path):
-    parameters = {**TINY, "demo": False, "truth1d_dir": "", "package_path": ""}
+    # No cross-validation: its folds' reuse is test_crossval's, here it would only add time.
+    parameters = {**TINY, "demo": False, "truth1d_dir": "", "package_path": "",
+                  "crossval_folds": 0}
     data = tmp_path / "data1d"
     papermill.execute_notebook(str(NOTEBOOKS / SUITE[0]), str(tmp_path / "01.ipynb"),
                                parameters={key: value for key, value in {
