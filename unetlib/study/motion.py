@@ -100,37 +100,58 @@ def _cross_morphology(mask: np.ndarray, steps: int, combine: np.ufunc) -> np.nda
     return result
 
 
-def _band_contrast(frame: np.ndarray, spectrum: np.ndarray, mask: np.ndarray, band: int,
-                   reach: int) -> tuple[np.ndarray, np.ndarray]:
-    """Contrast between the bands inside and outside ``mask`` for every shift up to
-    ``reach``, and its standard error at no shift.
+@dataclasses.dataclass(frozen=True)
+class _Bands:
+    """One candidate mask's bands, ready to be correlated with any frame's crop.
 
-    ``spectrum`` is the single-precision ``rfft2(frame)``, computed once for all the masks
-    tried on one crop.
-    The crop's margin keeps every band moved by up to ``reach`` inside it, so the circular
-    correlation of the FFT equals the true one there, at a quarter of a padded one's size.
-
-    Returns arrays of shape ``(2 * reach + 1, 2 * reach + 1)``: entry ``[reach + dy,
-    reach + dx]`` is for the mask moved by ``(dy, dx)``.
+    ``box`` is where they lie in the crop; ``inner`` and ``outer`` are the bands in it;
+    ``spectrum`` is the conjugate ``rfft2`` of the weights whose correlation with the crop
+    is the bands' mean difference (inner band's weights minus the outer band's, in single
+    precision, which halves the FFT's time).
     """
+
+    box: tuple[slice, slice]
+    inner: np.ndarray
+    outer: np.ndarray
+    spectrum: np.ndarray
+
+
+def _bands(mask: np.ndarray, band: int, size: tuple[int, int]) -> _Bands | None:
+    """The bands of ``mask`` (a crop) ``band`` pixels wide, None when one is empty."""
     if not mask.any():
-        return np.zeros((2 * reach + 1,) * 2), np.asarray(np.inf)
+        return None
     box = _box(mask, band + 1)
     local = mask[box]
     inner = local & ~_cross_morphology(local, band, np.logical_and)
     outer = _cross_morphology(local, band, np.logical_or) & ~local
     if not inner.any() or not outer.any():
-        return np.zeros((2 * reach + 1,) * 2), np.asarray(np.inf)
-    # The bands' mean difference under every shift: one correlation of the frame with the
-    # inner band's weights minus the outer band's (single precision halves the FFT's time).
-    weights = np.zeros(frame.shape, dtype=np.float32)
+        return None
+    weights = np.zeros(mask.shape, dtype=np.float32)
     weights[box] = inner / np.float32(inner.sum()) - outer / np.float32(outer.sum())
+    return _Bands(box, inner, outer, np.conj(fft.rfft2(weights, s=size)))
+
+
+def _band_contrast(frame: np.ndarray, spectrum: np.ndarray, bands: _Bands | None,
+                   reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """Contrast between the bands inside and outside a mask for every shift up to
+    ``reach``, and its standard error at no shift.
+
+    ``frame`` is the crop and ``spectrum`` its single-precision ``rfft2``, computed once for
+    all the masks tried on it. The crop's margin keeps every band moved by up to ``reach``
+    inside it, so the circular correlation of the FFT equals the true one there, at a
+    quarter of a padded one's size.
+
+    Returns arrays of shape ``(2 * reach + 1, 2 * reach + 1)``: entry ``[reach + dy,
+    reach + dx]`` is for the mask moved by ``(dy, dx)``.
+    """
+    if bands is None:
+        return np.zeros((2 * reach + 1,) * 2), np.asarray(np.inf)
     size = _fft_shape(frame.shape)
     shifts = np.ix_(np.arange(-reach, reach + 1) % size[0], np.arange(-reach, reach + 1) % size[1])
-    product = spectrum * np.conj(fft.rfft2(weights, s=size))
-    contrast = fft.irfft2(product, s=size)[shifts].astype(np.float64)
-    part = frame[box]
-    error = math.sqrt(part[inner].var() / inner.sum() + part[outer].var() / outer.sum())
+    contrast = fft.irfft2(spectrum * bands.spectrum, s=size)[shifts].astype(np.float64)
+    part = frame[bands.box]
+    error = math.sqrt(part[bands.inner].var() / bands.inner.sum()
+                      + part[bands.outer].var() / bands.outer.sum())
     return contrast, np.asarray(error)
 
 
@@ -140,24 +161,67 @@ def _fft_shape(shape: tuple[int, ...]) -> tuple[int, int]:
     return fft.next_fast_len(int(shape[0]), real=True), fft.next_fast_len(int(shape[1]), real=True)
 
 
-def _crop(frame: np.ndarray, mask: np.ndarray, margin: int
-          ) -> tuple[np.ndarray, np.ndarray, tuple[slice, slice], tuple[slice, slice]]:
-    """A crop of ``frame`` and ``mask`` around the mask, padded by ``margin`` on every side;
-    returns the two crops, where the frame's part lies in the crop, and which part of the
-    frame it is. Past the frame's edge the crop repeats the edge pixels, so an organ the
-    edge cuts keeps its contrast there instead of gaining a false edge."""
+@dataclasses.dataclass(frozen=True)
+class _Window:
+    """One organ's crop: the frame's rows and columns it reads (the edge pixels repeated
+    past the frame's edge, so an organ the edge cuts keeps its contrast there instead of
+    gaining a false edge), the mask in it, where the frame's part lies in the crop
+    (``placed``) and which part of the frame that is (``inside``)."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    local: np.ndarray
+    placed: tuple[slice, slice]
+    inside: tuple[slice, slice]
+
+    def crop(self, frame: np.ndarray) -> np.ndarray:
+        return frame[np.ix_(self.rows, self.cols)]
+
+
+def _window(shape: tuple[int, int], mask: np.ndarray, margin: int) -> _Window:
+    """The crop around ``mask`` padded by ``margin`` on every side, in a frame of ``shape``."""
     rows, cols = np.nonzero(mask)
     top, left = rows.min() - margin, cols.min() - margin
     bottom, right = rows.max() + margin + 1, cols.max() + margin + 1
-    inside = (slice(max(top, 0), min(bottom, frame.shape[0])),
-              slice(max(left, 0), min(right, frame.shape[1])))
+    inside = (slice(max(top, 0), min(bottom, shape[0])),
+              slice(max(left, 0), min(right, shape[1])))
     placed = (slice(inside[0].start - top, inside[0].stop - top),
               slice(inside[1].start - left, inside[1].stop - left))
-    crop = frame[np.ix_(np.clip(np.arange(top, bottom), 0, frame.shape[0] - 1),
-                        np.clip(np.arange(left, right), 0, frame.shape[1] - 1))]
-    local = np.zeros(crop.shape, dtype=bool)
+    local = np.zeros((bottom - top, right - left), dtype=bool)
     local[placed] = mask[inside]
-    return crop, local, placed, inside
+    return _Window(np.clip(np.arange(top, bottom), 0, shape[0] - 1),
+                   np.clip(np.arange(left, right), 0, shape[1] - 1), local, placed, inside)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Search:
+    """What :func:`align_masks` tries for a set of masks, whatever the frame: each organ's
+    window, and for each size its scaled masks and their bands. The lasers of a cycle share
+    one, so only the frames' own FFTs are computed per laser."""
+
+    shape: tuple[int, int]
+    reach: int
+    present: list[int]
+    windows: list[_Window]
+    scales: tuple[float, ...]
+    candidates: list[list[np.ndarray]]   # [scale][organ]
+    bands: list[list[_Bands | None]]     # [scale][organ]
+
+
+def _search(shape: tuple[int, int], masks: list[np.ndarray], config: MotionConfig) -> _Search:
+    reach = max(int(round(config.max_shift * shape[0])), 1)
+    present = [index for index, mask in enumerate(masks) if mask.any()]
+    windows = []
+    for index in present:
+        rows, cols = np.nonzero(masks[index])
+        extent = max(int(np.ptp(rows)), int(np.ptp(cols))) + 1
+        windows.append(_window(shape, masks[index],
+                               reach + config.band_px + 1 + int(math.ceil(config.max_scale * extent))))
+    scales = config.scales()  # 1.0 first: its errors are every candidate's units
+    candidates = [[_scaled(window.local, scale) for window in windows] for scale in scales]
+    bands = [[_bands(candidate, config.band_px, _fft_shape(window.local.shape))
+              for candidate, window in zip(row, windows)] for row in candidates]
+    return _Search(tuple(shape), reach, present, windows, scales, candidates, bands)
 
 
 def align_masks(frame: np.ndarray, masks: list[np.ndarray],
@@ -194,28 +258,25 @@ def align_masks(frame: np.ndarray, masks: list[np.ndarray],
     (-4, 3)
     """
     masks = [np.asarray(mask, dtype=bool) for mask in masks]
-    unmoved = [Alignment(mask, (0, 0), 1.0) for mask in masks]
-    present = [index for index, mask in enumerate(masks) if mask.any()]
-    if not config.enabled or not present:
-        return unmoved
-    reach = max(int(round(config.max_shift * frame.shape[0])), 1)
-    crops = []
-    for index in present:
-        rows, cols = np.nonzero(masks[index])
-        extent = max(int(np.ptp(rows)), int(np.ptp(cols))) + 1
-        crops.append(_crop(frame, masks[index],
-                           reach + config.band_px + 1 + int(math.ceil(config.max_scale * extent))))
+    if not config.enabled or not any(mask.any() for mask in masks):
+        return [Alignment(mask, (0, 0), 1.0) for mask in masks]
+    return _aligned(frame, masks, _search(frame.shape, masks, config))
 
-    spectra = [fft.rfft2(crop.astype(np.float32), s=_fft_shape(crop.shape))
-               for crop, _, _, _ in crops]
+
+def _aligned(frame: np.ndarray, masks: list[np.ndarray], search: _Search) -> list[Alignment]:
+    """:func:`align_masks` of ``masks`` in ``frame``, trying what ``search`` holds for them."""
+    unmoved = [Alignment(mask, (0, 0), 1.0) for mask in masks]
+    if not search.present:
+        return unmoved
+    reach = search.reach
+    crops = [window.crop(frame) for window in search.windows]
+    spectra = [fft.rfft2(crop.astype(np.float32), s=_fft_shape(crop.shape)) for crop in crops]
     best_score, best = -math.inf, None
     threshold, errors = math.inf, []
-    for scale in config.scales():  # 1.0 first: its errors are every candidate's units
-        candidates = [_scaled(local, scale) for _, local, _, _ in crops]
+    for scale, candidates, bands in zip(search.scales, search.candidates, search.bands):
         total = np.zeros((2 * reach + 1,) * 2)
-        for index, ((crop, _, _, _), candidate) in enumerate(zip(crops, candidates)):
-            contrast, error = _band_contrast(crop, spectra[index], candidate, config.band_px,
-                                             reach)
+        for index, crop in enumerate(crops):
+            contrast, error = _band_contrast(crop, spectra[index], bands[index], reach)
             if scale == 1.0:
                 errors.append(max(float(error), 1e-12))
             # One unit per organ for every candidate: each candidate's own noise would
@@ -231,10 +292,10 @@ def align_masks(frame: np.ndarray, masks: list[np.ndarray],
         return unmoved
     shift, scale, candidates = best
     aligned = list(unmoved)
-    for index, (_, _, placed, inside), candidate in zip(present, crops, candidates):
+    for index, window, candidate in zip(search.present, search.windows, candidates):
         moved = ndimage.shift(candidate, shift, order=0, mode="constant", cval=False)
         full = np.zeros(frame.shape, dtype=bool)
-        full[inside] = moved[placed]
+        full[window.inside] = moved[window.placed]
         aligned[index] = Alignment(full, shift, scale)
     return aligned
 
@@ -291,11 +352,12 @@ def align_cycle(frames: np.ndarray, labels: np.ndarray, values: list[int],
         ``[laser][organ]``.
     """
     masks = [labels == value for value in values]
+    search = _search(frames.shape[1:], masks, config) if config.enabled else None
     aligned = []
     for laser in range(frames.shape[0]):
-        if len(reference) == 1 and laser == reference[0] or not config.enabled:
+        if len(reference) == 1 and laser == reference[0] or search is None:
             aligned.append([Alignment(mask, (0, 0), 1.0) for mask in masks])
         else:
             frame = np.nan_to_num(np.asarray(frames[laser], dtype=np.float64))
-            aligned.append(_refined(frame, align_masks(frame, masks, config), config))
+            aligned.append(_refined(frame, _aligned(frame, masks, search), config))
     return aligned
