@@ -228,6 +228,7 @@ def unreachable_scheduler_run(organ_run, tmp_path_factory):
 
 
 # --- a local cluster: one bad stack among good ones ---------------------------------------
+# Each test reads the study fixture's run on a local cluster, so each is slow.
 
 @pytest.mark.slow
 def test_local_cluster_reports_the_corrupt_stack_and_finishes_the_others(study):
@@ -246,6 +247,7 @@ def test_local_cluster_reports_the_corrupt_stack_and_finishes_the_others(study):
     assert not bad.exists() or not any(bad.iterdir())
 
 
+@pytest.mark.slow
 def test_local_cluster_stacks_table_lists_each_stack_outcome(study):
     rows = read_rows(study.out / "stacks.csv")
     assert [(row["stack"], row["status"]) for row in rows] == [
@@ -258,6 +260,7 @@ def test_local_cluster_stacks_table_lists_each_stack_outcome(study):
     assert rows[2]["results"] == "" and rows[2]["cycles"] == ""
 
 
+@pytest.mark.slow
 def test_local_cluster_summary_gathers_only_the_finished_stacks(study):
     rows = read_rows(study.out / "summary.csv")
     assert Counter(row["stack"] for row in rows) == {stem: len(ORGANS) * LASERS
@@ -268,6 +271,7 @@ def test_local_cluster_summary_gathers_only_the_finished_stacks(study):
                          for laser in range(1, LASERS + 1)}
 
 
+@pytest.mark.slow
 def test_local_cluster_keeps_dask_logging_off_stderr(study):
     """The cluster's start-up and shut-down log lines are not the user's business, nor its
     move to another port when Dask's default one is taken."""
@@ -276,6 +280,7 @@ def test_local_cluster_keeps_dask_logging_off_stderr(study):
     assert "already in use" not in study.first.stderr, study.first.stderr
 
 
+@pytest.mark.slow
 def test_local_cluster_leaves_no_worker_process_behind(study):
     assert study.first.returncode == 1, study.first.stderr
     leftovers = marked_processes(study.env[MARKER])
