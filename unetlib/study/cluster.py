@@ -56,6 +56,8 @@ from unetlib.study.quantify import (
 from unetlib.study.results_folder import RECORD_FILE, SUMMARY_FILE, read_results_record
 
 if TYPE_CHECKING:
+    from dask.distributed import LocalCluster
+
     from unetlib.study.quantify import StackResult
 
 logger = logging.getLogger(__name__)
@@ -295,7 +297,7 @@ def _on_dask(run_path: Path, paths: list[Path], out_dir: Path, config: QuantifyC
 NANNY_MALLOC_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
 
-def start_local_cluster(workers: int):
+def start_local_cluster(workers: int) -> LocalCluster:
     """A local Dask cluster of ``workers`` single-threaded worker processes for quantify.
 
     Each worker's TensorFlow and OpenMP thread pools get its share of the cores, so the
