@@ -199,7 +199,6 @@ class _Search:
     window, and for each size its scaled masks and their bands. The lasers of a cycle share
     one, so only the frames' own FFTs are computed per laser."""
 
-    shape: tuple[int, int]
     reach: int
     present: list[int]
     windows: list[_Window]
@@ -209,6 +208,7 @@ class _Search:
 
 
 def _search(shape: tuple[int, int], masks: list[np.ndarray], config: MotionConfig) -> _Search:
+    """The search for ``masks`` in frames of ``shape`` (their windows, sizes and bands)."""
     reach = max(int(round(config.max_shift * shape[0])), 1)
     present = [index for index, mask in enumerate(masks) if mask.any()]
     windows = []
@@ -221,7 +221,7 @@ def _search(shape: tuple[int, int], masks: list[np.ndarray], config: MotionConfi
     candidates = [[_scaled(window.local, scale) for window in windows] for scale in scales]
     bands = [[_bands(candidate, config.band_px, _fft_shape(window.local.shape))
               for candidate, window in zip(row, windows)] for row in candidates]
-    return _Search(tuple(shape), reach, present, windows, scales, candidates, bands)
+    return _Search(reach, present, windows, scales, candidates, bands)
 
 
 def align_masks(frame: np.ndarray, masks: list[np.ndarray],
