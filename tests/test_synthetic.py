@@ -6,7 +6,12 @@ import tifffile
 
 from unetlib.core.config import SyntheticConfig
 from unetlib.core.errors import OutputError
-from unetlib.data.synthetic import ORGANS, make_synthetic_stack, write_synthetic_stack
+from unetlib.data.synthetic import (
+    ORGANS,
+    make_synthetic_stack,
+    true_organ_means,
+    write_synthetic_stack,
+)
 
 SMALL = SyntheticConfig(cycles=6, lasers=4, height=64, width=80, seed=3)
 
@@ -65,6 +70,23 @@ def test_streamed_stack_equals_the_in_memory_one(tmp_path):
     acquisition = make_synthetic_stack(SMALL)
     np.testing.assert_array_equal(tifffile.memmap(stack), acquisition.frames)
     np.testing.assert_array_equal(tifffile.imread(truth), acquisition.labels)
+
+
+@pytest.mark.parametrize("preset", ["demo", "hard"])
+def test_organ_means_filled_while_streaming_are_the_true_organ_means(tmp_path, preset):
+    config = SMALL if preset == "demo" else _hard(cycles=3, height=96, width=120)
+    means = np.full((config.cycles, config.lasers, 3 if preset == "demo" else 4), -1.0)
+    stack, _ = write_synthetic_stack(tmp_path / "stack.tif", config, means_out=means)
+    np.testing.assert_array_equal(means, true_organ_means(config))
+    # and the frames written with them are the same as without
+    np.testing.assert_array_equal(tifffile.imread(stack), make_synthetic_stack(config).frames)
+
+
+def test_organ_means_of_the_wrong_shape_are_refused_before_writing(tmp_path):
+    with pytest.raises(ValueError, match=r"\(2, 4, 3\) \(cycles, lasers, organs\)"):
+        write_synthetic_stack(tmp_path / "stack.tif", SyntheticConfig(cycles=2, height=48, width=64),
+                              means_out=np.zeros((2, 4, 4)))
+    assert not (tmp_path / "stack.tif").exists()
 
 
 def test_existing_stack_is_not_overwritten(tmp_path):

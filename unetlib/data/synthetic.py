@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,14 +78,28 @@ class SyntheticAcquisition:
 
 def _render(scene: DemoScene | HardScene, frame_index: int) -> tuple[np.ndarray, np.ndarray]:
     """Render one frame (uint16, with shot and read noise) and its organ labels (uint8)."""
-    config = scene.config
     expected, labels = scene.expected_counts(frame_index)
+    return _noisy(scene.config, frame_index, expected), labels
+
+
+def _noisy(config: SyntheticConfig, frame_index: int, expected: np.ndarray) -> np.ndarray:
+    """The camera's uint16 frame of noise-free ``expected`` counts: shot and read noise, offset."""
     rng = np.random.default_rng([config.seed, frame_index])
     counts = rng.poisson(np.maximum(expected, 0.0)).astype(np.float32)
     counts += rng.normal(0.0, config.read_noise, size=counts.shape).astype(np.float32)
     counts += config.offset_counts
-    frame = np.clip(np.rint(counts), 0, np.iinfo(np.uint16).max).astype(np.uint16)
-    return frame, labels
+    return np.clip(np.rint(counts), 0, np.iinfo(np.uint16).max).astype(np.uint16)
+
+
+def _organ_means(config: SyntheticConfig, expected: np.ndarray, labels: np.ndarray,
+                 organs: int) -> np.ndarray:
+    """Each organ's mean expected counts in one frame, dark offset included (NaN if absent)."""
+    means = np.full(organs, np.nan)
+    for number in range(1, organs + 1):
+        inside = labels == number
+        if inside.any():
+            means[number - 1] = float(expected[inside].mean()) + config.offset_counts
+    return means
 
 
 def hard_mouse(mouse: int, *, study_seed: int = 0, **changes: object) -> SyntheticConfig:
@@ -138,10 +153,7 @@ def true_organ_means(config: SyntheticConfig = SyntheticConfig()) -> np.ndarray:
     means = np.zeros((config.cycles, config.lasers, len(organs)))
     for index in range(config.cycles * config.lasers):
         expected, labels = scene.expected_counts(index)
-        for number in range(1, len(organs) + 1):
-            inside = labels == number
-            means[index // config.lasers, index % config.lasers, number - 1] = (
-                float(expected[inside].mean()) + config.offset_counts if inside.any() else np.nan)
+        means[divmod(index, config.lasers)] = _organ_means(config, expected, labels, len(organs))
     return means
 
 
@@ -232,7 +244,8 @@ def make_synthetic_stack(config: SyntheticConfig = SyntheticConfig()) -> Synthet
 def write_synthetic_stack(stack_path: str | os.PathLike[str],
                           config: SyntheticConfig = SyntheticConfig(), *,
                           truth_path: str | os.PathLike[str] | None = None,
-                          overwrite: bool = False) -> tuple[Path, Path | None]:
+                          overwrite: bool = False,
+                          means_out: np.ndarray | None = None) -> tuple[Path, Path | None]:
     """Stream a synthetic acquisition to an uncompressed (memory-mappable) TIFF stack.
 
     Parameters
@@ -245,6 +258,9 @@ def write_synthetic_stack(stack_path: str | os.PathLike[str],
         Destination of the uint8 organ labels, one page per frame.
     overwrite : bool
         Replace existing files.
+    means_out : ndarray of shape (cycles, lasers, organs), optional
+        Filled with :func:`true_organ_means` of the acquisition as its frames are written,
+        which spares rendering every frame a second time for the truth.
 
     Returns
     -------
@@ -267,6 +283,10 @@ def write_synthetic_stack(stack_path: str | os.PathLike[str],
     truth = Path(truth_path) if truth_path is not None else None
     refuse_existing([path for path in (stack_path, truth) if path is not None], overwrite=overwrite)
     count = config.cycles * config.lasers
+    means_shape = (config.cycles, config.lasers, len(organs_of(config)))
+    if means_out is not None and means_out.shape != means_shape:
+        raise ValueError(f"means_out has shape {means_out.shape}; this acquisition's organ "
+                         f"means need {means_shape} (cycles, lasers, organs).")
     needed = count * config.height * config.width * (2 + (1 if truth is not None else 0))
     require_disk(needed, stack_path.parent, f"a synthetic stack of {count} frames of "
                  f"{config.height} x {config.width} pixels",
@@ -274,16 +294,17 @@ def write_synthetic_stack(stack_path: str | os.PathLike[str],
     scene = scene_for(config)
     with atomic_path(stack_path, overwrite=overwrite) as stack_tmp:
         if truth is None:
-            _stream(scene, count, stack_tmp, None)
+            _stream(scene, count, stack_tmp, None, means_out)
         else:
             with atomic_path(truth, overwrite=overwrite) as truth_tmp:
-                _stream(scene, count, stack_tmp, truth_tmp)
+                _stream(scene, count, stack_tmp, truth_tmp, means_out)
     logger.info("wrote synthetic stack %s (%d frames of %d x %d)", stack_path, count,
                 config.height, config.width)
     return stack_path, truth
 
 
-def _stream(scene: DemoScene | HardScene, count: int, stack_path: Path, truth_path: Path | None) -> None:
+def _stream(scene: DemoScene | HardScene, count: int, stack_path: Path, truth_path: Path | None,
+            means_out: np.ndarray | None) -> None:
     """Write frames (and labels) page by page: memory stays at one frame whatever the size.
 
     The stack is an uncompressed ImageJ TIFF whose ``finterval`` records the time between
@@ -291,22 +312,32 @@ def _stream(scene: DemoScene | HardScene, count: int, stack_path: Path, truth_pa
     """
     config = scene.config
     shape = (count, config.height, config.width)
+    metadata = {"axes": "TYX", "finterval": config.frame_interval_s, "tunit": "s"}
     if truth_path is None:
-        frames = (_render(scene, index)[0] for index in range(count))
+        frames = (frame for frame, _ in _frames(scene, count, means_out))
         tifffile.imwrite(stack_path, frames, shape=shape, dtype=np.uint16, imagej=True,
-                         metadata={"axes": "TYX", "finterval": config.frame_interval_s,
-                                   "tunit": "s"})
+                         metadata=metadata)
         return
     with tifffile.TiffWriter(truth_path) as truth_writer:
         def frames_writing_truth():
-            for index in range(count):
-                frame, labels = _render(scene, index)
+            for frame, labels in _frames(scene, count, means_out):
                 truth_writer.write(labels, contiguous=True, photometric="minisblack")
                 yield frame
 
         tifffile.imwrite(stack_path, frames_writing_truth(), shape=shape, dtype=np.uint16,
-                         imagej=True, metadata={"axes": "TYX", "finterval": config.frame_interval_s,
-                                                "tunit": "s"})
+                         imagej=True, metadata=metadata)
+
+
+def _frames(scene: DemoScene | HardScene, count: int,
+            means_out: np.ndarray | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Render frames ``0 .. count - 1`` in order, filling ``means_out`` on the way."""
+    config = scene.config
+    for index in range(count):
+        expected, labels = scene.expected_counts(index)
+        if means_out is not None:
+            means_out[divmod(index, config.lasers)] = _organ_means(config, expected, labels,
+                                                                   means_out.shape[2])
+        yield _noisy(config, index, expected), labels
 
 
 def organ_table(config: SyntheticConfig = SyntheticConfig()) -> organ_tables.OrganTable:

@@ -25,7 +25,7 @@ from unetlib.core.config import SyntheticStudyConfig, to_dict
 from unetlib.core.io import read_csv, read_json, refuse_existing, write_csv, write_json
 from unetlib.core.records import same_request
 from unetlib.data.phantom import organs_of
-from unetlib.data.synthetic import hard_mouse, true_organ_means, write_synthetic_stack
+from unetlib.data.synthetic import hard_mouse, write_synthetic_stack
 
 __all__ = ["SHEET_FIELDS", "TRUTH", "ensure_synthetic_study", "study_mice", "true_ratio",
            "write_synthetic_study"]
@@ -101,11 +101,11 @@ def write_synthetic_study(out_dir: str | os.PathLike[str],
     for mouse in mice:
         stack = out_dir / f"{mouse['mouse']}.tif"
         acquisition = mouse["config"]
-        write_synthetic_stack(stack, acquisition, overwrite=overwrite)
+        means = np.empty((acquisition.cycles, acquisition.lasers, len(organs_of(acquisition))))
+        write_synthetic_stack(stack, acquisition, overwrite=overwrite, means_out=means)
         rows.append({"stack": stack.name, "mouse": mouse["mouse"], "group": mouse["group"],
                      "injection_s": f"{mouse['injection_s']:g}",
                      "true_uptake": f"{mouse['true_uptake']:.4f}"})
-        means = true_organ_means(acquisition)
         cycle_s = acquisition.frame_interval_s * acquisition.lasers
         truth += [{"mouse": mouse["mouse"], "organ": organ.name, "laser": laser + 1,
                    "cycle": cycle, "time_s": f"{cycle * cycle_s:g}",
