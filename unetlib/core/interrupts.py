@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 
-__all__ = ["install", "received"]
+__all__ = ["install", "raise_if_received", "received"]
 
 _state = {"received": False}
 
@@ -49,6 +49,30 @@ def install() -> None:
         return
     if signal.getsignal(signal.SIGINT) in (signal.default_int_handler, _on_interrupt):
         signal.signal(signal.SIGINT, _on_interrupt)
+
+
+def raise_if_received() -> None:
+    """Raise ``KeyboardInterrupt`` if a Ctrl-C arrived since :func:`install`: one whose own
+    exception was swallowed must still stop the work, not let it finish as if none came.
+
+    Examples
+    --------
+    >>> import os, signal
+    >>> install()
+    >>> raise_if_received()  # no Ctrl-C yet: nothing happens
+    >>> try:
+    ...     os.kill(os.getpid(), signal.SIGINT)
+    ... except KeyboardInterrupt:
+    ...     pass  # swallowed, as compiled code might
+    >>> try:
+    ...     raise_if_received()
+    ... except KeyboardInterrupt:
+    ...     print("stopped")
+    stopped
+    >>> install()
+    """
+    if _state["received"]:
+        raise KeyboardInterrupt
 
 
 def _quiet_after_interrupt(hook):

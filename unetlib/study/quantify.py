@@ -296,6 +296,7 @@ def quantify_stack(run_or_path: LoadedRun | str | os.PathLike[str],
             with staged_folder(folder, last=(RECORD_FILE,)) as staging:
                 flagged = _quantify_into(staging, run, stack, organs, lasers, interval, config,
                                          calibration, progress=progress)
+                interrupts.raise_if_received()  # a Ctrl-C swallowed while writing
                 write_json(staging / RECORD_FILE, {
                     "request": request, "run": str(run.model_path.parent.resolve()),
                     "stack": str(stack.path.resolve()), "cycles": stack.cycles,
@@ -427,6 +428,7 @@ def _quantify_into(folder: Path, run: LoadedRun, stack: LaserStack, organs: Orga
                 cycles = range(first, min(first + config.batch_cycles, stack.cycles))
                 masks, bodies, entropies = _segment_cycles(run, stack, cycles, lasers, organs,
                                                            config)
+                interrupts.raise_if_received()
                 for cycle, labels, body, score in zip(cycles, masks, bodies, entropies):
                     body_px[cycle], entropy[cycle] = int(body.sum()), score
                     labels = labels.astype(dtype)
