@@ -30,21 +30,23 @@ lab: $(STAMP)  ## open the notebooks in JupyterLab with this environment's kerne
 
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
-# Two test processes, a test module each at a time (module fixtures are built once): most
+# Two test processes, a test file each at a time (module fixtures are built once): most
 # tests wait on process start-up, files and small models, so a 2-core machine runs the
 # suite in about half the time (586 tests on a 2-core AMD EPYC: 7.8 min; one process took
-# 11-13 min for 567 tests).
+# 11-13 min for 567 tests). make test runs nbval's notebooks in the same session, as one
+# unit in suite order, started first (tests/conftest.py orders the files): one process
+# runs the notebooks while the other runs tests, instead of one core idling through them.
 TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)  ## ruff (pyproject.toml's [tool.ruff]): pyflakes, pycodestyle, import order, bugbear
 	$(VENV)/bin/ruff check unetlib tests benchmarks tools
 
-test: lint  ## lint, unit tests and the docstrings' examples, headless notebook runs, then nbval on the committed notebooks
-	$(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile
-	$(PYTHON) -m pytest $(NBVAL) notebooks/
+test: lint  ## lint, unit tests and the docstrings' examples, headless notebook runs, nbval on the committed notebooks
+	$(PYTHON) -m pytest $(XDIST) $(NBVAL) notebooks tests unetlib
 
 test-fast: lint  ## skip the slow tests
-	$(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
+	$(PYTHON) -m pytest $(XDIST) -m "not slow"
 
 test-browser: $(STAMP)  ## only the notebooks in JupyterLab in headless Chromium (part of make test)
 	$(PYTHON) -m pytest -m browser tests/test_browser.py

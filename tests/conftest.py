@@ -29,6 +29,55 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_line(f"browser screenshots in {SCREENSHOTS}: {', '.join(shots)}")
 
 
+# The files that take longest, longest first (pytest --durations=0, AMD EPYC, 2 cores,
+# 2026-12-04): handed out first. A stale list costs only a worse schedule.
+LONGEST_FIRST = ("test_notebooks.py", "test_hardening_2.py", "test_browser.py", "test_faults.py",
+                 "test_train.py", "test_learning.py", "test_crossval.py", "test_study.py",
+                 "test_environment.py", "test_quantify.py", "test_export.py", "test_cli.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the longest work first: the notebooks, ``LONGEST_FIRST``, then files by how many
+    slow tests they hold; each file's tests, and the notebooks, keep their order.
+
+    pytest-xdist hands files out in this order (``--no-loadscope-reorder``), so no long file
+    starts last while the other test process sits idle.
+    """
+    slow_tests: dict[Path, int] = {}
+    for item in items:
+        slow_tests[item.path] = (slow_tests.get(item.path, 0)
+                                 + (item.get_closest_marker("slow") is not None))
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        if item.path.suffix == ".ipynb":
+            return (0, 0)
+        if item.path.name in LONGEST_FIRST:
+            return (1, LONGEST_FIRST.index(item.path.name))
+        return (2, -slow_tests[item.path])
+
+    items.sort(key=rank)  # stable
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """With ``--dist loadfile``, hand nbval's notebooks to one test process as one unit.
+
+    ``make test`` runs the tests, the docstrings' examples and the committed notebooks in
+    one session: one process runs the notebooks, in suite order since each reads what the
+    one before wrote, while the other runs test files. Every other file stays one unit
+    (its module fixtures are built once).
+    """
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling  # only under pytest-xdist
+
+    class NotebooksTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "notebooks" if path.endswith(".ipynb") else path
+
+    return NotebooksTogether(config, log)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _environment_restored_after_each_module():
     """Undo what third-party code writes into ``os.environ`` (bioimageio.core sets
