@@ -36,14 +36,15 @@ NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/nbval_s
 # 11-13 min for 567 tests). make test runs nbval's notebooks in the same session, as one
 # unit in suite order, started first (tests/conftest.py orders the files): one process
 # runs the notebooks while the other runs tests, instead of one core idling through them.
+# test-fast keeps pytest-xdist's order (files with the most tests first): measured as fast.
 TEST_WORKERS ?= 2
-XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+XDIST := -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)  ## ruff (pyproject.toml's [tool.ruff]): pyflakes, pycodestyle, import order, bugbear
 	$(VENV)/bin/ruff check unetlib tests benchmarks tools
 
 test: lint  ## lint, unit tests and the docstrings' examples, headless notebook runs, nbval on the committed notebooks
-	$(PYTHON) -m pytest $(XDIST) $(NBVAL) notebooks tests unetlib
+	$(PYTHON) -m pytest $(XDIST) --no-loadscope-reorder $(NBVAL) notebooks tests unetlib
 
 test-fast: lint  ## skip the slow tests
 	$(PYTHON) -m pytest $(XDIST) -m "not slow"
