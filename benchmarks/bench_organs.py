@@ -59,6 +59,8 @@ RECIPES: dict[str, tuple[str, dict, dict, dict]] = {
     "wide-cosine-lr2e-3": ("wide", {"learning_rate_schedule": "cosine", "learning_rate": 2e-3},
                            {}, {}),
     "default-cosine": ("default", {"learning_rate_schedule": "cosine"}, {}, {}),
+    "wide-cosine-fg0.75": ("wide", {"learning_rate_schedule": "cosine"}, {},
+                           {"foreground_share": 0.75}),
 }
 
 
