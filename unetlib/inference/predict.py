@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
+from unetlib.core import interrupts
 from unetlib.core._tensorflow import keras
 from unetlib.core.config import DEFAULT_THRESHOLD, NormalizeConfig, PredictConfig
 from unetlib.core.errors import (
@@ -329,6 +330,7 @@ def _predict_frames(run: LoadedRun, frames: list[_Frame], stack: np.ndarray | No
     channels = model_input_channels(run.model)
     stack_masks = []
     for frame in progress_bar(frames, description=description, unit="frame", enabled=progress):
+        interrupts.raise_if_received()
         raw = read_image(frame.source) if stack is None else np.asarray(stack[frame.index])
         _check_channels(raw, channels, frame)
         raw, bad = _finite(raw, frame)

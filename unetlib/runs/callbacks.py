@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from unetlib.core import interrupts
 from unetlib.core._tensorflow import keras
 from unetlib.core.io import write_csv, write_json
 from unetlib.data.organs import OrganTable
@@ -112,6 +113,7 @@ class RunRecorder(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
+        interrupts.raise_if_received()  # a Ctrl-C that TensorFlow's compiled code swallowed
         loss = float((logs or {}).get("loss", 0.0))
         if not math.isfinite(loss):
             self.non_finite_loss = (self.epoch + 1, batch + 1, loss)
