@@ -299,3 +299,27 @@ def test_a_verbosity_keras_does_not_have_is_refused_before_anything_is_written(d
     with pytest.raises(ParameterError, match="verbose=3 is invalid"):
         train(data_dir, tmp_path / "run", TINY, verbose=3)
     assert not (tmp_path / "run").exists()
+
+
+def test_fit_creates_no_variable_so_its_step_is_traced_once():
+    """The optimiser is built when the model is compiled: had Keras created its slots while
+    tracing the first step, TensorFlow would trace the step a second time (seconds per fit)."""
+    import tensorflow as tf
+
+    from unetlib.nn.model import build_unet
+    from unetlib.runs.train import _compile
+
+    model = build_unet(TINY.model)
+    _compile(model, dataclasses.replace(TINY, loss="bce"), None)
+    images = np.random.default_rng(0).random((2, 32, 32, 1), dtype=np.float32)
+    created = []
+
+    def record(next_creator, **kwargs):
+        variable = next_creator(**kwargs)
+        created.append(variable.name)
+        return variable
+
+    with tf.variable_creator_scope(record):
+        model.fit(images, (images > 0.5).astype(np.float32), epochs=1, verbose=0)
+    assert created == []
+    assert len(model.optimizer.variables) > 2 * len(model.trainable_variables)

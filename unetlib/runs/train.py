@@ -498,6 +498,9 @@ def _compile(model: keras.Model, config: TrainConfig, organs: OrganTable | None)
     total_steps = config.epochs * config.steps_per_epoch
     model.compile(optimizer=make_optimizer(config.model, total_steps=total_steps), loss=get_loss(config.loss),
                   metrics=metrics)
+    # Without a distribution strategy Keras creates the optimiser's slots while tracing the
+    # first step, and TensorFlow then traces the step a second time (2-4 s per fit on a CPU).
+    model.optimizer.build(model.trainable_variables)
 
 
 def _build_or_resume(run_dir: Path, config: TrainConfig, organs: OrganTable | None,
