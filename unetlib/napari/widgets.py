@@ -40,6 +40,7 @@ from unetlib.napari.layers import (
     mask_values,
     quantify_layers,
 )
+from unetlib.runs.folder import RunFolder
 from unetlib.viz.plots import plot_history, plot_organ_curves
 
 __all__ = ["AnnotateWidget", "CliTask", "QuantifyWidget", "TrainWidget", "proposal_layers"]
@@ -308,7 +309,7 @@ class TrainWidget(widgets.Container):
     def read_history(self) -> None:
         """Show the epochs done and the last validation Dice per organ (``history.csv``)."""
         run = _path(self.run_dir)
-        table = run / "history.csv" if run else None
+        table = RunFolder(run).history if run else None
         rows = read_csv(table) if table is not None and table.is_file() else []
         self.dice = [{key[len("val_frame_dice_"):]: float(value) for key, value in row.items()
                       if key.startswith("val_frame_dice_") and value} for row in rows]

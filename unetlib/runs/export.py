@@ -42,17 +42,13 @@ from unetlib.core.io import (
 from unetlib.core.locking import output_lock
 from unetlib.data.normalize import normalize_image
 from unetlib.nn.sliding_window import segment
+from unetlib.runs.package import PACKAGE_FILES
 from unetlib.runs.run import LoadedRun, RunFolder, load_run
 from unetlib.viz.overlays import overlay_image, overlay_organs
 
 __all__ = ["ExportConfig", "PACKAGE_FILES", "check_environment", "check_package", "export_package",
            "package_summary"]
 
-# Names of the files inside a package; unetlib.runs.run reads ``model.keras`` and ``config.json``.
-PACKAGE_FILES = {"keras": "model.keras", "saved_model": "saved_model.zip", "onnx": "model.onnx",
-                 "config": "config.json", "metrics": "metrics.json",
-                 "test_input": "test_input.npy", "test_output": "test_output.npy",
-                 "cover": "cover.png", "documentation": "README.md"}
 INPUT_ID = "image"
 OUTPUT_ID = "probabilities"
 ONNX_OPSET = 17

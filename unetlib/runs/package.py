@@ -18,7 +18,14 @@ from unetlib.core.errors import InputError, describe
 from unetlib.core.io import read_json
 from unetlib.runs.loaded import LoadedRun, load_run_model, loaded_run
 
-__all__ = ["PACKAGE_DESCRIPTIONS", "is_package", "load_package"]
+# Names of the files inside a package (export writes them, load_package reads the run's
+# model, config.json and metrics.json back).
+PACKAGE_FILES = {"keras": "model.keras", "saved_model": "saved_model.zip", "onnx": "model.onnx",
+                 "config": "config.json", "metrics": "metrics.json",
+                 "test_input": "test_input.npy", "test_output": "test_output.npy",
+                 "cover": "cover.png", "documentation": "README.md"}
+
+__all__ = ["PACKAGE_DESCRIPTIONS", "PACKAGE_FILES", "is_package", "load_package"]
 
 # The description file of a bioimage.io model package (unetlib.runs.export writes rdf.yaml).
 PACKAGE_DESCRIPTIONS = ("rdf.yaml", "bioimageio.yaml")
@@ -91,13 +98,14 @@ def _package_sources(path: Path, content: dict[str, Any]) -> dict[str, str | Non
     keras_source = ((content.get("weights") or {}).get("keras_v3") or {}).get("source")
     attached = {Path(str(entry.get("source", ""))).name: str(entry.get("source"))
                 for entry in content.get("attachments") or [] if isinstance(entry, dict)}
-    if not keras_source or "config.json" not in attached:
+    config, metrics = PACKAGE_FILES["config"], PACKAGE_FILES["metrics"]
+    if not keras_source or config not in attached:
         raise InputError(describe(path, "is a bioimage.io package without unetlib's run "
                                   "(keras_v3 weights and an attached config.json)",
                                   "Give a package written by unetlib export, or use the "
                                   "package with bioimage.io tools."))
-    if "://" in str(keras_source) or "://" in attached["config.json"]:
+    if "://" in str(keras_source) or "://" in attached[config]:
         raise InputError(describe(path, "names remote files; unetlib reads local packages only",
                                   "Download the package as a zip and give that."))
-    return {"keras": str(keras_source), "config": attached["config.json"],
-            "metrics": attached.get("metrics.json")}
+    return {"keras": str(keras_source), "config": attached[config],
+            "metrics": attached.get(metrics)}

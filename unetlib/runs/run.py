@@ -47,12 +47,9 @@ def load_run(model_path_or_run_dir: str | os.PathLike[str]) -> LoadedRun:
         return load_package(path)
     path = model_file(path)
     model = load_run_model(path)
-    config: dict = {}
-    config_path = path.parent / "config.json"
-    if config_path.is_file():
-        config = read_json(config_path)
-    metrics_path = path.parent / "metrics.json"
-    metrics = read_json(metrics_path) if metrics_path.is_file() else {}
+    folder = RunFolder(path.parent)
+    config = read_json(folder.config) if folder.config.is_file() else {}
+    metrics = read_json(folder.metrics) if folder.metrics.is_file() else {}
     return loaded_run(model, path, config, metrics)
 
 
