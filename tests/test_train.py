@@ -13,6 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from helpers import organ_data
 
 from unetlib.core.config import ModelConfig, PipelineConfig, TrainConfig, model_preset
@@ -20,7 +21,8 @@ from unetlib.core.errors import InputError, OutputError, ParameterError
 from unetlib.core.io import read_csv, read_image, read_json, write_image
 from unetlib.inference.predict import load_run, predict_folder
 from unetlib.nn.augment import augment_preset
-from unetlib.runs.train import calibrate_threshold, train
+from unetlib.nn.model import build_unet
+from unetlib.runs.train import _compile, calibrate_threshold, train
 
 
 @pytest.fixture(autouse=True)
@@ -304,11 +306,6 @@ def test_a_verbosity_keras_does_not_have_is_refused_before_anything_is_written(d
 def test_fit_creates_no_variable_so_its_step_is_traced_once():
     """The optimiser is built when the model is compiled: had Keras created its slots while
     tracing the first step, TensorFlow would trace the step a second time (seconds per fit)."""
-    import tensorflow as tf
-
-    from unetlib.nn.model import build_unet
-    from unetlib.runs.train import _compile
-
     model = build_unet(TINY.model)
     _compile(model, dataclasses.replace(TINY, loss="bce"), None)
     images = np.random.default_rng(0).random((2, 32, 32, 1), dtype=np.float32)
