@@ -15,7 +15,6 @@ import subprocess
 import sys
 import warnings
 
-import keras
 import numpy as np
 import pytest
 from helpers import write_data_folder
@@ -49,11 +48,7 @@ TINY = TrainConfig(model=model_preset("small"), augment=augment_preset("none"), 
                    pipeline=PipelineConfig(batch_size=2, patch_size=32, val_fraction=0.25))
 
 
-@pytest.fixture(autouse=True)
-def _fresh_keras_session():
-    keras.backend.clear_session()
-    yield
-    keras.backend.clear_session()
+pytestmark = pytest.mark.usefixtures("fresh_keras_session")
 
 
 @pytest.fixture(scope="module")

@@ -58,11 +58,7 @@ TINY_FLAGS = ("--preset", "small", "--augment", "none", "--epochs", "1", "--step
               "1", "--batch-size", "2", "--patch-size", "32", "--val-fraction", "0.25")
 
 
-@pytest.fixture(autouse=True)
-def _fresh_keras_session():
-    keras.backend.clear_session()
-    yield
-    keras.backend.clear_session()
+pytestmark = pytest.mark.usefixtures("fresh_keras_session")
 
 
 @pytest.fixture(scope="module")

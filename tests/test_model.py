@@ -12,12 +12,7 @@ from unetlib.core.config import ModelConfig, model_preset
 from unetlib.core.errors import ParameterError
 from unetlib.nn.model import build_unet, make_optimizer, model_depth, model_input_channels
 
-
-@pytest.fixture(autouse=True)
-def _fresh_keras_session():
-    keras.backend.clear_session()
-    yield
-    keras.backend.clear_session()
+pytestmark = pytest.mark.usefixtures("fresh_keras_session")
 
 
 @pytest.mark.parametrize("channels", [1, 3, 4])

@@ -19,11 +19,8 @@ from unetlib.viz.overlays import overlay_image
 
 
 @pytest.fixture(autouse=True)
-def _fresh_keras_session():
-    keras.backend.clear_session()
+def _seeded_fresh_keras_session(fresh_keras_session):
     keras.utils.set_random_seed(0)
-    yield
-    keras.backend.clear_session()
 
 
 def tiny_model(channels: int = 1, depth: int = 1, batch_norm: bool = False) -> keras.Model:

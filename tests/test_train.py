@@ -24,12 +24,7 @@ from unetlib.nn.augment import augment_preset
 from unetlib.nn.model import build_unet
 from unetlib.runs.train import _compile, calibrate_threshold, train
 
-
-@pytest.fixture(autouse=True)
-def _fresh_keras_session():
-    keras.backend.clear_session()
-    yield
-    keras.backend.clear_session()
+pytestmark = pytest.mark.usefixtures("fresh_keras_session")
 
 
 def make_data(root, *, count=5, channels=1, seed=0):
