@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ISBI_DIR = REPO_ROOT.parent / "shared" / "data" / "isbi2012-membrane"
 _SESSION_START = time.time()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Let Ctrl-C reach the tests of Ctrl-C (test_interrupts, the interrupts doctests).
+
+    A script that starts the suite in the background without job control (``make test &``)
+    starts it with SIGINT ignored, and ``unetlib.core.interrupts`` rightly leaves an ignored
+    SIGINT alone; the test processes take Python's own handler back.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
