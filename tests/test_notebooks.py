@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from unetlib.app.notebooks import find_notebooks, notebook_parameters
-from unetlib.core.io import read_csv, read_image
+from unetlib.core.io import read_image
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -74,11 +74,19 @@ def test_stored_outputs_are_small_enough_to_review():
         assert size < 400_000, f"{name} stores {size} bytes of output"
 
 
+# The runner's sweep: notebooks 01-03 are enough for sets, a failing set, rebased demo paths
+# and published numbers. Every notebook runs headless at its defaults under nbval and with
+# these tiny parameters in JupyterLab (test_browser); running 04-06 here too took 80 s more.
+SWEPT = SUITE[:3]
+
+
 @pytest.mark.slow
 def test_run_notebooks_with_two_parameter_sets_and_one_failing(tmp_path):
+    swept_parameters = {name for notebook in SWEPT
+                        for name in notebook_parameters(NOTEBOOKS / notebook)}
     params = tmp_path / "sets.yaml"
     params.write_text(yaml.safe_dump({
-        "defaults": TINY,
+        "defaults": {key: value for key, value in TINY.items() if key in swept_parameters},
         "sets": {"small": {}, "broken": {"stack_path": str(tmp_path / "missing.tif")}},
     }))
     out = tmp_path / "out"
@@ -86,6 +94,7 @@ def test_run_notebooks_with_two_parameter_sets_and_one_failing(tmp_path):
     # JPY_SESSION_NAME on: the executed copies must still hold static figures.
     from_a_notebook = {key: value for key, value in os.environ.items() if key != "UNETLIB_WIDGETS"}
     result = run_cli("run-notebooks", "--out", str(out), "--params", str(params),
+                     "--only", ",".join(name[:2] for name in SWEPT),
                      env={**from_a_notebook, "JPY_SESSION_NAME": str(tmp_path / "sweep.ipynb")})
     assert result.returncode == 1, result.stderr[-2000:]
     assert "error: set 'broken' failed in 01_reshaping.ipynb, cell" in result.stderr
@@ -94,9 +103,11 @@ def test_run_notebooks_with_two_parameter_sets_and_one_failing(tmp_path):
     with open(out / "summary.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     status = {(row["set"], row["notebook"]): row["status"] for row in rows}
-    assert all(status[("small", name)] == "ok" for name in SUITE)
-    assert status[("broken", SUITE[0])] == "failed"
-    assert all(status[("broken", name)] == "skipped" for name in SUITE[1:])
+    assert sorted(status) == sorted((set_name, name) for set_name in ("small", "broken")
+                                    for name in SWEPT)
+    assert all(status[("small", name)] == "ok" for name in SWEPT)
+    assert status[("broken", SWEPT[0])] == "failed"
+    assert all(status[("broken", name)] == "skipped" for name in SWEPT[1:])
     trained = next(row for row in rows if row["notebook"] == SUITE[2] and row["set"] == "small")
     assert float(trained["epochs"]) == 1 and int(trained["test_frames"]) == TINY["test_count"]
 
@@ -112,18 +123,12 @@ def test_run_notebooks_with_two_parameter_sets_and_one_failing(tmp_path):
         both = predicted.sum() + truth.sum()
         dice.append(1.0 if both == 0 else 2 * (predicted & truth).sum() / both)
     assert float(trained["test_dice"]) == pytest.approx(np.mean(dice), abs=5e-5)
-    assert (demo / "runs" / "rgb3d" / "model.keras").is_file()
     # The cross-validated score is the one of the folds the notebook trained and kept.
     crossval = json.loads((demo / "runs" / "gray1d_crossval" / "crossval.json").read_text())
     assert crossval["folds"] == 2 and len(crossval["held_out"]) == 2
     assert float(trained["crossval_dice"]) == pytest.approx(crossval["mean_dice"], abs=5e-5)
-    # The study notebook analysed the demo study of the set's own folder, every mouse in it.
-    study = next(row for row in rows if row["notebook"] == SUITE[5] and row["set"] == "small")
-    assert int(float(study["mice"])) == 2 * TINY["study_mice"] and int(float(study["left_out"])) == 0
-    assert (demo / "study" / "results" / "report.html").is_file()
-    assert len(read_csv(demo / "study" / "results" / "nca.csv")) == 2 * TINY["study_mice"] * 3 * 4
-    assert [p.name for p in sorted((out / "small").glob("*.ipynb"))] == SUITE
-    for name in SUITE:  # every viewer a figure (a JPEG), none a widget
+    assert [p.name for p in sorted((out / "small").glob("*.ipynb"))] == SWEPT
+    for name in SWEPT:  # every viewer a figure (a JPEG), none a widget
         outputs = json.dumps([cell.get("outputs", [])
                               for cell in nbformat.read(out / "small" / name, as_version=4).cells])
         assert "application/vnd.jupyter.widget-view+json" not in outputs, name
