@@ -39,8 +39,9 @@ from unetlib.core.config import (  # noqa: E402
 from unetlib.core.runtime_report import runtime_line  # noqa: E402
 from unetlib.runs.train import train  # noqa: E402
 
-# Recipe name -> (model preset, changes to it, augmentation changes, pipeline changes).
-RECIPES: dict[str, tuple[str, dict, dict, dict]] = {
+# Recipe name -> (model preset, changes to it, augmentation changes, pipeline changes[,
+# training changes]).
+RECIPES: dict[str, tuple] = {
     "default": ("default", {}, {}, {}),                      # 8 filters, Adam 3e-3
     "wide": ("wide", {}, {}, {}),                            # 16 filters, Adam 1e-3
     "wide-lr3e-3": ("wide", {"learning_rate": 3e-3}, {}, {}),
@@ -61,17 +62,20 @@ RECIPES: dict[str, tuple[str, dict, dict, dict]] = {
     "default-cosine": ("default", {"learning_rate_schedule": "cosine"}, {}, {}),
     "wide-cosine-fg0.75": ("wide", {"learning_rate_schedule": "cosine"}, {},
                            {"foreground_share": 0.75}),
+    # cross-entropy alone: the mean organ Dice term weighs the bladder like the liver
+    "wide-cosine-ce": ("wide", {"learning_rate_schedule": "cosine"}, {}, {}, {"loss": "ce"}),
 }
 
 
 def recipe_config(name: str, *, seed: int, epochs: int, steps: int,
                   val_fraction: float) -> TrainConfig:
-    preset, model_changes, augment_changes, pipeline_changes = RECIPES[name]
+    preset, model_changes, augment_changes, pipeline_changes, *train_changes = RECIPES[name]
     pipeline = PipelineConfig(patch_size=128, batch_size=8, val_fraction=val_fraction,
                               seed=seed, **pipeline_changes)
     return TrainConfig(model=model_preset(preset, **model_changes),
                        augment=augment_preset("default", **augment_changes),
-                       pipeline=pipeline, epochs=epochs, steps_per_epoch=steps)
+                       pipeline=pipeline, epochs=epochs, steps_per_epoch=steps,
+                       **(train_changes[0] if train_changes else {}))
 
 
 def main() -> None:

@@ -131,28 +131,33 @@ def _bands(mask: np.ndarray, band: int, size: tuple[int, int]) -> _Bands | None:
     return _Bands(box, inner, outer, np.conj(fft.rfft2(weights, s=size)))
 
 
-def _band_contrast(frame: np.ndarray, spectrum: np.ndarray, bands: _Bands | None,
-                   reach: int) -> tuple[np.ndarray, np.ndarray]:
+def _band_contrast(spectrum: np.ndarray, bands: _Bands | None, size: tuple[int, int],
+                   reach: int) -> np.ndarray:
     """Contrast between the bands inside and outside a mask for every shift up to
-    ``reach``, and its standard error at no shift.
+    ``reach``.
 
-    ``frame`` is the crop and ``spectrum`` its single-precision ``rfft2``, computed once for
+    ``spectrum`` is the crop's single-precision ``rfft2`` at ``size``, computed once for
     all the masks tried on it. The crop's margin keeps every band moved by up to ``reach``
     inside it, so the circular correlation of the FFT equals the true one there, at a
     quarter of a padded one's size.
 
-    Returns arrays of shape ``(2 * reach + 1, 2 * reach + 1)``: entry ``[reach + dy,
+    Returns an array of shape ``(2 * reach + 1, 2 * reach + 1)``: entry ``[reach + dy,
     reach + dx]`` is for the mask moved by ``(dy, dx)``.
     """
     if bands is None:
-        return np.zeros((2 * reach + 1,) * 2), np.asarray(np.inf)
-    size = _fft_shape(frame.shape)
+        return np.zeros((2 * reach + 1,) * 2)
     shifts = np.ix_(np.arange(-reach, reach + 1) % size[0], np.arange(-reach, reach + 1) % size[1])
-    contrast = fft.irfft2(spectrum * bands.spectrum, s=size)[shifts].astype(np.float64)
-    part = frame[bands.box]
-    error = math.sqrt(part[bands.inner].var() / bands.inner.sum()
-                      + part[bands.outer].var() / bands.outer.sum())
-    return contrast, np.asarray(error)
+    return fft.irfft2(spectrum * bands.spectrum, s=size)[shifts].astype(np.float64)
+
+
+def _band_error(crop: np.ndarray, bands: _Bands | None) -> float:
+    """The standard error of the unmoved mask's band contrast in ``crop``: the unit every
+    candidate's contrast is counted in (infinite without bands)."""
+    if bands is None:
+        return math.inf
+    part = crop[bands.box]
+    return math.sqrt(part[bands.inner].var() / bands.inner.sum()
+                     + part[bands.outer].var() / bands.outer.sum())
 
 
 def _fft_shape(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -175,7 +180,7 @@ class _Window:
     inside: tuple[slice, slice]
 
     def crop(self, frame: np.ndarray) -> np.ndarray:
-        return frame[np.ix_(self.rows, self.cols)]
+        return frame.take(self.rows, axis=0).take(self.cols, axis=1)  # 4x np.ix_'s speed
 
 
 def _window(shape: tuple[int, int], mask: np.ndarray, margin: int) -> _Window:
@@ -270,18 +275,19 @@ def _aligned(frame: np.ndarray, masks: list[np.ndarray], search: _Search) -> lis
         return unmoved
     reach = search.reach
     crops = [window.crop(frame) for window in search.windows]
-    spectra = [fft.rfft2(crop.astype(np.float32), s=_fft_shape(crop.shape)) for crop in crops]
+    sizes = [_fft_shape(crop.shape) for crop in crops]
+    spectra = [fft.rfft2(crop.astype(np.float32), s=size) for crop, size in zip(crops, sizes)]
+    # One unit per organ for every candidate, the unmoved mask's (scale 1.0 comes first):
+    # each candidate's own noise would reward bands that moved off the edge into flat
+    # tissue, where it is smallest.
+    errors = [max(_band_error(crop, bands), 1e-12) for crop, bands in zip(crops, search.bands[0])]
     best_score, best = -math.inf, None
-    threshold, errors = math.inf, []
+    threshold = math.inf
     for scale, candidates, bands in zip(search.scales, search.candidates, search.bands):
         total = np.zeros((2 * reach + 1,) * 2)
-        for index, crop in enumerate(crops):
-            contrast, error = _band_contrast(crop, spectra[index], bands[index], reach)
-            if scale == 1.0:
-                errors.append(max(float(error), 1e-12))
-            # One unit per organ for every candidate: each candidate's own noise would
-            # reward bands that moved off the edge into flat tissue, where it is smallest.
-            total += np.abs(contrast) / errors[index]
+        for index in range(len(crops)):
+            total += np.abs(_band_contrast(spectra[index], bands[index], sizes[index],
+                                           reach)) / errors[index]
         if scale == 1.0:
             threshold = float(total[reach, reach]) + SIGNIFICANCE
         dy, dx = np.unravel_index(int(np.argmax(total)), total.shape)
@@ -293,11 +299,22 @@ def _aligned(frame: np.ndarray, masks: list[np.ndarray], search: _Search) -> lis
     shift, scale, candidates = best
     aligned = list(unmoved)
     for index, window, candidate in zip(search.present, search.windows, candidates):
-        moved = ndimage.shift(candidate, shift, order=0, mode="constant", cval=False)
+        moved = _shifted(candidate, shift)
         full = np.zeros(frame.shape, dtype=bool)
         full[window.inside] = moved[window.placed]
         aligned[index] = Alignment(full, shift, scale)
     return aligned
+
+
+def _shifted(mask: np.ndarray, shift: tuple[int, int]) -> np.ndarray:
+    """``mask`` moved by whole ``(rows, columns)``, background coming in at the edges (what
+    ``scipy.ndimage.shift(order=0, cval=False)`` gives for whole shifts, by slicing)."""
+    result = np.zeros_like(mask)
+    (dy, dx), (height, width) = shift, mask.shape
+    if abs(dy) < height and abs(dx) < width:
+        result[max(dy, 0):height + min(dy, 0), max(dx, 0):width + min(dx, 0)] = \
+            mask[max(-dy, 0):height + min(-dy, 0), max(-dx, 0):width + min(-dx, 0)]
+    return result
 
 
 def align_organ(frame: np.ndarray, mask: np.ndarray, config: MotionConfig = MotionConfig()
