@@ -712,8 +712,9 @@ def _add_quantify(commands) -> None:
                     "cycle's organ mask to every laser's frame. Writes OUT/<stack stem>/ "
                     "intensities.csv (cycle x laser x organ), summary.csv (peak, time to "
                     "peak, AUC, half-life per organ x laser), labels.tif, curves.png, and "
-                    "OUT/summary.csv, OUT/stacks.csv over all stacks. Several stacks run on "
-                    "a local Dask cluster (--workers) or an existing one (--scheduler); "
+                    "OUT/summary.csv, OUT/stacks.csv over all stacks. Several stacks run one "
+                    "after another, on a local Dask cluster (--workers 2 or more) or on an "
+                    "existing one (--scheduler); "
                     "finished stacks are skipped on a re-run. The exit status is the number "
                     "of stacks that failed.")
     quantify.add_argument("run", help="a run folder written by train (or its model.keras)")
@@ -774,7 +775,9 @@ def _motion(args: argparse.Namespace):
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     """``--workers`` and ``--scheduler``: where several stacks are quantified."""
     parser.add_argument("--workers", type=int, default=1,
-                        help="local Dask worker processes for several stacks (default: 1)")
+                        help="stacks quantified at once: 1 (default) one after another in "
+                             "this process, 2 or more on a local Dask cluster of that many "
+                             "worker processes")
     parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                         help="use this running Dask scheduler instead of a local cluster")
 
@@ -798,8 +801,8 @@ def _add_study(commands) -> None:
         "study", help="quantify every mouse of a study and compare the groups",
         description="Read SHEET (study.csv: stack, mouse, group, optional injection_s and any "
                     "other columns), quantify every stack not yet quantified with RUN into "
-                    "OUT/stacks/ (as quantify does; on a local Dask cluster with --workers or a "
-                    "running one with --scheduler), then analyse the study into OUT: nca.csv "
+                    "OUT/stacks/ (as quantify does: one after another, on a local Dask cluster with "
+                    "--workers 2 or more, or on a running one with --scheduler), then analyse the study into OUT: nca.csv "
                     "(per mouse x organ x laser: F0, peak dF, time of peak, AUC, terminal "
                     "half-life and AUC to infinity by PKNCA's rules, mean SBR, flagged cycles), "
                     "groups.csv (group mean, SD, SEM and n of dF over time), compare.csv (each "
@@ -945,7 +948,8 @@ def _add_demo_study(commands) -> None:
     demo_study.add_argument("--seed", type=int, default=defaults.seed,
                             help=f"seed of the study (default: {defaults.seed})")
     demo_study.add_argument("--workers", type=int, default=1,
-                            help="local Dask worker processes quantifying the mice (default: 1)")
+                            help="mice quantified at once: 1 (default) one after another in "
+                                 "this process, 2 or more on a local Dask cluster")
     demo_study.set_defaults(handler=_cmd_demo_study)
 
 

@@ -2,15 +2,18 @@
 
 A study is tens to hundreds of ~500 MB stacks. :func:`quantify_study` runs
 :func:`unetlib.study.quantify.quantify_stack` on each as one ``dask.distributed`` task: on a
-local cluster of ``workers`` processes by default, or on an existing cluster given by its
+local cluster of ``workers`` processes (2 or more), or on an existing cluster given by its
 scheduler address (a lab server, or SLURM through dask-jobqueue; see the README). Each
 task writes its stack's results atomically, so a stack is either finished or absent; a
 finished one is skipped on a re-run; a bad stack is reported and the others finish. The
 results of every finished stack are gathered into ``<out>/summary.csv`` and each stack's
 outcome into ``<out>/stacks.csv``.
 
-A single stack without a scheduler runs in this process (no cluster to start), with a
-progress bar over its cycles.
+With one worker (the default) and no scheduler the stacks run one after another in this
+process, as a single stack always did: a cluster of one process would add only its
+start-up (a 3-stack study of 4-cycle stacks: 11.4 s on one Dask worker, 3.9 s in the
+process, AMD EPYC AVX-512) and no parallelism. A single stack shows a progress bar over
+its cycles, several one over the stacks.
 """
 
 from __future__ import annotations
@@ -165,7 +168,8 @@ def quantify_study(run_path: str | os.PathLike[str], stacks: Sequence[str | os.P
         ``<out>/<stem>/`` per stack, ``<out>/summary.csv`` and ``<out>/stacks.csv``.
     config : QuantifyConfig
     workers : int
-        Processes of the local cluster (1 to 32); ignored with ``scheduler``.
+        1: the stacks one after another in this process. 2 to 32: processes of a local
+        Dask cluster quantifying that many stacks at once. Ignored with ``scheduler``.
     scheduler : str, optional
         Address of a running Dask scheduler, e.g. ``tcp://10.0.0.5:8786``.
     progress : bool
@@ -187,7 +191,7 @@ def quantify_study(run_path: str | os.PathLike[str], stacks: Sequence[str | os.P
         raise ParameterError(f"workers={workers!r} is invalid: expected a whole number of worker "
                              f"processes from 1 to {MAX_WORKERS}.")
     paths = _check_stacks(stacks)
-    if scheduler is None and len(paths) > 1:
+    if scheduler is None and workers > 1 and len(paths) > 1:
         _check_worker_memory(workers)
     run_path = Path(run_path)
     out_dir = Path(out_dir)
@@ -201,9 +205,8 @@ def quantify_study(run_path: str | os.PathLike[str], stacks: Sequence[str | os.P
     client = _connect(scheduler) if scheduler is not None else None
     try:
         with output_lock(out_dir):  # creates out_dir, and removes it if it stays empty
-            if len(paths) == 1 and client is None:
-                outcomes = [_quantify_task(str(run_path), str(paths[0]), str(out_dir), config,
-                                           progress=progress)]
+            if client is None and (workers == 1 or len(paths) == 1):
+                outcomes = _in_this_process(run_path, paths, out_dir, config, progress=progress)
             else:
                 outcomes = _on_dask(run_path, paths, out_dir, config, workers=workers,
                                     client=client, progress=progress)
@@ -217,6 +220,22 @@ def quantify_study(run_path: str | os.PathLike[str], stacks: Sequence[str | os.P
             client.close()
     return StudyResult(out_dir=out_dir, outcomes=outcomes, summary=out_dir / SUMMARY_FILE,
                        table=out_dir / STACKS_FILE)
+
+
+def _in_this_process(run_path: Path, paths: list[Path], out_dir: Path, config: QuantifyConfig,
+                     *, progress: bool) -> list[StackOutcome]:
+    """The stacks one after another in this process, a bar over the stacks (or over the
+    cycles of a single stack)."""
+    if len(paths) == 1:
+        return [_quantify_task(str(run_path), str(paths[0]), str(out_dir), config,
+                               progress=progress)]
+    outcomes = []
+    with progress_bar(total=len(paths), description="quantify stacks", unit="stack",
+                      enabled=progress) as bar:
+        for path in paths:
+            outcomes.append(_quantify_task(str(run_path), str(path), str(out_dir), config))
+            bar.update(1)
+    return outcomes
 
 
 def _check_worker_memory(workers: int) -> None:
