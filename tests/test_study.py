@@ -440,3 +440,24 @@ def test_one_stack_runs_in_process_without_a_cluster(organ_run, tmp_path, monkey
     assert result.outcomes[0].result.out_dir == tmp_path / "out" / "mouse"
     assert len(read_rows(result.summary)) == len(ORGANS) * LASERS
     assert statuses(tmp_path / "out") == [("mouse.tif", "finished")]
+
+
+@pytest.mark.slow
+def test_one_worker_quantifies_several_stacks_in_process_and_reports_the_bad_one(
+        organ_run, tmp_path, monkeypatch):
+    from unetlib.study.cluster import quantify_study
+
+    stacks = [small_stack(tmp_path / f"mouse{index}.tif", seed=index) for index in (4, 5)]
+    corrupt = tmp_path / "mouse6.tif"
+    corrupt.write_bytes(stacks[0].read_bytes()[:4000])
+    # No cluster can be made here: importing dask.distributed fails.
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)
+    result = quantify_study(organ_run["run"], [*stacks, corrupt], tmp_path / "out",
+                            QuantifyConfig(), workers=1, progress=False)
+    assert [(outcome.stack, outcome.status) for outcome in result.outcomes] == [
+        (stacks[0], "finished"), (stacks[1], "finished"), (corrupt, "failed")]
+    assert str(corrupt) in result.failed[0].message
+    assert statuses(tmp_path / "out") == [("mouse4.tif", "finished"), ("mouse5.tif", "finished"),
+                                          ("mouse6.tif", "failed")]
+    assert len(read_rows(result.summary)) == 2 * len(ORGANS) * LASERS
