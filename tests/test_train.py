@@ -103,6 +103,53 @@ def test_train_writes_a_complete_run_folder(finished_run, data_dir, tmp_path):
     assert sorted(path.name for path in written) == [f"{i}_predict.png" for i in range(5)]
 
 
+def test_the_checkpoint_kept_follows_the_learning_rate_schedule_unless_asked():
+    cosine = dataclasses.replace(TINY.model, learning_rate_schedule="cosine")
+    assert TINY.kept_checkpoint() == "best"
+    assert dataclasses.replace(TINY, model=cosine).kept_checkpoint() == "last"
+    assert dataclasses.replace(TINY, model=cosine, checkpoint="best").kept_checkpoint() == "best"
+    assert dataclasses.replace(TINY, checkpoint="last").kept_checkpoint() == "last"
+    with pytest.raises(ParameterError, match="checkpoint"):
+        dataclasses.replace(TINY, checkpoint="latest").validate()
+
+
+@pytest.mark.parametrize("keep_last, kept_epoch", [(False, 1), (True, 2)])
+def test_the_recorder_keeps_the_best_epoch_or_the_last(keep_last, kept_epoch, tmp_path,
+                                                       fresh_keras_session):
+    from unetlib.runs.callbacks import CRITERION, RunRecorder, logged_fields
+
+    model = build_unet(TINY.model)
+    _compile(model, dataclasses.replace(TINY, loss="bce"), None)
+    state = {"epochs_completed": 0, "best_val_dice": -1.0, "best_epoch": 0}
+    recorder = RunRecorder(tmp_path, [], state, logged_fields(None), 0.0, 0.0, None,
+                           keep_last=keep_last)
+    recorder.set_model(model)
+    for epoch, score in enumerate([0.9, 0.5]):  # validation got worse in the last epoch
+        recorder.on_epoch_begin(epoch)
+        recorder.on_epoch_end(epoch, {"loss": 0.1, CRITERION: score})
+    assert state["best_epoch"] == kept_epoch
+    assert state["best_val_dice"] == [0.9, 0.5][kept_epoch - 1]
+    assert (tmp_path / "model.keras").is_file() and (tmp_path / "last.keras").is_file()
+
+
+@pytest.mark.slow
+def test_a_decaying_learning_rate_keeps_the_last_epoch(data_dir, tmp_path):
+    config = dataclasses.replace(
+        TINY, model=dataclasses.replace(TINY.model, learning_rate_schedule="cosine"))
+    result = train(data_dir, tmp_path / "run", config, verbose=0)
+    metrics = read_json(tmp_path / "run" / "metrics.json")
+    history = read_csv(tmp_path / "run" / "history.csv")
+    assert metrics["checkpoint"] == "last" and metrics["best_epoch"] == 3 == result.best_epoch
+    # Calibration reloads model.keras: its score is the last epoch's, whatever the best was.
+    assert metrics["val_dice_at_0.5"] == pytest.approx(float(history[-1]["val_frame_dice"]),
+                                                       abs=1e-6)
+    kept = keras.saving.load_model(tmp_path / "run" / "model.keras", compile=False)
+    last = keras.saving.load_model(tmp_path / "run" / "last.keras", compile=False)
+    for kept_weights, last_weights in zip(kept.get_weights(), last.get_weights()):
+        np.testing.assert_array_equal(kept_weights, last_weights)
+    assert read_json(tmp_path / "run" / "config.json")["train"]["checkpoint"] == "last"
+
+
 @pytest.mark.slow
 def test_existing_run_is_not_overwritten_without_force(finished_run, data_dir, tmp_path):
     run_dir = copy_run(finished_run, tmp_path / "run")

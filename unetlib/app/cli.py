@@ -253,7 +253,8 @@ def _train_config(args: argparse.Namespace):
                 ("batch_size", "patch_size", "val_fraction", "seed")
                 if getattr(args, name) is not None}
     given = {name: getattr(args, name) for name in
-             ("epochs", "steps_per_epoch", "loss", "max_minutes", "checkpoint_minutes")
+             ("epochs", "steps_per_epoch", "loss", "max_minutes", "checkpoint",
+              "checkpoint_minutes")
              if getattr(args, name) is not None}
     return TrainConfig(model=model,
                        augment=augment_preset(args.augment), pipeline=PipelineConfig(**pipeline),
@@ -576,7 +577,14 @@ def _add_check_masks(commands) -> None:
 
 def _add_training_options(parser) -> None:
     """The options of how a model trains, shared by ``train`` and ``crossval``."""
-    from unetlib.core.config import LOSSES, MODEL_PRESETS, PipelineConfig, TrainConfig, preset_names
+    from unetlib.core.config import (
+        CHECKPOINTS,
+        LOSSES,
+        MODEL_PRESETS,
+        PipelineConfig,
+        TrainConfig,
+        preset_names,
+    )
 
     train_defaults, pipeline_defaults = TrainConfig(), PipelineConfig()
     parser.add_argument("--epochs", type=int,
@@ -610,6 +618,11 @@ def _add_training_options(parser) -> None:
                         help=f"random seed of training (default: {pipeline_defaults.seed})")
     parser.add_argument("--max-minutes", type=float,
                         help="stop cleanly after this many minutes, keeping the best model")
+    parser.add_argument("--checkpoint", choices=CHECKPOINTS,
+                        help="the epoch model.keras keeps: best (highest validation Dice on "
+                             "whole frames), last, or auto: last when the learning rate decays "
+                             "to the end (the organs network), best at a constant rate "
+                             f"(default: {train_defaults.checkpoint})")
     parser.add_argument("--checkpoint-minutes", type=float,
                         help="with --max-minutes: validate and keep the best model at least "
                              "this often, pausing an epoch if it is slower (it then trains its "
@@ -801,8 +814,9 @@ def _add_study(commands) -> None:
         "study", help="quantify every mouse of a study and compare the groups",
         description="Read SHEET (study.csv: stack, mouse, group, optional injection_s and any "
                     "other columns), quantify every stack not yet quantified with RUN into "
-                    "OUT/stacks/ (as quantify does: one after another, on a local Dask cluster with "
-                    "--workers 2 or more, or on a running one with --scheduler), then analyse the study into OUT: nca.csv "
+                    "OUT/stacks/ (as quantify does: one after another, on a local Dask "
+                    "cluster with --workers 2 or more, or on a running one with --scheduler), "
+                    "then analyse the study into OUT: nca.csv "
                     "(per mouse x organ x laser: F0, peak dF, time of peak, AUC, terminal "
                     "half-life and AUC to infinity by PKNCA's rules, mean SBR, flagged cycles), "
                     "groups.csv (group mean, SD, SEM and n of dF over time), compare.csv (each "

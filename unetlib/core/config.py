@@ -462,6 +462,7 @@ class PipelineConfig:
 
 
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
+CHECKPOINTS = ("auto", "best", "last")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -657,7 +658,16 @@ class TrainConfig:
         Also enable TensorFlow op determinism (bit-identical reruns, somewhat slower).
     max_minutes : float or None
         Time budget; training stops cleanly after the step that spends it, validates,
-        and keeps the best checkpoint.
+        and keeps the checkpoint ``checkpoint`` chooses.
+    checkpoint : {"auto", "best", "last"}
+        The epoch ``model.keras`` keeps. ``best``: the highest whole-frame validation Dice.
+        ``last``: the last epoch trained. ``auto`` (default): ``last`` when the learning
+        rate decays to the end of the run (a ``cosine`` schedule: the organ network),
+        ``best`` at a constant rate (one foreground). Measured on the hard synthetic
+        benchmark (README, "Which network for which task"): with the decaying rate, the
+        epoch chosen on a few validation frames of the training mice scored up to 0.08
+        Dice lower on mice the model never saw than the last epoch, and never higher on
+        the training mice.
     checkpoint_minutes : float
         With a time budget: after this many minutes of training, an epoch pauses for
         validation and the best and last checkpoints, then trains its remaining steps
@@ -689,11 +699,20 @@ class TrainConfig:
     loss: str = "auto"
     deterministic: bool = False
     max_minutes: float | None = None
+    checkpoint: str = "auto"
     checkpoint_minutes: float = 1.0
     threshold_grid: tuple[float, ...] = tuple(round(0.1 + 0.05 * i, 2) for i in range(17))
     init_from: str | None = None
     freeze_encoder_epochs: int = 0
     holdout: tuple[str, ...] = ()
+
+    def kept_checkpoint(self) -> str:
+        """``checkpoint`` with ``auto`` resolved for the network (after :meth:`for_task`):
+        ``last`` when its learning rate decays to the end of the run, else ``best``."""
+        if self.checkpoint != "auto":
+            return self.checkpoint
+        decays = self.model is not None and self.model.learning_rate_schedule != "constant"
+        return "last" if decays else "best"
 
     def for_task(self, organs: bool) -> "TrainConfig":
         """This config with its network chosen for the task when none was asked for.
@@ -731,6 +750,8 @@ class TrainConfig:
         _require(self.loss in LOSSES, "loss", self.loss, f"one of {LOSSES}")
         _require(self.max_minutes is None or self.max_minutes > 0, "max_minutes",
                  self.max_minutes, "None or > 0")
+        _require(self.checkpoint in CHECKPOINTS, "checkpoint", self.checkpoint,
+                 f"one of {CHECKPOINTS}")
         _require(self.checkpoint_minutes >= 0, "checkpoint_minutes", self.checkpoint_minutes,
                  ">= 0 (0: whole epochs only)")
         _require(len(self.threshold_grid) >= 1

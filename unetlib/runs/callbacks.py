@@ -81,14 +81,15 @@ class RunRecorder(keras.callbacks.Callback):
     Written here rather than with Keras's ModelCheckpoint and CSVLogger because every
     file must be replaced atomically (a full disk or a kill during a save must leave the
     previous checkpoint loadable) and the state needed by ``--resume`` must change in the
-    same step as the checkpoint it describes. The best checkpoint is the one with the
-    highest :data:`CRITERION`, which :class:`FrameValidation` (listed before this
-    callback) adds to the logs.
+    same step as the checkpoint it describes. The kept checkpoint (``model.keras``) is the
+    one with the highest :data:`CRITERION`, which :class:`FrameValidation` (listed before
+    this callback) adds to the logs, or with ``keep_last`` the last epoch.
     """
 
     def __init__(self, run_dir: Path, history: list[dict[str, float]], state: dict,
                  fields: tuple[str, ...], started: float, elapsed_before: float,
-                 deadline: float | None, epoch_seconds: float | None = None):
+                 deadline: float | None, epoch_seconds: float | None = None, *,
+                 keep_last: bool = False):
         super().__init__()
         self.run_dir = run_dir
         self.folder = RunFolder(run_dir)
@@ -99,6 +100,7 @@ class RunRecorder(keras.callbacks.Callback):
         self.elapsed_before = elapsed_before
         self.deadline = deadline
         self.epoch_seconds = epoch_seconds
+        self.keep_last = keep_last
         self.stopped_by_time_budget = False
         self.ended_epoch_early = False
         self.epoch_started = started
@@ -147,7 +149,7 @@ class RunRecorder(keras.callbacks.Callback):
         row["elapsed_seconds"] = self.elapsed_before + now - self.started
         self.history.append(row)
         score = row.get(CRITERION, float("nan"))
-        if not math.isnan(score) and score > self.state["best_val_dice"]:
+        if self.keep_last or (not math.isnan(score) and score > self.state["best_val_dice"]):
             self.state.update(best_val_dice=score, best_epoch=epoch + 1)
             save_model(self.model, self.folder.model)
         elif not (self.folder.model).exists():

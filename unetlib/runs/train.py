@@ -337,6 +337,7 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         model = dataclasses.replace(start.model_config, optimizer=config.model.optimizer,
                                     learning_rate=config.model.learning_rate)
         config = dataclasses.replace(config, model=model, normalize=start.normalize)
+    config = dataclasses.replace(config, checkpoint=config.kept_checkpoint())
     request = _request(config, fingerprint, organs)
     if start is not None:
         request["init_sha256"] = start.sha256
@@ -580,7 +581,8 @@ def _fit(model: keras.Model, run_dir: Path, config: TrainConfig, organs: OrganTa
     frame_validation = FrameValidation([pair.image for pair in data.val],
                                        [pair.mask[..., 0] for pair in data.val], organs)
     recorder = RunRecorder(run_dir, history, state, logged_fields(organs), started,
-                           elapsed_before, deadline, epoch_seconds)
+                           elapsed_before, deadline, epoch_seconds,
+                           keep_last=config.kept_checkpoint() == "last")
     logger.info("training %s (%d parameters%s) on %d frames, validating on %d", model.name,
                 model.count_params(), "" if organs is None else f", organs {organs.names}",
                 len(data.train), len(data.val))
@@ -679,7 +681,9 @@ def _finish(run_dir: Path, config: TrainConfig, run_config: dict[str, Any],
     seconds = time.monotonic() - started
     stopped = recorder.stopped_by_time_budget and state["epochs_completed"] < config.epochs
     # best_val_dice: the whole-frame validation Dice that chose the best epoch.
+    # best_epoch: the epoch model.keras holds (the last one with checkpoint="last").
     metrics = {"best_epoch": state["best_epoch"], "best_val_dice": state["best_val_dice"],
+               "checkpoint": config.kept_checkpoint(),
                **scores, "epochs_completed": state["epochs_completed"],
                "stopped_by_time_budget": stopped, "train_seconds": state["elapsed_seconds"],
                "seconds_this_call": seconds,
