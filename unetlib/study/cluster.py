@@ -11,8 +11,8 @@ outcome into ``<out>/stacks.csv``.
 
 With one worker (the default) and no scheduler the stacks run one after another in this
 process, as a single stack always did: a cluster of one process would add only its
-start-up (a 3-stack study of 4-cycle stacks: 11.4 s on one Dask worker, 3.9 s in the
-process, AMD EPYC AVX-512) and no parallelism. A single stack shows a progress bar over
+start-up (three 16-cycle stacks: 9.5-10.7 s on a one-worker local cluster, 3.5-3.9 s in
+the process, AMD EPYC with AVX-512) and no parallelism. A single stack shows a progress bar over
 its cycles, several one over the stacks.
 """
 
