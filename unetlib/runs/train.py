@@ -582,7 +582,7 @@ def _fit(model: keras.Model, run_dir: Path, config: TrainConfig, organs: OrganTa
                                        [pair.mask[..., 0] for pair in data.val], organs)
     recorder = RunRecorder(run_dir, history, state, logged_fields(organs), started,
                            elapsed_before, deadline, epoch_seconds,
-                           keep_last=config.kept_checkpoint() == "last")
+                           keep_last=config.checkpoint == "last")
     logger.info("training %s (%d parameters%s) on %d frames, validating on %d", model.name,
                 model.count_params(), "" if organs is None else f", organs {organs.names}",
                 len(data.train), len(data.val))
@@ -683,7 +683,7 @@ def _finish(run_dir: Path, config: TrainConfig, run_config: dict[str, Any],
     # best_val_dice: the whole-frame validation Dice that chose the best epoch.
     # best_epoch: the epoch model.keras holds (the last one with checkpoint="last").
     metrics = {"best_epoch": state["best_epoch"], "best_val_dice": state["best_val_dice"],
-               "checkpoint": config.kept_checkpoint(),
+               "checkpoint": config.checkpoint,
                **scores, "epochs_completed": state["epochs_completed"],
                "stopped_by_time_budget": stopped, "train_seconds": state["elapsed_seconds"],
                "seconds_this_call": seconds,
