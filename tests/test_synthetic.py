@@ -184,3 +184,24 @@ DEMO_SMALL_FRAME0_SUM = 2694933  # SMALL's first frame before the hard preset ex
 def test_demo_preset_is_unchanged_by_the_hard_one():
     acquisition = make_synthetic_stack(SMALL)
     assert int(acquisition.frames[0].astype(np.int64).sum()) == DEMO_SMALL_FRAME0_SUM
+
+
+@pytest.mark.parametrize("config", [SyntheticConfig(), SyntheticConfig(
+    height=200, width=160, organ_shift=(0.3, 0.3), organ_scale=1.5)], ids=["demo", "edge"])
+def test_organs_drawn_in_their_box_are_the_whole_frames_drawing(config):
+    """The demo scene computes each organ only in the box where its soft edge is not 0:
+    inside, the values the whole frame has; outside, the whole frame's edge is exactly 0
+    and no pixel is inside the organ (the 'edge' case pushes organs over the border)."""
+    from unetlib.data.phantom import EDGE_REACH, ORGAN_EDGE, DemoScene, _soft_edge
+
+    scene = DemoScene(config)
+    for frame in (0, 5, 13):
+        whole = scene.organ_distances(frame)
+        boxed = scene.organ_distances(frame, EDGE_REACH)
+        for (full, _), (part, box) in zip(whole, boxed):
+            assert part.size < full.size or config.height < 300
+            np.testing.assert_array_equal(part, full[box])
+            outside = np.ones(full.shape, bool)
+            outside[box] = False
+            assert (full[outside] > 0).all()
+            assert (_soft_edge(full[outside], ORGAN_EDGE) == 0).all()

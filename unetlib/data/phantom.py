@@ -117,6 +117,12 @@ def dye_level(organ: Organ, cycle: float) -> float:
                  + (1.0 - organ.baseline) * organ.dye_amplitude * uptake * clearance)
 
 
+# Width (pixels) of an organ's soft edge in the demo preset, and the distance beyond which
+# that edge is exactly 0 (tanh rounds to 1 in double precision from about 19 widths on).
+ORGAN_EDGE = 1.5
+EDGE_REACH = 20 * ORGAN_EDGE
+
+
 def _soft_edge(distance: np.ndarray, width: float) -> np.ndarray:
     """A smooth 1 -> 0 transition across an outline (diffuse light blurs organ edges)."""
     return (0.5 * (1.0 - np.tanh(distance / width))).astype(np.float32)
@@ -145,26 +151,42 @@ class DemoScene:
         self.organs = organs_of(config)
         height, width = config.height, config.width
         self.yy, self.xx = np.mgrid[0:height, 0:width].astype(np.float32)
-        body_distance = self._ellipse_distance((0.5, 0.5), (0.33, 0.42), 8.0, 0.0, 0.0)
+        body_distance, _ = self._ellipse_distance((0.5, 0.5), (0.33, 0.42), 8.0, 0.0, 0.0)
         self.body = _soft_edge(body_distance, width=3.0)
         texture_rng = np.random.default_rng([config.seed, 2**31 - 1])
         self.texture = 1.0 + 0.15 * _smooth_noise(texture_rng, height, width, cells=(12, 15))
 
-    def _ellipse_distance(self, centre, radii, angle_degrees, scale, shift) -> np.ndarray:
-        """Approximate signed distance in pixels to an ellipse (negative inside)."""
+    def _ellipse_distance(self, centre, radii, angle_degrees, scale, shift,
+                          reach: float | None = None) -> tuple[np.ndarray, tuple[slice, slice]]:
+        """Approximate signed distance in pixels to an ellipse (negative inside), and the
+        part of the frame it covers: the whole frame, or with ``reach`` only the box of
+        the pixels within ``reach`` of the ellipse by that distance (every pixel outside
+        lies farther). A box holds the same values the whole frame would there."""
         height, width = self.config.height, self.config.width
         cy = (centre[0] + shift) * height
         cx = centre[1] * width
         ry = radii[0] * height * (1.0 + scale)
         rx = radii[1] * width * (1.0 + scale)
         theta = np.deg2rad(angle_degrees)
-        dy, dx = self.yy - cy, self.xx - cx
+        box = (slice(0, height), slice(0, width))
+        if reach is not None:
+            grown = 1.0 + reach / min(rx, ry)  # the radius where the distance is ``reach``
+            half_y = grown * np.hypot(rx * np.sin(theta), ry * np.cos(theta)) + 2.0
+            half_x = grown * np.hypot(rx * np.cos(theta), ry * np.sin(theta)) + 2.0
+            box = (slice(int(np.clip(np.floor(cy - half_y), 0, height)),
+                         int(np.clip(np.ceil(cy + half_y) + 1, 0, height))),
+                   slice(int(np.clip(np.floor(cx - half_x), 0, width)),
+                         int(np.clip(np.ceil(cx + half_x) + 1, 0, width))))
+        dy, dx = self.yy[box] - cy, self.xx[box] - cx
         u = (dx * np.cos(theta) + dy * np.sin(theta)) / rx
         v = (-dx * np.sin(theta) + dy * np.cos(theta)) / ry
         radius = np.sqrt(u * u + v * v)
-        return (radius - 1.0) * min(rx, ry)
+        return (radius - 1.0) * min(rx, ry), box
 
-    def organ_distances(self, frame_index: int) -> list[np.ndarray]:
+    def organ_distances(self, frame_index: int, reach: float | None = None
+                        ) -> list[tuple[np.ndarray, tuple[slice, slice]]]:
+        """Each organ's signed distance and the part of the frame it covers (the whole
+        frame without ``reach``; see :meth:`_ellipse_distance`)."""
         phase = 2.0 * np.pi * frame_index / BREATHING_PERIOD_FRAMES
         scale = BREATHING_SCALE * np.sin(phase)
         shift = BREATHING_SHIFT * np.sin(phase)
@@ -172,7 +194,7 @@ class DemoScene:
         grow = self.config.organ_scale
         return [self._ellipse_distance((o.centre[0] + dy, o.centre[1] + dx),
                                        (o.radii[0] * grow, o.radii[1] * grow),
-                                       o.angle_degrees, scale, shift)
+                                       o.angle_degrees, scale, shift, reach)
                 for o in self.organs]
 
     def expected_counts(self, frame_index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -182,12 +204,14 @@ class DemoScene:
         cycle = frame_index / config.lasers
         signal = self.body * BODY_GAIN[laser % len(BODY_GAIN)]
         labels = np.zeros((config.height, config.width), dtype=np.uint8)
-        for number, (organ, distance) in enumerate(
-                zip(self.organs, self.organ_distances(frame_index)), 1):
+        # Beyond EDGE_REACH of an organ its soft edge is exactly 0 in float32, so only the
+        # box around it is computed: the same frame at a third of the cost.
+        for number, (organ, (distance, box)) in enumerate(
+                zip(self.organs, self.organ_distances(frame_index, EDGE_REACH)), 1):
             level = (config.organ_contrast * organ.laser_gain[laser % len(organ.laser_gain)]
                      * dye_level(organ, cycle - config.injection_cycle))
-            signal = np.maximum(signal, level * _soft_edge(distance, width=1.5))
-            labels[distance < 0] = number
+            signal[box] = np.maximum(signal[box], level * _soft_edge(distance, width=ORGAN_EDGE))
+            labels[box][distance < 0] = number
         return (signal * self.texture * config.max_count).astype(np.float32), labels
 
 
