@@ -55,10 +55,11 @@ def test_tiling_equals_whole_frame_pass(batch_norm):
     # tiles agree with one pass to float precision, hence no seams.
     model = tiny_model(depth=1, batch_norm=batch_norm)
     image = noise((100, 90, 1))
+    # batch_size=1: a forward pass holds one tile, so the frame (4 tiles' pixels) is tiled.
     whole = predict_probabilities(model, image, tile=512)
-    tiled = predict_probabilities(model, image, tile=48, overlap=48 - 2)
+    tiled = predict_probabilities(model, image, tile=48, overlap=48 - 2, batch_size=1)
     assert np.abs(tiled - whole).max() < 1e-5
-    tiled_batches = predict_probabilities(model, image, tile=48, overlap=46, batch_size=1)
+    tiled_batches = predict_probabilities(model, image, tile=48, overlap=46, batch_size=2)
     np.testing.assert_allclose(tiled_batches, tiled, atol=1e-6)
 
 
@@ -66,8 +67,22 @@ def test_deeper_model_tiles_are_close_to_whole_frame():
     model = tiny_model(depth=2, batch_norm=True)
     image = noise((100, 90, 1))
     whole = predict_probabilities(model, image, tile=512)
-    tiled = predict_probabilities(model, image, tile=64, overlap=32)
-    assert np.abs(tiled - whole).mean() < 1e-3
+    tiled = predict_probabilities(model, image, tile=64, overlap=32, batch_size=1)
+    assert 0 < np.abs(tiled - whole).mean() < 1e-3
+
+
+def test_a_frame_that_fits_in_one_forward_pass_of_tiles_is_predicted_whole():
+    """A 100 x 92 frame holds fewer pixels than 4 tiles of 64: with 4 tiles per forward pass
+    it is predicted in one pass, the network's own output on the whole frame (the tiled
+    result differs near the tile edges of this depth-2 network); with 1 tile per pass it
+    is tiled."""
+    model = tiny_model(depth=2, batch_norm=True)
+    image = noise((100, 92, 1))
+    whole = keras.ops.convert_to_numpy(model(image[np.newaxis]))[0, ..., 0]
+    one_pass = predict_probabilities(model, image, tile=64, overlap=32, batch_size=4)
+    np.testing.assert_allclose(one_pass, whole, atol=1e-6)
+    tiled = predict_probabilities(model, image, tile=64, overlap=32, batch_size=1)
+    assert np.abs(tiled - whole).max() > 1e-4
 
 
 def test_tta_of_a_symmetric_image_is_symmetric():

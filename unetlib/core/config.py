@@ -804,8 +804,8 @@ class PredictConfig:
     Attributes
     ----------
     tile : int
-        Tile side in pixels (rounded up to a multiple of ``2**depth``); frames no larger
-        than one tile are predicted in a single pass.
+        Tile side in pixels (rounded up to a multiple of ``2**depth``); frames with no
+        more pixels than ``batch_size`` tiles are predicted whole, in a single pass.
     overlap : int
         Minimum overlap of neighbouring tiles in pixels. Each tile discards ``overlap/4``
         pixels at its inner edges (where it saw zero padding instead of image) and the

@@ -144,15 +144,17 @@ def predict_probabilities(model: keras.Model, image: np.ndarray, *,
     image : ndarray of shape (H, W, C) or (H, W), float32
         The frame, already normalised (:func:`unetlib.data.normalize.normalize_image`). Any size.
     tile : int
-        Tile side in pixels, rounded up to a multiple of ``2**depth``. A frame that fits in
-        one tile is predicted in a single pass.
+        Tile side in pixels, rounded up to a multiple of ``2**depth``. A frame with no more
+        pixels than ``batch_size`` tiles (what one forward pass of tiles holds) is
+        predicted whole, in a single pass: no overlap is computed twice.
     overlap : int
         Minimum overlap of neighbouring tiles: a quarter of it is discarded at each inner
         tile edge, the rest blended with Gaussian weights (see :class:`PredictConfig`).
     tta : bool
         Average the predictions of the frame and its 3 flips.
     batch_size : int
-        Tiles per forward pass.
+        Tiles per forward pass (fewer whole frames, up to the same pixels, when frames
+        are predicted whole).
 
     Returns
     -------
@@ -208,6 +210,11 @@ def predict_probabilities_batch(model: keras.Model, images: np.ndarray, *,
     padded_h, padded_w = padded_size(height, multiple), padded_size(width, multiple)
     padded = [pad_to(image, padded_h, padded_w) for image in images]
     tile_h, tile_w = min(tile, padded_h), min(tile, padded_w)
+    if tile_h * tile_w < padded_h * padded_w <= batch_size * tile * tile:
+        # The whole frame holds no more pixels than one forward pass of tiles: predicting
+        # it in one pass computes no overlap twice and has no tile edges inside it.
+        tile_h, tile_w = padded_h, padded_w
+        batch_size = max(1, batch_size * tile * tile // (padded_h * padded_w))
     # Tile starts stay multiples of 2**depth so every tile sees the same pooling grid as a
     # whole-frame pass would, and interiors of tiles agree exactly with it.
     step = max(multiple, (tile - overlap) // multiple * multiple)
