@@ -373,7 +373,7 @@ def test_11_more_quantify_workers_than_the_memory_holds_are_refused_up_front(org
     status, _, err = cli(capsys, "quantify", organ_run["run"], organ_run["stack"], other,
                          "--out", tmp_path / "q", "--workers", "32")
     assert status == 2 and err.startswith("error: --workers 32 is invalid: 32 worker processes "
-                                          "need about 30.4 GB of memory, more than the"), err
+                                          "need about 32.0 GB of memory, more than the"), err
     assert "Use at most" in err and not (tmp_path / "q").exists()
     assert time.monotonic() - started < 10  # refused before any worker started
 

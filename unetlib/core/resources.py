@@ -30,8 +30,9 @@ _FIXED_TRAINING_BYTES = 512 * 1024 ** 2
 
 
 # One quantify worker process: Python, TensorFlow's runtime, the model and a cycle's tiles
-# (measured: 8 local workers on small stacks took 7.5 GB together).
-QUANTIFY_WORKER_BYTES = 950 * 1000 ** 2
+# (measured: 8 local workers on small stacks took 7.5 GB together; one process on the demo
+# study's 508 x 636 mice peaked at 0.96 GB).
+QUANTIFY_WORKER_BYTES = 1000 * 1000 ** 2
 
 
 def format_bytes(count: float) -> str:
