@@ -942,8 +942,8 @@ class QuantifyConfig:
     # Two tiles' pixels per forward pass: the camera's 508 x 636 frames then go through the
     # network whole, one per pass. On the demo study's mice (12 cycles, AMD EPYC AVX-512)
     # 15-25 % faster than one tile per pass (two tiles per frame) for a peak of 0.96 instead
-    # of 0.94 GB per process, which each Dask worker pays; four tiles took 0.82 GB more
-    # than one on larger frames.
+    # of 0.94 GB per process, which each Dask worker pays (four tiles per pass had peaked at
+    # 0.82 GB where one took 0.49, in an earlier measurement of the demo stack).
     predict: PredictConfig = field(default_factory=lambda: PredictConfig(batch_size=2))
     qc_window: int = 9
     qc_tolerance: float = 0.3
