@@ -142,3 +142,17 @@ def test_the_package_exposes_its_entry_points_without_loading_tensorflow():
     assert len(rows) >= 15
     for name, module, defined_as in rows:
         assert defined_as == name and module.split(".")[1] in LAYERS, (name, module)
+
+
+def test_scoring_masks_does_not_load_tensorflow():
+    """``evaluate`` compares folders of masks: numpy's work, so it answers in about a second
+    (a missing folder too), not after TensorFlow's 5-8 s start."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import unetlib.inference.evaluate, unetlib.nn.frame_scores\n"
+            "assert 'tensorflow' not in sys.modules, sorted(m for m in sys.modules if 'tensorflow' in m)[:3]\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -27,7 +27,7 @@ from unetlib.data.synthetic import (
     render_frames,
     write_synthetic_stack,
 )
-from unetlib.nn.metrics import frame_metrics
+from unetlib.nn.frame_scores import frame_metrics
 from unetlib.nn.sliding_window import predict_probabilities, segment
 from unetlib.runs.run import load_run, load_run_model
 from unetlib.study.quantify import quantify_stack, read_intensities

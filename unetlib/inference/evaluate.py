@@ -4,7 +4,7 @@ Each ``<stem>_predict.png`` of the prediction folder is paired with the truth ma
 ``<stem>.<any image suffix>``; truth masks in any encoding (GIMP value 1, 0/255, RGB,
 palette, ...) are normalised by :func:`unetlib.data.masks.normalize_mask`. Files without a
 partner are listed in the report, never silently skipped. Metric conventions (empty
-prediction vs empty truth = 1.0) are those of :mod:`unetlib.nn.metrics`.
+prediction vs empty truth = 1.0) are those of :mod:`unetlib.nn.frame_scores`.
 
 When the prediction folder holds ``organs.csv`` (``predict`` writes it for organ runs),
 both masks are read as organ labels (:func:`unetlib.data.masks.read_labels`) and every organ
@@ -28,7 +28,12 @@ from unetlib.core.errors import InputError, describe
 from unetlib.core.io import list_images, read_image
 from unetlib.data.masks import normalize_mask, read_labels
 from unetlib.data.organs import OrganTable, find_organ_table, organ_table_path
-from unetlib.nn.metrics import METRIC_NAMES, confusion_matrix, frame_metrics, organ_frame_metrics
+from unetlib.nn.frame_scores import (
+    METRIC_NAMES,
+    confusion_matrix,
+    frame_metrics,
+    organ_frame_metrics,
+)
 from unetlib.viz.plots import plot_error_map
 
 __all__ = ["EvaluationReport", "PREDICTION_SUFFIX", "error_map", "evaluate_folders", "worst_frame"]
@@ -44,7 +49,7 @@ class EvaluationReport:
     ----------
     frames : list of dict
         One row per pair: ``stem``, ``prediction``, ``truth`` and every metric of
-        :data:`unetlib.nn.metrics.METRIC_NAMES`.
+        :data:`unetlib.nn.frame_scores.METRIC_NAMES`.
     mean : dict
         Mean of each metric over the frames.
     unpaired_predictions : list of Path

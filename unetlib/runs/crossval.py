@@ -30,7 +30,7 @@ from unetlib.core.errors import Interrupted, OutputError, ParameterError, descri
 from unetlib.core.io import atomic_path, read_csv, write_csv, write_json
 from unetlib.core.locking import output_lock
 from unetlib.data.organs import find_organ_table
-from unetlib.nn.metrics import frame_metrics, organ_frame_metrics
+from unetlib.nn.frame_scores import frame_metrics, organ_frame_metrics
 from unetlib.nn.pipeline import load_pairs
 from unetlib.nn.sliding_window import predict_probabilities
 from unetlib.runs.run import FINISHED, RESUMABLE, RunFolder, load_run
