@@ -144,15 +144,21 @@ def test_the_package_exposes_its_entry_points_without_loading_tensorflow():
         assert defined_as == name and module.split(".")[1] in LAYERS, (name, module)
 
 
-def test_scoring_masks_does_not_load_tensorflow():
+def test_scoring_masks_and_refusing_a_missing_data_folder_do_not_load_tensorflow(tmp_path):
     """``evaluate`` compares folders of masks: numpy's work, so it answers in about a second
-    (a missing folder too), not after TensorFlow's 5-8 s start."""
+    (a missing folder too), not after TensorFlow's 5-8 s start; ``train`` names a missing
+    data folder before loading it."""
     import subprocess
     import sys
 
+    missing = tmp_path / "no-data"
     code = ("import sys\n"
             "import unetlib.inference.evaluate, unetlib.nn.frame_scores\n"
+            "from unetlib.app.cli import main\n"
+            f"assert main(['train', {str(missing)!r}, '--out', {str(tmp_path / 'run')!r}]) == 2\n"
             "assert 'tensorflow' not in sys.modules, sorted(m for m in sys.modules if 'tensorflow' in m)[:3]\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith(f"error: {missing / 'train' / 'frames'}: folder not found"), done.stderr
+    assert not (tmp_path / "run").exists()

@@ -270,9 +270,15 @@ def _keras_verbosity(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from unetlib.runs.train import train
+    from unetlib.data.dataset import find_pairs
 
-    result = train(args.data_dir, args.out, _train_config(args), resume=args.resume,
+    # What needs no TensorFlow is checked before it loads (5-8 s): the settings and the
+    # data folder's frames and masks folders, as train checks them first.
+    config = _train_config(args).validate()
+    find_pairs(args.data_dir)
+    from unetlib.runs.train import train  # TensorFlow
+
+    result = train(args.data_dir, args.out, config, resume=args.resume,
                    force=args.force, verbose=_keras_verbosity(args))
     budget = " (stopped by --max-minutes)" if result.stopped_by_time_budget else ""
     print(f"trained {result.epochs_completed} epoch(s){budget}; best epoch {result.best_epoch}")
