@@ -41,7 +41,7 @@ from unetlib.data.normalize import normalize_image  # noqa: E402
 from unetlib.data.organs import write_organ_table  # noqa: E402
 from unetlib.data.stack import load_stack  # noqa: E402
 from unetlib.data.synthetic import export_truth_masks, organ_table, write_synthetic_stack  # noqa: E402
-from unetlib.nn.metrics import organ_frame_metrics  # noqa: E402
+from unetlib.nn.frame_scores import organ_frame_metrics  # noqa: E402
 from unetlib.nn.sliding_window import predict_probabilities  # noqa: E402
 from unetlib.runs.run import load_run  # noqa: E402
 from unetlib.runs.train import train  # noqa: E402

@@ -33,7 +33,7 @@ from unetlib.core.io import read_image  # noqa: E402
 from unetlib.core.runtime_report import runtime_line  # noqa: E402
 from unetlib.data.normalize import normalize_image  # noqa: E402
 from unetlib.nn.augment import augment_preset  # noqa: E402
-from unetlib.nn.metrics import frame_metrics  # noqa: E402
+from unetlib.nn.frame_scores import frame_metrics  # noqa: E402
 from unetlib.nn.sliding_window import predict_probabilities  # noqa: E402
 from unetlib.runs.run import load_run  # noqa: E402
 from unetlib.runs.train import train  # noqa: E402

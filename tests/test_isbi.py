@@ -10,7 +10,7 @@ import pytest
 from unetlib.core.config import PipelineConfig, TrainConfig, augment_preset, model_preset
 from unetlib.core.io import read_image
 from unetlib.data.normalize import normalize_image
-from unetlib.nn.metrics import frame_metrics
+from unetlib.nn.frame_scores import frame_metrics
 from unetlib.nn.sliding_window import predict_probabilities
 from unetlib.runs.run import load_run
 from unetlib.runs.train import train

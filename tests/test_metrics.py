@@ -1,4 +1,5 @@
-"""Tests of unetlib.nn.metrics (numpy and Keras) and unetlib.inference.evaluate."""
+"""Tests of unetlib.nn.frame_scores (numpy), unetlib.nn.metrics (Keras) and
+unetlib.inference.evaluate."""
 
 from __future__ import annotations
 
@@ -11,18 +12,20 @@ import pytest
 from unetlib.core.errors import InputError
 from unetlib.core.io import write_image
 from unetlib.inference.evaluate import evaluate_folders
-from unetlib.nn.metrics import (
-    DiceMetric,
-    IoUMetric,
-    bce_dice_loss,
+from unetlib.nn.frame_scores import (
     confusion_counts,
     dice,
     frame_metrics,
-    get_loss,
     iou,
     pixel_accuracy,
     precision,
     recall,
+)
+from unetlib.nn.metrics import (
+    DiceMetric,
+    IoUMetric,
+    bce_dice_loss,
+    get_loss,
     soft_dice_loss,
     training_metrics,
 )

@@ -19,7 +19,8 @@ from unetlib.core import interrupts
 from unetlib.core._tensorflow import keras
 from unetlib.core.io import atomic_path, write_csv, write_json
 from unetlib.data.organs import OrganTable
-from unetlib.nn.metrics import frame_metrics, metric_name, organ_frame_metrics
+from unetlib.nn.frame_scores import frame_metrics, organ_frame_metrics
+from unetlib.nn.metrics import metric_name
 from unetlib.nn.sliding_window import predict_probabilities
 from unetlib.runs.run import RunFolder, save_model
 

@@ -43,13 +43,8 @@ from unetlib.core.runtime_report import runtime_record
 from unetlib.data.dataset import find_pairs
 from unetlib.data.frames import recorded_laser_count, recorded_lasers
 from unetlib.data.organs import OrganTable, find_organ_table, organ_table_path
-from unetlib.nn.metrics import (
-    frame_metrics,
-    get_loss,
-    organ_frame_metrics,
-    organ_training_metrics,
-    training_metrics,
-)
+from unetlib.nn.frame_scores import frame_metrics, organ_frame_metrics
+from unetlib.nn.metrics import get_loss, organ_training_metrics, training_metrics
 from unetlib.nn.model import build_unet, make_optimizer
 from unetlib.nn.pipeline import (
     check_patch_size,
