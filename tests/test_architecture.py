@@ -146,19 +146,34 @@ def test_the_package_exposes_its_entry_points_without_loading_tensorflow():
 
 def test_scoring_masks_and_refusing_a_missing_data_folder_do_not_load_tensorflow(tmp_path):
     """``evaluate`` compares folders of masks: numpy's work, so it answers in about a second
-    (a missing folder too), not after TensorFlow's 5-8 s start; ``train`` names a missing
-    data folder before loading it."""
+    (a missing folder too), not after TensorFlow's 5-8 s start; ``train`` and ``crossval``
+    name a missing data folder, ``predict`` and ``quantify`` a missing run, before loading it."""
     import subprocess
     import sys
 
-    missing = tmp_path / "no-data"
+    missing, no_run = tmp_path / "no-data", tmp_path / "no-run"
+    (tmp_path / "frames").mkdir()
+    commands = {
+        "train": ["train", str(missing), "--out", str(tmp_path / "run")],
+        "crossval": ["crossval", str(missing), "--out", str(tmp_path / "cv")],
+        "predict": ["predict", str(no_run), str(tmp_path / "frames"), "--out",
+                    str(tmp_path / "masks")],
+        "quantify": ["quantify", str(no_run), str(tmp_path / "a.tif"), "--out",
+                     str(tmp_path / "q")],
+    }
     code = ("import sys\n"
             "import unetlib.inference.evaluate, unetlib.nn.frame_scores\n"
             "from unetlib.app.cli import main\n"
-            f"assert main(['train', {str(missing)!r}, '--out', {str(tmp_path / 'run')!r}]) == 2\n"
+            f"for command in {list(commands.values())!r}:\n"
+            "    assert main(command) == 2, command\n"
             "assert 'tensorflow' not in sys.modules, sorted(m for m in sys.modules if 'tensorflow' in m)[:3]\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stderr.startswith(f"error: {missing / 'train' / 'frames'}: folder not found"), done.stderr
-    assert not (tmp_path / "run").exists()
+    errors = done.stderr.splitlines()
+    assert len(errors) == len(commands), done.stderr
+    frames_missing = f"error: {missing / 'train' / 'frames'}: folder not found"
+    run_missing = f"error: {no_run}: model file or run folder not found"
+    for line, expected in zip(errors, (frames_missing, frames_missing, run_missing, run_missing)):
+        assert line.startswith(expected), done.stderr
+    assert not any((tmp_path / name).exists() for name in ("run", "cv", "masks", "q"))

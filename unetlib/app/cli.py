@@ -296,11 +296,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_crossval(args: argparse.Namespace) -> int:
     from unetlib.core.config import CrossvalConfig
-    from unetlib.runs.crossval import crossvalidate
+    from unetlib.data.dataset import find_pairs
 
-    result = crossvalidate(args.data_dir, args.out, CrossvalConfig(
-        folds=args.folds, seed=args.fold_seed, train=_train_config(args)), force=args.force,
-        verbose=_keras_verbosity(args))
+    # Checked before TensorFlow loads, as for train: the settings and the data folder.
+    config = CrossvalConfig(folds=args.folds, seed=args.fold_seed,
+                            train=_train_config(args)).validate()
+    find_pairs(args.data_dir)
+    from unetlib.runs.crossval import crossvalidate  # TensorFlow
+
+    result = crossvalidate(args.data_dir, args.out, config, force=args.force,
+                           verbose=_keras_verbosity(args))
     reused = len(result.folds) - len(result.trained)
     print(f"{len(result.folds)} folds of {', '.join(str(len(f)) for f in result.folds)} held-out "
           f"frames; trained {len(result.trained)}, reused {reused} finished fold(s)")
@@ -313,7 +318,10 @@ def _cmd_crossval(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from unetlib.core.config import PredictConfig
-    from unetlib.inference.predict import predict_folder
+    from unetlib.runs.locate import find_model
+
+    find_model(args.model)  # a mistyped path is refused before TensorFlow loads (5-8 s)
+    from unetlib.inference.predict import predict_folder  # TensorFlow
     from unetlib.runs.run import load_run
 
     run = load_run(args.model)
@@ -370,7 +378,11 @@ def _cmd_quantify(args: argparse.Namespace) -> int:
     import dataclasses
 
     from unetlib.core.config import QuantifyConfig, SplitConfig
-    from unetlib.study.cluster import quantify_study
+    from unetlib.runs.locate import find_model
+
+    if args.scheduler is None:  # a remote cluster's workers may see paths this machine does not
+        find_model(args.run)  # a mistyped path is refused before TensorFlow loads (5-8 s)
+    from unetlib.study.cluster import quantify_study  # TensorFlow
 
     config = QuantifyConfig(split=SplitConfig(lasers=args.lasers, offset=args.offset),
                             model_input=args.model_input, interval_s=args.interval,

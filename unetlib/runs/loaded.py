@@ -17,13 +17,10 @@ from unetlib.core._tensorflow import keras
 from unetlib.core.config import DEFAULT_THRESHOLD, NormalizeConfig
 from unetlib.core.errors import InputError, describe
 from unetlib.data.organs import Organ, OrganTable
-from unetlib.runs.folder import RunFolder
+from unetlib.runs.locate import MODEL_SUFFIXES, model_file
 
 __all__ = ["LoadedRun", "MODEL_SUFFIXES", "load_run_model", "loaded_run", "model_file",
            "organs_of"]
-
-MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
-
 
 @dataclasses.dataclass(frozen=True)
 class LoadedRun:
@@ -52,19 +49,6 @@ class LoadedRun:
     config: dict
     calibrated: bool = False
     organs: OrganTable | None = None
-
-
-def model_file(path: Path) -> Path:
-    """The model file of a run folder (its ``model.keras``) or the file itself."""
-    if path.is_dir():
-        candidate = RunFolder(path).model
-        if not candidate.is_file():
-            raise InputError(describe(path, "holds no model.keras",
-                                      "Give a run folder written by training, or a .keras file."))
-        return candidate
-    if not path.is_file():
-        raise InputError(describe(path, "model file or run folder not found", "Check the path."))
-    return path
 
 
 def load_run_model(model_path_or_run_dir: str | os.PathLike[str]) -> keras.Model:

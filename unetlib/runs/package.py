@@ -8,7 +8,6 @@ was exported from: ``predict`` and ``quantify`` accept either.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import zipfile
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 from unetlib.core.errors import InputError, describe
 from unetlib.core.io import read_json
 from unetlib.runs.loaded import LoadedRun, load_run_model, loaded_run
+from unetlib.runs.locate import PACKAGE_DESCRIPTIONS, is_package
 
 # Names of the files inside a package (export writes them, load_package reads the run's
 # model, config.json and metrics.json back).
@@ -26,17 +26,6 @@ PACKAGE_FILES = {"keras": "model.keras", "saved_model": "saved_model.zip", "onnx
                  "cover": "cover.png", "documentation": "README.md"}
 
 __all__ = ["PACKAGE_DESCRIPTIONS", "PACKAGE_FILES", "is_package", "load_package"]
-
-# The description file of a bioimage.io model package (unetlib.runs.export writes rdf.yaml).
-PACKAGE_DESCRIPTIONS = ("rdf.yaml", "bioimageio.yaml")
-
-
-def is_package(path: str | os.PathLike[str]) -> bool:
-    """True for a bioimage.io package: a ``.zip``, or a folder holding ``rdf.yaml``."""
-    path = Path(path)
-    if path.is_dir():
-        return any((path / name).is_file() for name in PACKAGE_DESCRIPTIONS)
-    return path.is_file() and (path.name in PACKAGE_DESCRIPTIONS or path.suffix.lower() == ".zip")
 
 
 def load_package(path: Path) -> LoadedRun:
