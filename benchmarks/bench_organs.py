@@ -18,6 +18,7 @@ chose its checkpoint by, and the held-out Dice per organ of the chosen checkpoin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -66,6 +67,10 @@ RECIPES: dict[str, tuple] = {
     "wide-cosine-ce": ("wide", {"learning_rate_schedule": "cosine"}, {}, {}, {"loss": "ce"}),
     # more context and more organ edge per step, at 1.6x the seconds of a 128-pixel step
     "wide-cosine-p160": ("wide", {"learning_rate_schedule": "cosine"}, {}, {"patch_size": 160}),
+    # no resampling of the masks: flips and 90-degree turns only, intensity jitter kept
+    "wide-cosine-flips": ("wide", {"learning_rate_schedule": "cosine"},
+                          {"rotation_degrees": 0.0, "shift_fraction": 0.0, "shear_degrees": 0.0,
+                           "zoom_fraction": 0.0}, {}),
 }
 
 
@@ -95,10 +100,16 @@ def main() -> None:
                         help="also quantify a whole acquisition of an unseen mouse (mouse 2) "
                              "and compare its organ curves with the truth")
     parser.add_argument("--json", help="also write every result to this JSON file")
+    parser.add_argument("--keep", metavar="FOLDER",
+                        help="write the studies and runs into this new folder and keep them "
+                             "(default: a temporary folder, deleted at the end)")
     args = parser.parse_args()
+    if args.keep and Path(args.keep).exists():
+        parser.error(f"--keep {args.keep}: the folder exists; name a new one.")
     print(runtime_line(), flush=True)
     results = []
-    with tempfile.TemporaryDirectory(prefix="bench_organs_") as name:
+    with (contextlib.nullcontext(args.keep) if args.keep
+          else tempfile.TemporaryDirectory(prefix="bench_organs_")) as name:
         for seed in args.seeds:
             benchmark = make_hard_benchmark(Path(name) / f"study{seed}", study_seed=seed,
                                             binary=args.binary)
