@@ -25,7 +25,10 @@ from unetlib.nn.metrics import (
     DiceMetric,
     IoUMetric,
     bce_dice_loss,
+    ce_dice_loss,
+    edge_ce_dice_loss,
     get_loss,
+    outline_band,
     soft_dice_loss,
     training_metrics,
 )
@@ -110,6 +113,39 @@ def test_losses():
     assert isinstance(get_loss("bce"), keras.losses.BinaryCrossentropy)
     with pytest.raises(ValueError, match="loss"):
         get_loss("focal")
+
+
+def test_outline_band_marks_both_sides_of_every_outline_and_not_the_patch_border():
+    labels = np.zeros((2, 7, 7, 1), np.float32)
+    labels[0, 2:5, 2:4] = 1  # a 3 x 2 organ
+    labels[0, 2:5, 4:5] = 2  # touching a 3 x 1 one
+    band = keras.ops.convert_to_numpy(outline_band(labels, classes=3))
+    expected = np.zeros((7, 7))
+    expected[1:6, 1:6] = 1  # the organs and the background ring around them; the organs'
+    assert band.shape == (2, 7, 7)  # shared outline lies inside that block
+    np.testing.assert_array_equal(band[0], expected)
+    np.testing.assert_array_equal(band[1], 0)  # all background: no outline, border or not
+
+
+def test_edge_loss_weighs_errors_on_an_outline_more_than_errors_away_from_it():
+    truth = np.zeros((1, 12, 12, 1), np.float32)
+    truth[0, 3:9, 3:9] = 1
+    right = np.full((1, 12, 12, 2), 0.02, np.float32)
+    right[..., 0] = np.where(truth[..., 0] == 0, 0.98, 0.02)
+    right[..., 1] = 1.0 - right[..., 0]
+    on_outline, far = right.copy(), right.copy()
+    on_outline[0, 2, 3:9] = [0.4, 0.6]  # the background row along the organ's top: 6 pixels
+    far[0, 11, 3:9] = [0.4, 0.6]  # 6 background pixels at the patch's bottom
+    loss = {name: {case: float(keras.ops.convert_to_numpy(function(truth, prediction))[0])
+                   for case, prediction in (("outline", on_outline), ("far", far))}
+            for name, function in (("plain", ce_dice_loss), ("edge", edge_ce_dice_loss))}
+    # The same errors cost the same in plain cross-entropy; weighted, the outline's cost more.
+    assert loss["plain"]["outline"] == pytest.approx(loss["plain"]["far"], rel=1e-5)
+    assert loss["edge"]["outline"] > loss["edge"]["far"] * 1.5
+    # With weight 1 it is ce+dice.
+    assert float(keras.ops.convert_to_numpy(edge_ce_dice_loss(truth, far, edge_weight=1.0))[0]) \
+        == pytest.approx(loss["plain"]["far"], rel=1e-5)
+    assert get_loss("edge-ce+dice") is edge_ce_dice_loss
 
 
 def test_evaluate_folders(tmp_path):

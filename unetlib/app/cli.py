@@ -49,11 +49,16 @@ def _add_stack_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_tiling_options(parser: argparse.ArgumentParser, defaults) -> None:
-    """``--tile`` and ``--overlap`` of the sliding-window segmentation (a PredictConfig)."""
+    """``--tile``, ``--overlap`` and ``--fill-holes`` of the segmentation (a PredictConfig)."""
     parser.add_argument("--tile", type=int, default=defaults.tile,
                         help=f"tile side in pixels (default: {defaults.tile})")
     parser.add_argument("--overlap", type=int, default=defaults.overlap,
                         help=f"tile overlap in pixels (default: {defaults.overlap})")
+    parser.add_argument("--fill-holes", action=argparse.BooleanOptionalAction,
+                        default=defaults.fill_holes,
+                        help="organ masks: background enclosed by one organ becomes that organ "
+                             "(organs are solid); binary masks are never filled (default: "
+                             f"{'on' if defaults.fill_holes else 'off'})")
 
 
 def _split_config(args: argparse.Namespace, **extra):
@@ -325,7 +330,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from unetlib.runs.run import load_run
 
     run = load_run(args.model)
-    predict = PredictConfig(tile=args.tile, overlap=args.overlap, tta=args.tta)
+    predict = PredictConfig(tile=args.tile, overlap=args.overlap, tta=args.tta,
+                            fill_holes=args.fill_holes)
     written = predict_folder(run, args.input, args.out, threshold=args.threshold,
                              write_probabilities=args.probabilities,
                              write_overlay=args.overlay, overwrite=args.force,
@@ -388,7 +394,8 @@ def _cmd_quantify(args: argparse.Namespace) -> int:
                             model_input=args.model_input, interval_s=args.interval,
                             background=args.background,
                             predict=dataclasses.replace(QuantifyConfig().predict, tile=args.tile,
-                                                        overlap=args.overlap),
+                                                        overlap=args.overlap,
+                                                        fill_holes=args.fill_holes),
                             drop_incomplete=args.drop_incomplete, force=args.force,
                             dark=args.dark, flat=args.flat, motion=_motion(args))
     result = quantify_study(args.run, args.stacks, args.out, config, workers=args.workers,
@@ -625,9 +632,11 @@ def _add_training_options(parser) -> None:
                         help="augmentation preset; original = the Keras 2 recipe's settings "
                              "(default: default)")
     parser.add_argument("--loss", choices=LOSSES,
-                        help="bce or bce+dice for binary masks; ce or ce+dice (soft Dice "
-                             "averaged over organs) with organs.csv; auto picks bce or ce+dice "
-                             f"(default: {train_defaults.loss})")
+                        help="bce or bce+dice for binary masks; ce, ce+dice (soft Dice "
+                             "averaged over organs) or edge-ce+dice (the same, cross-entropy "
+                             "weighted 5x along organ outlines) with organs.csv; auto picks "
+                             "bce, or for organs edge-ce+dice with the organs network and "
+                             f"ce+dice with another (default: {train_defaults.loss})")
     parser.add_argument("--lr", type=float, help="learning rate (default: the preset's)")
     parser.add_argument("--val-fraction", type=float,
                         help=f"share of frames held out for validation, 0 < F < 1 "

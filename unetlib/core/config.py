@@ -617,10 +617,26 @@ def _default_augment_config() -> AugmentConfig:
 
 # Binary data: binary cross-entropy, alone or plus soft Dice. Several organs: categorical
 # cross-entropy, alone or plus soft Dice averaged over the organs (so a small organ weighs
-# as much as a large one). "auto" picks "bce" for binary data and "ce+dice" for organs.
+# as much as a large one), the cross-entropy weighted 5x along the organs' outlines or not.
 BINARY_LOSSES = ("bce", "bce+dice")
-ORGAN_LOSSES = ("ce", "ce+dice")
+ORGAN_LOSSES = ("ce", "ce+dice", "edge-ce+dice")
 LOSSES = ("auto", *BINARY_LOSSES, *ORGAN_LOSSES)
+
+
+def auto_loss(organs: bool, model: ModelConfig) -> str:
+    """What ``loss="auto"`` trains with: ``bce`` for one foreground; for several organs
+    ``edge-ce+dice`` with the ``organs`` network (where it was measured to win: README,
+    "Which network for which task") and ``ce+dice`` with any other (smaller networks and
+    budgets, where the outline weights were measured to cost the small organs).
+
+    Examples
+    --------
+    >>> auto_loss(True, model_preset("organs")), auto_loss(True, model_preset("small"))
+    ('edge-ce+dice', 'ce+dice')
+    """
+    if not organs:
+        return "bce"
+    return "edge-ce+dice" if model == model_preset(TASK_PRESETS["organs"]) else "ce+dice"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -649,11 +665,13 @@ class TrainConfig:
         Number of epochs (the original recipe's 5 by default).
     steps_per_epoch : int
         Batches per epoch (patches are random crops, so an "epoch" is this many steps).
-    loss : {"auto", "bce", "bce+dice", "ce", "ce+dice"}
+    loss : {"auto", "bce", "bce+dice", "ce", "ce+dice", "edge-ce+dice"}
         ``bce``/``bce+dice`` for binary data (cross-entropy, or its sum with the soft Dice
         loss); ``ce``/``ce+dice`` for several organs (categorical cross-entropy, or its sum
-        with soft Dice averaged over organs). ``auto``: ``bce`` for binary data,
-        ``ce+dice`` for organs.
+        with soft Dice averaged over organs), ``edge-ce+dice`` the same sum with the
+        cross-entropy of the pixels along every organ outline weighted 5x. ``auto``
+        (:func:`auto_loss`): ``bce`` for binary data; for organs ``edge-ce+dice`` with the
+        ``organs`` network (the one chosen by task), ``ce+dice`` with any other.
     deterministic : bool
         Also enable TensorFlow op determinism (bit-identical reruns, somewhat slower).
     max_minutes : float or None
@@ -815,12 +833,16 @@ class PredictConfig:
         Tiles per forward pass.
     tta : bool
         Average over horizontal/vertical flips (4 passes).
+    fill_holes : bool
+        Organ masks: background enclosed by one organ becomes that organ (organs are solid;
+        see :func:`unetlib.nn.sliding_window.organ_classes`). Binary masks are never filled.
     """
 
     tile: int = 512
     overlap: int = 128
     batch_size: int = 4
     tta: bool = False
+    fill_holes: bool = True
 
     def validate(self) -> "PredictConfig":
         _require(isinstance(self.tile, int) and self.tile >= 8, "tile", self.tile,

@@ -27,9 +27,10 @@ from unetlib.nn.frame_scores import (  # noqa: F401  (re-exported for older impo
 # Keras through unetlib's loader only: it sets TensorFlow's environment before loading it.
 ops = keras.ops
 
-__all__ = ["DiceMetric", "IoUMetric", "METRIC_NAMES", "OrganDiceMetric", "OrganOverlapMetric", "bce_dice_loss",
-           "ce_dice_loss", "confusion_counts", "dice", "frame_metrics", "get_loss", "iou",
-           "confusion_matrix", "metric_name", "organ_dice_loss", "organ_frame_metrics", "organ_training_metrics",
+__all__ = ["DiceMetric", "IoUMetric", "METRIC_NAMES", "OrganDiceMetric", "OrganOverlapMetric",
+           "bce_dice_loss", "ce_dice_loss", "confusion_counts", "confusion_matrix", "dice",
+           "edge_ce_dice_loss", "frame_metrics", "get_loss", "iou", "metric_name",
+           "organ_dice_loss", "organ_frame_metrics", "organ_training_metrics", "outline_band",
            "pixel_accuracy", "precision", "recall", "soft_dice_loss", "training_metrics"]
 
 # --- Keras metrics and losses for training ---------------------------------------------
@@ -218,9 +219,41 @@ def ce_dice_loss(y_true, y_pred):
     return cross_entropy + organ_dice_loss(y_true, y_pred)
 
 
+def outline_band(y_true, classes: int, radius: int = 1):
+    """1 on the pixels within ``radius`` of a change of class (both sides of every outline,
+    between organs too), 0 elsewhere: shape ``(batch, height, width)``.
+
+    A patch's border is no outline: the pooling ignores what lies beyond it.
+    """
+    truth = ops.one_hot(ops.cast(ops.squeeze(y_true, axis=-1), "int32"), classes)
+    size = 2 * radius + 1
+    grown = ops.max_pool(truth, size, strides=1, padding="same")
+    shrunk = -ops.max_pool(-truth, size, strides=1, padding="same")
+    return ops.max(grown - shrunk, axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="unetlib")
+def edge_ce_dice_loss(y_true, y_pred, edge_weight: float = 5.0):
+    """Cross-entropy with the pixels along every organ outline weighted ``edge_weight``
+    times (a weighted mean over pixels), plus :func:`organ_dice_loss`, per sample.
+
+    Where an outline runs is what an organ's mean intensity depends on, and what plain
+    cross-entropy learns last: on the hard benchmark the thin spleen (12 px wide) came out
+    about half a pixel too wide on each side, 5-13 % too large, with ``ce+dice``. The
+    weights are those of the U-Net paper's border term, on the one-pixel band each side of
+    an outline (:func:`outline_band`).
+    """
+    y_pred = ops.cast(y_pred, "float32")
+    weights = 1.0 + (edge_weight - 1.0) * outline_band(y_true, y_pred.shape[-1])
+    cross_entropy = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+    axes = tuple(range(1, len(y_pred.shape) - 1))
+    weighted = ops.sum(cross_entropy * weights, axis=axes) / ops.sum(weights, axis=axes)
+    return weighted + organ_dice_loss(y_true, y_pred)
+
+
 def get_loss(name: str):
     """Return the Keras loss called ``name``: ``bce``, ``bce+dice`` (binary), ``ce``,
-    ``ce+dice`` (several organs)."""
+    ``ce+dice``, ``edge-ce+dice`` (several organs)."""
     if name == "bce":
         return keras.losses.BinaryCrossentropy(name="bce")
     if name == "bce+dice":
@@ -229,6 +262,8 @@ def get_loss(name: str):
         return keras.losses.SparseCategoricalCrossentropy(name="ce")
     if name == "ce+dice":
         return ce_dice_loss
+    if name == "edge-ce+dice":
+        return edge_ce_dice_loss
 
     raise ParameterError(f"loss={name!r} is invalid: expected 'bce' or 'bce+dice' (binary), "
-                         "'ce' or 'ce+dice' (organs).")
+                         "'ce', 'ce+dice' or 'edge-ce+dice' (organs).")

@@ -32,6 +32,7 @@ from unetlib.core.config import (
     ModelConfig,
     PipelineConfig,
     TrainConfig,
+    auto_loss,
     to_dict,
 )
 from unetlib.core.errors import InputError, Interrupted, OutputError, ParameterError, describe
@@ -53,7 +54,7 @@ from unetlib.nn.pipeline import (
     make_validation_dataset,
     split_pairs,
 )
-from unetlib.nn.sliding_window import predict_probabilities
+from unetlib.nn.sliding_window import organ_classes, predict_probabilities
 from unetlib.runs.callbacks import FrameValidation, RunRecorder, logged_fields
 from unetlib.runs.finetune import StartingPoint, set_encoder_trainable, starting_point
 from unetlib.runs.run import FINISHED, RunFolder, read_run_config, same_finished_run
@@ -316,8 +317,8 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     run_dir = Path(out_dir)
     deadline = started + 60.0 * config.max_minutes if config.max_minutes else None
     organs = find_organ_table(data_dir)
-    config = dataclasses.replace(config.for_task(organs is not None),
-                                 loss=_resolve_loss(config.loss, organs, data_dir))
+    config = config.for_task(organs is not None)
+    config = dataclasses.replace(config, loss=_resolve_loss(config, organs, data_dir))
 
     pair_paths = find_pairs(data_dir)
     fingerprint = data_fingerprint([path for pair in pair_paths for path in pair], data_dir)
@@ -362,13 +363,16 @@ def _refuse_run_in_data(run_dir: Path, data_dir: Path) -> None:
                                    "Give --out a folder outside it, e.g. runs/<name>."))
 
 
-def _resolve_loss(loss: str, organs: OrganTable | None, data_dir: Path) -> str:
-    """``auto`` -> the loss for the data; a binary loss for organs (or back) is refused."""
+def _resolve_loss(config: TrainConfig, organs: OrganTable | None, data_dir: Path) -> str:
+    """``auto`` -> the loss for the data and network; a binary loss for organs (or back) is
+    refused."""
+    loss = config.loss
     if loss == "auto":
-        return "bce" if organs is None else "ce+dice"
+        return auto_loss(organs is not None, config.model)
     if organs is not None and loss in BINARY_LOSSES:
         raise ParameterError(describe(organ_table_path(data_dir), f"loss={loss} is invalid for "
-                                      "several organs", "Use ce or ce+dice (or auto)."))
+                                      "several organs", "Use ce, ce+dice or edge-ce+dice "
+                                      "(or auto)."))
     if organs is None and loss in ORGAN_LOSSES:
         raise ParameterError(describe(data_dir, f"loss={loss} is invalid for binary masks (no "
                                       "organs.csv)", "Use bce or bce+dice (or auto)."))
@@ -656,7 +660,7 @@ def _score_organs(probabilities: list[np.ndarray], masks: list[np.ndarray], orga
     """Per-organ scores of the most probable class on whole validation frames."""
     per_frame = []
     for pair, probability, mask in zip(data.val, probabilities, masks):
-        scores = organ_frame_metrics(np.argmax(probability, axis=-1), mask, organs.classes)
+        scores = organ_frame_metrics(organ_classes(probability), mask, organs.classes)
         per_frame += [{"stem": pair.stem, "organ": name, **score}
                       for name, score in zip(organs.names, scores)]
     by_organ = {name: {metric: float(np.mean([row[metric] for row in per_frame
