@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from unetlib.core.config import ModelConfig, NormalizeConfig
+from unetlib.core.config import ModelConfig, NormalizeConfig, PredictConfig
 from unetlib.core.errors import InputError, OutputError, ParameterError
 from unetlib.core.io import read_image, write_image, write_json
 from unetlib.data.normalize import normalize_image
@@ -263,8 +263,11 @@ def test_organ_run_writes_palette_masks_of_organ_values_and_its_table(tmp_path):
 
     run = organ_run(tmp_path)
     write_image(tmp_path / "frames" / "f.png", (noise((40, 48)) * 4000).astype(np.uint16))
+    # The untrained network's noise has organ-enclosed background; kept, each pixel's value
+    # is its most probable class's (filling is tested on its own below).
     written = predict_folder(run, tmp_path / "frames", tmp_path / "out", progress=False,
-                             write_overlay=True, write_probabilities=True)
+                             write_overlay=True, write_probabilities=True,
+                             predict=PredictConfig(fill_holes=False))
     assert sorted(path.name for path in written) == ["f_overlay.png", "f_predict.png",
                                                       "f_prob.tif", "organs.csv"]
     with Image.open(tmp_path / "out" / "f_predict.png") as image:
@@ -317,3 +320,47 @@ def test_a_binary_run_folder_from_before_organs_still_predicts_identically(tmp_p
     probability = predict_probabilities(loaded.model, normalize_image(frame, loaded.normalize))
     np.testing.assert_array_equal(mask, np.where(probability >= 0.4, 255, 0))
     assert not (tmp_path / "out" / "organs.csv").exists()
+
+
+def test_organ_masks_fill_background_enclosed_by_one_organ_and_nothing_else():
+    from unetlib.data.organs import Organ, OrganTable
+    from unetlib.nn.sliding_window import segment
+
+    organs = OrganTable(organs=(Organ(10, "liver", "#e6194b"), Organ(20, "kidney", "#3cb44b")))
+    classes = np.zeros((9, 12), int)
+    classes[1:6, 1:6] = 1
+    classes[3, 3] = 0            # a hole in the liver
+    classes[1:6, 7:11] = 2       # the kidney, a column apart
+    classes[3, 6] = 1            # a background pocket closed by liver and kidney together
+    probability = np.eye(3)[classes]
+    filled = segment(probability, organs=organs)
+    assert filled[3, 3] == 10                     # the hole is liver
+    assert filled[2, 6] == filled[4, 6] == 0      # between two organs: background
+    assert (filled[[0, 6, 7, 8]] == 0).all()      # the open background too
+    kept = segment(probability, organs=organs, fill_holes=False)
+    assert kept[3, 3] == 0 and (kept != filled).sum() == 1
+    # A binary mask is never filled: a ring stays a ring.
+    ring = np.zeros((5, 5))
+    ring[1:4, 1:4] = 0.9
+    ring[2, 2] = 0.1
+    assert segment(ring, threshold=0.5)[2, 2] == 0
+
+
+def test_predict_fills_organ_holes_by_default_and_keeps_them_when_asked(tmp_path):
+    from PIL import Image
+
+    run = organ_run(tmp_path)
+    write_image(tmp_path / "frames" / "f.png", (noise((40, 48)) * 4000).astype(np.uint16))
+    masks = {}
+    for fill in (True, False):
+        out = tmp_path / f"out-{fill}"
+        predict_folder(run, tmp_path / "frames", out, progress=False, write_probabilities=True,
+                       predict=PredictConfig(fill_holes=fill))
+        with Image.open(out / "f_predict.png") as image:
+            masks[fill] = np.array(image)
+    probability = read_image(tmp_path / "out-False" / "f_prob.tif")
+    kept = np.array([0, 1, 5], np.uint8)[np.argmax(probability, axis=-1)]
+    np.testing.assert_array_equal(masks[False], kept)
+    changed = masks[True] != kept
+    assert changed.any(), "the untrained network's noise should leave organ-enclosed background"
+    assert (kept[changed] == 0).all() and (masks[True][changed] > 0).all()

@@ -338,7 +338,8 @@ def _predict_frames(run: LoadedRun, frames: list[_Frame], stack: np.ndarray | No
         probability = predict_probabilities(run.model, normalised, tile=predict.tile,
                                             overlap=predict.overlap, tta=predict.tta,
                                             batch_size=predict.batch_size)
-        mask = segment(probability, threshold=threshold, organs=run.organs)
+        mask = segment(probability, threshold=threshold, organs=run.organs,
+                       fill_holes=predict.fill_holes)
         if bad is not None:
             mask[bad] = 0
         written.append(_write_mask(out_dir / f"{frame.stem}_predict.png", mask, run.organs,

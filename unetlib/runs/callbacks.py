@@ -21,7 +21,7 @@ from unetlib.core.io import atomic_path, write_csv, write_json
 from unetlib.data.organs import OrganTable
 from unetlib.nn.frame_scores import frame_metrics, organ_frame_metrics
 from unetlib.nn.metrics import metric_name
-from unetlib.nn.sliding_window import predict_probabilities
+from unetlib.nn.sliding_window import organ_classes, predict_probabilities
 from unetlib.runs.run import RunFolder, save_model
 
 __all__ = ["CRITERION", "FrameValidation", "RunRecorder", "history_fields", "logged_fields"]
@@ -64,7 +64,7 @@ class FrameValidation(keras.callbacks.Callback):
                     for image, mask in zip(self.images, self.masks)]
             return {CRITERION: float(np.mean(dice))}
         per_organ = np.array([[score["dice"] for score in organ_frame_metrics(
-            np.argmax(predict_probabilities(self.model, image), axis=-1), mask,
+            organ_classes(predict_probabilities(self.model, image)), mask,
             self.organs.classes)] for image, mask in zip(self.images, self.masks)])
         organ_means = per_organ.mean(axis=0)
         scores = {CRITERION: float(organ_means.mean())}

@@ -32,7 +32,7 @@ from unetlib.core.locking import output_lock
 from unetlib.data.organs import find_organ_table
 from unetlib.nn.frame_scores import frame_metrics, organ_frame_metrics
 from unetlib.nn.pipeline import load_pairs
-from unetlib.nn.sliding_window import predict_probabilities
+from unetlib.nn.sliding_window import organ_classes, predict_probabilities
 from unetlib.runs.run import FINISHED, RESUMABLE, RunFolder, load_run
 from unetlib.runs.train import load_result, train
 from unetlib.viz.plots import plot_crossval
@@ -249,7 +249,7 @@ def score_held_out(run_dir: str | os.PathLike[str], data_dir: str | os.PathLike[
             scored = [(BINARY_ORGAN, frame_metrics(probability >= run.threshold, truth))]
         else:
             scored = list(zip(run.organs.names, organ_frame_metrics(
-                np.argmax(probability, axis=-1), truth, run.organs.classes)))
+                organ_classes(probability), truth, run.organs.classes)))
         rows += [{"fold": fold, "stem": pair.stem, "organ": organ,
                   **{name: float(scores[name]) for name in FRAME_FIELDS[3:]}}
                  for organ, scores in scored]

@@ -277,7 +277,7 @@ def _output_tensor(run: LoadedRun, files: dict[str, Path]):
             id=OUTPUT_ID, axes=axes, test_tensor=FileDescr(source=files["test_output"]),
             data=IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
             description="Softmax probability of background and each organ; organ mask = "
-                        "argmax over channels")
+                        "argmax over channels, background enclosed by one organ filled")
     return OutputTensorDescr(
         id=OUTPUT_ID, axes=axes, test_tensor=FileDescr(source=files["test_output"]),
         data=NominalOrOrdinalDataDescr(values=[0, 1], type="uint8"),
@@ -443,7 +443,7 @@ def _write_documentation(path: Path, run: LoadedRun, run_dir: Path, metrics: dic
         lines.append(f"- Output `{OUTPUT_ID}`: softmax probabilities of "
                      f"{', '.join(_class_names(run))}; the mask is the argmax (0 background, "
                      + ", ".join(f"{organ.value} {organ.name}" for organ in run.organs.organs)
-                     + ").")
+                     + "), with background that one organ encloses given to that organ.")
     else:
         lines.append(f"- Output `{OUTPUT_ID}`: 0/1 mask, sigmoid probability > "
                      f"{run.threshold:g} (threshold calibrated on the validation frames).")

@@ -393,7 +393,8 @@ def _segment_cycles(run: LoadedRun, stack: LaserStack, cycles: range, lasers: tu
         tta=config.predict.tta, batch_size=config.predict.batch_size)
     masks = []
     for probability, bad in zip(probabilities, bads):
-        mask = segment(probability, threshold=run.threshold, organs=run.organs)
+        mask = segment(probability, threshold=run.threshold, organs=run.organs,
+                       fill_holes=config.predict.fill_holes)
         if run.organs is None:
             mask = (mask > 0).astype(np.uint8)  # the binary foreground is organ value 1
         if bad is not None:
