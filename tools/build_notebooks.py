@@ -224,7 +224,9 @@ def _train_notebook(kind: str) -> list:
 
 Trains a U-Net on {what}. With `organs.csv` in the data folder (the demo has one: liver,
 kidney, bladder) it learns each organ as its own class: a softmax head, cross-entropy plus
-Dice averaged over the organs, patches centred on every organ alike; with binary masks,
+Dice averaged over the organs (`loss = "auto"` weighs the cross-entropy of the pixels along
+the outlines 5x; the demo's sharp organs need only the plain sum), patches centred on every
+organ alike; with binary masks,
 one sigmoid foreground and a decision threshold calibrated on the validation frames.
 Patches are cut from the full-resolution frames (no resizing); whole frames are held out
 for validation, where Dice (per organ) and IoU are logged every epoch. The run folder keeps the best model, every parameter, the history and the
@@ -262,7 +264,8 @@ demo = True                        # the synthetic demo: its ground truth stands
 """ + ('preset = ""'.ljust(35) + '# network; "": by task ("default" for one foreground, "organs" with organs.csv); or "wide", "classic", "small"' if gray else
        'preset = "default"'.ljust(35) + '# network; the demo\'s easy organs need only "default"; "": by task ("organs" with organs.csv, for real acquisitions); or "wide", "classic", "small"') + """
 augment = "default"                # augmentation preset: "default", "original" or "none"
-loss = "auto"                      # "auto": bce (binary masks) or ce+dice (organs.csv); or "bce+dice", "ce"
+""" + (f'loss = "{demo_train.loss}"'.ljust(35) + '# "auto": bce (binary masks) or edge-ce+dice (organs.csv); or "bce+dice", "ce", "ce+dice"' if gray else
+       f'loss = "{demo_train.loss}"'.ljust(35) + '# the demo\'s easy organs: plain ce+dice; "auto": edge-ce+dice for organs.csv (real acquisitions), bce for binary masks; or "ce"') + """
 """ + f"epochs = {epochs}".ljust(35) + """# training epochs
 """ + f"steps_per_epoch = {steps}".ljust(35) + """# batches per epoch
 batch_size = 8                     # patches per batch
