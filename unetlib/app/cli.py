@@ -432,7 +432,13 @@ def _write_ome_zarr(results_dir: Path, *, fresh: bool) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from unetlib.runs.export import check_package, export_package, package_summary
+    from unetlib.core.io import check_output_file
+    from unetlib.runs.locate import finished_run_folder
+
+    # A mistyped run or an existing package is refused before TensorFlow loads (5-8 s).
+    finished_run_folder(args.run)
+    check_output_file(args.out, overwrite=args.force)
+    from unetlib.runs.export import check_package, export_package, package_summary  # TensorFlow
 
     package = export_package(args.run, args.out, authors=args.author or None, license=args.license,
                              overwrite=args.force)

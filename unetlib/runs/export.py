@@ -42,6 +42,7 @@ from unetlib.core.io import (
 from unetlib.core.locking import output_lock
 from unetlib.data.normalize import normalize_image
 from unetlib.nn.sliding_window import segment
+from unetlib.runs.locate import finished_run_folder
 from unetlib.runs.package import PACKAGE_FILES
 from unetlib.runs.run import LoadedRun, RunFolder, load_run
 from unetlib.viz.overlays import overlay_image, overlay_organs
@@ -92,7 +93,7 @@ def export_package(run_path: str | os.PathLike[str], out_path: str | os.PathLike
     config = ExportConfig(authors=tuple(authors or EXPORT_DEFAULTS.authors), license=license,
                           cite=tuple(cite), name=name, onnx=onnx).validate()
     out_path = check_output_file(out_path, overwrite=overwrite)
-    run_dir = _run_folder(Path(run_path))
+    run_dir = finished_run_folder(run_path)
     ensure_folder(out_path.parent)
     check_environment()
     run = load_run(run_dir)
@@ -164,18 +165,6 @@ def _first_error(summary) -> str:
         for error in detail.errors:
             return f"{'.'.join(map(str, error.loc))}: {error.msg}"
     return "see bioimageio.spec's validation summary"
-
-
-def _run_folder(path: Path) -> Path:
-    folder = path.parent if path.is_file() and path.suffix == ".keras" else path
-    if not folder.is_dir():
-        raise InputError(describe(path, "run folder not found", "Give a run folder written by train."))
-    run = RunFolder(folder)
-    for required in (run.model, run.config, run.metrics):
-        if not required.is_file():
-            raise InputError(describe(folder, f"holds no {required.name}",
-                                      "Export a finished run folder written by train."))
-    return folder
 
 
 # --- the description --------------------------------------------------------------------

@@ -14,7 +14,8 @@ from pathlib import Path
 from unetlib.core.errors import InputError, describe
 from unetlib.runs.folder import RunFolder
 
-__all__ = ["MODEL_SUFFIXES", "PACKAGE_DESCRIPTIONS", "find_model", "is_package", "model_file"]
+__all__ = ["MODEL_SUFFIXES", "PACKAGE_DESCRIPTIONS", "find_model", "finished_run_folder",
+           "is_package", "model_file"]
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -60,3 +61,35 @@ def find_model(path: str | os.PathLike[str]) -> Path:
     """
     path = Path(path)
     return path if is_package(path) else model_file(path)
+
+
+def finished_run_folder(path: str | os.PathLike[str]) -> Path:
+    """The folder of a finished run: ``path`` itself, or the folder of its ``.keras`` file.
+
+    Finished means the model, its ``config.json`` and its ``metrics.json`` are there (training
+    writes ``metrics.json`` last).
+
+    Raises
+    ------
+    InputError
+        The folder is missing, or a run that has not finished.
+
+    Examples
+    --------
+    >>> run = getfixture("tmp_path") / "run"
+    >>> run.mkdir()
+    >>> finished_run_folder(run)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    unetlib.core.errors.InputError: .../run: holds no model.keras. Export a finished run folder written by train.
+    """
+    path = Path(path)
+    folder = path.parent if path.is_file() and path.suffix == ".keras" else path
+    if not folder.is_dir():
+        raise InputError(describe(path, "run folder not found", "Give a run folder written by train."))
+    run = RunFolder(folder)
+    for required in (run.model, run.config, run.metrics):
+        if not required.is_file():
+            raise InputError(describe(folder, f"holds no {required.name}",
+                                      "Export a finished run folder written by train."))
+    return folder
