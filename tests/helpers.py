@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -57,3 +58,27 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class CliOutcome:
+    """What ``python -m unetlib`` returned and printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_main(capsys, *args) -> CliOutcome:
+    """``python -m unetlib ARGS`` through the CLI's ``main`` in this test process.
+
+    For tests of what a command writes, prints and returns, where a fresh process is not
+    the point: it saves the 4-5 s of CPU that loading TensorFlow costs each new process.
+    Tests of signals, kills, encodings and the interpreter's exit keep real processes.
+    """
+    from unetlib.app.cli import main
+
+    capsys.readouterr()  # only this command's output
+    status = main([str(arg) for arg in args])
+    captured = capsys.readouterr()
+    return CliOutcome(status, captured.out, captured.err)

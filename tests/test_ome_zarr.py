@@ -4,24 +4,23 @@ OME-Zarr library alone (what napari-ome-zarr and other OME tools use)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tifffile
+from helpers import run_main
 
-pytestmark = pytest.mark.slow  # a quantify run in a child process
+pytestmark = pytest.mark.slow  # a quantify run
 
 
-def test_quantify_writes_an_ome_zarr_the_ome_reader_opens_with_names_and_colours(organ_run, tmp_path):
+def test_quantify_writes_an_ome_zarr_the_ome_reader_opens_with_names_and_colours(organ_run, tmp_path,
+                                                                                capsys):
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Reader
 
     out = tmp_path / "q"
-    command = [sys.executable, "-m", "unetlib", "-q", "quantify", str(organ_run["run"]),
-               str(organ_run["stack"]), "--out", str(out), "--ome-zarr"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    command = ["-q", "quantify", organ_run["run"], organ_run["stack"], "--out", out, "--ome-zarr"]
+    result = run_main(capsys, *command)
     assert result.returncode == 0, result.stderr[-2000:]
     folder = out / organ_run["stack"].stem
     store = folder / f"{folder.name}.ome.zarr"
@@ -50,7 +49,7 @@ def test_quantify_writes_an_ome_zarr_the_ome_reader_opens_with_names_and_colours
 
     # A re-run reuses the results and keeps their store; a stack that moved is named.
     before = (store / "zarr.json").stat().st_mtime_ns
-    again = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    again = run_main(capsys, *command)
     assert again.returncode == 0 and (store / "zarr.json").stat().st_mtime_ns == before
     from unetlib.core.errors import InputError
     from unetlib.study.ome_zarr import write_ome_zarr

@@ -7,14 +7,11 @@ it into ``train/masks/`` as a person would after correcting it in GIMP.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from helpers import organ_data
+from helpers import organ_data, run_main
 from PIL import Image
 
 from unetlib.core.errors import InputError, OutputError
@@ -142,13 +139,10 @@ def test_organs_listed_in_another_order_get_the_folders_values(organ_run, unanno
         assert set(np.unique(np.array(image))) == {0, 10, 20, 30}
 
 
-@pytest.mark.slow  # three CLI processes, each importing TensorFlow
-def test_cli_pick_frames_propose_then_check_masks_records_origins(organ_run, tmp_path):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-
+@pytest.mark.slow
+def test_cli_pick_frames_propose_then_check_masks_records_origins(organ_run, tmp_path, capsys):
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "unetlib", "-q", *args],
-                              capture_output=True, text=True, env=env, timeout=600)
+        return run_main(capsys, "-q", *args)
 
     data = tmp_path / "data"
     picked = cli("pick-frames", str(organ_run["stack"]), "--out", str(data), "--count", "3",

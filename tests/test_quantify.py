@@ -11,13 +11,11 @@ import json
 import math
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tifffile
-from helpers import ORGAN_STACK
+from helpers import ORGAN_STACK, run_main
 
 from unetlib.core.config import MotionConfig, QuantifyConfig, SplitConfig
 from unetlib.core.errors import InputError, OutputError, ParameterError, UnetlibWarning
@@ -41,12 +39,6 @@ CYCLES, LASERS = ORGAN_STACK.cycles, ORGAN_STACK.lasers
 ORGAN_STACK_SHAPE = (ORGAN_STACK.height, ORGAN_STACK.width)
 SECONDS_PER_CYCLE = ORGAN_STACK.frame_interval_s * LASERS  # 2.5 s/frame x 4 lasers = 10 s
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def run_cli(*args, cwd=None):
-    """Run ``python -m unetlib`` as a user would, in a fresh process."""
-    return subprocess.run([sys.executable, "-m", "unetlib", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
 
 
 def number(text: str) -> float:
@@ -170,12 +162,10 @@ def test_a_dark_frame_is_subtracted_from_what_is_measured_and_recorded(quantifie
         quantify_stack(run, organ_run["stack"], tmp_path / "out", QuantifyConfig(dark=str(dark)))
 
 
-def test_quantify_refuses_corrections_that_do_not_fit_in_one_line(organ_run, tmp_path):
+def test_quantify_refuses_corrections_that_do_not_fit_in_one_line(organ_run, tmp_path, capsys):
     def quantify(*options):
-        return subprocess.run([sys.executable, "-m", "unetlib", "-q", "quantify",
-                               str(organ_run["run"]), str(organ_run["stack"]), "--out",
-                               str(tmp_path / "out"), *options],
-                              capture_output=True, text=True, timeout=300)
+        return run_main(capsys, "-q", "quantify", organ_run["run"], organ_run["stack"],
+                        "--out", tmp_path / "out", *options)
 
     flat = tmp_path / "flat.tif"
     tifffile.imwrite(flat, np.zeros(ORGAN_STACK_SHAPE, np.uint16))
@@ -561,10 +551,10 @@ def test_time_to_peak_counts_from_the_first_cycle_even_when_it_is_flagged(blank_
 # --- CLI ----------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_cli_quantify_writes_results_and_gathered_tables(organ_run, tmp_path):
+def test_cli_quantify_writes_results_and_gathered_tables(organ_run, tmp_path, capsys):
     out = tmp_path / "study"
-    result = run_cli("-q", "quantify", str(organ_run["run"]), str(organ_run["stack"]),
-                     "--out", str(out))
+    result = run_main(capsys, "-q", "quantify", organ_run["run"], organ_run["stack"],
+                      "--out", out)
     assert result.returncode == 0, result.stderr
     assert str(out / "stack") in result.stdout
     assert "Traceback" not in result.stderr
@@ -582,10 +572,10 @@ def test_cli_quantify_writes_results_and_gathered_tables(organ_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_quantify_bad_model_input_is_one_error_line(organ_run, tmp_path):
+def test_cli_quantify_bad_model_input_is_one_error_line(organ_run, tmp_path, capsys):
     out = tmp_path / "study"
-    result = run_cli("-q", "quantify", str(organ_run["run"]), str(organ_run["stack"]),
-                     "--out", str(out), "--model-input", "1,2")
+    result = run_main(capsys, "-q", "quantify", organ_run["run"], organ_run["stack"],
+                      "--out", out, "--model-input", "1,2")
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "--model-input 1,2 is invalid" in errors[0]

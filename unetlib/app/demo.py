@@ -44,9 +44,20 @@ logger = logging.getLogger(__name__)
 ORGAN_FOLDERS = ("3d",)
 
 
-# Batches per epoch in the binary demo: 5 epochs x 15 batches of 8 patches of 256 pixels
-# (notebook 03 uses the same setting, so it reuses the demo's run).
-DEMO_STEPS = 15
+def gray_demo_training() -> TrainConfig:
+    """Training of the demo's grayscale (one foreground) model; notebook 03 uses the same,
+    reusing the run.
+
+    5 epochs x 30 batches of 8 patches of 128 pixels, the library's network and loss for
+    binary masks. The library's default 256-pixel patches buy nothing on the demo's large,
+    smooth organs. Measured on the demo's laser-1 frames
+    (AMD EPYC, AVX-512, CPU family 25, 2 cores), test Dice of its 5 held-out frames for
+    seeds 0 / 1 / 2 and the seconds of training alone: 128 pixels x 30 batches 0.989 /
+    0.983 / 0.992 in 25-27 s; 256 pixels x 15 batches (the setting before) 0.987 / 0.986 /
+    0.986 in 41-42 s; 128 pixels x 15 batches 0.989 / 0.978 in 18 s. Notebook 03's 3-fold
+    cross-validation of 2 epochs: 0.947 +- 0.069 in 42 s against 0.934 +- 0.065 in 69 s.
+    """
+    return TrainConfig(epochs=5, steps_per_epoch=30, pipeline=PipelineConfig(patch_size=128))
 
 
 def organ_demo_training() -> TrainConfig:
@@ -84,7 +95,7 @@ class DemoConfig:
     train_count, test_count : int
         Frames picked for training (annotated with the ground truth) and held out.
     train : TrainConfig
-        Training of both models (the library defaults, with fewer steps per epoch).
+        Training of the grayscale model (the 1-laser folder, one foreground).
     target_dice : float
         Test Dice every organ (binary: the foreground) must reach; ``python -m unetlib
         demo`` exits non-zero below it.
@@ -98,7 +109,7 @@ class DemoConfig:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     train_count: int = 15
     test_count: int = 5
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps_per_epoch=DEMO_STEPS))
+    train: TrainConfig = field(default_factory=gray_demo_training)
     organ_train: TrainConfig = field(default_factory=organ_demo_training)
     target_dice: float = 0.90
     target_curve_error: float = 0.05
