@@ -109,6 +109,51 @@ def test_tensorflow_start_up_chatter_is_hidden_but_real_errors_are_not():
     assert filter_chatter(noisy) == "E0000 00:00:1795594497.085670   12030 some_op.cc:52] a real failure\n"
 
 
+RETRACING_SCRIPT = """
+import json, logging
+import numpy as np
+from unetlib.core._tensorflow import KerasTracesPerModel, tf
+from unetlib.core.config import ModelConfig, model_preset
+from unetlib.nn.model import build_unet
+
+class Recorder(logging.Handler):
+    messages = []
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+logger = tf.get_logger()
+logger.addHandler(Recorder())
+ours = [existing for existing in logger.filters if isinstance(existing, KerasTracesPerModel)]
+config = ModelConfig(**{**model_preset("small").__dict__, "input_channels": 1})
+frame = np.zeros((1, 32, 32, 1), np.float32)
+for _ in range(5):  # as a cross-validation: a model per fold, each predicting
+    build_unet(config).predict_on_batch(frame)
+filtered = list(Recorder.messages)
+for existing in ours:
+    logger.removeFilter(existing)
+build_unet(config).predict_on_batch(frame)  # the sixth trace, now unfiltered
+print(json.dumps({"filters": len(ours), "filtered": filtered,
+                  "unfiltered": Recorder.messages[len(filtered):]}))
+"""
+
+
+@pytest.mark.slow
+def test_each_model_tracing_its_keras_functions_once_is_not_warned_about():
+    """A cross-validation builds a model per fold and loads each best checkpoint: TensorFlow
+    counts their first traces as retracing of one function and prints a paragraph of advice,
+    unless the filter installed with TensorFlow drops it (in a fresh process: TensorFlow
+    warns at most twice per function in a process)."""
+    result = subprocess.run([sys.executable, "-c", RETRACING_SCRIPT], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["filters"] == 1
+    assert seen["filtered"] == []
+    assert any("triggered tf.function retracing" in message for message in seen["unfiltered"])
+    # TensorFlow's own handler printed only the unfiltered one.
+    assert result.stderr.count("triggered tf.function retracing") == 1
+
+
 def test_the_readme_s_conda_path_names_this_environment_and_opens_the_notebooks():
     """The commands the README gives a conda user match environment.yml's environment."""
     readme = (ROOT / "README.md").read_text()

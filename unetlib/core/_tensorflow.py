@@ -12,6 +12,7 @@ Modules of this package import ``tf`` and ``keras`` from here.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -75,4 +76,25 @@ if "tensorflow" not in sys.modules:
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-__all__ = ["filter_chatter", "keras", "tf"]
+
+class KerasTracesPerModel(logging.Filter):
+    """Drop TensorFlow's "triggered tf.function retracing" warning about Keras' own train,
+    test and predict functions.
+
+    Each model this package builds or loads (a fold of a cross-validation, a run's best
+    checkpoint, a package's weights) traces its Keras functions once. TensorFlow counts the
+    traces of all models' functions together, as if one function were retraced in a loop,
+    and after five it prints a paragraph of advice into the user's log or notebook. The
+    warning about any other function is kept.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("triggered tf.function retracing" in message
+                    and "TensorFlowTrainer.make_" in message)
+
+
+if not any(isinstance(existing, KerasTracesPerModel) for existing in tf.get_logger().filters):
+    tf.get_logger().addFilter(KerasTracesPerModel())
+
+__all__ = ["KerasTracesPerModel", "filter_chatter", "keras", "tf"]
