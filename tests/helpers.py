@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from dataclasses import dataclass
 
@@ -75,10 +76,23 @@ def run_main(capsys, *args) -> CliOutcome:
     For tests of what a command writes, prints and returns, where a fresh process is not
     the point: it saves the 4-5 s of CPU that loading TensorFlow costs each new process.
     Tests of signals, kills, encodings and the interpreter's exit keep real processes.
+    The root logger is bare while it runs, so ``main`` installs its own handler as in a
+    fresh process and its log lines (warnings, and with ``-q`` only those) reach stderr.
     """
     from unetlib.app.cli import main
 
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    for handler in saved_handlers:
+        root.removeHandler(handler)
     capsys.readouterr()  # only this command's output
-    status = main([str(arg) for arg in args])
+    try:
+        status = main([str(arg) for arg in args])
+    finally:
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)
+        for handler in saved_handlers:
+            root.addHandler(handler)
+        root.setLevel(saved_level)
     captured = capsys.readouterr()
     return CliOutcome(status, captured.out, captured.err)
