@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,7 +88,9 @@ def run_main(capsys, *args) -> CliOutcome:
         root.removeHandler(handler)
     capsys.readouterr()  # only this command's output
     try:
-        status = main([str(arg) for arg in args])
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")  # shown (as the CLI's one-line warnings), not raised
+            status = main([str(arg) for arg in args])
     finally:
         for handler in root.handlers[:]:
             root.removeHandler(handler)

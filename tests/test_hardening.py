@@ -17,9 +17,8 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import write_data_folder
+from helpers import run_main, write_data_folder
 
-from unetlib.app.cli import main
 from unetlib.core.config import (
     ModelConfig,
     PickConfig,
@@ -61,11 +60,9 @@ def stack_path(tmp_path_factory):
 
 
 def cli(capsys, *args):
-    with warnings.catch_warnings():
-        warnings.simplefilter("default")
-        status = main(["-q", *map(str, args)])
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
+    """``python -m unetlib -q ARGS`` in this process: (status, stdout, stderr)."""
+    result = run_main(capsys, "-q", *args)
+    return result.returncode, result.stdout, result.stderr
 
 
 # --- 1. sizes bounded by the data and the memory ---------------------------------------

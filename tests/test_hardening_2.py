@@ -26,9 +26,8 @@ import numpy as np
 import pytest
 import tifffile
 import yaml
-from helpers import free_port, organ_data, write_data_folder
+from helpers import free_port, organ_data, run_main, write_data_folder
 
-from unetlib.app.cli import main
 from unetlib.core.config import (
     CrossvalConfig,
     ModelConfig,
@@ -85,11 +84,9 @@ def error_lines(stderr: str) -> list[str]:
 
 
 def cli(capsys, *args):
-    with warnings.catch_warnings():
-        warnings.simplefilter("default")
-        status = main(["-q", *map(str, args)])
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
+    """``python -m unetlib -q ARGS`` in this process: (status, stdout, stderr)."""
+    result = run_main(capsys, "-q", *args)
+    return result.returncode, result.stdout, result.stderr
 
 
 def stop_during_finalisation(run_dir) -> None:

@@ -7,7 +7,9 @@ cannot silence them, and they end up in every CLI run and every stored notebook 
 This module loads TensorFlow with the process's standard error captured, drops exactly
 those known lines and passes every other line on, so real errors stay visible.
 
-Modules of this package import ``tf`` and ``keras`` from here.
+It also filters one warning of TensorFlow's logger that every cross-validation would
+print (:class:`KerasTracesPerModel`). Modules of this package import ``tf`` and ``keras``
+from here.
 """
 
 from __future__ import annotations
@@ -94,7 +96,6 @@ class KerasTracesPerModel(logging.Filter):
                     and "TensorFlowTrainer.make_" in message)
 
 
-if not any(isinstance(existing, KerasTracesPerModel) for existing in tf.get_logger().filters):
-    tf.get_logger().addFilter(KerasTracesPerModel())
+tf.get_logger().addFilter(KerasTracesPerModel())
 
 __all__ = ["KerasTracesPerModel", "filter_chatter", "keras", "tf"]
