@@ -17,10 +17,16 @@ from unetlib.core.io import read_image, write_image
 from unetlib.data.synthetic import write_synthetic_stack
 
 
-def run_cli(*args, cwd=None):
+def run_cli(*args, cwd=None, python_options=()):
     """Run ``python -m unetlib`` as a user would, in a fresh process."""
-    return subprocess.run([sys.executable, "-m", "unetlib", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
+    return subprocess.run([sys.executable, *python_options, "-m", "unetlib", *args],
+                          capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def imported_tensorflow(importtime_stderr: str) -> bool:
+    """Whether a process run with ``python -X importtime`` imported TensorFlow."""
+    return any(line.startswith("import time:") and line.split("|")[-1].strip() == "tensorflow"
+               for line in importtime_stderr.splitlines())
 
 
 def subcommands():
@@ -117,16 +123,32 @@ def test_check_train_predict_evaluate_from_the_command_line(tmp_path):
     run = tmp_path / "runs" / "tiny"
     train = run_cli("-q", "train", str(data), "--out", str(run), "--preset", "small",
                     "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "2",
-                    "--patch-size", "32", "--val-fraction", "0.25")
+                    "--patch-size", "32", "--val-fraction", "0.25",
+                    python_options=("-X", "importtime"))
     assert train.returncode == 0, train.stderr
     assert "trained 2 epoch(s)" in train.stdout
+    assert imported_tensorflow(train.stderr)  # training does
     assert {"model.keras", "config.json", "history.csv", "history.png", "metrics.json"} <= {
         path.name for path in run.iterdir()}
+    # The same request again is that run, another request into it is refused: both decided
+    # before TensorFlow loads.
+    same = run_cli("-q", "train", str(data), "--out", str(run), "--preset", "small",
+                   "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "2",
+                   "--patch-size", "32", "--val-fraction", "0.25",
+                   python_options=("-X", "importtime"))
+    assert same.returncode == 0 and "trained 2 epoch(s)" in same.stdout, same.stderr
+    assert not imported_tensorflow(same.stderr)
     again = run_cli("-q", "train", str(data), "--out", str(run), "--preset", "small",
                     "--epochs", "3", "--steps-per-epoch", "2", "--batch-size", "2",
-                    "--patch-size", "32", "--val-fraction", "0.25")
+                    "--patch-size", "32", "--val-fraction", "0.25",
+                    python_options=("-X", "importtime"))
     assert again.returncode == 2 and "holds a finished run" in again.stderr
-    assert "Traceback" not in again.stderr
+    assert "Traceback" not in again.stderr and not imported_tensorflow(again.stderr)
+    assert [line for line in again.stderr.splitlines()
+            if not line.startswith("import time:")] == [
+        f"error: {run}: holds a finished run (model.keras, last.keras, state.json, config.json, "
+        "history.csv, metrics.json, history.png). Choose another --out or pass --force to "
+        "replace it."]
 
     predict = run_cli("-q", "predict", str(run), str(data / "test"), "--out",
                       str(data / "results"), "--overlay")

@@ -276,15 +276,23 @@ def _keras_verbosity(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from unetlib.data.dataset import find_pairs
+    from unetlib.runs.request import reusable_run, training_request
 
-    # What needs no TensorFlow is checked before it loads (5-8 s): the settings and the
-    # data folder's frames and masks folders, as train checks them first.
+    # What needs no TensorFlow is decided before it loads (5-8 s), as train decides it
+    # first: the settings, the data folder, and the output folder (the same finished run
+    # is reused, another one refused). Fine-tuning's request includes its starting model,
+    # which only TensorFlow reads.
     config = _train_config(args).validate()
     find_pairs(args.data_dir)
-    from unetlib.runs.train import train  # TensorFlow
+    result = None
+    if config.init_from is None:
+        result = reusable_run(args.out, training_request(args.data_dir, config),
+                              resume=args.resume, force=args.force)
+    if result is None:
+        from unetlib.runs.train import train  # TensorFlow
 
-    result = train(args.data_dir, args.out, config, resume=args.resume,
-                   force=args.force, verbose=_keras_verbosity(args))
+        result = train(args.data_dir, args.out, config, resume=args.resume,
+                       force=args.force, verbose=_keras_verbosity(args))
     budget = " (stopped by --max-minutes)" if result.stopped_by_time_budget else ""
     print(f"trained {result.epochs_completed} epoch(s){budget}; best epoch {result.best_epoch}")
     if result.threshold is None:

@@ -16,16 +16,14 @@ from typing import Any
 
 from unetlib.core._tensorflow import keras
 from unetlib.core.config import DEFAULT_THRESHOLD
-from unetlib.core.errors import InputError
 from unetlib.core.io import atomic_path, read_json
-from unetlib.core.records import same_request
 from unetlib.runs.folder import EMPTY, FINISHED, INTERRUPTED, RESUMABLE, RUN_FILES, RunFolder
 from unetlib.runs.loaded import LoadedRun, load_run_model, loaded_run, model_file, organs_of
 from unetlib.runs.package import is_package, load_package
 
 __all__ = ["DEFAULT_THRESHOLD", "EMPTY", "FINISHED", "INTERRUPTED", "LoadedRun", "RESUMABLE",
            "RUN_FILES", "RunFolder", "load_run", "load_run_model", "loaded_run", "organs_of",
-           "read_run_config", "same_finished_run", "save_model"]
+           "read_run_config", "save_model"]
 
 def load_run(model_path_or_run_dir: str | os.PathLike[str]) -> LoadedRun:
     """Load a model with its normalisation, calibrated threshold and organ table.
@@ -56,22 +54,6 @@ def load_run(model_path_or_run_dir: str | os.PathLike[str]) -> LoadedRun:
 def read_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """A run folder's ``config.json``."""
     return read_json(RunFolder(run_dir).config)
-
-
-def same_finished_run(run_dir: Path, request: dict[str, Any]) -> bool:
-    """True when ``run_dir`` holds a finished run made from exactly ``request``.
-
-    Compared by :func:`unetlib.core.records.same_request`, so a finished run stays
-    reusable after a setting was added to or removed from unetlib.
-    """
-    folder = RunFolder(run_dir)
-    if folder.status != FINISHED or not folder.config.is_file():
-        return False
-    try:
-        stored = read_run_config(run_dir).get("request")
-    except InputError:
-        return False
-    return stored is not None and same_request(request, stored)
 
 
 def save_model(model: keras.Model, path: Path) -> None:

@@ -1,7 +1,9 @@
 """Train a U-Net on a data folder into a self-describing run folder.
 
 The run folder's files are described in :mod:`unetlib.runs.run`. :func:`train` goes through
-named steps: prepare the run folder (refuse, reuse, resume or replace it), load and
+named steps: resolve the request and decide on the run folder from it (reuse the same
+finished run, refuse another: :mod:`unetlib.runs.request`, free of TensorFlow so the
+command line decides before loading it), resume or replace it, load and
 split the pairs, build or resume the model, fit (checkpoints every epoch), calibrate on
 whole validation frames (binary runs choose their threshold; organ runs are scored per
 organ), finish (``metrics.json`` last). A data folder with ``organs.csv`` trains one
@@ -14,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import hashlib
 import logging
 import os
 import platform
@@ -27,23 +28,18 @@ import numpy as np
 from unetlib import __version__
 from unetlib.core._tensorflow import keras, tf
 from unetlib.core.config import (
-    BINARY_LOSSES,
-    ORGAN_LOSSES,
     ModelConfig,
     PipelineConfig,
     TrainConfig,
-    auto_loss,
     to_dict,
 )
 from unetlib.core.errors import InputError, Interrupted, OutputError, ParameterError, describe
-from unetlib.core.io import atomic_path, read_csv, read_image, read_json, write_json
+from unetlib.core.io import atomic_path, read_image, read_json, write_json
 from unetlib.core.locking import output_lock
-from unetlib.core.records import as_record
 from unetlib.core.resources import require_memory, training_memory_bytes
 from unetlib.core.runtime_report import runtime_record
-from unetlib.data.dataset import find_pairs
 from unetlib.data.frames import recorded_laser_count, recorded_lasers
-from unetlib.data.organs import OrganTable, find_organ_table, organ_table_path
+from unetlib.data.organs import OrganTable
 from unetlib.nn.frame_scores import frame_metrics, organ_frame_metrics
 from unetlib.nn.metrics import get_loss, organ_training_metrics, training_metrics
 from unetlib.nn.model import build_unet, make_optimizer
@@ -57,7 +53,17 @@ from unetlib.nn.pipeline import (
 from unetlib.nn.sliding_window import organ_classes, predict_probabilities
 from unetlib.runs.callbacks import FrameValidation, RunRecorder, logged_fields
 from unetlib.runs.finetune import StartingPoint, set_encoder_trainable, starting_point
-from unetlib.runs.run import FINISHED, RunFolder, read_run_config, same_finished_run
+from unetlib.runs.request import (
+    TrainingRequest,
+    TrainResult,
+    data_fingerprint,
+    existing_run_error,
+    load_history,
+    load_result,
+    reusable_run,
+    training_request,
+)
+from unetlib.runs.run import FINISHED, RunFolder, read_run_config
 from unetlib.viz.plots import plot_history
 
 logger = logging.getLogger(__name__)
@@ -65,59 +71,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["TrainResult", "calibrate_threshold", "data_fingerprint", "load_result", "train"]
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainResult:
-    """What :func:`train` produced.
-
-    Attributes
-    ----------
-    run_dir, model_path : Path
-        The run folder and its best model (``model.keras``).
-    history : list of dict
-        One row per epoch (the rows of ``history.csv``, as numbers).
-    best_epoch : int
-        1-based epoch whose weights are in ``model.keras``.
-    best_val_dice : float
-        Validation Dice (tiles, threshold 0.5) of that epoch.
-    threshold : float or None
-        Threshold maximising the mean validation Dice over whole frames (binary runs;
-        None for organ runs, whose classes are the most probable one per pixel).
-    val_dice : float
-        Mean per-frame validation Dice at ``threshold`` (organ runs: mean over organs).
-    epochs_completed : int
-    stopped_by_time_budget : bool
-        True when ``max_minutes`` ended training before ``epochs``.
-    seconds : float
-        Wall-clock time of this call.
-    metrics : dict
-        The content of ``metrics.json``.
-    """
-
-    run_dir: Path
-    model_path: Path
-    history: list[dict[str, float]]
-    best_epoch: int
-    best_val_dice: float
-    threshold: float | None
-    val_dice: float
-    epochs_completed: int
-    stopped_by_time_budget: bool
-    seconds: float
-    metrics: dict[str, Any]
-
-
 # --- run-folder helpers -----------------------------------------------------------------
-
-def data_fingerprint(paths: list[Path], root: Path) -> str:
-    """sha256 over the relative names and bytes of ``paths`` (order-independent)."""
-    digest = hashlib.sha256()
-    for path in sorted(paths, key=lambda p: str(p.relative_to(root)) if p.is_relative_to(root)
-                       else str(p)):
-        name = str(path.relative_to(root)) if path.is_relative_to(root) else path.name
-        digest.update(name.encode("utf-8") + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
-
 
 def _versions() -> dict[str, str]:
     import PIL
@@ -127,42 +81,6 @@ def _versions() -> dict[str, str]:
             "tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__,
             "tifffile": tifffile.__version__, "pillow": PIL.__version__,
             "platform": platform.platform()}
-
-
-def _request(config: TrainConfig, fingerprint: str,
-             organs: OrganTable | None) -> dict[str, Any]:
-    """What a run was asked to compute: the resolved config, the data fingerprint and the
-    organ table. Equal requests produce equivalent runs."""
-    request = {"config": to_dict(config), "fingerprint": fingerprint}
-    if organs is not None:
-        request["organs"] = organs.to_rows()
-    return as_record(request)
-
-
-def load_result(run_dir: str | os.PathLike[str]) -> TrainResult:
-    """Read a finished run folder back as a :class:`TrainResult` (no training).
-
-    Raises
-    ------
-    InputError
-        When the folder holds no finished run (``metrics.json`` missing).
-    """
-    run_dir = Path(run_dir)
-    if not RunFolder(run_dir).metrics.is_file():
-        raise InputError(describe(run_dir, "holds no finished training run (metrics.json is "
-                                  "missing)", "Train into it first, or resume it."))
-    metrics = read_json(RunFolder(run_dir).metrics)
-    return TrainResult(run_dir=run_dir, model_path=RunFolder(run_dir).model,
-                       history=_history_rows(RunFolder(run_dir).history),
-                       best_epoch=int(metrics["best_epoch"]),
-                       best_val_dice=float(metrics.get("best_val_dice",
-                                                       metrics.get("best_val_dice_tiles"))),
-                       threshold=None if metrics.get("threshold") is None
-                       else float(metrics["threshold"]),
-                       val_dice=float(metrics["val_dice_at_threshold"]),
-                       epochs_completed=int(metrics["epochs_completed"]),
-                       stopped_by_time_budget=bool(metrics["stopped_by_time_budget"]),
-                       seconds=0.0, metrics=metrics)
 
 
 def _check_run_folder(run_dir: Path, config: TrainConfig, *, resume: bool,
@@ -210,11 +128,7 @@ def _check_run_folder(run_dir: Path, config: TrainConfig, *, resume: bool,
                        "it again", run_dir)
         return None, present
     if present and not force:
-        raise OutputError(describe(run_dir, ("holds a finished run" if finished else
-                                             "holds an unfinished run") + f" ({', '.join(present)})",
-                                   "Choose another --out, continue it with --resume, or pass "
-                                   "--force to replace it." if not finished else
-                                   "Choose another --out or pass --force to replace it."))
+        raise existing_run_error(run_dir)
     return None, present
 
 
@@ -229,14 +143,6 @@ def _refuse_other_sizes(run_dir: Path, config: TrainConfig) -> None:
                                           f"resuming it with {flag} {asked} would mix them",
                                           f"Resume with {flag} {stored[name]}, or start again "
                                           "with --force and no --resume."))
-
-
-def _history_rows(path: Path) -> list[dict[str, float]]:
-    if not path.is_file():
-        return []
-    return [{key: int(float(value)) if key == "epoch" else float(value)
-             for key, value in row.items() if value not in ("", None)}
-            for row in read_csv(path)]
 
 
 def calibrate_threshold(probabilities: list[np.ndarray], masks: list[np.ndarray],
@@ -316,67 +222,23 @@ def train(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     data_dir = Path(data_dir)
     run_dir = Path(out_dir)
     deadline = started + 60.0 * config.max_minutes if config.max_minutes else None
-    organs = find_organ_table(data_dir)
-    config = config.for_task(organs is not None)
-    config = dataclasses.replace(config, loss=_resolve_loss(config, organs, data_dir))
-
-    pair_paths = find_pairs(data_dir)
-    fingerprint = data_fingerprint([path for pair in pair_paths for path in pair], data_dir)
+    request = training_request(data_dir, config)
     start = None
     if config.init_from is not None:
-        channels = _channels_of(pair_paths[0][0]) if pair_paths else config.model.input_channels
-        start = starting_point(config.init_from, channels=channels, organs=organs,
-                               data_dir=data_dir, requested=config.model)
-        # The starting model's architecture, with the optimiser asked for (fine-tuning
-        # often wants a lower learning rate); its features expect inputs scaled as they
-        # were learnt, so its normalisation too.
-        model = dataclasses.replace(start.model_config, optimizer=config.model.optimizer,
-                                    learning_rate=config.model.learning_rate)
-        config = dataclasses.replace(config, model=model, normalize=start.normalize)
-    config = dataclasses.replace(config, checkpoint=config.kept_checkpoint())
-    request = _request(config, fingerprint, organs)
-    if start is not None:
-        request["init_sha256"] = start.sha256
-    if not force and not resume and same_finished_run(run_dir, request):
-        logger.info("%s already holds this run (same parameters and data): reusing it",
-                    run_dir)
-        return load_result(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise OutputError(describe(run_dir, "exists and is not a folder",
-                                   "Give a run folder path for --out."))
-    _refuse_run_in_data(run_dir, data_dir)
+        pairs = request.pair_paths
+        channels = _channels_of(pairs[0][0]) if pairs else request.asked.model.input_channels
+        start = starting_point(config.init_from, channels=channels, organs=request.organs,
+                               data_dir=data_dir, requested=request.asked.model)
+        request = request.starting_from(start)
+    reused = reusable_run(run_dir, request, resume=resume, force=force)
+    if reused is not None:
+        return reused
     with output_lock(run_dir):
         try:
-            return _train_locked(data_dir, run_dir, config, organs, fingerprint, request,
-                                 started, deadline, start, resume=resume, force=force,
-                                 verbose=verbose)
+            return _train_locked(run_dir, request, started, deadline, start, resume=resume,
+                                 force=force, verbose=verbose)
         except KeyboardInterrupt:
             raise _interrupted(run_dir) from None
-
-
-def _refuse_run_in_data(run_dir: Path, data_dir: Path) -> None:
-    """Refuse a run folder that is the data folder or lies in its frames, masks or test
-    frames: its files would be read as data next time, or break the folder."""
-    run, data = run_dir.resolve(), data_dir.resolve()
-    if run == data or any(run.is_relative_to(data / part) for part in ("train", "test")):
-        raise OutputError(describe(run_dir, f"is inside the data folder {data_dir}",
-                                   "Give --out a folder outside it, e.g. runs/<name>."))
-
-
-def _resolve_loss(config: TrainConfig, organs: OrganTable | None, data_dir: Path) -> str:
-    """``auto`` -> the loss for the data and network; a binary loss for organs (or back) is
-    refused."""
-    loss = config.loss
-    if loss == "auto":
-        return auto_loss(organs is not None, config.model)
-    if organs is not None and loss in BINARY_LOSSES:
-        raise ParameterError(describe(organ_table_path(data_dir), f"loss={loss} is invalid for "
-                                      "several organs", "Use ce, ce+dice or edge-ce+dice "
-                                      "(or auto)."))
-    if organs is None and loss in ORGAN_LOSSES:
-        raise ParameterError(describe(data_dir, f"loss={loss} is invalid for binary masks (no "
-                                      "organs.csv)", "Use bce or bce+dice (or auto)."))
-    return loss
 
 
 def _interrupted(run_dir: Path) -> Interrupted:
@@ -411,11 +273,12 @@ def _channels_of(frame: Path) -> int:
     return 1 if image.ndim == 2 else int(image.shape[-1])
 
 
-def _train_locked(data_dir: Path, run_dir: Path, config: TrainConfig,
-                  organs: OrganTable | None, fingerprint: str, request: dict[str, Any],
-                  started: float, deadline: float | None, start: StartingPoint | None, *,
+def _train_locked(run_dir: Path, request: TrainingRequest, started: float,
+                  deadline: float | None, start: StartingPoint | None, *,
                   resume: bool, force: bool, verbose: int) -> TrainResult:
     """The steps of :func:`train` that run while holding the run folder's lock."""
+    data_dir, config, organs = request.data_dir, request.config, request.organs
+    fingerprint = request.fingerprint
     saved_state, replaced = _check_run_folder(run_dir, config, resume=resume, force=force)
     data = _load_data(data_dir, config)
     model_config = _model_config(config, data, organs, run_dir, resuming=saved_state is not None)
@@ -432,8 +295,8 @@ def _train_locked(data_dir: Path, run_dir: Path, config: TrainConfig,
     model, state, history, elapsed_before = _build_or_resume(run_dir, config, organs,
                                                              saved_state, fingerprint, data_dir,
                                                              start)
-    run_config = _run_config(run_dir, data_dir, config, organs, data, fingerprint, request,
-                             model, resumed=saved_state is not None)
+    run_config = _run_config(run_dir, data_dir, config, organs, data, fingerprint,
+                             request.record, model, resumed=saved_state is not None)
     if start is not None:
         run_config["init_from"] = {"model": str(start.source.resolve()), "sha256": start.sha256,
                                    "freeze_encoder_epochs": config.freeze_encoder_epochs}
@@ -525,7 +388,7 @@ def _build_or_resume(run_dir: Path, config: TrainConfig, organs: OrganTable | No
                                   "Start a new run, or pass --force to replace this one."))
     model = keras.saving.load_model(RunFolder(run_dir).last)
     initial_epoch = int(saved_state["epochs_completed"])
-    history = _history_rows(RunFolder(run_dir).history)[:initial_epoch]
+    history = load_history(RunFolder(run_dir).history)[:initial_epoch]
     logger.info("resuming %s at epoch %d", run_dir, initial_epoch + 1)
     return (model, {**saved_state, "finished": False}, history,
             float(saved_state.get("elapsed_seconds", 0.0)))
