@@ -262,7 +262,8 @@ def _train_config(args: argparse.Namespace):
               "checkpoint_minutes")
              if getattr(args, name) is not None}
     return TrainConfig(model=model,
-                       augment=augment_preset(args.augment), pipeline=PipelineConfig(**pipeline),
+                       augment=None if args.augment is None else augment_preset(args.augment),
+                       pipeline=PipelineConfig(**pipeline),
                        deterministic=args.deterministic,
                        init_from=getattr(args, "init_from", None),
                        freeze_encoder_epochs=getattr(args, "freeze_encoder", 0), **given)
@@ -642,9 +643,10 @@ def _add_training_options(parser) -> None:
                              "filters, the default before 2026-11), classic (the original "
                              "recipe), small (quick looks) "
                              "(default: by task, default without organs.csv, organs with it)")
-    parser.add_argument("--augment", choices=preset_names(), default="default",
-                        help="augmentation preset; original = the Keras 2 recipe's settings "
-                             "(default: default)")
+    parser.add_argument("--augment", choices=preset_names(),
+                        help="augmentation preset; original = the Keras 2 recipe's settings, "
+                             "organs = stronger intensity jitter (default: organs for "
+                             "organs.csv data with the organs network, else default)")
     parser.add_argument("--loss", choices=LOSSES,
                         help="bce or bce+dice for binary masks; ce, ce+dice (soft Dice "
                              "averaged over organs) or edge-ce+dice (the same, cross-entropy "

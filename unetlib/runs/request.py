@@ -17,7 +17,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from unetlib.core.config import BINARY_LOSSES, ORGAN_LOSSES, TrainConfig, auto_loss, to_dict
+from unetlib.core.config import (
+    BINARY_LOSSES,
+    ORGAN_LOSSES,
+    TrainConfig,
+    auto_augment,
+    auto_loss,
+    to_dict,
+)
 from unetlib.core.errors import InputError, OutputError, ParameterError, describe
 from unetlib.core.io import read_csv, read_json
 from unetlib.core.records import as_record, same_request
@@ -207,7 +214,10 @@ def training_request(data_dir: str | os.PathLike[str], config: TrainConfig) -> T
     data_dir = Path(data_dir)
     organs = find_organ_table(data_dir)
     config = config.for_task(organs is not None)
-    config = dataclasses.replace(config, loss=resolve_loss(config, organs, data_dir))
+    augment = (config.augment if config.augment is not None
+               else auto_augment(organs is not None, config.model))
+    config = dataclasses.replace(config, loss=resolve_loss(config, organs, data_dir),
+                                 augment=augment)
     pair_paths = find_pairs(data_dir)
     fingerprint = data_fingerprint([path for pair in pair_paths for path in pair], data_dir)
     return TrainingRequest(data_dir, config, organs, pair_paths, fingerprint)
