@@ -263,7 +263,7 @@ demo = True                        # the synthetic demo: its ground truth stands
 """ + f'{truth_name} = "{truth_default}"'.ljust(33) + """  # truth masks of the test frames, for scoring; "" if none
 """ + ('preset = ""'.ljust(35) + '# network; "": by task ("default" for one foreground, "organs" with organs.csv); or "wide", "classic", "small"' if gray else
        'preset = "default"'.ljust(35) + '# network; the demo\'s easy organs need only "default"; "": by task ("organs" with organs.csv, for real acquisitions); or "wide", "classic", "small"') + """
-augment = "default"                # augmentation preset: "default", "original" or "none"
+augment = "default"                # augmentation preset: "default", "organs" (stronger intensity jitter), "original" or "none"; "": by task ("organs" for organs.csv with the "organs" network)
 """ + (f'loss = "{demo_train.loss}"'.ljust(35) + '# "auto": bce (binary masks) or edge-ce+dice (organs.csv); or "bce+dice", "ce", "ce+dice"' if gray else
        f'loss = "{demo_train.loss}"'.ljust(35) + '# the demo\'s easy organs: plain ce+dice; "auto": edge-ce+dice for organs.csv (real acquisitions), bce for binary masks; or "ce"') + """
 """ + f"epochs = {epochs}".ljust(35) + """# training epochs
@@ -286,7 +286,7 @@ feature_levels = ["down0", "down2", "bottleneck", "up0"]  # U-Net levels to show
 annotate_demo({data_name}, demo=demo)
 truth_dir = demo_test_truth({data_name}, {truth_name}, demo=demo)
 pipeline = PipelineConfig(batch_size=batch_size, patch_size=patch_size, val_fraction=val_fraction, seed=seed)
-config = TrainConfig(model=model_preset(preset) if preset else None, augment=augment_preset(augment), pipeline=pipeline, loss=loss,
+config = TrainConfig(model=model_preset(preset) if preset else None, augment=augment_preset(augment) if augment else None, pipeline=pipeline, loss=loss,
                      epochs=epochs, steps_per_epoch=steps_per_epoch, max_minutes=max_minutes or None)
 result = train({data_name}, {run_name}, config, force=force, verbose=2)
 print(f"{{result.epochs_completed}} epochs, best {{result.best_epoch}}: validation Dice {{result.val_dice:.3f}}",
