@@ -140,7 +140,7 @@ from unetlib import (
 data1d_dir = "../demo/data1d"      # grayscale data folder (train/frames + train/masks)
 data3d_dir = "../demo/data3d"      # 3-channel data folder (train/frames + train/masks)
 demo = True                        # the synthetic demo: its ground truth stands in for GIMP masks; False for your data
-augment = "default"                # augmentation preset: "default", "original" (Keras 2 recipe) or "none"
+augment = "default"                # augmentation preset: "default", "organs" (stronger intensity jitter: what organ data train with), "original" (Keras 2 recipe) or "none"
 patch_size = 256                   # side of the training patches, pixels (multiple of 16)
 batch_size = 8                     # patches per batch
 foreground_share = 0.5             # share of patches centred on the organ, 0..1
