@@ -1,7 +1,8 @@
 """What a training is asked to compute, and what is decided from it before any training.
 
-A request is the resolved config (the task's network and loss, the checkpoint rule), the
-data fingerprint and the organ table: equal requests produce equivalent runs. From it,
+A request is the resolved config (the task's network, loss and augmentation, the
+checkpoint rule), the data fingerprint and the organ table: equal requests produce
+equivalent runs. From it,
 :func:`reusable_run` decides what :func:`unetlib.runs.train.train` does first: return the
 finished run of the same request as it is, or refuse an output folder that holds another
 run, is a file, or lies in the data. Kept free of TensorFlow so the command line answers a
