@@ -32,7 +32,8 @@ from unetlib.core._tensorflow import keras  # noqa: E402
 from unetlib.core.config import PipelineConfig, augment_preset, model_preset  # noqa: E402
 from unetlib.core.io import read_image  # noqa: E402
 from unetlib.core.runtime_report import runtime_line  # noqa: E402
-from unetlib.nn.metrics import get_loss, training_metrics  # noqa: E402
+from unetlib.nn.losses import get_loss  # noqa: E402
+from unetlib.nn.metrics import training_metrics  # noqa: E402
 from unetlib.nn.model import build_unet, make_optimizer  # noqa: E402
 from unetlib.nn.pipeline import load_pairs, make_training_dataset  # noqa: E402
 

@@ -31,7 +31,8 @@ import numpy as np  # noqa: E402
 from unetlib.core._tensorflow import keras, tf  # noqa: E402
 from unetlib.core.config import model_preset  # noqa: E402
 from unetlib.core.runtime_report import runtime_line  # noqa: E402
-from unetlib.nn.metrics import get_loss, training_metrics  # noqa: E402
+from unetlib.nn.losses import get_loss  # noqa: E402
+from unetlib.nn.metrics import training_metrics  # noqa: E402
 from unetlib.nn.model import build_unet, make_optimizer  # noqa: E402
 from unetlib.nn.sliding_window import predict_probabilities  # noqa: E402
 

@@ -21,17 +21,15 @@ from unetlib.nn.frame_scores import (
     precision,
     recall,
 )
-from unetlib.nn.metrics import (
-    DiceMetric,
-    IoUMetric,
+from unetlib.nn.losses import (
     bce_dice_loss,
     ce_dice_loss,
     edge_ce_dice_loss,
     get_loss,
     outline_band,
     soft_dice_loss,
-    training_metrics,
 )
+from unetlib.nn.metrics import DiceMetric, IoUMetric, training_metrics
 
 # 4x4 example: truth has 4 foreground pixels, prediction 3, overlapping in 2.
 TRUTH = np.array([[1, 1, 0, 0],
