@@ -19,21 +19,21 @@ from unetlib.runs.train import train
 pytestmark = pytest.mark.slow
 
 # The budget is a third of a real run's (400 steps of batch 8 on 128-pixel patches), so the
-# small organs are still learning: measured (AMD EPYC, AVX-512, 2 cores), Dice on held-out
-# frames of the training mice / the unseen mouse, with today's defaults (the outline-weighted
-# loss, the "organs" augmentation, organ holes filled; CPU family 25), seed 0: liver 0.995 /
-# 0.990, kidney 0.731 / 0.823, spleen 0.904 / 0.915, bladder 0.777 / 0.874; seed 1: 0.996 /
-# 0.996, 0.322 / 0.424, 0.958 / 0.964, 0.482 / 0.511. With the default augmentation, seed 0:
-# 0.992 / 0.993, 0.664 / 0.794, 0.914 / 0.914, 0.579 / 0.607; seed 1: 0.997 / 0.996, 0.396 /
-# 0.638, 0.965 / 0.973, 0.508 / 0.589 (with ce+dice too, seed 0 0.982 / 0.983, 0.608 / 0.772,
-# 0.872 / 0.891, 0.502 / 0.527; seed 1 0.995 / 0.996, 0.634 / 0.605, 0.955 / 0.960, 0.602 /
-# 0.567: at a third of the budget the kidney is the noisiest organ, whatever the recipe).
-# Half-size frames or 96-pixel patches at this budget left
-# the bladder or the kidney unlearnt (Dice 0.0-0.16), so the case is full size. The floors
-# catch an organ that is no longer learnt at this budget, with room for the spread between
-# seeds and machines.
-FLOORS = {"seen": {"liver": 0.90, "kidney": 0.30, "spleen": 0.60, "bladder": 0.25},
-          "unseen": {"liver": 0.90, "kidney": 0.30, "spleen": 0.60, "bladder": 0.25}}
+# small organs are still learning: measured (AMD EPYC, AVX-512, 2 cores, CPU family 25), Dice
+# on held-out frames of the training mice / the unseen mouse, with today's defaults (the
+# outline-weighted loss, the "organs" augmentation, organ holes filled, the kept model
+# corrected for the patches' class frequencies x0.75), seed 0: liver 0.996 / 0.995, kidney
+# 0.410 / 0.404, spleen 0.886 / 0.865, bladder 0.609 / 0.562; seed 1: 0.995 / 0.996, 0.298 /
+# 0.357, 0.961 / 0.972, 0.485 / 0.493. The same trainings uncorrected (last.keras): kidney
+# 0.518 / 0.497 and 0.382 / 0.434, the other organs within 0.02; an earlier training of seed
+# 0 uncorrected had kidney 0.731 / 0.823: at a third of the budget the kidney is the
+# noisiest organ, whatever the recipe, and the correction, which trims every organ's
+# uncertain rim, trims most where the model is least sure. Half-size frames or 96-pixel
+# patches at this budget left the bladder or the kidney unlearnt (Dice 0.0-0.16), so the
+# case is full size. The floors catch an organ that is no longer learnt at this budget
+# (unlearnt: 0.00-0.16), with room for the spread between seeds, runs and machines.
+FLOORS = {"seen": {"liver": 0.90, "kidney": 0.20, "spleen": 0.60, "bladder": 0.25},
+          "unseen": {"liver": 0.90, "kidney": 0.20, "spleen": 0.60, "bladder": 0.25}}
 
 
 @pytest.fixture(scope="module")

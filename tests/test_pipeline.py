@@ -12,7 +12,9 @@ from unetlib.core.errors import InputError, OutputError, ParameterError
 from unetlib.core.io import read_image, write_image
 from unetlib.nn.pipeline import (
     Pair,
+    class_frequencies,
     load_pairs,
+    log_prior_shift,
     make_training_dataset,
     make_validation_dataset,
     split_pairs,
@@ -171,6 +173,27 @@ def test_foreground_share_keeps_small_organs_in_the_patches(tmp_path, augment):
     with_organ_off = np.mean(masks_off.reshape(24, -1).max(axis=1) > 0)
     assert with_organ_on == 1.0
     assert with_organ_off < 0.25  # a 32-pixel patch meets a 6x6 organ in ~3 % of 200x200
+
+
+def test_class_frequencies_of_the_patches_are_those_the_sampler_draws(tmp_path):
+    """The computed share of each class in the training patches matches the share in
+    patches drawn by the pipeline (no geometric augmentation: the computation leaves rotation
+    and zoom out), and exceeds the frames' share when patches are centred on organs."""
+    pairs = load_pairs(make_folder(tmp_path / "discs", count=3, size=(90, 120), organ_radius=9))
+    pipeline = dataclasses.replace(SMALL, foreground_share=0.5)
+    frames, patches = class_frequencies(pairs, pipeline, classes=2)
+    whole = np.mean([pair.mask.mean() for pair in pairs])
+    assert frames[1] == pytest.approx(whole) and frames.sum() == pytest.approx(1.0)
+    _, masks = take_samples(pairs, pipeline, augment_preset("none"), count=600)
+    drawn = masks.mean()
+    assert patches[1] == pytest.approx(drawn, rel=0.15), (patches, drawn)
+    assert patches[1] > 2 * frames[1]
+    shift = log_prior_shift(pairs, pipeline, classes=2)
+    assert shift[1] == pytest.approx(np.log(patches[1] / frames[1]), abs=1e-3) and shift[0] < 0
+    assert log_prior_shift(pairs, pipeline, classes=2, strength=0.5)[1] == pytest.approx(
+        shift[1] / 2, abs=1e-3)
+    # A class the frames lack is left alone.
+    assert log_prior_shift(pairs, pipeline, classes=3)[2] == 0.0
 
 
 def test_8_and_16_bit_frames_of_one_scene_look_the_same_to_the_network(tmp_path):

@@ -83,6 +83,7 @@ def test_train_writes_a_complete_run_folder(finished_run, data_dir, tmp_path):
     assert len(config["data"]["fingerprint"]) == 64
     assert {"tensorflow", "keras", "numpy"} <= set(config["versions"])
     assert config["normalize"]["method"] == "percentile"
+    assert config["log_prior_shift"] is None  # one foreground: the threshold is calibrated
     metrics = read_json(run_dir / "metrics.json")
     # The threshold is the grid's best on the validation frames; the best epoch the one
     # with the highest Dice on whole validation frames, and the checkpoint kept is that
@@ -148,6 +149,29 @@ def test_a_decaying_learning_rate_keeps_the_last_epoch(data_dir, tmp_path):
     for kept_weights, last_weights in zip(kept.get_weights(), last.get_weights()):
         np.testing.assert_array_equal(kept_weights, last_weights)
     assert read_json(tmp_path / "run" / "config.json")["train"]["checkpoint"] == "last"
+
+
+def test_organ_model_is_kept_with_the_frames_class_frequencies(organ_run, tmp_path):
+    """model.keras answers for whole frames: each class's odds against the background are
+    those of the network as trained (last.keras) divided by how much more often the class
+    fills the organ-centred patches than the frames (the shift config.json records)."""
+    keep_last = dataclasses.replace(TINY, epochs=1, steps_per_epoch=2, checkpoint="last")
+    result = train(organ_run["root"] / "data", tmp_path / "run", keep_last, verbose=0)
+    config = read_json(result.run_dir / "config.json")
+    assert config["train"]["prior_correction"] == TrainConfig().prior_correction > 0
+    shift = np.array(config["log_prior_shift"])
+    kept = keras.saving.load_model(result.run_dir / "model.keras", compile=False)
+    trained = keras.saving.load_model(result.run_dir / "last.keras", compile=False)
+    frame = np.random.default_rng(0).random((1, 32, 32, 1)).astype(np.float32)
+    odds_kept, odds_trained = (np.log(model.predict_on_batch(frame)[0])
+                               for model in (kept, trained))
+    odds_kept, odds_trained = (odds - odds[..., :1] for odds in (odds_kept, odds_trained))
+    np.testing.assert_allclose(odds_kept - odds_trained,
+                               np.broadcast_to(-(shift - shift[0]), odds_kept.shape), atol=1e-4)
+    assert shift[0] < 0 < min(shift[1:])
+    # Validation scored the model as it was kept.
+    assert result.val_dice == pytest.approx(read_json(result.run_dir / "metrics.json")[
+        "val_dice_at_threshold"], abs=1e-6)
 
 
 @pytest.mark.slow
@@ -299,6 +323,10 @@ def test_a_small_multi_organ_model_learns_every_organ(organ_run, tmp_path):
         "liver", "kidney", "bladder"}
     header = read_csv(run / "history.csv")[0]
     assert {"val_dice_liver", "val_dice_kidney", "val_dice_bladder"} <= set(header)
+    # Trained on the frames' class frequencies: organ-centred patches show every organ more
+    # often than the frames do (shift > 0), the background less.
+    shift = read_json(run / "config.json")["log_prior_shift"]
+    assert len(shift) == 4 and shift[0] < 0 < min(shift[1:]), shift
     written = predict_folder(run, root / "data" / "test", tmp_path / "pred", progress=False)
     assert (tmp_path / "pred" / "organs.csv") in written
     report = evaluate_folders(tmp_path / "pred", root / "truth")

@@ -258,8 +258,8 @@ def _train_config(args: argparse.Namespace):
                 ("batch_size", "patch_size", "val_fraction", "seed")
                 if getattr(args, name) is not None}
     given = {name: getattr(args, name) for name in
-             ("epochs", "steps_per_epoch", "loss", "max_minutes", "checkpoint",
-              "checkpoint_minutes")
+             ("epochs", "steps_per_epoch", "loss", "prior_correction", "max_minutes",
+              "checkpoint", "checkpoint_minutes")
              if getattr(args, name) is not None}
     return TrainConfig(model=model,
                        augment=None if args.augment is None else augment_preset(args.augment),
@@ -653,6 +653,11 @@ def _add_training_options(parser) -> None:
                              "weighted 5x along organ outlines) with organs.csv; auto picks "
                              "bce, or for organs edge-ce+dice with the organs network and "
                              f"ce+dice with another (default: {train_defaults.loss})")
+    parser.add_argument("--prior-correction", type=float, metavar="F",
+                        help="organs: how much the loss corrects for organs filling more of "
+                             "the organ-centred training patches than of the frames, 0 (none: "
+                             "organs come out about a pixel too wide) to 1 (default: "
+                             f"{train_defaults.prior_correction})")
     parser.add_argument("--lr", type=float, help="learning rate (default: the preset's)")
     parser.add_argument("--val-fraction", type=float,
                         help=f"share of frames held out for validation, 0 < F < 1 "

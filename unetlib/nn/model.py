@@ -8,6 +8,11 @@ sides are multiples of ``2**depth`` (:mod:`unetlib.nn.sliding_window` pads them)
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
 from unetlib.core._tensorflow import keras
 from unetlib.core.config import MODEL_PRESETS, ModelConfig, model_preset
 
@@ -151,3 +156,42 @@ def _all_layers(model: keras.Model):
             yield from _all_layers(layer)
         else:
             yield layer
+
+
+@contextlib.contextmanager
+def class_prior_shifted(model: keras.Model, log_shift: Sequence[float] | None
+                        ) -> Iterator[keras.Model]:
+    """The organ model with ``log_shift`` subtracted from its class scores while the block
+    runs (exactly restored after): what it would answer for frames whose classes are
+    ``exp(log_shift)`` times rarer than in the patches it learnt from.
+
+    Organ-centred training patches show every organ several times more often than whole
+    frames do, and a network learns those frequencies: where an outline is uncertain it
+    answers "organ", so on whole frames each organ comes out about a pixel too wide all
+    round. Subtracting log(patch share / frame share) from the scores before the softmax
+    is Bayes' rule for the frames' frequencies (logit adjustment, Menon et al., ICLR 2021).
+    Training saves the kept checkpoint so (:class:`unetlib.runs.callbacks.RunRecorder`),
+    so every later stage predicts with it and needs nothing more. None: the model as it is.
+
+    Examples
+    --------
+    >>> from unetlib.core.config import model_preset
+    >>> model = build_unet(model_preset("small", classes=2, input_channels=1))
+    >>> frame = np.ones((1, 16, 16, 1), np.float32)
+    >>> before = model.predict_on_batch(frame)[0, 0, 0]
+    >>> with class_prior_shifted(model, [0.0, np.log(4.0)]):
+    ...     after = model.predict_on_batch(frame)[0, 0, 0]
+    >>> ratio = (after[1] / after[0]) / (before[1] / before[0])  # the organ's odds, / 4
+    >>> print(round(float(ratio), 3), np.allclose(model.predict_on_batch(frame)[0, 0, 0], before))
+    0.25 True
+    """
+    if log_shift is None:
+        yield model
+        return
+    bias = model.get_layer("class_probabilities").bias
+    original = keras.ops.convert_to_numpy(bias)
+    bias.assign(original - np.asarray(log_shift, dtype=original.dtype))
+    try:
+        yield model
+    finally:
+        bias.assign(original)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from unetlib.core._tensorflow import tf
 from unetlib.core.config import AugmentConfig, NormalizeConfig, PipelineConfig
@@ -255,6 +256,79 @@ def make_training_dataset(pairs: Sequence[Pair], pipeline: PipelineConfig = Pipe
             .batch(pipeline.batch_size, drop_remainder=True)
             .prefetch(tf.data.AUTOTUNE)
             .with_options(options))
+
+
+def class_frequencies(pairs: Sequence[Pair], pipeline: PipelineConfig, classes: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """How much of the frames, and of the training patches drawn from them, each class fills.
+
+    The patches' share is the expectation under the sampler of :func:`make_training_dataset`,
+    computed rather than drawn: a frame uniformly, then a share ``foreground_share`` of the
+    patches centred on an organ present in it (each organ equally likely, then one of its
+    pixels, jittered), the rest anywhere the patch fits. The class content of a patch centred
+    at each pixel is a box filter of the class map (frame borders reflected, as the sampler
+    fills them), and the jitter a second box filter; rotation and zoom are left out.
+
+    Parameters
+    ----------
+    pairs : sequence of Pair
+        The training frames; masks hold classes ``0 .. classes - 1``.
+    pipeline : PipelineConfig
+    classes : int
+        Background included.
+
+    Returns
+    -------
+    frames, patches : ndarray of shape (classes,)
+        Each class's share of the frames' pixels (all pixels pooled) and of the patches'.
+
+    Examples
+    --------
+    >>> labels = np.zeros((64, 64, 1), np.uint8)
+    >>> labels[28:36, 28:36] = 1  # one small organ: 1.6 % of the frame
+    >>> pair = Pair(stem="0", image=np.zeros((64, 64, 1), np.float32), mask=labels,
+    ...             frame_path=Path("0.png"), mask_path=Path("0.png"))
+    >>> frames, patches = class_frequencies([pair], PipelineConfig(patch_size=32), classes=2)
+    >>> print(frames.round(3), patches.round(3))
+    [0.984 0.016] [0.942 0.058]
+    """
+    frame_counts = np.zeros(classes)
+    patch_shares = np.zeros(classes)
+    size = pipeline.patch_size
+    jitter = 2 * int(pipeline.foreground_jitter * size) + 1
+    for pair in pairs:
+        labels = pair.mask[..., 0]
+        frame_counts += np.bincount(labels.ravel(), minlength=classes)[:classes]
+        window = np.stack([ndimage.uniform_filter((labels == k).astype(np.float32), size,
+                                                  mode="reflect") for k in range(classes)], -1)
+        height, width = labels.shape
+        low = [min((size - 1) // 2, (n - 1) // 2) for n in (height, width)]
+        high = [max(n - 1 - size // 2, lo) for n, lo in zip((height, width), low)]
+        uniform = window[low[0]:high[0] + 1, low[1]:high[1] + 1].mean(axis=(0, 1))
+        present = [k for k in range(1, classes) if (labels == k).any()]
+        if present and pipeline.foreground_share > 0:
+            jittered = np.stack([ndimage.uniform_filter(window[..., k], jitter, mode="reflect")
+                                 for k in range(classes)], -1)
+            on_organ = np.mean([jittered[labels == k].mean(axis=0) for k in present], axis=0)
+            share = pipeline.foreground_share
+            patch_shares += share * on_organ + (1.0 - share) * uniform
+        else:
+            patch_shares += uniform
+    return frame_counts / max(frame_counts.sum(), 1.0), patch_shares / max(len(pairs), 1)
+
+
+def log_prior_shift(pairs: Sequence[Pair], pipeline: PipelineConfig, classes: int, *,
+                    strength: float = 1.0) -> list[float]:
+    """``strength`` x log(patch share / frame share) per class (:func:`class_frequencies`):
+    what :class:`unetlib.nn.losses.PriorShiftedLoss` adds to the log-probabilities.
+
+    A class absent from the frames gets 0.
+    """
+    frames, patches = class_frequencies(pairs, pipeline, classes)
+    present = (frames > 0) & (patches > 0)
+    shift = np.where(present, np.log(np.where(present, patches, 1.0))
+                     - np.log(np.where(present, frames, 1.0)), 0.0)
+    return [round(float(strength * value), 4) for value in shift]
 
 
 def largest_useful_patch(pairs: Sequence[Pair], multiple: int = 16) -> int:

@@ -21,6 +21,7 @@ from unetlib.core.io import atomic_path, write_csv, write_json
 from unetlib.data.organs import OrganTable
 from unetlib.nn.frame_scores import frame_metrics, organ_frame_metrics
 from unetlib.nn.metrics import metric_name
+from unetlib.nn.model import class_prior_shifted
 from unetlib.nn.sliding_window import organ_classes, predict_probabilities
 from unetlib.runs.run import RunFolder, save_model
 
@@ -48,17 +49,26 @@ class FrameValidation(keras.callbacks.Callback):
         Their masks: 0/1, or organ classes 0 .. N.
     organs : OrganTable or None
         The run's organs; None for one foreground (scored at threshold 0.5).
+    log_prior_shift : list of float or None
+        Organ runs: the shift the kept checkpoint is saved with
+        (:func:`unetlib.nn.model.class_prior_shifted`), so frames are scored as it predicts.
     """
 
     def __init__(self, images: list[np.ndarray], masks: list[np.ndarray],
-                 organs: OrganTable | None) -> None:
+                 organs: OrganTable | None, log_prior_shift: list[float] | None = None) -> None:
         super().__init__()
         self.images = images
         self.masks = masks
         self.organs = organs
+        self.log_prior_shift = log_prior_shift
 
     def scores(self) -> dict[str, float]:
-        """The whole-frame validation scores of the model as it is now."""
+        """The whole-frame validation scores of the model as it is now (as the kept
+        checkpoint would be saved)."""
+        with class_prior_shifted(self.model, self.log_prior_shift):
+            return self._scores()
+
+    def _scores(self) -> dict[str, float]:
         if self.organs is None:
             dice = [frame_metrics(predict_probabilities(self.model, image) >= 0.5, mask)["dice"]
                     for image, mask in zip(self.images, self.masks)]
@@ -85,13 +95,16 @@ class RunRecorder(keras.callbacks.Callback):
     previous checkpoint loadable) and the state needed by ``--resume`` must change in the
     same step as the checkpoint it describes. The kept checkpoint (``model.keras``) is the
     one with the highest :data:`CRITERION`, which :class:`FrameValidation` (listed before
-    this callback) adds to the logs, or with ``keep_last`` the last epoch.
+    this callback) adds to the logs, or with ``keep_last`` the last epoch. With
+    ``log_prior_shift`` (organ runs), ``model.keras`` is saved with the frames' class
+    frequencies (:func:`unetlib.nn.model.class_prior_shifted`); ``last.keras``, where a
+    resumed run continues, stays as trained.
     """
 
     def __init__(self, run_dir: Path, history: list[dict[str, float]], state: dict,
                  fields: tuple[str, ...], started: float, elapsed_before: float,
                  deadline: float | None, epoch_seconds: float | None = None, *,
-                 keep_last: bool = False):
+                 keep_last: bool = False, log_prior_shift: list[float] | None = None):
         super().__init__()
         self.run_dir = run_dir
         self.folder = RunFolder(run_dir)
@@ -103,6 +116,7 @@ class RunRecorder(keras.callbacks.Callback):
         self.deadline = deadline
         self.epoch_seconds = epoch_seconds
         self.keep_last = keep_last
+        self.log_prior_shift = log_prior_shift
         self.stopped_by_time_budget = False
         self.ended_epoch_early = False
         self.epoch_started = started
@@ -155,9 +169,9 @@ class RunRecorder(keras.callbacks.Callback):
         save_model(self.model, self.folder.last)
         if self.keep_last or (not math.isnan(score) and score > self.state["best_val_dice"]):
             self.state.update(best_val_dice=score, best_epoch=epoch + 1)
-            _copy_checkpoint(self.folder.last, self.folder.model)
+            self._keep()
         elif not (self.folder.model).exists():
-            _copy_checkpoint(self.folder.last, self.folder.model)
+            self._keep()
             self.state.update(best_epoch=epoch + 1)
         write_csv(self.folder.history, self.history, history_fields(self.fields),
                   overwrite=True)
@@ -169,6 +183,16 @@ class RunRecorder(keras.callbacks.Callback):
             self.state.update(epochs_completed=epoch + 1, epoch_steps_done=0)
         self.state["elapsed_seconds"] = row["elapsed_seconds"]
         write_json(self.folder.state, self.state, overwrite=True)
+
+
+    def _keep(self) -> None:
+        """This epoch becomes ``model.keras``: a copy of ``last.keras``, or the model saved
+        with its class prior shifted."""
+        if self.log_prior_shift is None:
+            _copy_checkpoint(self.folder.last, self.folder.model)
+            return
+        with class_prior_shifted(self.model, self.log_prior_shift):
+            save_model(self.model, self.folder.model)
 
 
 def _copy_checkpoint(source: Path, destination: Path) -> None:

@@ -41,11 +41,13 @@ from unetlib.core.runtime_report import runtime_record
 from unetlib.data.frames import recorded_laser_count, recorded_lasers
 from unetlib.data.organs import OrganTable
 from unetlib.nn.frame_scores import frame_metrics, organ_frame_metrics
-from unetlib.nn.metrics import get_loss, organ_training_metrics, training_metrics
+from unetlib.nn.losses import get_loss
+from unetlib.nn.metrics import organ_training_metrics, training_metrics
 from unetlib.nn.model import build_unet, make_optimizer
 from unetlib.nn.pipeline import (
     check_patch_size,
     load_pairs,
+    log_prior_shift,
     make_training_dataset,
     make_validation_dataset,
     split_pairs,
@@ -266,6 +268,7 @@ class _Data:
     train: list
     val: list
     channels: int
+    log_prior_shift: list[float] | None = None
 
 
 def _channels_of(frame: Path) -> int:
@@ -281,6 +284,11 @@ def _train_locked(run_dir: Path, request: TrainingRequest, started: float,
     fingerprint = request.fingerprint
     saved_state, replaced = _check_run_folder(run_dir, config, resume=resume, force=force)
     data = _load_data(data_dir, config)
+    if organs is not None and config.prior_correction:
+        # Organ-centred patches show organs more often than frames do: model.keras is saved
+        # with the frames' class frequencies (class_prior_shifted).
+        data.log_prior_shift = log_prior_shift(data.train, config.pipeline, organs.classes,
+                                               strength=config.prior_correction)
     model_config = _model_config(config, data, organs, run_dir, resuming=saved_state is not None)
     config = dataclasses.replace(config, model=model_config)
     if replaced:
@@ -421,6 +429,7 @@ def _run_config(run_dir: Path, data_dir: Path, config: TrainConfig, organs: Orga
         "created": created,
         "parameters": int(model.count_params()),
         "threshold": None,
+        "log_prior_shift": data.log_prior_shift,
         "request": request,
     }
 
@@ -441,10 +450,12 @@ def _fit(model: keras.Model, run_dir: Path, config: TrainConfig, organs: OrganTa
     epoch_seconds = (60.0 * config.checkpoint_minutes
                      if deadline is not None and config.checkpoint_minutes else None)
     frame_validation = FrameValidation([pair.image for pair in data.val],
-                                       [pair.mask[..., 0] for pair in data.val], organs)
+                                       [pair.mask[..., 0] for pair in data.val], organs,
+                                       data.log_prior_shift)
     recorder = RunRecorder(run_dir, history, state, logged_fields(organs), started,
                            elapsed_before, deadline, epoch_seconds,
-                           keep_last=config.checkpoint == "last")
+                           keep_last=config.checkpoint == "last",
+                           log_prior_shift=data.log_prior_shift)
     logger.info("training %s (%d parameters%s) on %d frames, validating on %d", model.name,
                 model.count_params(), "" if organs is None else f", organs {organs.names}",
                 len(data.train), len(data.val))
