@@ -654,9 +654,10 @@ def _add_training_options(parser) -> None:
                              "bce, or for organs edge-ce+dice with the organs network and "
                              f"ce+dice with another (default: {train_defaults.loss})")
     parser.add_argument("--prior-correction", type=float, metavar="F",
-                        help="organs: how much the loss corrects for organs filling more of "
-                             "the organ-centred training patches than of the frames, 0 (none: "
-                             "organs come out about a pixel too wide) to 1 (default: "
+                        help="organs: how much the kept model (model.keras) is corrected for "
+                             "organs filling more of the organ-centred training patches than "
+                             "of the frames, 0 (none: organs come out about a pixel too wide) "
+                             "to 1 (default: "
                              f"{train_defaults.prior_correction})")
     parser.add_argument("--lr", type=float, help="learning rate (default: the preset's)")
     parser.add_argument("--val-fraction", type=float,

@@ -298,18 +298,19 @@ def class_frequencies(pairs: Sequence[Pair], pipeline: PipelineConfig, classes: 
     jitter = 2 * int(pipeline.foreground_jitter * size) + 1
     for pair in pairs:
         labels = pair.mask[..., 0]
-        frame_counts += np.bincount(labels.ravel(), minlength=classes)[:classes]
-        window = np.stack([ndimage.uniform_filter((labels == k).astype(np.float32), size,
-                                                  mode="reflect") for k in range(classes)], -1)
+        members = [labels == k for k in range(classes)]
+        frame_counts += [member.sum() for member in members]
+        window = np.stack([ndimage.uniform_filter(member.astype(np.float32), size,
+                                                  mode="reflect") for member in members], -1)
         height, width = labels.shape
         low = [min((size - 1) // 2, (n - 1) // 2) for n in (height, width)]
         high = [max(n - 1 - size // 2, lo) for n, lo in zip((height, width), low)]
         uniform = window[low[0]:high[0] + 1, low[1]:high[1] + 1].mean(axis=(0, 1))
-        present = [k for k in range(1, classes) if (labels == k).any()]
+        present = [k for k in range(1, classes) if members[k].any()]
         if present and pipeline.foreground_share > 0:
             jittered = np.stack([ndimage.uniform_filter(window[..., k], jitter, mode="reflect")
                                  for k in range(classes)], -1)
-            on_organ = np.mean([jittered[labels == k].mean(axis=0) for k in present], axis=0)
+            on_organ = np.mean([jittered[members[k]].mean(axis=0) for k in present], axis=0)
             share = pipeline.foreground_share
             patch_shares += share * on_organ + (1.0 - share) * uniform
         else:
@@ -320,7 +321,8 @@ def class_frequencies(pairs: Sequence[Pair], pipeline: PipelineConfig, classes: 
 def log_prior_shift(pairs: Sequence[Pair], pipeline: PipelineConfig, classes: int, *,
                     strength: float = 1.0) -> list[float]:
     """``strength`` x log(patch share / frame share) per class (:func:`class_frequencies`):
-    what :class:`unetlib.nn.losses.PriorShiftedLoss` adds to the log-probabilities.
+    what :func:`unetlib.nn.model.class_prior_shifted` subtracts from the kept model's class
+    scores.
 
     A class absent from the frames gets 0.
     """
