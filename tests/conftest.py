@@ -41,11 +41,16 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_line(f"browser screenshots in {SCREENSHOTS}: {', '.join(shots)}")
 
 
-# The files that take longest, longest first (pytest --durations=0, AMD EPYC, 2 cores,
-# 2026-12-04): handed out first. A stale list costs only a worse schedule.
-LONGEST_FIRST = ("test_notebooks.py", "test_hardening_2.py", "test_browser.py", "test_faults.py",
-                 "test_train.py", "test_learning.py", "test_crossval.py", "test_study.py",
-                 "test_environment.py", "test_quantify.py", "test_export.py", "test_cli.py")
+# The files that take longest, longest first (summed test durations of a fresh clone's
+# make test, AMD EPYC CPU family 25, 2 cores, 2026-12-06): handed out first, down to those
+# of ~15 s, so that the last files handed out are short and both test processes finish
+# together (a 36 s file handed out last kept one process busy 37 s after the other ended).
+# A stale list costs only a worse schedule.
+LONGEST_FIRST = ("test_learning.py", "test_hardening_2.py", "test_browser.py", "test_train.py",
+                 "test_notebooks.py", "test_crossval.py", "test_study.py", "test_faults.py",
+                 "test_export.py", "test_cli.py", "test_environment.py", "test_napari.py",
+                 "test_finetune.py", "test_study_analysis.py", "test_demo_study.py",
+                 "test_runtime.py", "test_bad_inputs.py", "test_hardening.py", "test_isbi.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
