@@ -102,9 +102,11 @@ def test_demo_stack_split_and_pick_from_the_command_line(tmp_path):
     assert split.returncode == 0, split.stderr
     assert len(list((tmp_path / "split" / "laser4").iterdir())) == 5
     pick = run_cli("pick-frames", str(tmp_path / "demo" / "stack.tif"), "--count", "3",
-                   "--channels", "3", "--out", str(tmp_path / "data3d"))
+                   "--channels", "3", "--out", str(tmp_path / "data3d"),
+                   python_options=("-X", "importtime"))
     assert pick.returncode == 0, pick.stderr
     assert "picked cycles [0, 2, 4]" in pick.stdout
+    assert not imported_tensorflow(pick.stderr)  # spreading frames needs no model
     repeated = run_cli("pick-frames", str(tmp_path / "demo" / "stack.tif"), "--count", "3",
                        "--out", str(tmp_path / "data3d"), "--channels", "3")
     assert repeated.returncode == 0 and "nothing to do" in repeated.stderr

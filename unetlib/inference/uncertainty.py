@@ -22,6 +22,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -45,9 +46,13 @@ from unetlib.data.frames import pick_frames as pick_spread_or_diverse
 from unetlib.data.normalize import normalize_image
 from unetlib.data.organs import find_organ_table, organ_table_path
 from unetlib.data.stack import LaserStack
-from unetlib.nn.model import model_input_channels
-from unetlib.nn.sliding_window import predict_probabilities_batch
-from unetlib.runs.run import LoadedRun, load_run
+
+if TYPE_CHECKING:
+    from unetlib.runs.run import LoadedRun
+
+# Imports inside functions are lazy: only ranking by a model needs TensorFlow; picking by
+# spread or diversity (pick_frames' default, notebook 01, ``pick-frames``) and
+# mean_entropy do not, and would otherwise wait 4-5 s for it to load.
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +103,8 @@ def uncertainty_scores(run: LoadedRun, stack: LaserStack, cycles: Sequence[int],
     -------
     ndarray of shape (len(cycles),), float
     """
+    from unetlib.nn.sliding_window import predict_probabilities_batch
+
     scores = []
     chunks = [list(cycles[i:i + CHUNK]) for i in range(0, len(cycles), CHUNK)]
     for chunk in progress_bar(chunks, description=f"scoring cycles ({CHUNK} a step)",
@@ -223,6 +230,9 @@ def pick_uncertain(stacks: LaserStack | Sequence[LaserStack], data_dir: Path,
         The run's input channels differ from the frames asked for, or too few cycles
         are left to choose from.
     """
+    from unetlib.nn.model import model_input_channels
+    from unetlib.runs.run import load_run
+
     stacks = [stacks] if isinstance(stacks, LaserStack) else list(stacks)
     names = stack_labels([stack.path for stack in stacks])
     run = load_run(config.run)
