@@ -147,8 +147,8 @@ def test_the_package_exposes_its_entry_points_without_loading_tensorflow():
 def test_scoring_masks_and_refusing_a_missing_data_folder_do_not_load_tensorflow(tmp_path):
     """``evaluate`` compares folders of masks: numpy's work, so it answers in about a second
     (a missing folder too), not after TensorFlow's 5-8 s start; ``train`` and ``crossval``
-    name a missing data folder, ``predict``, ``quantify`` and ``export`` a missing run, before
-    loading it."""
+    name a missing data folder, ``predict``, ``quantify`` and ``export`` a missing run, and
+    ``study`` a missing sheet, before loading it."""
     import subprocess
     import sys
 
@@ -162,6 +162,8 @@ def test_scoring_masks_and_refusing_a_missing_data_folder_do_not_load_tensorflow
         "quantify": ["quantify", str(no_run), str(tmp_path / "a.tif"), "--out",
                      str(tmp_path / "q")],
         "export": ["export", str(no_run), "--out", str(tmp_path / "model.zip")],
+        "study": ["study", str(tmp_path / "study.csv"), "--run", str(no_run), "--out",
+                  str(tmp_path / "s")],
     }
     code = ("import sys\n"
             "import unetlib.inference.evaluate, unetlib.nn.frame_scores\n"
@@ -177,7 +179,9 @@ def test_scoring_masks_and_refusing_a_missing_data_folder_do_not_load_tensorflow
     frames_missing = f"error: {missing / 'train' / 'frames'}: folder not found"
     run_missing = f"error: {no_run}: model file or run folder not found"
     export_missing = f"error: {no_run}: run folder not found"
+    sheet_missing = f"error: {tmp_path / 'study.csv'}: file not found"
     for line, expected in zip(errors, (frames_missing, frames_missing, run_missing, run_missing,
-                                       export_missing)):
+                                       export_missing, sheet_missing)):
         assert line.startswith(expected), done.stderr
-    assert not any((tmp_path / name).exists() for name in ("run", "cv", "masks", "q", "model.zip"))
+    assert not any((tmp_path / name).exists()
+                   for name in ("run", "cv", "masks", "q", "model.zip", "s"))

@@ -39,8 +39,8 @@ from unetlib.core.errors import InputError, ParameterError, describe
 from unetlib.core.io import atomic_path, read_csv, write_csv, write_json
 from unetlib.study.compare import compare_groups, holm
 from unetlib.study.nca import baseline_corrected, curve_nca
-from unetlib.study.quantify import stack_output_dir
 from unetlib.study.report import figure_png, write_report
+from unetlib.study.results_folder import CYCLES_FILE, INTENSITIES_FILE, stack_output_dir
 from unetlib.study.sheet import StudyMouse, StudySheet
 from unetlib.viz.study_figures import plot_group_curves
 
@@ -157,7 +157,7 @@ def analyse_study(sheet: StudySheet, quantify_dir: str | os.PathLike[str],
     failed = {Path(stack).resolve(): error for stack, error in (failed or {}).items()}
     curves, left_out = {}, {}
     for mouse in sheet.mice:
-        intensities = stack_output_dir(quantify_dir, mouse.stack) / "intensities.csv"
+        intensities = stack_output_dir(quantify_dir, mouse.stack) / INTENSITIES_FILE
         if mouse.stack.resolve() in failed or not intensities.is_file():
             left_out[mouse.mouse] = failed.get(mouse.stack.resolve(), f"{intensities} is missing")
             continue
@@ -226,7 +226,7 @@ def trust_rows(sheet: StudySheet, quantify_dir: str | os.PathLike[str],
         organ_cycles = cycles * len({organ for organ, _ in curves[mouse.mouse]})
         # QC flags an organ in a cycle for every laser alike: the share over all curves.
         share = float(np.mean(np.concatenate(flagged)))
-        cycles_csv = stack_output_dir(quantify_dir, mouse.stack) / "cycles.csv"
+        cycles_csv = stack_output_dir(quantify_dir, mouse.stack) / CYCLES_FILE
         entropy = math.nan
         note = ""
         if cycles_csv.is_file():

@@ -85,6 +85,7 @@ from unetlib.study.results_folder import (
     LABELS_FILE,
     RECORD_FILE,
     SUMMARY_FILE,
+    stack_output_dir,
 )
 from unetlib.viz.plots import plot_organ_curves
 
@@ -181,11 +182,6 @@ def model_input_lasers(run: LoadedRun, override: tuple[int, ...] | None = None
                                   "number(s) in channel order, e.g. "
                                   f"{','.join(str(n) for n in range(1, channels + 1))}."))
     return tuple(int(n) for n in recorded)
-
-
-def stack_output_dir(out_dir: str | os.PathLike[str], stack_path: str | os.PathLike[str]) -> Path:
-    """``<out>/<stack stem>``: where one stack's results go."""
-    return Path(out_dir) / Path(stack_path).stem
 
 
 # --- one stack --------------------------------------------------------------------------

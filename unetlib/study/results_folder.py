@@ -14,13 +14,18 @@ from typing import Any
 from unetlib.core.errors import InputError, describe
 
 __all__ = ["CYCLES_FILE", "INTENSITIES_FILE", "LABELS_FILE", "RECORD_FILE", "SUMMARY_FILE",
-           "is_results_folder", "read_results_record"]
+           "is_results_folder", "read_results_record", "stack_output_dir"]
 
 RECORD_FILE = "quantify.json"  # written last: a folder without it is unfinished
 LABELS_FILE = "labels.tif"
 INTENSITIES_FILE = "intensities.csv"
 SUMMARY_FILE = "summary.csv"
 CYCLES_FILE = "cycles.csv"
+
+
+def stack_output_dir(out_dir: str | os.PathLike[str], stack_path: str | os.PathLike[str]) -> Path:
+    """``<out>/<stack stem>``: where one stack's results go."""
+    return Path(out_dir) / Path(stack_path).stem
 
 
 def is_results_folder(path: str | os.PathLike[str]) -> bool:

@@ -59,9 +59,6 @@ def run_study(sheet_path: str | os.PathLike[str], run_path: str | os.PathLike[st
     InputError, ParameterError
         A bad sheet or setting: before any stack is read.
     """
-    # lazy: Dask loads only when a study quantifies (the sheet's errors come first).
-    from unetlib.study.cluster import quantify_study
-
     sheet = read_study_sheet(sheet_path)
     config = (config or StudyConfig()).validate()
     if config.reference is not None and config.reference not in sheet.groups:
@@ -70,6 +67,9 @@ def run_study(sheet_path: str | os.PathLike[str], run_path: str | os.PathLike[st
                                       "Give --reference one of them."))
     quantify = quantify or QuantifyConfig()
     _check_injections(sheet, quantify)
+    # lazy: TensorFlow (and Dask) load only once the sheet and settings are found good.
+    from unetlib.study.cluster import quantify_study
+
     out_dir = Path(out_dir)
     with output_lock(out_dir):
         quantified = quantify_study(run_path, [mouse.stack for mouse in sheet.mice],
