@@ -148,7 +148,7 @@ def test_scoring_masks_and_refusing_a_missing_data_folder_do_not_load_tensorflow
     """``evaluate`` compares folders of masks: numpy's work, so it answers in about a second
     (a missing folder too), not after TensorFlow's 5-8 s start; ``train`` and ``crossval``
     name a missing data folder, ``predict``, ``quantify`` and ``export`` a missing run, and
-    ``study`` a missing sheet, before loading it."""
+    ``study`` a missing sheet, ``propose`` a missing run, before loading it."""
     import subprocess
     import sys
 
@@ -164,6 +164,7 @@ def test_scoring_masks_and_refusing_a_missing_data_folder_do_not_load_tensorflow
         "export": ["export", str(no_run), "--out", str(tmp_path / "model.zip")],
         "study": ["study", str(tmp_path / "study.csv"), "--run", str(no_run), "--out",
                   str(tmp_path / "s")],
+        "propose": ["propose", str(no_run), str(missing)],
     }
     code = ("import sys\n"
             "import unetlib.inference.evaluate, unetlib.nn.frame_scores\n"
@@ -181,7 +182,7 @@ def test_scoring_masks_and_refusing_a_missing_data_folder_do_not_load_tensorflow
     export_missing = f"error: {no_run}: run folder not found"
     sheet_missing = f"error: {tmp_path / 'study.csv'}: file not found"
     for line, expected in zip(errors, (frames_missing, frames_missing, run_missing, run_missing,
-                                       export_missing, sheet_missing)):
+                                       export_missing, sheet_missing, run_missing)):
         assert line.startswith(expected), done.stderr
     assert not any((tmp_path / name).exists()
                    for name in ("run", "cv", "masks", "q", "model.zip", "s"))

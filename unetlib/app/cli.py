@@ -218,7 +218,10 @@ def _record_origins(data_dir: Path) -> None:
 
 
 def _cmd_propose(args: argparse.Namespace) -> int:
-    from unetlib.inference.proposals import propose_masks
+    from unetlib.runs.locate import find_model
+
+    find_model(args.run)  # a mistyped path is refused before TensorFlow loads (5-8 s)
+    from unetlib.inference.proposals import propose_masks  # TensorFlow
 
     result = propose_masks(args.run, args.data_dir, stems=args.frames or None, force=args.force,
                            progress=not args.quiet)
