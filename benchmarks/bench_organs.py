@@ -41,6 +41,11 @@ from unetlib.core.config import (  # noqa: E402
 from unetlib.core.runtime_report import runtime_line  # noqa: E402
 from unetlib.runs.train import train  # noqa: E402
 
+# The "organs" augmentation preset's intensity jitter (2-3x the default's): mice differ in
+# brightness, dye dose and vignetting more than the default jitter covers.
+ORGANS_JITTER = {name: getattr(augment_preset("organs"), name)
+                 for name in ("brightness", "contrast", "gamma", "noise_std")}
+
 # Recipe name -> (model preset, changes to it, augmentation changes, pipeline changes[,
 # training changes]).
 RECIPES: dict[str, tuple] = {
@@ -53,8 +58,7 @@ RECIPES: dict[str, tuple] = {
     "wide-flips-only": ("wide", {}, {"rotation_degrees": 0.0, "shift_fraction": 0.0,
                                      "shear_degrees": 0.0, "zoom_fraction": 0.0,
                                      "brightness": 0.0, "contrast": 0.0, "gamma": 0.0}, {}),
-    "wide-strong-intensity": ("wide", {}, {"brightness": 0.1, "contrast": 0.3,
-                                           "gamma": 0.3, "noise_std": 0.03}, {}),
+    "wide-strong-intensity": ("wide", {}, ORGANS_JITTER, {}),
     "wide-pose": ("wide", {}, {"rotation_degrees": 30.0, "zoom_fraction": 0.2}, {}),
     "wide-fg0.75": ("wide", {}, {}, {"foreground_share": 0.75}),
     "wide-24": ("wide", {"base_filters": 24}, {}, {}),
@@ -71,17 +75,13 @@ RECIPES: dict[str, tuple] = {
     # cross-entropy weighted 5x on the one-pixel band each side of every organ outline
     "wide-cosine-edge": ("wide", {"learning_rate_schedule": "cosine"}, {}, {},
                          {"loss": "edge-ce+dice"}),
-    # wide-cosine-edge with 2-3x the intensity jitter (the "organs" augmentation preset):
-    # mice differ in brightness, dye dose and vignetting
-    # more than the default jitter covers
-    "wide-cosine-edge-intensity": ("wide", {"learning_rate_schedule": "cosine"},
-                                   {"brightness": 0.1, "contrast": 0.3, "gamma": 0.3,
-                                    "noise_std": 0.03}, {}, {"loss": "edge-ce+dice"}),
+    # wide-cosine-edge with the "organs" intensity jitter: today's defaults for organ data
+    "wide-cosine-edge-intensity": ("wide", {"learning_rate_schedule": "cosine"}, ORGANS_JITTER,
+                                   {}, {"loss": "edge-ce+dice"}),
     # the same trained on the patches' class frequencies alone (no prior correction): the
     # defaults before it; organs came out about a pixel too wide all round
     "wide-cosine-edge-intensity-uncorrected": ("wide", {"learning_rate_schedule": "cosine"},
-                                               {"brightness": 0.1, "contrast": 0.3,
-                                                "gamma": 0.3, "noise_std": 0.03}, {},
+                                               ORGANS_JITTER, {},
                                                {"loss": "edge-ce+dice", "prior_correction": 0.0}),
     # no resampling of the masks: flips and 90-degree turns only, intensity jitter kept
     "wide-cosine-flips": ("wide", {"learning_rate_schedule": "cosine"},

@@ -184,7 +184,6 @@ class RunRecorder(keras.callbacks.Callback):
         self.state["elapsed_seconds"] = row["elapsed_seconds"]
         write_json(self.folder.state, self.state, overwrite=True)
 
-
     def _keep(self) -> None:
         """This epoch becomes ``model.keras``: a copy of ``last.keras``, or the model saved
         with its class prior shifted."""
